@@ -1,0 +1,66 @@
+//! The admin listener, on its own address: `/metrics` (Prometheus text format),
+//! `/healthz` (the process serves) and `/readyz` (the gateway can serve traffic; later
+//! issues add conditions such as "issuer keys fetched").
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::telemetry::Metrics;
+
+/// Whether the gateway is ready for traffic; shared with whoever can make it unready.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    ready: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+pub struct AdminApp {
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+}
+
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    let len = resp.body().len();
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    resp
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path();
+        match path {
+            "/metrics" => respond(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics.render(),
+            ),
+            "/healthz" => respond(200, "text/plain", b"ok\n".to_vec()),
+            "/readyz" if self.readiness.is_ready() => {
+                respond(200, "text/plain", b"ready\n".to_vec())
+            }
+            "/readyz" => respond(503, "text/plain", b"not ready\n".to_vec()),
+            _ => respond(404, "text/plain", b"not found\n".to_vec()),
+        }
+    }
+}

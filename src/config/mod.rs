@@ -1,0 +1,122 @@
+//! `gateway.yaml`: loading, `${ENV}` interpolation and validation into an immutable,
+//! typed [`Config`].
+//!
+//! Raw input ([`raw`]) is kept apart from checked settings (this file): nothing on the
+//! request path parses or re-checks configuration. Errors carry file, line, column and the
+//! key path, and never a configured value (values may be secrets).
+
+mod env;
+mod locate;
+mod raw;
+mod router;
+mod units;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use env::{interpolate, InterpolationError};
+pub use locate::Position;
+pub use router::{public_path_for, RouteMatch, Router};
+pub use units::{parse_duration, parse_size};
+
+/// The checked configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the MCP listener, e.g. `0.0.0.0:8080`.
+    pub listen: String,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_listen: String,
+    /// Proxy worker threads.
+    pub workers: usize,
+    /// Largest request body the gateway reads before refusing with 413.
+    pub max_body_bytes: usize,
+    pub routes: Vec<Arc<Route>>,
+}
+
+/// One `routes[]` entry.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    /// Lower-case host without port; `None` matches any host.
+    pub host: Option<String>,
+    /// Path prefix without a trailing slash (`/` only for the root route).
+    pub path_prefix: String,
+    /// The canonical resource URI of this route (the token audience, once auth lands).
+    pub public_url: Option<url::Url>,
+    pub upstream: Upstream,
+}
+
+/// Where a route's traffic goes.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub url: url::Url,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `Host` header value sent upstream (`host` or `host:port` when not the default port).
+    pub authority: String,
+    /// Path of the upstream URL without a trailing slash (empty for `/`).
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+}
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_MAX_BODY: usize = 4 << 20;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub position: Option<Position>,
+    /// Key path such as `routes[1].upstream.url`; empty for the whole document.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(p) = self.position {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The outcome of checking a file: a config, plus warnings worth telling an operator.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Reads and checks a configuration file.
+pub fn load_file(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: name.clone(),
+            position: None,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }]
+    })?;
+    load_str(&name, &text)
+}
+
+/// Checks configuration text; `file` names it in errors.
+pub fn load_str(file: &str, text: &str) -> Result<Loaded, Vec<ConfigError>> {
+    validate::validate(file, text)
+}

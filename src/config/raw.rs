@@ -1,0 +1,71 @@
+//! `gateway.yaml` as written: the serde model of version 1, before any checking.
+//!
+//! Every struct refuses unknown keys. Strings stay as written (with `${VAR}` references);
+//! `validate` expands and checks them into the typed [`super::Config`]. Blocks that later
+//! features implement are kept as opaque YAML here so that the validator can name them.
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub admin: Option<RawAdmin>,
+    /// Worker threads for the proxy; defaults to the number of CPUs.
+    pub workers: Option<usize>,
+    pub limits: Option<RawLimits>,
+    pub sessions: Option<Value>,
+    pub issuers: Option<Value>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest request body the gateway reads, e.g. `4MiB` or `65536`.
+    pub max_body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    pub public_url: Option<String>,
+    pub upstream: RawUpstream,
+    pub auth: Option<Value>,
+    pub upstream_auth: Option<Value>,
+    pub policy: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub path: String,
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    pub timeouts: Option<RawTimeouts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<String>,
+    pub read: Option<String>,
+    /// Read timeout for long-lived GET event streams (server-to-client channel).
+    pub stream_idle: Option<String>,
+}

@@ -1,0 +1,515 @@
+//! Turns `gateway.yaml` text into a checked [`Config`], collecting every error it can find
+//! (structure errors from serde stop at the first; semantic errors are all reported).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::locate::{Locations, Position};
+use super::raw::{RawConfig, RawRoute, RawTimeouts};
+use super::{
+    env, units, Config, ConfigError, Loaded, Route, Upstream, DEFAULT_ADMIN_LISTEN,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT,
+    DEFAULT_STREAM_IDLE_TIMEOUT,
+};
+
+pub(super) fn validate(file: &str, text: &str) -> Result<Loaded, Vec<ConfigError>> {
+    let locations = Locations::of(text);
+    let raw: RawConfig = parse_structure(file, text, &locations)?;
+    let mut checker = Checker {
+        file,
+        locations: &locations,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let config = checker.config(raw);
+    match config {
+        Some(config) if checker.errors.is_empty() => Ok(Loaded {
+            config,
+            warnings: checker.warnings,
+        }),
+        _ => Err(checker.errors),
+    }
+}
+
+fn parse_structure(
+    file: &str,
+    text: &str,
+    locations: &Locations,
+) -> Result<RawConfig, Vec<ConfigError>> {
+    if text.trim().is_empty() {
+        return Err(vec![ConfigError {
+            file: file.to_string(),
+            position: None,
+            path: String::new(),
+            message: "the file is empty: at least one route is needed".into(),
+        }]);
+    }
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = e.into_inner();
+        let position = inner
+            .location()
+            .map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            })
+            .or_else(|| locations.position_of(&path));
+        vec![ConfigError {
+            file: file.to_string(),
+            position,
+            message: strip_serde_position(&inner.to_string(), &path),
+            path,
+        }]
+    })
+}
+
+/// serde_yaml appends " at line L column C" and may prefix the path; we print both ourselves.
+fn strip_serde_position(message: &str, path: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    let message = message
+        .strip_prefix(path)
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or(message);
+    message.to_string()
+}
+
+struct Checker<'a> {
+    file: &'a str,
+    locations: &'a Locations,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            position: self.locations.position_of(path),
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Expands `${VAR}` references; on error records it and returns `None`.
+    fn expand(&mut self, path: &str, value: &str) -> Option<String> {
+        match env::interpolate(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(path, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, path: &str, value: &str) -> Option<String> {
+        let value = self.expand(path, value)?;
+        match value.parse::<SocketAddr>() {
+            Ok(_) => Some(value),
+            Err(_) => {
+                self.error(
+                    path,
+                    "expected an IP address and port such as `0.0.0.0:8080`",
+                );
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let listen = self.socket_addr("listen", raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN));
+        let admin_listen = self.socket_addr(
+            "admin.listen",
+            raw.admin
+                .as_ref()
+                .map_or(DEFAULT_ADMIN_LISTEN, |a| a.listen.as_str()),
+        );
+        if let (Some(l), Some(a)) = (&listen, &admin_listen) {
+            if l == a {
+                self.error("admin.listen", "must differ from `listen`");
+            }
+        }
+        let workers = match raw.workers {
+            Some(0) => {
+                self.error("workers", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let max_body_bytes = match raw.limits.as_ref().and_then(|l| l.max_body.as_deref()) {
+            None => DEFAULT_MAX_BODY,
+            Some(text) => match units::parse_size(text) {
+                Ok(0) => {
+                    self.error("limits.max_body", "must be more than 0");
+                    DEFAULT_MAX_BODY
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    self.error("limits.max_body", e);
+                    DEFAULT_MAX_BODY
+                }
+            },
+        };
+        for (key, present) in [
+            ("sessions", raw.sessions.is_some()),
+            ("issuers", raw.issuers.is_some()),
+        ] {
+            if present {
+                self.not_yet_supported(key);
+            }
+        }
+        if raw.routes.is_empty() {
+            self.error("routes", "at least one route is needed");
+        }
+        let routes: Vec<Arc<Route>> = raw
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| self.route(&format!("routes[{i}]"), r))
+            .map(Arc::new)
+            .collect();
+        self.check_unique(&routes);
+        for route in &routes {
+            self.warnings.push(format!(
+                "route `{}` is public: it has no `auth` block, so no token is required",
+                route.name
+            ));
+        }
+        Some(Config {
+            listen: listen?,
+            admin_listen: admin_listen?,
+            workers,
+            max_body_bytes,
+            routes,
+        })
+    }
+
+    fn not_yet_supported(&mut self, path: &str) {
+        self.error(
+            path,
+            "not yet supported by this version of drawbridge (the key is reserved by gateway.yaml v1)",
+        );
+    }
+
+    fn route(&mut self, at: &str, raw: &RawRoute) -> Option<Route> {
+        let name_ok = !raw.name.is_empty()
+            && raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            self.error(
+                &format!("{at}.name"),
+                "use letters, digits, `-`, `_` or `.` (the name is a metric label)",
+            );
+        }
+        for (key, present) in [
+            ("auth", raw.auth.is_some()),
+            ("upstream_auth", raw.upstream_auth.is_some()),
+            ("policy", raw.policy.is_some()),
+        ] {
+            if present {
+                self.not_yet_supported(&format!("{at}.{key}"));
+            }
+        }
+        let path_prefix = self.path_prefix(&format!("{at}.match.path"), &raw.matcher.path);
+        let host = match &raw.matcher.host {
+            None => None,
+            Some(h) => self.host(&format!("{at}.match.host"), h),
+        };
+        let public_url = match &raw.public_url {
+            None => None,
+            Some(u) => self.public_url(&format!("{at}.public_url"), u),
+        };
+        let upstream = self.upstream(at, raw);
+        Some(Route {
+            name: raw.name.clone(),
+            host,
+            path_prefix: path_prefix?,
+            public_url,
+            upstream: upstream?,
+        })
+    }
+
+    fn path_prefix(&mut self, at: &str, value: &str) -> Option<String> {
+        let value = self.expand(at, value)?;
+        if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
+            self.error(
+                at,
+                "must be an absolute path such as `/everything/mcp` (no query, fragment or spaces)",
+            );
+            return None;
+        }
+        let trimmed = value.trim_end_matches('/');
+        Some(if trimmed.is_empty() {
+            "/".to_string()
+        } else {
+            trimmed.to_string()
+        })
+    }
+
+    fn host(&mut self, at: &str, value: &str) -> Option<String> {
+        let value = self.expand(at, value)?.to_ascii_lowercase();
+        let ok = !value.is_empty()
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+        if !ok {
+            self.error(
+                at,
+                "must be a host name such as `mcp.example.com` (no scheme or port)",
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn public_url(&mut self, at: &str, value: &str) -> Option<url::Url> {
+        let value = self.expand(at, value)?;
+        let url = self.http_url(at, &value)?;
+        if url.query().is_some() {
+            self.error(at, "must not have a query");
+            return None;
+        }
+        Some(url)
+    }
+
+    /// An absolute http(s) URL with a host, no credentials and no fragment.
+    fn http_url(&mut self, at: &str, value: &str) -> Option<url::Url> {
+        let url = match url::Url::parse(value) {
+            Ok(u) => u,
+            Err(e) => {
+                self.error(at, format!("not a valid absolute URL ({e})"));
+                return None;
+            }
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            self.error(at, "the scheme must be http or https");
+            return None;
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            self.error(at, "the URL needs a host");
+            return None;
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            self.error(
+                at,
+                "credentials in the URL are not allowed: use upstream_auth instead",
+            );
+            return None;
+        }
+        if url.fragment().is_some() {
+            self.error(at, "must not have a fragment");
+            return None;
+        }
+        Some(url)
+    }
+
+    fn upstream(&mut self, at: &str, raw: &RawRoute) -> Option<Upstream> {
+        let timeouts = self.timeouts(&format!("{at}.upstream.timeouts"), &raw.upstream.timeouts);
+        let url_at = format!("{at}.upstream.url");
+        let value = self.expand(&url_at, &raw.upstream.url)?;
+        let url = self.http_url(&url_at, &value)?;
+        if url.query().is_some() {
+            self.error(&url_at, "must not have a query");
+            return None;
+        }
+        let host = url.host_str()?.trim_matches(['[', ']']).to_string();
+        let port = url.port_or_known_default()?;
+        let authority = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str()?),
+            None => url.host_str()?.to_string(),
+        };
+        let base_path = url.path().trim_end_matches('/').to_string();
+        let (connect_timeout, read_timeout, stream_idle_timeout) = timeouts;
+        Some(Upstream {
+            tls: url.scheme() == "https",
+            host,
+            port,
+            authority,
+            base_path,
+            connect_timeout,
+            read_timeout,
+            stream_idle_timeout,
+            url,
+        })
+    }
+
+    fn timeouts(
+        &mut self,
+        at: &str,
+        raw: &Option<RawTimeouts>,
+    ) -> (
+        std::time::Duration,
+        std::time::Duration,
+        std::time::Duration,
+    ) {
+        let mut pick = |key: &str, value: Option<&String>, default| match value {
+            None => default,
+            Some(text) => match units::parse_duration(text) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    self.error(&format!("{at}.{key}"), "must be more than 0");
+                    default
+                }
+                Err(e) => {
+                    self.error(&format!("{at}.{key}"), e);
+                    default
+                }
+            },
+        };
+        let raw = raw.as_ref();
+        (
+            pick(
+                "connect",
+                raw.and_then(|t| t.connect.as_ref()),
+                DEFAULT_CONNECT_TIMEOUT,
+            ),
+            pick(
+                "read",
+                raw.and_then(|t| t.read.as_ref()),
+                DEFAULT_READ_TIMEOUT,
+            ),
+            pick(
+                "stream_idle",
+                raw.and_then(|t| t.stream_idle.as_ref()),
+                DEFAULT_STREAM_IDLE_TIMEOUT,
+            ),
+        )
+    }
+
+    fn check_unique(&mut self, routes: &[Arc<Route>]) {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut matches: HashMap<(Option<&str>, &str), &str> = HashMap::new();
+        for (i, route) in routes.iter().enumerate() {
+            if let Some(first) = names.insert(&route.name, i) {
+                let _ = first;
+                self.error(
+                    &format!("routes[{i}].name"),
+                    format!("duplicate route name `{}`", route.name),
+                );
+            }
+            let key = (route.host.as_deref(), route.path_prefix.as_str());
+            if let Some(other) = matches.insert(key, &route.name) {
+                self.error(
+                    &format!("routes[{i}].match"),
+                    format!("same host and path as route `{other}`: one of them could never match"),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match validate("gw.yaml", text) {
+            Ok(_) => vec![],
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const GOOD: &str = "\
+listen: 127.0.0.1:8080
+admin:
+  listen: 127.0.0.1:9090
+routes:
+  - name: everything
+    match: { path: /everything/mcp/ }
+    upstream:
+      url: http://127.0.0.1:3001/mcp
+      timeouts: { connect: 2s, read: 30s }
+";
+
+    #[test]
+    fn a_good_file_gives_typed_settings() {
+        let loaded = validate("gw.yaml", GOOD).unwrap();
+        let route = &loaded.config.routes[0];
+        assert_eq!(route.path_prefix, "/everything/mcp");
+        assert_eq!(route.upstream.base_path, "/mcp");
+        assert_eq!(route.upstream.authority, "127.0.0.1:3001");
+        assert_eq!(route.upstream.connect_timeout.as_secs(), 2);
+        assert!(!route.upstream.tls);
+        assert_eq!(loaded.warnings.len(), 1, "public route warned about");
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let text = GOOD.replace("      url:", "      colour: red\n      url:");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("gw.yaml:8:"), "{}", errs[0]);
+        assert!(errs[0].contains("routes[0].upstream"), "{}", errs[0]);
+        assert!(errs[0].contains("unknown field `colour`"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_its_line() {
+        let text = GOOD
+            .replace("http://127.0.0.1:3001/mcp", "ftp://x/mcp")
+            .replace("listen: 127.0.0.1:8080", "listen: nowhere")
+            .replace("connect: 2s", "connect: 2 fortnights");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("gw.yaml:1:9: listen:")));
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with("gw.yaml:8:12: routes[0].upstream.url: the scheme")));
+        assert!(errs
+            .iter()
+            .any(|e| e.contains("routes[0].upstream.timeouts.connect")));
+    }
+
+    #[test]
+    fn missing_variable_is_named_and_no_value_is_printed() {
+        std::env::set_var("DRAWBRIDGE_TEST_UPSTREAM_HOST", "10.9.8.7");
+        let text = GOOD.replace(
+            "127.0.0.1:3001",
+            "${DRAWBRIDGE_TEST_UPSTREAM_HOST}:${DRAWBRIDGE_TEST_NOPE}",
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("`DRAWBRIDGE_TEST_NOPE` is not set"));
+        assert!(!errs[0].contains("10.9.8.7"));
+    }
+
+    #[test]
+    fn credentials_in_urls_are_refused_without_echoing_them() {
+        let text = GOOD.replace("http://127.0.0.1", "http://user:hunter2@127.0.0.1");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].contains("credentials in the URL"));
+        assert!(!errs[0].contains("hunter2"));
+    }
+
+    #[test]
+    fn duplicate_names_and_identical_matches_are_errors() {
+        let route = "  - name: everything\n    match: { path: /everything/mcp }\n    upstream: { url: http://127.0.0.1:1/ }\n";
+        let errs = errors(&format!("{GOOD}{route}"));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains("duplicate route name `everything`"));
+        assert!(errs[1].contains("same host and path as route `everything`"));
+    }
+
+    #[test]
+    fn later_blocks_are_named_as_not_yet_supported() {
+        let text = format!("{GOOD}    policy: {{ default: deny }}\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("routes[0].policy: not yet supported"));
+    }
+
+    #[test]
+    fn empty_file_and_no_routes() {
+        assert!(errors("")[0].contains("empty"));
+        assert!(errors("listen: 127.0.0.1:1\n")[0].contains("at least one route"));
+    }
+}

@@ -1,0 +1,14 @@
+//! drawbridge: an authorizing gateway for MCP servers, on Pingora.
+//!
+//! The request path (DESIGN.md): route → authenticate → inspect → authorize → session →
+//! credential → upstream, and back through list filtering, session sealing and metrics.
+//! `proxy` orchestrates the steps; each step lives in the module that owns it.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod mcp;
+pub mod proxy;
+pub mod refusal;
+pub mod server;
+pub mod telemetry;

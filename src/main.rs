@@ -1,0 +1,99 @@
+//! The `drawbridge` command: `run` (the default) and `validate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use drawbridge::config;
+use drawbridge::telemetry::logging::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "drawbridge",
+    version,
+    about = "An authorizing gateway for MCP servers"
+)]
+struct Cli {
+    /// Log line format (level from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value = "pretty", global = true)]
+    log_format: LogFormat,
+    /// Configuration file used when no subcommand is given.
+    #[arg(long, default_value = "gateway.yaml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve traffic (the default).
+    Run {
+        /// The gateway.yaml to serve.
+        #[arg(long, default_value = "gateway.yaml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file: prints `ok`, or every error and exits 2.
+    Validate {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Validate { file }) => validate(&file),
+        Some(Command::Run { config }) => run(&config, cli.log_format),
+        None => run(&cli.config, cli.log_format),
+    }
+}
+
+fn print_errors(errors: &[config::ConfigError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+}
+
+fn validate(file: &std::path::Path) -> ExitCode {
+    match config::load_file(file) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            print_errors(&errors);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(file: &std::path::Path, log_format: LogFormat) -> ExitCode {
+    logging::init(log_format);
+    let loaded = match config::load_file(file) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            print_errors(&errors);
+            return ExitCode::from(2);
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let server = match drawbridge::server::build(&loaded.config) {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(
+        listen = %loaded.config.listen,
+        admin = %loaded.config.admin_listen,
+        routes = loaded.config.routes.len(),
+        "drawbridge serving"
+    );
+    server.run_forever()
+}

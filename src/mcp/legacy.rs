@@ -1,0 +1,124 @@
+//! The legacy HTTP+SSE transport (MCP 2024-11-05): the upstream's GET stream announces,
+//! in an `endpoint` event, the URL the client must POST to. Behind a route whose prefix
+//! differs from the upstream path, that URL must be rewritten into the route's public
+//! path space, or the client would POST somewhere the gateway does not route.
+//!
+//! Only the first `endpoint` event is rewritten; after it the stream passes through
+//! untouched and without buffering.
+
+use crate::config::{public_path_for, Route};
+
+use super::sse::{event_type_and_data, with_data, EventSplitter};
+
+/// Rewrites the `endpoint` event of one legacy SSE stream.
+#[derive(Debug, Default)]
+pub struct EndpointRewriter {
+    splitter: EventSplitter,
+    done: bool,
+}
+
+impl EndpointRewriter {
+    /// Transforms one chunk of the stream; `end` flushes whatever is buffered.
+    pub fn rewrite(&mut self, route: &Route, chunk: &[u8], end: bool) -> Vec<u8> {
+        if self.done {
+            return chunk.to_vec();
+        }
+        let mut out = Vec::with_capacity(chunk.len() + 32);
+        for event in self.splitter.push(chunk) {
+            if self.done {
+                out.extend_from_slice(&event);
+                continue;
+            }
+            let (kind, data) = event_type_and_data(&event);
+            if kind != "endpoint" {
+                out.extend_from_slice(&event);
+                continue;
+            }
+            self.done = true;
+            match public_endpoint(route, data.trim()) {
+                Some(public) => out.extend_from_slice(&with_data(&event, &public)),
+                None => {
+                    tracing::warn!(
+                        route = %route.name,
+                        "upstream announced an endpoint outside its base path; forwarded unchanged"
+                    );
+                    out.extend_from_slice(&event);
+                }
+            }
+        }
+        if self.done || end {
+            out.extend_from_slice(&self.splitter.take_rest());
+        }
+        out
+    }
+}
+
+/// The announced endpoint as a path under the route, or `None` if it cannot be mapped.
+/// Relative references (`messages?x`) resolve against the rewritten stream URL on the
+/// client side and need no change.
+fn public_endpoint(route: &Route, announced: &str) -> Option<String> {
+    if let Ok(url) = url::Url::parse(announced) {
+        let upstream = &route.upstream.url;
+        let same_origin = url.scheme() == upstream.scheme()
+            && url.host_str() == upstream.host_str()
+            && url.port_or_known_default() == upstream.port_or_known_default();
+        if !same_origin {
+            return None;
+        }
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        return public_path_for(route, &path);
+    }
+    if announced.starts_with('/') {
+        return public_path_for(route, announced);
+    }
+    Some(announced.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, Router};
+
+    fn route() -> std::sync::Arc<Route> {
+        let text = "listen: 127.0.0.1:1\nadmin: { listen: 127.0.0.1:2 }\nroutes:\n  - { name: legacy, match: { path: /legacy }, upstream: { url: 'http://127.0.0.1:3001/' } }\n";
+        let config = load_str("t", text).unwrap().config;
+        Router::new(&config.routes)
+            .find(None, "/legacy")
+            .unwrap()
+            .route
+    }
+
+    #[test]
+    fn rewrites_the_endpoint_split_across_chunks() {
+        let route = route();
+        let mut r = EndpointRewriter::default();
+        let mut out = r.rewrite(&route, b": hi\n\nevent: endp", false);
+        out.extend(r.rewrite(
+            &route,
+            b"oint\r\ndata: /messages?sessionId=abc\r\n\r\nevent: message\ndata: {}\n\n",
+            false,
+        ));
+        out.extend(r.rewrite(&route, b"data: later\n\n", true));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            ": hi\n\nevent: endpoint\ndata: /legacy/messages?sessionId=abc\n\nevent: message\ndata: {}\n\ndata: later\n\n"
+        );
+    }
+
+    #[test]
+    fn absolute_upstream_urls_become_public_paths() {
+        let route = route();
+        assert_eq!(
+            public_endpoint(&route, "http://127.0.0.1:3001/messages?s=1").as_deref(),
+            Some("/legacy/messages?s=1")
+        );
+        assert_eq!(public_endpoint(&route, "http://elsewhere:1/messages"), None);
+        assert_eq!(
+            public_endpoint(&route, "messages?s=1").as_deref(),
+            Some("messages?s=1")
+        );
+    }
+}

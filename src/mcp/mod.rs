@@ -1,0 +1,7 @@
+//! MCP on the wire: JSON-RPC inspection of request bodies, server-sent events, and the
+//! legacy HTTP+SSE transport's endpoint rewriting. Pure functions and small state
+//! machines; nothing here knows about Pingora or does I/O.
+
+pub mod jsonrpc;
+pub mod legacy;
+pub mod sse;

@@ -1,0 +1,57 @@
+//! Per-request state, created by `new_ctx` and carried through every phase.
+
+use std::time::Instant;
+
+use crate::config::RouteMatch;
+use crate::mcp::jsonrpc::Inspected;
+use crate::mcp::legacy::EndpointRewriter;
+use crate::refusal::Refusal;
+
+/// How the response body is treated on its way to the client.
+#[derive(Debug, Default)]
+pub enum ResponseMode {
+    /// Bytes pass through untouched.
+    #[default]
+    PassThrough,
+    /// A GET event stream: the legacy transport's `endpoint` event is rewritten.
+    LegacyEndpoint(EndpointRewriter),
+}
+
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub started: Instant,
+    /// Set by the route step; every later phase relies on it.
+    pub route: Option<RouteMatch>,
+    /// The JSON-RPC content of a POST body, read before the upstream is contacted.
+    pub inspected: Option<Inspected>,
+    /// Length of the body the gateway read (and the upstream receives).
+    pub body_len: Option<usize>,
+    /// What the gateway answered instead of the upstream, if anything.
+    pub refusal: Option<Refusal>,
+    pub response_mode: ResponseMode,
+    /// True while this request holds an `active_streams` slot.
+    pub counted_stream: bool,
+    /// Kind of upstream failure, for the access log.
+    pub upstream_error: Option<&'static str>,
+}
+
+impl RequestCtx {
+    pub fn new() -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            route: None,
+            inspected: None,
+            body_len: None,
+            refusal: None,
+            response_mode: ResponseMode::PassThrough,
+            counted_stream: false,
+            upstream_error: None,
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

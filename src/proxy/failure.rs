@@ -1,0 +1,104 @@
+//! Which [`Refusal`] a Pingora error becomes, and how it is counted. Timeouts are 504,
+//! every other upstream failure 502; client-side failures get no answer when the client
+//! is gone.
+
+use pingora::{Error, ErrorSource, ErrorType};
+
+use crate::refusal::Refusal;
+
+/// The outcome of a failed proxy attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Answer the client with this refusal; `kind` labels upstream errors in metrics.
+    Respond {
+        refusal: Refusal,
+        upstream_kind: Option<&'static str>,
+    },
+    /// The client went away or broke the protocol mid-way: nothing can be answered.
+    ClientGone,
+    /// The client sent something unreadable (bad framing): 400.
+    BadClientRequest,
+}
+
+pub fn classify(e: &Error) -> Failure {
+    use ErrorType::*;
+    match e.esource() {
+        ErrorSource::Upstream => {
+            let (refusal, kind) = match e.etype() {
+                ConnectTimedout => (Refusal::UpstreamTimeout, "connect_timeout"),
+                TLSHandshakeTimedout => (Refusal::UpstreamTimeout, "tls_timeout"),
+                ReadTimedout => (Refusal::UpstreamTimeout, "read_timeout"),
+                WriteTimedout => (Refusal::UpstreamTimeout, "write_timeout"),
+                ConnectRefused => (Refusal::UpstreamUnreachable, "connect_refused"),
+                ConnectNoRoute | ConnectError | BindError | SocketError => {
+                    (Refusal::UpstreamUnreachable, "connect")
+                }
+                TLSHandshakeFailure | InvalidCert | TLSWantX509Lookup => {
+                    (Refusal::UpstreamUnreachable, "tls")
+                }
+                ConnectionClosed | ReadError | WriteError => {
+                    (Refusal::UpstreamUnreachable, "connection")
+                }
+                _ => (Refusal::UpstreamUnreachable, "protocol"),
+            };
+            Failure::Respond {
+                refusal,
+                upstream_kind: Some(kind),
+            }
+        }
+        ErrorSource::Downstream => match e.etype() {
+            ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout => {
+                Failure::ClientGone
+            }
+            _ => Failure::BadClientRequest,
+        },
+        ErrorSource::Internal | ErrorSource::Unset => match e.etype() {
+            // Pingora marks connect failures raised before a peer exists as internal.
+            ConnectTimedout => Failure::Respond {
+                refusal: Refusal::UpstreamTimeout,
+                upstream_kind: Some("connect_timeout"),
+            },
+            ConnectRefused | ConnectNoRoute | ConnectError => Failure::Respond {
+                refusal: Refusal::UpstreamUnreachable,
+                upstream_kind: Some("connect"),
+            },
+            _ => Failure::Respond {
+                refusal: Refusal::Internal,
+                upstream_kind: None,
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(t: ErrorType) -> Box<Error> {
+        Error::new_up(t)
+    }
+
+    #[test]
+    fn timeouts_are_504_and_others_502() {
+        assert_eq!(
+            classify(&upstream(ErrorType::ReadTimedout)),
+            Failure::Respond {
+                refusal: Refusal::UpstreamTimeout,
+                upstream_kind: Some("read_timeout")
+            }
+        );
+        assert_eq!(
+            classify(&upstream(ErrorType::ConnectRefused)),
+            Failure::Respond {
+                refusal: Refusal::UpstreamUnreachable,
+                upstream_kind: Some("connect_refused")
+            }
+        );
+    }
+
+    #[test]
+    fn client_failures_are_not_answered() {
+        let e = Error::new_down(ErrorType::ConnectionClosed);
+        assert_eq!(classify(&e), Failure::ClientGone);
+    }
+}

@@ -1,0 +1,325 @@
+//! The Pingora `ProxyHttp` implementation: one method per phase, each reading the
+//! request context, calling the step that owns the decision, and writing the context.
+//! The order of DESIGN.md's request path is the order of the methods below.
+//!
+//! Nothing here parses protocols or decides policy; see `config::Router` (route),
+//! `mcp` (inspect), `proxy::headers` (header hygiene) and `refusal` (error answers).
+
+mod body;
+mod ctx;
+mod failure;
+mod headers;
+
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorType, OkOrErr, OrErr, Result};
+
+pub use ctx::{RequestCtx, ResponseMode};
+
+use crate::config::{Config, Route, Router};
+use crate::mcp::jsonrpc::{self, Malformed};
+use crate::mcp::legacy::EndpointRewriter;
+use crate::refusal::Refusal;
+use crate::telemetry::metrics::NO_ROUTE;
+use crate::telemetry::{Metrics, RouteMetrics};
+use failure::{classify, Failure};
+use headers::Forwarding;
+
+/// Per-route state prepared at start-up.
+struct RouteRuntime {
+    route: Arc<Route>,
+    /// Template peer (address resolved, TLS and timeouts set), cloned per request.
+    peer: HttpPeer,
+    metrics: RouteMetrics,
+}
+
+/// The proxy service: everything shared across requests, built once.
+pub struct Gateway {
+    router: Router,
+    routes: Vec<RouteRuntime>,
+    unrouted: RouteMetrics,
+    max_body: usize,
+}
+
+impl Gateway {
+    /// Prepares routes (resolving upstream addresses) and metric handles.
+    pub fn new(config: &Config, metrics: &Metrics) -> std::result::Result<Gateway, String> {
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| {
+                Ok(RouteRuntime {
+                    peer: upstream_peer_for(route)?,
+                    metrics: metrics.for_route(&route.name),
+                    route: route.clone(),
+                })
+            })
+            .collect::<std::result::Result<_, String>>()?;
+        Ok(Gateway {
+            router: Router::new(&config.routes),
+            routes,
+            unrouted: metrics.for_route(NO_ROUTE),
+            max_body: config.max_body_bytes,
+        })
+    }
+
+    fn route_runtime(&self, ctx: &RequestCtx) -> Option<&RouteRuntime> {
+        ctx.route.as_ref().and_then(|m| self.routes.get(m.index))
+    }
+
+    /// Writes a refusal as the response; the upstream is never contacted.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        refusal: Refusal,
+    ) -> Result<bool> {
+        let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
+        write_json(session, refusal.status(), body).await?;
+        ctx.refusal = Some(refusal);
+        Ok(true)
+    }
+}
+
+fn upstream_peer_for(route: &Route) -> std::result::Result<HttpPeer, String> {
+    let up = &route.upstream;
+    let addr = (up.host.as_str(), up.port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!(
+                "route `{}`: cannot resolve the upstream host: {e}",
+                route.name
+            )
+        })?
+        .next()
+        .ok_or_else(|| format!("route `{}`: the upstream host has no address", route.name))?;
+    let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
+    peer.options.connection_timeout = Some(up.connect_timeout);
+    peer.options.total_connection_timeout = Some(up.connect_timeout);
+    peer.options.read_timeout = Some(up.read_timeout);
+    peer.options.write_timeout = Some(up.read_timeout);
+    peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+    Ok(peer)
+}
+
+async fn write_json(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.uri.host().or_else(|| {
+        req.headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    })
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// Route and inspect: picks the route, then reads and parses a POST body whole,
+    /// before any upstream connection exists. `Ok(true)` means the gateway answered.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let Some(found) = self.router.find(request_host(req), path) else {
+            return self.refuse(session, ctx, Refusal::NoRoute).await;
+        };
+        ctx.route = Some(found);
+        if req.method != http::Method::POST {
+            return Ok(false);
+        }
+        let body = match body::read_whole_body(session, self.max_body).await? {
+            Ok(body) => body,
+            Err(refusal) => return self.refuse(session, ctx, refusal).await,
+        };
+        ctx.body_len = Some(body.len());
+        match jsonrpc::inspect(&body) {
+            Ok(inspected) => ctx.inspected = Some(inspected),
+            Err(Malformed::NotJson) => return self.refuse(session, ctx, Refusal::NotJson).await,
+            Err(Malformed::NotJsonRpc(why)) => {
+                return self.refuse(session, ctx, Refusal::NotJsonRpc(why)).await
+            }
+        }
+        Ok(false)
+    }
+
+    /// The upstream of the matched route; event-stream GETs get the idle timeout.
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let rt = self
+            .route_runtime(ctx)
+            .or_err(ErrorType::InternalError, "upstream_peer without a route")?;
+        let mut peer = rt.peer.clone();
+        if session.req_header().method == http::Method::GET {
+            peer.options.read_timeout = Some(rt.route.upstream.stream_idle_timeout);
+        }
+        Ok(Box::new(peer))
+    }
+
+    /// Header hygiene and the path rewrite. Runs after the connection is open and before
+    /// the header is written.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(found), Some(rt)) = (ctx.route.as_ref(), self.route_runtime(ctx)) else {
+            return Error::e_explain(ErrorType::InternalError, "forwarding without a route");
+        };
+        let uri = http::Uri::try_from(found.upstream_path.as_str())
+            .or_err(ErrorType::InternalError, "rewritten path is not a URI")?;
+        upstream_request.set_uri(uri);
+        headers::prepare_upstream_request(
+            upstream_request,
+            &Forwarding {
+                upstream_authority: &rt.route.upstream.authority,
+                client_ip: session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip().to_string()),
+                body_len: ctx.body_len,
+            },
+        )
+    }
+
+    /// Response header: hop-by-hop removal; event streams are counted and, for GETs,
+    /// armed for the legacy endpoint rewrite.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        headers::prepare_client_response(upstream_response);
+        if headers::is_event_stream(upstream_response) {
+            if let Some(rt) = self.route_runtime(ctx) {
+                rt.metrics.active_streams.inc();
+                ctx.counted_stream = true;
+            }
+            if session.req_header().method == http::Method::GET {
+                upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+                ctx.response_mode = ResponseMode::LegacyEndpoint(EndpointRewriter::default());
+            }
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let ResponseMode::LegacyEndpoint(rewriter) = &mut ctx.response_mode {
+            let route = match ctx.route.as_ref() {
+                Some(found) => &found.route,
+                None => return Ok(None),
+            };
+            let chunk = body.as_deref().unwrap_or(&[]);
+            let out = rewriter.rewrite(route, chunk, end_of_stream);
+            *body = Some(Bytes::from(out));
+        }
+        Ok(None)
+    }
+
+    /// The one place a failure becomes a response.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let (refusal, upstream_kind) = match classify(e) {
+            Failure::Respond {
+                refusal,
+                upstream_kind,
+            } => (refusal, upstream_kind),
+            Failure::ClientGone => {
+                return FailToProxy {
+                    error_code: 0,
+                    can_reuse_downstream: false,
+                }
+            }
+            Failure::BadClientRequest => (Refusal::NotJson, None),
+        };
+        if let (Some(kind), Some(rt)) = (upstream_kind, self.route_runtime(ctx)) {
+            rt.metrics.upstream_error(kind);
+            ctx.upstream_error = Some(kind);
+        }
+        if session.response_written().is_some() {
+            // Mid-stream: the status is gone; closing the connection is all that is left.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        let status = refusal.status();
+        let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
+        if let Err(write_error) = write_json(session, status, body).await {
+            tracing::debug!(error = %write_error, "could not send the error response");
+        }
+        ctx.refusal = Some(refusal);
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Metrics and the access line, once per request.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let metrics = self
+            .route_runtime(ctx)
+            .map_or(&self.unrouted, |rt| &rt.metrics);
+        metrics.request(req.method.as_str(), status);
+        let elapsed = ctx.started.elapsed();
+        metrics.duration.observe(elapsed.as_secs_f64());
+        if ctx.counted_stream {
+            metrics.active_streams.dec();
+            ctx.counted_stream = false;
+        }
+        tracing::info!(
+            target: "drawbridge::access",
+            route = %metrics.name,
+            method = %req.method,
+            path = req.uri.path(),
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            bytes_in = session.body_bytes_read(),
+            bytes_out = session.body_bytes_sent(),
+            refusal = ctx.refusal.as_ref().map(Refusal::kind),
+            upstream_error = ctx.upstream_error,
+            error = e.map(|e| e.etype().as_str()),
+        );
+    }
+
+    /// What Pingora's own error log says about a request: method and path, no query
+    /// (legacy session ids travel there) and no headers.
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
+    }
+}

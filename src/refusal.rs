@@ -1,0 +1,114 @@
+//! Every answer the gateway gives instead of the upstream's, in one place: each variant
+//! declares its HTTP status, its JSON-RPC error code and its message. The proxy turns a
+//! refusal into a response through [`Refusal::body`] and nothing else.
+//!
+//! Messages are fixed texts: no header value, token, body or upstream detail ever goes
+//! into an error body.
+
+use crate::mcp::jsonrpc::{error_body, Inspected};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No route matches the request's host and path.
+    NoRoute,
+    /// The request body is larger than `limits.max_body`.
+    BodyTooLarge,
+    /// The POST body is not JSON.
+    NotJson,
+    /// The POST body is JSON but not JSON-RPC 2.0.
+    NotJsonRpc(&'static str),
+    /// The upstream refused the connection, reset it, or failed TLS.
+    UpstreamUnreachable,
+    /// The upstream did not connect or answer in time.
+    UpstreamTimeout,
+    /// Anything unexpected; details are logged, never sent.
+    Internal,
+}
+
+impl Refusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::NoRoute => 404,
+            Refusal::BodyTooLarge => 413,
+            Refusal::NotJson | Refusal::NotJsonRpc(_) => 400,
+            Refusal::UpstreamUnreachable => 502,
+            Refusal::UpstreamTimeout => 504,
+            Refusal::Internal => 500,
+        }
+    }
+
+    /// JSON-RPC error code: the standard ones where they fit, -320xx for gateway conditions.
+    pub fn jsonrpc_code(&self) -> i64 {
+        match self {
+            Refusal::NotJson => -32700,
+            Refusal::NotJsonRpc(_) | Refusal::BodyTooLarge => -32600,
+            Refusal::NoRoute => -32004,
+            Refusal::UpstreamUnreachable => -32002,
+            Refusal::UpstreamTimeout => -32003,
+            Refusal::Internal => -32603,
+        }
+    }
+
+    /// Short machine-readable name, also the `kind`/`reason` label in metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::NoRoute => "no_route",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::NotJson => "parse_error",
+            Refusal::NotJsonRpc(_) => "invalid_request",
+            Refusal::UpstreamUnreachable => "upstream_unreachable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::Internal => "internal_error",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::NoRoute => "no route for this host and path".into(),
+            Refusal::BodyTooLarge => "request body is larger than the gateway accepts".into(),
+            Refusal::NotJson => "parse error: the request body is not JSON".into(),
+            Refusal::NotJsonRpc(what) => {
+                format!("invalid request: the body is not JSON-RPC 2.0 ({what})")
+            }
+            Refusal::UpstreamUnreachable => "the upstream MCP server is unreachable".into(),
+            Refusal::UpstreamTimeout => "the upstream MCP server did not answer in time".into(),
+            Refusal::Internal => "internal gateway error".into(),
+        }
+    }
+
+    /// The response body: a JSON-RPC error answering the request's id(s) when the request
+    /// was JSON-RPC (or meant to be), a small JSON object otherwise.
+    pub fn body(&self, inspected: Option<&Inspected>) -> String {
+        let rpc = inspected.is_some() || matches!(self, Refusal::NotJson | Refusal::NotJsonRpc(_));
+        if rpc {
+            return error_body(inspected, self.jsonrpc_code(), &self.message());
+        }
+        let message = serde_json::Value::String(self.message());
+        format!(r#"{{"error":"{}","message":{message}}}"#, self.kind())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mcp::jsonrpc::inspect;
+
+    #[test]
+    fn json_rpc_requests_get_json_rpc_errors_with_their_id() {
+        let req = inspect(br#"{"jsonrpc":"2.0","id":42,"method":"tools/call"}"#).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&Refusal::UpstreamTimeout.body(Some(&req))).unwrap();
+        assert_eq!(body["id"], 42);
+        assert_eq!(body["error"]["code"], -32003);
+        assert_eq!(Refusal::UpstreamTimeout.status(), 504);
+    }
+
+    #[test]
+    fn other_requests_get_plain_json() {
+        let body: serde_json::Value = serde_json::from_str(&Refusal::NoRoute.body(None)).unwrap();
+        assert_eq!(body["error"], "no_route");
+        let parse: serde_json::Value = serde_json::from_str(&Refusal::NotJson.body(None)).unwrap();
+        assert_eq!(parse["error"]["code"], -32700);
+        assert!(parse["id"].is_null());
+    }
+}
