@@ -72,11 +72,11 @@ fn strip_serde_position(message: &str, path: &str) -> String {
         Some(at) => &message[..at],
         None => message,
     };
-    let message = message
-        .strip_prefix(path)
-        .and_then(|m| m.strip_prefix(": "))
-        .unwrap_or(message);
-    message.to_string()
+    // serde_yaml names the enclosing mapping (`routes[0]: unknown field …`).
+    match message.split_once(": ") {
+        Some((prefix, rest)) if !prefix.is_empty() && path.starts_with(prefix) => rest.to_string(),
+        _ => message.to_string(),
+    }
 }
 
 struct Checker<'a> {

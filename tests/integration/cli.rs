@@ -1,0 +1,94 @@
+//! `drawbridge validate` and `--version`, run as a user would.
+
+use std::process::Command;
+
+use crate::harness::drawbridge_bin;
+
+fn validate(yaml: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(drawbridge_bin())
+        .arg("validate")
+        .arg(&file)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).replace(&file.display().to_string(), "FILE"),
+    )
+}
+
+const GOOD: &str = "listen: 127.0.0.1:8080\nadmin:\n  listen: 127.0.0.1:9090\nroutes:\n  - name: a\n    match: { path: /a/mcp }\n    upstream:\n      url: ${UPSTREAM_URL}\n";
+
+#[test]
+fn the_repository_gateway_yaml_is_valid() {
+    let out = Command::new(drawbridge_bin())
+        .args([
+            "validate",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
+
+#[test]
+fn good_file_prints_ok_and_warns_about_public_routes() {
+    let (code, out, err) = validate(GOOD, &[("UPSTREAM_URL", "http://127.0.0.1:3001/mcp")]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "ok\n");
+    assert!(err.contains("route `a` is public"), "{err}");
+}
+
+#[test]
+fn unknown_key_is_an_error_with_line_column_and_path() {
+    let yaml = GOOD.replace("      url:", "      retries: 3\n      url:");
+    let (code, _, err) = validate(&yaml, &[("UPSTREAM_URL", "http://127.0.0.1:3001/mcp")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("FILE:8:7: routes[0].upstream.retries: unknown field `retries`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_env_var_is_named() {
+    let (code, _, err) = validate(GOOD, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "FILE:8:12: routes[0].upstream.url: environment variable `UPSTREAM_URL` is not set"
+    );
+}
+
+#[test]
+fn bad_url_is_an_error() {
+    let (code, _, err) = validate(GOOD, &[("UPSTREAM_URL", "not a url")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("FILE:8:12: routes[0].upstream.url: not a valid absolute URL"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not a url"),
+        "the value must not be echoed: {err}"
+    );
+}
+
+#[test]
+fn version_is_printed() {
+    let out = Command::new(drawbridge_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}

@@ -1,0 +1,135 @@
+//! Test plumbing: a drawbridge process started from the built binary with a config
+//! written for the test, and free loopback ports. Everything stops when dropped.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub fn drawbridge_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_drawbridge"))
+}
+
+/// A running gateway. Killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    _dir: tempfile::TempDir,
+    log_path: PathBuf,
+}
+
+impl Gateway {
+    /// Starts drawbridge with `routes_yaml` (the `routes:` list, indented two spaces) and
+    /// waits until `/readyz` answers 200.
+    pub async fn start(routes_yaml: &str) -> Gateway {
+        Self::start_with(routes_yaml, "").await
+    }
+
+    /// Like [`Gateway::start`], with extra top-level YAML (e.g. `limits:`).
+    pub async fn start_with(routes_yaml: &str, extra_yaml: &str) -> Gateway {
+        let port = free_port();
+        let admin_port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("gateway.yaml");
+        let text = format!(
+            "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\nworkers: 2\n{extra_yaml}routes:\n{routes_yaml}"
+        );
+        std::fs::write(&config, text).expect("write config");
+        let log_path = dir.path().join("drawbridge.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(drawbridge_bin())
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start drawbridge");
+        let mut gw = Gateway {
+            child,
+            port,
+            admin_port,
+            _dir: dir,
+            log_path,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("drawbridge exited with {status}:\n{}", self.log());
+            }
+            let ready = client
+                .get(self.admin_url("/readyz"))
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await;
+            let proxy_up = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            if proxy_up && ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("drawbridge did not become ready:\n{}", self.log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log_path) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// The Prometheus text from `/metrics`.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of one sample in Prometheus text, if present.
+pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+/// A route entry for the `routes:` list.
+pub fn route(name: &str, path: &str, upstream: &str) -> String {
+    format!("  - name: {name}\n    match: {{ path: {path} }}\n    upstream:\n      url: {upstream}\n      timeouts: {{ connect: 1s, read: 2s, stream_idle: 5s }}\n")
+}

@@ -1,0 +1,128 @@
+//! Event streams are forwarded as they arrive: SSE answers to POSTs, GET streams, and the
+//! legacy HTTP+SSE transport with its endpoint rewritten into the route's path space.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::harness::{route, sample, Gateway};
+use crate::upstream::Upstream;
+
+/// Reads from a byte stream until `needle` has appeared, with a deadline.
+async fn read_until(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    seen: &mut String,
+    needle: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains(needle) {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("`{needle}` did not arrive; got so far: {seen:?}"));
+        match next {
+            Some(Ok(chunk)) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("stream ended before `{needle}`: {other:?}; got {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_answer_to_post_streams_before_the_upstream_finishes() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/r/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("x-test-mode", "sse")
+        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    // The upstream holds its final event until released: if the gateway buffered the
+    // response, the progress event would never arrive and this read would time out.
+    read_until(&mut body, &mut seen, "notifications/progress").await;
+    assert!(
+        !seen.contains("\"result\""),
+        "final event arrived before release"
+    );
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        sample(&metrics, r#"drawbridge_active_streams{route="r"}"#),
+        Some(1.0)
+    );
+    up.release();
+    read_until(&mut body, &mut seen, "\"result\"").await;
+    assert!(
+        body.next().await.is_none(),
+        "stream should end after the result"
+    );
+    drop(body);
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        sample(&metrics, r#"drawbridge_active_streams{route="r"}"#),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn get_stream_stays_open_and_passes_last_event_id() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
+    let resp = reqwest::Client::new()
+        .get(gw.url("/r/mcp"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", "s-1")
+        .header("last-event-id", "41")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "list_changed").await;
+    // Still open: nothing more, and no end of stream, within a short wait.
+    let more = tokio::time::timeout(Duration::from_millis(300), body.next()).await;
+    assert!(more.is_err(), "the stream closed or sent more: {more:?}");
+    let req = &up.seen()[0];
+    assert_eq!(req.headers["last-event-id"], "41");
+    assert_eq!(req.headers["mcp-session-id"], "s-1");
+}
+
+#[tokio::test]
+async fn legacy_sse_endpoint_is_rewritten_to_the_route_prefix() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&route("legacy", "/tools/legacy", &up.url("/"))).await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .get(gw.url("/tools/legacy/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "notifications/message").await;
+    assert!(
+        seen.starts_with("event: endpoint\ndata: /tools/legacy/messages?sessionId=abc\n\n"),
+        "{seen:?}"
+    );
+    // The client POSTs where it was told; the gateway routes it back to /messages.
+    let resp = client
+        .post(gw.url("/tools/legacy/messages?sessionId=abc"))
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let seen = up.seen();
+    assert_eq!(seen[0].path_and_query, "/sse");
+    assert_eq!(seen[1].path_and_query, "/messages?sessionId=abc");
+}

@@ -1,0 +1,206 @@
+//! An in-process stand-in for an MCP server, on loopback: it records what reaches it and
+//! answers in the shapes MCP servers use (JSON, SSE on POST, a GET event stream, 202 for
+//! notifications, DELETE, and the legacy HTTP+SSE transport). Test controls:
+//! `x-test-mode: sse | slow` on a POST.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use tokio::sync::{mpsc, Notify};
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Default)]
+struct Shared {
+    seen: Mutex<Vec<Seen>>,
+    release: Notify,
+}
+
+/// A running stub. Stops when dropped.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let shared = Arc::new(Shared::default());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Upstream { addr, shared, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared
+            .seen
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Lets a held SSE response (`x-test-mode: sse`) send its final event.
+    pub fn release(&self) {
+        self.shared.release.notify_one();
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A body fed from a channel: each `send` reaches the socket as it happens.
+fn channel_body() -> (mpsc::Sender<Bytes>, Body) {
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    (tx, Body::from_stream(stream))
+}
+
+fn sse_response(body: Body) -> Response {
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .header("mcp-session-id", "upstream-session-1")
+        .body(body)
+        .unwrap_or_default()
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    shared
+        .seen
+        .lock()
+        .map(|mut s| {
+            s.push(Seen {
+                method: parts.method.clone(),
+                path_and_query: parts
+                    .uri
+                    .path_and_query()
+                    .map_or(path.clone(), |p| p.to_string()),
+                headers: parts.headers.clone(),
+                body: body.clone(),
+            })
+        })
+        .ok();
+    let mode = parts
+        .headers
+        .get("x-test-mode")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match (parts.method.clone(), path.as_str()) {
+        (Method::POST, "/messages") => Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .body(Body::from("Accepted"))
+            .unwrap_or_default(),
+        (Method::POST, _) => post(shared, mode, &body).await,
+        (Method::GET, "/sse") => {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Bytes::from_static(
+                        b"event: endpoint\r\ndata: /messages?sessionId=abc\r\n\r\n",
+                    ))
+                    .await;
+                let _ = tx
+                    .send(Bytes::from_static(b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n"))
+                    .await;
+                tx.closed().await;
+            });
+            sse_response(body)
+        }
+        (Method::GET, _) => {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from_static(b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")).await;
+                tx.closed().await;
+            });
+            sse_response(body)
+        }
+        (Method::DELETE, _) => Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::empty())
+            .unwrap_or_default(),
+        _ => Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .body(Body::empty())
+            .unwrap_or_default(),
+    }
+}
+
+async fn post(shared: Arc<Shared>, mode: &str, body: &Bytes) -> Response {
+    let msg: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let id = msg.get("id").cloned();
+    let Some(id) = id else {
+        // A notification or a response: accepted, no body.
+        return Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let result = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": { "method": msg.get("method"), "bytes": body.len() }
+    });
+    match mode {
+        "sse" => {
+            let (tx, out) = channel_body();
+            tokio::spawn(async move {
+                let progress = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n";
+                let _ = tx.send(Bytes::from_static(progress)).await;
+                // Hold the final event until the test has seen the first one.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), shared.release.notified()).await;
+                let last = format!("event: message\ndata: {result}\n\n");
+                let _ = tx.send(Bytes::from(last)).await;
+            });
+            sse_response(out)
+        }
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            json_response(&result)
+        }
+        _ => json_response(&result),
+    }
+}
+
+fn json_response(value: &serde_json::Value) -> Response {
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("mcp-session-id", "upstream-session-1")
+        .body(Body::from(value.to_string()))
+        .unwrap_or_default()
+}
