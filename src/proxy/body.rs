@@ -2,8 +2,8 @@
 //!
 //! Pingora only reads a body after it has connected upstream and sent the header. To
 //! inspect first, the body is read in `request_filter` with Pingora's retry buffer
-//! enabled; Pingora then replays that buffer to the upstream. The buffer holds 64 KiB,
-//! see ../shared/notes/pingora-request-body.md.
+//! enabled; Pingora then replays that buffer to the upstream. The buffer holds 64 KiB;
+//! larger bodies go through `large_body` (see ../shared/notes/pingora-request-body.md).
 
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
@@ -25,7 +25,7 @@ pub async fn read_whole_body(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit.min(RETRY_BUFFER_LIMIT)) {
+    if declared.is_some_and(|n| n > limit) {
         return Ok(Err(Refusal::BodyTooLarge));
     }
     let expects_continue = session
@@ -42,7 +42,7 @@ pub async fn read_whole_body(
     session.as_downstream_mut().enable_retry_buffering();
     let mut body = BytesMut::with_capacity(declared.unwrap_or(1024));
     while let Some(chunk) = session.as_downstream_mut().read_request_body().await? {
-        if body.len() + chunk.len() > limit.min(RETRY_BUFFER_LIMIT) {
+        if body.len() + chunk.len() > limit {
             return Ok(Err(Refusal::BodyTooLarge));
         }
         body.extend_from_slice(&chunk);

@@ -33,6 +33,8 @@ pub struct RequestCtx {
     pub counted_stream: bool,
     /// Kind of upstream failure, for the access log.
     pub upstream_error: Option<&'static str>,
+    /// The request was handed to a subrequest (large body), which records it.
+    pub delegated: bool,
 }
 
 impl RequestCtx {
@@ -46,6 +48,7 @@ impl RequestCtx {
             response_mode: ResponseMode::PassThrough,
             counted_stream: false,
             upstream_error: None,
+            delegated: false,
         }
     }
 }

@@ -9,6 +9,7 @@ mod body;
 mod ctx;
 mod failure;
 mod headers;
+mod large_body;
 
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
@@ -87,6 +88,40 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Hands an inspected request with a body over 64 KiB to a subrequest.
+    async fn forward_large_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        body: Bytes,
+    ) -> Result<bool> {
+        let (Some(route), Some(inspected), Some(body_len)) =
+            (ctx.route.clone(), ctx.inspected.clone(), ctx.body_len)
+        else {
+            return self.refuse(session, ctx, Refusal::Internal).await;
+        };
+        let handoff = large_body::Handoff {
+            route,
+            inspected,
+            body_len,
+        };
+        ctx.delegated = true;
+        if let Err(e) = large_body::forward(session, handoff, body).await {
+            if session.response_written().is_none() {
+                let refusal = match classify(&e) {
+                    Failure::Respond { refusal, .. } => refusal,
+                    _ => Refusal::Internal,
+                };
+                tracing::warn!(error = %e, "large-body subrequest failed");
+                ctx.delegated = false;
+                return self.refuse(session, ctx, refusal).await;
+            }
+        }
+        Ok(true)
+    }
+}
+
 fn upstream_peer_for(route: &Route) -> std::result::Result<HttpPeer, String> {
     let up = &route.upstream;
     let addr = (up.host.as_str(), up.port)
@@ -136,6 +171,10 @@ impl ProxyHttp for Gateway {
     /// Route and inspect: picks the route, then reads and parses a POST body whole,
     /// before any upstream connection exists. `Ok(true)` means the gateway answered.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if large_body::adopt_handoff(session, ctx) {
+            // A subrequest: the main request already routed and inspected it.
+            return Ok(false);
+        }
         let req = session.req_header();
         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let Some(found) = self.router.find(request_host(req), path) else {
@@ -157,7 +196,15 @@ impl ProxyHttp for Gateway {
                 return self.refuse(session, ctx, Refusal::NotJsonRpc(why)).await
             }
         }
+        if body.len() > body::RETRY_BUFFER_LIMIT {
+            return self.forward_large_body(session, ctx, body).await;
+        }
         Ok(false)
+    }
+
+    /// Pingora prepares a subrequest spawner only for requests that may need one.
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
+        large_body::may_need_subrequest(session)
     }
 
     /// The upstream of the matched route; event-stream GETs get the idle timeout.
@@ -289,6 +336,9 @@ impl ProxyHttp for Gateway {
 
     /// Metrics and the access line, once per request.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.delegated {
+            return; // the subrequest that carried it logs it
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         let metrics = self

@@ -115,3 +115,16 @@ async fn slow_upstream_is_504() {
     assert_eq!(body["id"], 9);
     assert_eq!(body["error"]["code"], -32003);
 }
+
+#[tokio::test]
+async fn large_body_to_an_unreachable_upstream_is_502_with_the_request_id() {
+    let dead = format!("http://127.0.0.1:{}/mcp", free_port());
+    let gw = Gateway::start(&route("dead", "/dead/mcp", &dead)).await;
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":"big-1","method":"tools/call","params":{{"pad":"{}"}}}}"#,
+        "p".repeat(100_000)
+    );
+    let (status, answer) = post(&gw.url("/dead/mcp"), &body).await;
+    assert_eq!(status, 502);
+    assert_eq!(answer["id"], "big-1");
+}

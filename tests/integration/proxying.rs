@@ -154,3 +154,83 @@ async fn chunked_and_expect_continue_bodies_are_read_before_forwarding() {
     assert_eq!(seen[0].headers["content-length"], body.len().to_string());
     assert!(seen[0].headers.get("expect").is_none());
 }
+
+fn tools_call_of_size(bytes: usize) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":"large","method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
+        "y".repeat(bytes)
+    )
+}
+
+#[tokio::test]
+async fn bodies_beyond_64_kib_arrive_byte_identical_and_are_counted_once() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
+    let client = reqwest::Client::new();
+    let sizes = [64 * 1024 + 1, 1 << 20, 3 << 20];
+    for size in sizes {
+        let body = tools_call_of_size(size);
+        let resp = client
+            .post(gw.url("/r/mcp"))
+            .header("authorization", "Bearer must-not-leak")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "size {size}");
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(answer["id"], "large");
+        assert_eq!(answer["result"]["bytes"], body.len());
+    }
+    // Chunked framing (no Content-Length) takes the same path.
+    let body = tools_call_of_size(200 * 1024);
+    let stream = futures_util::stream::iter(
+        body.clone()
+            .into_bytes()
+            .chunks(10_000)
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    let resp = client
+        .post(gw.url("/r/mcp"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let seen = up.seen();
+    assert_eq!(seen.len(), 4);
+    for req in &seen[..3] {
+        assert!(req.headers.get("authorization").is_none());
+        assert_eq!(req.path_and_query, "/mcp");
+    }
+    assert_eq!(seen[3].body, body.as_bytes());
+    assert_eq!(seen[3].headers["content-length"], body.len().to_string());
+    let m = gw.metrics().await;
+    assert_eq!(
+        crate::harness::sample(
+            &m,
+            r#"drawbridge_requests_total{method="POST",route="r",status="200"}"#
+        ),
+        Some(4.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn large_bodies_are_still_inspected_and_refused_when_malformed() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
+    let resp = reqwest::Client::new()
+        .post(gw.url("/r/mcp"))
+        .body(format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"pad\":\"{}\"",
+            "z".repeat(100_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(up.seen().is_empty());
+}

@@ -28,13 +28,27 @@ async fn read_until(
 
 #[tokio::test]
 async fn sse_answer_to_post_streams_before_the_upstream_finishes() {
+    sse_streams_with_body_padding(0).await;
+}
+
+#[tokio::test]
+async fn sse_answer_to_a_large_post_streams_too() {
+    // Over 64 KiB the request travels through a subrequest; the answer must still stream.
+    sse_streams_with_body_padding(100_000).await;
+}
+
+async fn sse_streams_with_body_padding(padding: usize) {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"slow","pad":"{}"}}}}"#,
+        "s".repeat(padding)
+    );
     let resp = reqwest::Client::new()
         .post(gw.url("/r/mcp"))
         .header("accept", "application/json, text/event-stream")
         .header("x-test-mode", "sse")
-        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow"}}"#)
+        .body(body)
         .send()
         .await
         .unwrap();
