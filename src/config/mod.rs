@@ -63,6 +63,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub stream_idle_timeout: Duration,
+    /// DER certificates trusted for this upstream instead of the system roots.
+    pub ca_certs: Option<Vec<Vec<u8>>>,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";

@@ -59,6 +59,15 @@ pub struct RawMatch {
 pub struct RawUpstream {
     pub url: String,
     pub timeouts: Option<RawTimeouts>,
+    pub tls: Option<RawUpstreamTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// PEM file of the CA certificates that may sign this upstream's certificate
+    /// (replaces the system roots for this route).
+    pub ca_file: String,
 }
 
 #[derive(Debug, Deserialize)]

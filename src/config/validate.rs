@@ -320,6 +320,17 @@ impl Checker<'_> {
             self.error(&url_at, "must not have a query");
             return None;
         }
+        let ca_certs = match &raw.upstream.tls {
+            None => None,
+            Some(tls) => {
+                let at = format!("{at}.upstream.tls.ca_file");
+                if url.scheme() != "https" {
+                    self.error(&at, "a CA file only applies to https upstreams");
+                    return None;
+                }
+                Some(self.ca_file(&at, &tls.ca_file)?)
+            }
+        };
         let host = url.host_str()?.trim_matches(['[', ']']).to_string();
         let port = url.port_or_known_default()?;
         let authority = match url.port() {
@@ -337,8 +348,38 @@ impl Checker<'_> {
             connect_timeout,
             read_timeout,
             stream_idle_timeout,
+            ca_certs,
             url,
         })
+    }
+
+    /// Reads a PEM file of CA certificates; each must parse as X.509.
+    fn ca_file(&mut self, at: &str, path: &str) -> Option<Vec<Vec<u8>>> {
+        let path = self.expand(at, path)?;
+        let pem = match std::fs::read(&path) {
+            Ok(pem) => pem,
+            Err(e) => {
+                self.error(at, format!("cannot read `{path}`: {e}"));
+                return None;
+            }
+        };
+        let certs: Result<Vec<Vec<u8>>, _> = rustls_pemfile::certs(&mut pem.as_slice())
+            .map(|c| c.map(|der| der.as_ref().to_vec()))
+            .collect();
+        match certs {
+            Ok(certs)
+                if !certs.is_empty()
+                    && certs
+                        .iter()
+                        .all(|der| x509_parser::parse_x509_certificate(der).is_ok()) =>
+            {
+                Some(certs)
+            }
+            _ => {
+                self.error(at, format!("`{path}` holds no valid PEM certificate"));
+                None
+            }
+        }
     }
 
     fn timeouts(
@@ -505,6 +546,30 @@ routes:
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].contains("routes[0].policy: not yet supported"));
+    }
+
+    #[test]
+    fn ca_files_must_exist_hold_certificates_and_serve_https() {
+        let with_ca = |url: &str, file: &str| {
+            GOOD.replace("http://127.0.0.1:3001/mcp", url).replace(
+                "      timeouts:",
+                &format!("      tls: {{ ca_file: {file} }}\n      timeouts:"),
+            )
+        };
+        let errs = errors(&with_ca("http://127.0.0.1:1/", "/nonexistent.pem"));
+        assert!(errs[0].contains("only applies to https"), "{errs:?}");
+        let errs = errors(&with_ca("https://127.0.0.1:1/", "/nonexistent.pem"));
+        assert!(
+            errs[0].contains("routes[0].upstream.tls.ca_file: cannot read"),
+            "{errs:?}"
+        );
+        let junk = std::env::temp_dir().join("drawbridge-test-not-a-cert.pem");
+        std::fs::write(&junk, "hello").unwrap();
+        let errs = errors(&with_ca(
+            "https://127.0.0.1:1/",
+            &junk.display().to_string(),
+        ));
+        assert!(errs[0].contains("no valid PEM certificate"), "{errs:?}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::utils::tls::{parse_x509, WrappedX509};
 use pingora::{Error, ErrorType, OkOrErr, OrErr, Result};
 
 pub use ctx::{RequestCtx, ResponseMode};
@@ -140,6 +141,14 @@ fn upstream_peer_for(route: &Route) -> std::result::Result<HttpPeer, String> {
     peer.options.read_timeout = Some(up.read_timeout);
     peer.options.write_timeout = Some(up.read_timeout);
     peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+    if let Some(certs) = &up.ca_certs {
+        // Each certificate was parsed at load, so `parse_x509` cannot fail here.
+        let roots: Vec<WrappedX509> = certs
+            .iter()
+            .map(|der| WrappedX509::new(der.clone(), parse_x509))
+            .collect();
+        peer.options.ca = Some(Arc::from(roots));
+    }
     Ok(peer)
 }
 

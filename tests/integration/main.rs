@@ -9,3 +9,4 @@ mod errors;
 mod metrics;
 mod proxying;
 mod streaming;
+mod tls;
