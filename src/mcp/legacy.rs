@@ -3,12 +3,17 @@
 //! differs from the upstream path, that URL must be rewritten into the route's public
 //! path space, or the client would POST somewhere the gateway does not route.
 //!
-//! Only the first `endpoint` event is rewritten; after it the stream passes through
-//! untouched and without buffering.
+//! The transport sends `endpoint` as the stream's first event, so only the first event
+//! that has any field is examined; after it (or after 64 KiB without a whole event) the
+//! stream passes through untouched and without buffering. A Streamable HTTP GET stream
+//! therefore costs one event's worth of scanning.
 
 use crate::config::{public_path_for, Route};
 
-use super::sse::{event_type_and_data, with_data, EventSplitter};
+use super::sse::{event_type_and_data, fields, with_data, EventSplitter};
+
+/// Give up looking for the endpoint event after this many buffered bytes.
+const MAX_SCAN: usize = 64 * 1024;
 
 /// Rewrites the `endpoint` event of one legacy SSE stream.
 #[derive(Debug, Default)]
@@ -25,16 +30,16 @@ impl EndpointRewriter {
         }
         let mut out = Vec::with_capacity(chunk.len() + 32);
         for event in self.splitter.push(chunk) {
-            if self.done {
+            if self.done || fields(&event).is_empty() {
                 out.extend_from_slice(&event);
                 continue;
             }
+            self.done = true;
             let (kind, data) = event_type_and_data(&event);
             if kind != "endpoint" {
                 out.extend_from_slice(&event);
                 continue;
             }
-            self.done = true;
             match public_endpoint(route, data.trim()) {
                 Some(public) => out.extend_from_slice(&with_data(&event, &public)),
                 None => {
@@ -45,6 +50,9 @@ impl EndpointRewriter {
                     out.extend_from_slice(&event);
                 }
             }
+        }
+        if self.splitter.buffered() > MAX_SCAN {
+            self.done = true;
         }
         if self.done || end {
             out.extend_from_slice(&self.splitter.take_rest());
@@ -106,6 +114,27 @@ mod tests {
             String::from_utf8(out).unwrap(),
             ": hi\n\nevent: endpoint\ndata: /legacy/messages?sessionId=abc\n\nevent: message\ndata: {}\n\ndata: later\n\n"
         );
+    }
+
+    #[test]
+    fn only_the_first_event_is_examined() {
+        let route = route();
+        let mut r = EndpointRewriter::default();
+        let stream = b"data: {}\n\nevent: endpoint\ndata: /messages\n\n";
+        assert_eq!(r.rewrite(&route, stream, false), stream.to_vec());
+        // Once done, chunks pass through without waiting for event boundaries.
+        assert_eq!(
+            r.rewrite(&route, b"data: partial", false),
+            b"data: partial".to_vec()
+        );
+    }
+
+    #[test]
+    fn gives_up_on_a_huge_first_event() {
+        let route = route();
+        let mut r = EndpointRewriter::default();
+        let big = vec![b'x'; MAX_SCAN + 1];
+        assert_eq!(r.rewrite(&route, &big, false), big);
     }
 
     #[test]

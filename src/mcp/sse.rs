@@ -46,6 +46,11 @@ impl EventSplitter {
         events
     }
 
+    /// Bytes held back waiting for the end of an event.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Whatever is buffered but not yet a whole event (at end of stream).
     pub fn take_rest(&mut self) -> Vec<u8> {
         self.line_start = 0;
