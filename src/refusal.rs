@@ -5,6 +5,7 @@
 //! Messages are fixed texts: no header value, token, body or upstream detail ever goes
 //! into an error body.
 
+use crate::auth::AuthFailure;
 use crate::mcp::jsonrpc::{error_body, Inspected};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,12 @@ pub enum Refusal {
     UpstreamTimeout,
     /// Anything unexpected; details are logged, never sent.
     Internal,
+    /// Authentication failed on a protected route; `challenge` is the `WWW-Authenticate`
+    /// value that tells the client where to get a token and which scopes to ask for.
+    Auth {
+        failure: AuthFailure,
+        challenge: String,
+    },
 }
 
 impl Refusal {
@@ -34,6 +41,15 @@ impl Refusal {
             Refusal::UpstreamUnreachable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::Internal => 500,
+            Refusal::Auth { failure, .. } => failure.status_and_code().0,
+        }
+    }
+
+    /// The `WWW-Authenticate` header value, for authentication refusals.
+    pub fn www_authenticate(&self) -> Option<&str> {
+        match self {
+            Refusal::Auth { challenge, .. } => Some(challenge),
+            _ => None,
         }
     }
 
@@ -46,6 +62,7 @@ impl Refusal {
             Refusal::UpstreamUnreachable => -32002,
             Refusal::UpstreamTimeout => -32003,
             Refusal::Internal => -32603,
+            Refusal::Auth { .. } => -32001,
         }
     }
 
@@ -59,6 +76,7 @@ impl Refusal {
             Refusal::UpstreamUnreachable => "upstream_unreachable",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::Internal => "internal_error",
+            Refusal::Auth { failure, .. } => failure.reason(),
         }
     }
 
@@ -73,12 +91,23 @@ impl Refusal {
             Refusal::UpstreamUnreachable => "the upstream MCP server is unreachable".into(),
             Refusal::UpstreamTimeout => "the upstream MCP server did not answer in time".into(),
             Refusal::Internal => "internal gateway error".into(),
+            Refusal::Auth { failure, .. } => failure.description().into(),
         }
     }
 
     /// The response body: a JSON-RPC error answering the request's id(s) when the request
     /// was JSON-RPC (or meant to be), a small JSON object otherwise.
     pub fn body(&self, inspected: Option<&Inspected>) -> String {
+        if let Refusal::Auth { failure, .. } = self {
+            // OAuth-style error object (RFC 6750): the body is read only after
+            // authentication, so there is no JSON-RPC id to answer.
+            let code = failure
+                .status_and_code()
+                .1
+                .map_or("unauthorized", |c| c.as_str());
+            let description = serde_json::Value::String(self.message());
+            return format!(r#"{{"error":"{code}","error_description":{description}}}"#);
+        }
         let rpc = inspected.is_some() || matches!(self, Refusal::NotJson | Refusal::NotJsonRpc(_));
         if rpc {
             return error_body(inspected, self.jsonrpc_code(), &self.message());

@@ -3,12 +3,16 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::{AdminApp, Readiness};
+use crate::auth::issuer::{keep_fresh, IssuerRuntime};
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::proxy::Gateway;
 use crate::telemetry::Metrics;
@@ -30,9 +34,19 @@ pub fn build(config: &Config) -> Result<Server, String> {
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
-    let readiness = Arc::new(Readiness::default());
+    let auth = Arc::new(Authenticator::new(config, metrics.registry())?);
+    let mut readiness = Readiness::default();
+    for issuer in auth.issuers() {
+        let ready = issuer.clone();
+        readiness.add_check(move || ready.is_ready());
+        server.add_service(background_service(
+            &format!("issuer {}", issuer.config.name),
+            IssuerRefresher(issuer.clone()),
+        ));
+    }
+    let readiness = Arc::new(readiness);
 
-    let gateway = Gateway::new(config, &metrics)?;
+    let gateway = Gateway::new(config, &metrics, auth)?;
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "drawbridge");
     proxy.add_tcp(&config.listen);
@@ -50,7 +64,17 @@ pub fn build(config: &Config) -> Result<Server, String> {
 
     server.add_service(proxy);
     server.add_service(admin);
-    // Both listeners are bound when the services start; nothing else gates readiness yet.
+    // Listeners are bound when the services start; issuers add their own checks above.
     readiness.set(true);
     Ok(server)
+}
+
+/// Keeps one issuer's metadata and keys fresh for as long as the server runs.
+struct IssuerRefresher(Arc<IssuerRuntime>);
+
+#[async_trait]
+impl BackgroundService for IssuerRefresher {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        keep_fresh(self.0.clone(), shutdown).await;
+    }
 }

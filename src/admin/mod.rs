@@ -12,19 +12,28 @@ use pingora::protocols::http::ServerSession;
 
 use crate::telemetry::Metrics;
 
-/// Whether the gateway is ready for traffic; shared with whoever can make it unready.
-#[derive(Debug, Default)]
+type Check = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// Whether the gateway is ready for traffic: its own flag plus every registered check
+/// (e.g. "this issuer's keys have been fetched").
+#[derive(Default)]
 pub struct Readiness {
     ready: AtomicBool,
+    checks: Vec<Check>,
 }
 
 impl Readiness {
+    /// Adds a condition; call before the readiness is shared.
+    pub fn add_check(&mut self, check: impl Fn() -> bool + Send + Sync + 'static) {
+        self.checks.push(Box::new(check));
+    }
+
     pub fn set(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.checks.iter().all(|check| check())
     }
 }
 

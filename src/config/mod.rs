@@ -9,6 +9,7 @@ mod env;
 mod locate;
 mod raw;
 mod router;
+mod secret;
 mod units;
 mod validate;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 pub use env::{interpolate, InterpolationError};
 pub use locate::Position;
 pub use router::{public_path_for, RouteMatch, Router};
+pub use secret::Secret;
 pub use units::{parse_duration, parse_size};
 
 /// The checked configuration the gateway runs with.
@@ -33,7 +35,41 @@ pub struct Config {
     pub workers: usize,
     /// Largest request body the gateway reads before refusing with 413.
     pub max_body_bytes: usize,
+    pub issuers: Vec<Arc<Issuer>>,
     pub routes: Vec<Arc<Route>>,
+}
+
+/// One `issuers[]` entry: an authorization server whose tokens routes may accept.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    pub name: String,
+    /// Exact issuer identifier (compared byte for byte with `iss`).
+    pub issuer: String,
+    pub issuer_url: url::Url,
+    pub jwks_uri: Option<url::Url>,
+    pub algorithms: Vec<crate::auth::jwt::Algorithm>,
+    pub leeway: Duration,
+    pub introspection: Option<Introspection>,
+}
+
+/// RFC 7662 introspection settings of an issuer.
+#[derive(Debug, Clone)]
+pub struct Introspection {
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub endpoint: Option<url::Url>,
+    pub cache_max: Duration,
+}
+
+/// A route's `auth` block: who may call it.
+#[derive(Debug, Clone)]
+pub struct RouteAuth {
+    /// Indexes into `Config::issuers`.
+    pub issuers: Vec<usize>,
+    pub required_scopes: Vec<String>,
+    pub scopes_supported: Vec<String>,
+    pub resource_name: Option<String>,
+    pub resource_documentation: Option<url::Url>,
 }
 
 /// One `routes[]` entry.
@@ -44,9 +80,11 @@ pub struct Route {
     pub host: Option<String>,
     /// Path prefix without a trailing slash (`/` only for the root route).
     pub path_prefix: String,
-    /// The canonical resource URI of this route (the token audience, once auth lands).
+    /// The canonical resource URI of this route: the token audience (required with `auth`).
     pub public_url: Option<url::Url>,
     pub upstream: Upstream,
+    /// `None`: a public route.
+    pub auth: Option<RouteAuth>,
 }
 
 /// Where a route's traffic goes.
@@ -73,6 +111,8 @@ pub const DEFAULT_MAX_BODY: usize = 4 << 20;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+pub const DEFAULT_INTROSPECTION_CACHE_MAX: Duration = Duration::from_secs(60);
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,8 @@ pub struct RawConfig {
     pub workers: Option<usize>,
     pub limits: Option<RawLimits>,
     pub sessions: Option<Value>,
-    pub issuers: Option<Value>,
+    #[serde(default)]
+    pub issuers: Vec<RawIssuer>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
 }
@@ -42,7 +43,7 @@ pub struct RawRoute {
     pub matcher: RawMatch,
     pub public_url: Option<String>,
     pub upstream: RawUpstream,
-    pub auth: Option<Value>,
+    pub auth: Option<RawAuth>,
     pub upstream_auth: Option<Value>,
     pub policy: Option<Value>,
 }
@@ -77,4 +78,40 @@ pub struct RawTimeouts {
     pub read: Option<String>,
     /// Read timeout for long-lived GET event streams (server-to-client channel).
     pub stream_idle: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub name: String,
+    /// The issuer identifier: tokens' `iss` must equal it exactly.
+    pub issuer: String,
+    pub jwks_uri: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat` (default 30s).
+    pub leeway: Option<String>,
+    pub introspection: Option<RawIntrospection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Defaults to the issuer's discovered `introspection_endpoint`.
+    pub endpoint: Option<String>,
+    /// Longest time an introspection answer is reused (default 60s, never past `exp`).
+    pub cache_max: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub issuers: Vec<String>,
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    pub resource_name: Option<String>,
+    pub resource_documentation: Option<String>,
 }

@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::locate::{Locations, Position};
-use super::raw::{RawConfig, RawRoute, RawTimeouts};
+use super::raw::{RawAuth, RawConfig, RawIntrospection, RawIssuer, RawRoute, RawTimeouts};
 use super::{
-    env, units, Config, ConfigError, Loaded, Route, Upstream, DEFAULT_ADMIN_LISTEN,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT,
+    env, units, Config, ConfigError, Introspection, Issuer, Loaded, Route, RouteAuth, Secret,
+    Upstream, DEFAULT_ADMIN_LISTEN, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INTROSPECTION_CACHE_MAX,
+    DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT,
     DEFAULT_STREAM_IDLE_TIMEOUT,
 };
+use crate::auth::jwt::Algorithm;
 
 pub(super) fn validate(file: &str, text: &str) -> Result<Loaded, Vec<ConfigError>> {
     let locations = Locations::of(text);
@@ -156,12 +158,23 @@ impl Checker<'_> {
                 }
             },
         };
-        for (key, present) in [
-            ("sessions", raw.sessions.is_some()),
-            ("issuers", raw.issuers.is_some()),
-        ] {
-            if present {
-                self.not_yet_supported(key);
+        if raw.sessions.is_some() {
+            self.not_yet_supported("sessions");
+        }
+        let issuers: Vec<Arc<Issuer>> = raw
+            .issuers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| self.issuer(&format!("issuers[{i}]"), r))
+            .map(Arc::new)
+            .collect();
+        let mut issuer_names: HashMap<&str, usize> = HashMap::new();
+        for (i, issuer) in issuers.iter().enumerate() {
+            if issuer_names.insert(&issuer.name, i).is_some() {
+                self.error(
+                    &format!("issuers[{i}].name"),
+                    format!("duplicate issuer name `{}`", issuer.name),
+                );
             }
         }
         if raw.routes.is_empty() {
@@ -171,11 +184,11 @@ impl Checker<'_> {
             .routes
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| self.route(&format!("routes[{i}]"), r))
+            .filter_map(|(i, r)| self.route(&format!("routes[{i}]"), r, &issuer_names))
             .map(Arc::new)
             .collect();
         self.check_unique(&routes);
-        for route in &routes {
+        for route in routes.iter().filter(|r| r.auth.is_none()) {
             self.warnings.push(format!(
                 "route `{}` is public: it has no `auth` block, so no token is required",
                 route.name
@@ -186,6 +199,7 @@ impl Checker<'_> {
             admin_listen: admin_listen?,
             workers,
             max_body_bytes,
+            issuers,
             routes,
         })
     }
@@ -197,20 +211,187 @@ impl Checker<'_> {
         );
     }
 
-    fn route(&mut self, at: &str, raw: &RawRoute) -> Option<Route> {
-        let name_ok = !raw.name.is_empty()
-            && raw
-                .name
+    fn issuer(&mut self, at: &str, raw: &RawIssuer) -> Option<Issuer> {
+        self.name(&format!("{at}.name"), &raw.name);
+        let issuer = self.expand(&format!("{at}.issuer"), &raw.issuer)?;
+        let issuer_url = self.http_url(&format!("{at}.issuer"), &issuer)?;
+        let jwks_uri = match &raw.jwks_uri {
+            None => None,
+            Some(u) => {
+                let at = format!("{at}.jwks_uri");
+                let u = self.expand(&at, u)?;
+                Some(self.http_url(&at, &u)?)
+            }
+        };
+        let algorithms = match &raw.algorithms {
+            None => Algorithm::DEFAULT.to_vec(),
+            Some(names) => {
+                let mut algs = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    let at = format!("{at}.algorithms[{i}]");
+                    match Algorithm::from_name(name) {
+                        Some(a) => algs.push(a),
+                        None if name == "none" || name.starts_with("HS") => self.error(
+                            &at,
+                            format!("`{name}` is never accepted: access tokens must be signed with an asymmetric key"),
+                        ),
+                        None => self.error(&at, format!("unsupported algorithm `{name}` (use RS256, PS256, ES256 or EdDSA)")),
+                    }
+                }
+                if algs.is_empty() && names.is_empty() {
+                    self.error(&format!("{at}.algorithms"), "list at least one algorithm");
+                }
+                algs
+            }
+        };
+        let leeway = match &raw.leeway {
+            None => DEFAULT_LEEWAY,
+            Some(text) => match units::parse_duration(text) {
+                Ok(d) if d <= std::time::Duration::from_secs(300) => d,
+                Ok(_) => {
+                    self.error(&format!("{at}.leeway"), "at most 5m");
+                    DEFAULT_LEEWAY
+                }
+                Err(e) => {
+                    self.error(&format!("{at}.leeway"), e);
+                    DEFAULT_LEEWAY
+                }
+            },
+        };
+        let introspection = match &raw.introspection {
+            None => None,
+            Some(i) => Some(self.introspection(&format!("{at}.introspection"), i)?),
+        };
+        Some(Issuer {
+            name: raw.name.clone(),
+            issuer,
+            issuer_url,
+            jwks_uri,
+            algorithms,
+            leeway,
+            introspection,
+        })
+    }
+
+    fn introspection(&mut self, at: &str, raw: &RawIntrospection) -> Option<Introspection> {
+        let client_id = self.expand(&format!("{at}.client_id"), &raw.client_id)?;
+        let client_secret = self.expand(&format!("{at}.client_secret"), &raw.client_secret)?;
+        if client_id.is_empty() || client_secret.is_empty() {
+            self.error(at, "client_id and client_secret must not be empty");
+            return None;
+        }
+        let endpoint = match &raw.endpoint {
+            None => None,
+            Some(u) => {
+                let at = format!("{at}.endpoint");
+                let u = self.expand(&at, u)?;
+                Some(self.http_url(&at, &u)?)
+            }
+        };
+        let cache_max = match &raw.cache_max {
+            None => DEFAULT_INTROSPECTION_CACHE_MAX,
+            Some(text) => match units::parse_duration(text) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.error(&format!("{at}.cache_max"), e);
+                    DEFAULT_INTROSPECTION_CACHE_MAX
+                }
+            },
+        };
+        Some(Introspection {
+            client_id,
+            client_secret: Secret::new(client_secret),
+            endpoint,
+            cache_max,
+        })
+    }
+
+    fn name(&mut self, at: &str, name: &str) {
+        let ok = !name.is_empty()
+            && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !name_ok {
+        if !ok {
             self.error(
-                &format!("{at}.name"),
+                at,
                 "use letters, digits, `-`, `_` or `.` (the name is a metric label)",
             );
         }
+    }
+
+    fn auth(
+        &mut self,
+        at: &str,
+        raw: &RawAuth,
+        issuer_names: &HashMap<&str, usize>,
+        has_public_url: bool,
+    ) -> Option<RouteAuth> {
+        if !has_public_url {
+            self.error(
+                at,
+                "a protected route needs `public_url`: it is the audience tokens must carry",
+            );
+        }
+        if raw.issuers.is_empty() {
+            self.error(&format!("{at}.issuers"), "name at least one issuer");
+        }
+        let mut issuers = Vec::new();
+        for (i, name) in raw.issuers.iter().enumerate() {
+            match issuer_names.get(name.as_str()) {
+                Some(index) => issuers.push(*index),
+                None => self.error(
+                    &format!("{at}.issuers[{i}]"),
+                    format!("no issuer named `{name}` in `issuers`"),
+                ),
+            }
+        }
+        for (key, scopes) in [
+            ("required_scopes", &raw.required_scopes),
+            ("scopes_supported", &raw.scopes_supported),
+        ] {
+            for (i, scope) in scopes.iter().enumerate() {
+                let ok = !scope.is_empty()
+                    && scope
+                        .chars()
+                        .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+                if !ok {
+                    self.error(
+                        &format!("{at}.{key}[{i}]"),
+                        "a scope is printable ASCII without spaces, quotes or backslashes",
+                    );
+                }
+            }
+        }
+        let resource_documentation = match &raw.resource_documentation {
+            None => None,
+            Some(u) => {
+                let at = format!("{at}.resource_documentation");
+                let u = self.expand(&at, u)?;
+                Some(self.http_url(&at, &u)?)
+            }
+        };
+        let scopes_supported = if raw.scopes_supported.is_empty() {
+            raw.required_scopes.clone()
+        } else {
+            raw.scopes_supported.clone()
+        };
+        Some(RouteAuth {
+            issuers,
+            required_scopes: raw.required_scopes.clone(),
+            scopes_supported,
+            resource_name: raw.resource_name.clone(),
+            resource_documentation,
+        })
+    }
+
+    fn route(
+        &mut self,
+        at: &str,
+        raw: &RawRoute,
+        issuer_names: &HashMap<&str, usize>,
+    ) -> Option<Route> {
+        self.name(&format!("{at}.name"), &raw.name);
         for (key, present) in [
-            ("auth", raw.auth.is_some()),
             ("upstream_auth", raw.upstream_auth.is_some()),
             ("policy", raw.policy.is_some()),
         ] {
@@ -228,12 +409,22 @@ impl Checker<'_> {
             Some(u) => self.public_url(&format!("{at}.public_url"), u),
         };
         let upstream = self.upstream(at, raw);
+        let auth = match &raw.auth {
+            None => None,
+            Some(a) => Some(self.auth(
+                &format!("{at}.auth"),
+                a,
+                issuer_names,
+                raw.public_url.is_some(),
+            )?),
+        };
         Some(Route {
             name: raw.name.clone(),
             host,
             path_prefix: path_prefix?,
             public_url,
             upstream: upstream?,
+            auth,
         })
     }
 

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::auth::Principal;
 use crate::config::RouteMatch;
 use crate::mcp::jsonrpc::Inspected;
 use crate::mcp::legacy::EndpointRewriter;
@@ -22,6 +23,10 @@ pub struct RequestCtx {
     pub started: Instant,
     /// Set by the route step; every later phase relies on it.
     pub route: Option<RouteMatch>,
+    /// Who is calling (protected routes), set by the authenticate step.
+    pub principal: Option<Principal>,
+    /// The request was for protected resource metadata, answered by the gateway.
+    pub served_metadata: bool,
     /// The JSON-RPC content of a POST body, read before the upstream is contacted.
     pub inspected: Option<Inspected>,
     /// Length of the body the gateway read (and the upstream receives).
@@ -42,6 +47,8 @@ impl RequestCtx {
         RequestCtx {
             started: Instant::now(),
             route: None,
+            principal: None,
+            served_metadata: false,
             inspected: None,
             body_len: None,
             refusal: None,

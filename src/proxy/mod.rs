@@ -24,6 +24,8 @@ use pingora::{Error, ErrorType, OkOrErr, OrErr, Result};
 
 pub use ctx::{RequestCtx, ResponseMode};
 
+use crate::auth::metadata::MetadataIndex;
+use crate::auth::{Authenticator, RouteGuard};
 use crate::config::{Config, Route, Router};
 use crate::mcp::jsonrpc::{self, Malformed};
 use crate::mcp::legacy::EndpointRewriter;
@@ -39,6 +41,8 @@ struct RouteRuntime {
     /// Template peer (address resolved, TLS and timeouts set), cloned per request.
     peer: HttpPeer,
     metrics: RouteMetrics,
+    /// `None` for a public route.
+    guard: Option<RouteGuard>,
 }
 
 /// The proxy service: everything shared across requests, built once.
@@ -47,11 +51,17 @@ pub struct Gateway {
     routes: Vec<RouteRuntime>,
     unrouted: RouteMetrics,
     max_body: usize,
+    auth: Arc<Authenticator>,
+    metadata: MetadataIndex,
 }
 
 impl Gateway {
-    /// Prepares routes (resolving upstream addresses) and metric handles.
-    pub fn new(config: &Config, metrics: &Metrics) -> std::result::Result<Gateway, String> {
+    /// Prepares routes (resolving upstream addresses), guards and metric handles.
+    pub fn new(
+        config: &Config,
+        metrics: &Metrics,
+        auth: Arc<Authenticator>,
+    ) -> std::result::Result<Gateway, String> {
         let routes = config
             .routes
             .iter()
@@ -59,15 +69,31 @@ impl Gateway {
                 Ok(RouteRuntime {
                     peer: upstream_peer_for(route)?,
                     metrics: metrics.for_route(&route.name),
+                    guard: RouteGuard::for_route(route),
                     route: route.clone(),
                 })
             })
             .collect::<std::result::Result<_, String>>()?;
+        let with_servers: Vec<(&Route, Vec<String>)> = config
+            .routes
+            .iter()
+            .map(|r| {
+                let servers = r.auth.as_ref().map_or_else(Vec::new, |a| {
+                    a.issuers
+                        .iter()
+                        .filter_map(|i| config.issuers.get(*i).map(|i| i.issuer.clone()))
+                        .collect()
+                });
+                (r.as_ref(), servers)
+            })
+            .collect();
         Ok(Gateway {
             router: Router::new(&config.routes),
             routes,
             unrouted: metrics.for_route(NO_ROUTE),
             max_body: config.max_body_bytes,
+            auth,
+            metadata: MetadataIndex::new(&with_servers),
         })
     }
 
@@ -83,8 +109,78 @@ impl Gateway {
         refusal: Refusal,
     ) -> Result<bool> {
         let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
-        write_json(session, refusal.status(), body).await?;
+        write_json(session, refusal.status(), body, refusal.www_authenticate()).await?;
         ctx.refusal = Some(refusal);
+        Ok(true)
+    }
+
+    /// Authenticate: a protected route needs a verified principal before anything else
+    /// (the body is not even read for a refused request).
+    async fn authenticate(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(rt) = self.route_runtime(ctx) else {
+            return Ok(false);
+        };
+        let Some(guard) = &rt.guard else {
+            return Ok(false);
+        };
+        let req = session.req_header();
+        match self
+            .auth
+            .authenticate(guard, &req.headers, req.uri.query())
+            .await
+        {
+            Ok(principal) => {
+                ctx.principal = Some(principal);
+                Ok(false)
+            }
+            Err(failure) => {
+                rt.metrics.auth_failure(failure.reason());
+                tracing::info!(
+                    target: "drawbridge::audit",
+                    event = "authentication_refused",
+                    route = %rt.route.name,
+                    reason = failure.reason(),
+                );
+                let challenge = guard.challenge(&failure);
+                self.refuse(session, ctx, Refusal::Auth { failure, challenge })
+                    .await
+            }
+        }
+    }
+
+    /// Serves RFC 9728 metadata (GET, HEAD, and CORS preflight).
+    async fn serve_metadata(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        body: Bytes,
+    ) -> Result<bool> {
+        let method = session.req_header().method.clone();
+        let (status, body) = match method {
+            http::Method::GET => (200, body),
+            http::Method::HEAD => (200, Bytes::new()),
+            http::Method::OPTIONS => (204, Bytes::new()),
+            _ => (405, Bytes::new()),
+        };
+        let mut resp = ResponseHeader::build(status, Some(6))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        resp.insert_header(http::header::CACHE_CONTROL, "max-age=300")?;
+        resp.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")?;
+        resp.insert_header(
+            http::header::ACCESS_CONTROL_ALLOW_METHODS,
+            "GET, HEAD, OPTIONS",
+        )?;
+        resp.insert_header(
+            http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "mcp-protocol-version",
+        )?;
+        if status == 405 {
+            resp.insert_header(http::header::ALLOW, "GET, HEAD, OPTIONS")?;
+        }
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        ctx.served_metadata = true;
         Ok(true)
     }
 }
@@ -152,11 +248,19 @@ fn upstream_peer_for(route: &Route) -> std::result::Result<HttpPeer, String> {
     Ok(peer)
 }
 
-async fn write_json(session: &mut Session, status: u16, body: Bytes) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(3))?;
+async fn write_json(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    www_authenticate: Option<&str>,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    if let Some(challenge) = www_authenticate {
+        resp.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
+    }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
 }
@@ -177,20 +281,27 @@ impl ProxyHttp for Gateway {
         RequestCtx::new()
     }
 
-    /// Route and inspect: picks the route, then reads and parses a POST body whole,
-    /// before any upstream connection exists. `Ok(true)` means the gateway answered.
+    /// Route, authenticate and inspect: metadata requests are answered here; otherwise
+    /// the route is picked, the caller authenticated, and a POST body read and parsed
+    /// whole, all before any upstream connection exists. `Ok(true)`: the gateway answered.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if large_body::adopt_handoff(session, ctx) {
             // A subrequest: the main request already routed and inspected it.
             return Ok(false);
         }
         let req = session.req_header();
+        if let Some(doc) = self.metadata.find(request_host(req), req.uri.path()) {
+            return self.serve_metadata(session, ctx, doc).await;
+        }
         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let Some(found) = self.router.find(request_host(req), path) else {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
         ctx.route = Some(found);
-        if req.method != http::Method::POST {
+        if self.authenticate(session, ctx).await? {
+            return Ok(true);
+        }
+        if session.req_header().method != http::Method::POST {
             return Ok(false);
         }
         let body = match body::read_whole_body(session, self.max_body).await? {
@@ -333,7 +444,7 @@ impl ProxyHttp for Gateway {
         }
         let status = refusal.status();
         let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
-        if let Err(write_error) = write_json(session, status, body).await {
+        if let Err(write_error) = write_json(session, status, body, None).await {
             tracing::debug!(error = %write_error, "could not send the error response");
         }
         ctx.refusal = Some(refusal);

@@ -22,6 +22,7 @@ pub struct Metrics {
     duration: HistogramVec,
     upstream_errors: IntCounterVec,
     active_streams: IntGaugeVec,
+    auth_failures: IntCounterVec,
 }
 
 /// Handles for one route, resolved once so the request path does no label lookups for them.
@@ -32,9 +33,16 @@ pub struct RouteMetrics {
     pub active_streams: IntGauge,
     requests: IntCounterVec,
     upstream_errors: IntCounterVec,
+    auth_failures: IntCounterVec,
 }
 
 impl RouteMetrics {
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures
+            .with_label_values(&[self.name.as_str(), reason])
+            .inc();
+    }
+
     pub fn request(&self, method: &str, status: u16) {
         let mut code = itoa::Buffer::new();
         self.requests
@@ -81,6 +89,13 @@ impl Metrics {
             ),
             &["route"],
         )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "drawbridge_auth_failures_total",
+                "Requests refused by authentication, by route and reason.",
+            ),
+            &["route", "reason"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "drawbridge_build_info",
@@ -95,6 +110,7 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(active_streams.clone()))?;
+        registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -102,6 +118,7 @@ impl Metrics {
             duration,
             upstream_errors,
             active_streams,
+            auth_failures,
         })
     }
 
@@ -113,7 +130,13 @@ impl Metrics {
             active_streams: self.active_streams.with_label_values(&[name]),
             requests: self.requests.clone(),
             upstream_errors: self.upstream_errors.clone(),
+            auth_failures: self.auth_failures.clone(),
         }
+    }
+
+    /// The registry, for modules that own metric families of their own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The Prometheus text exposition of every metric.

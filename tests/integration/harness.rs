@@ -37,6 +37,31 @@ impl Gateway {
 
     /// Like [`Gateway::start`], with extra top-level YAML (e.g. `limits:`).
     pub async fn start_with(routes_yaml: &str, extra_yaml: &str) -> Gateway {
+        let mut gw = Self::spawn(routes_yaml, extra_yaml);
+        gw.wait_ready().await;
+        gw
+    }
+
+    /// Starts the gateway and waits only until its listeners accept connections
+    /// (readiness may stay false, e.g. while an issuer is unreachable).
+    pub async fn start_unready(routes_yaml: &str, extra_yaml: &str) -> Gateway {
+        let mut gw = Self::spawn(routes_yaml, extra_yaml);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("drawbridge exited with {status}:\n{}", gw.log());
+            }
+            let up = std::net::TcpStream::connect(("127.0.0.1", gw.port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", gw.admin_port)).is_ok();
+            if up {
+                return gw;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("drawbridge did not start listening:\n{}", gw.log());
+    }
+
+    fn spawn(routes_yaml: &str, extra_yaml: &str) -> Gateway {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -55,18 +80,17 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .expect("start drawbridge");
-        let mut gw = Gateway {
+        Gateway {
             child,
             port,
             admin_port,
             _dir: dir,
             log_path,
-        };
-        gw.wait_ready().await;
-        gw
+        }
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self) {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

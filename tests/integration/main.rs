@@ -2,10 +2,13 @@
 //! One test binary with modules keeps link time low.
 
 mod harness;
+mod idp;
 mod upstream;
 
+mod auth;
 mod cli;
 mod errors;
+mod idp_selftest;
 mod metrics;
 mod proxying;
 mod streaming;

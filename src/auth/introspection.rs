@@ -1,0 +1,113 @@
+//! RFC 7662 token introspection for opaque (non-JWT) access tokens: the gateway asks
+//! the issuer, authenticating as its own confidential client, and applies to the answer
+//! the same checks it applies to a JWT (`active`, `iss`, `aud`, `exp`, `nbf`).
+
+use serde::Deserialize;
+
+use super::jwt::TokenError;
+use crate::config::Introspection;
+
+/// The members of an introspection response drawbridge reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IntrospectionResponse {
+    #[serde(default)]
+    pub active: bool,
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    #[serde(default, deserialize_with = "super::jwt::string_or_list")]
+    pub aud: Vec<String>,
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// Asks `endpoint` about `token`. Transport and client-authentication failures are
+/// `IssuerUnavailable` (fail closed: the token is refused).
+pub async fn introspect(
+    http: &reqwest::Client,
+    endpoint: &url::Url,
+    settings: &Introspection,
+    token: &str,
+) -> Result<IntrospectionResponse, TokenError> {
+    let resp = http
+        .post(endpoint.clone())
+        .basic_auth(&settings.client_id, Some(settings.client_secret.expose()))
+        .header(http::header::ACCEPT, "application/json")
+        .form(&[("token", token), ("token_type_hint", "access_token")])
+        .send()
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "introspection request failed");
+            TokenError::IssuerUnavailable
+        })?;
+    if !resp.status().is_success() {
+        tracing::warn!(status = %resp.status(), "introspection endpoint refused the gateway");
+        return Err(TokenError::IssuerUnavailable);
+    }
+    resp.json().await.map_err(|e| {
+        tracing::warn!(error = %e, "introspection answer is not JSON");
+        TokenError::IssuerUnavailable
+    })
+}
+
+/// The checks of an active answer that do not depend on the route.
+pub fn check_response(
+    resp: &IntrospectionResponse,
+    issuer: &str,
+    now: i64,
+    leeway: i64,
+) -> Result<(), TokenError> {
+    if !resp.active {
+        return Err(TokenError::Inactive);
+    }
+    if resp.iss.as_deref().is_some_and(|iss| iss != issuer) {
+        return Err(TokenError::WrongIssuer);
+    }
+    if resp.sub.is_none() {
+        return Err(TokenError::MissingClaim);
+    }
+    if resp.exp.is_some_and(|exp| now > exp.saturating_add(leeway)) {
+        return Err(TokenError::Expired);
+    }
+    if resp.nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(v: serde_json::Value) -> IntrospectionResponse {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn inactive_wrong_issuer_and_expired_are_refused() {
+        let ok =
+            serde_json::json!({"active":true,"iss":"https://idp","sub":"a","aud":"x","exp":200});
+        assert_eq!(
+            check_response(&resp(ok.clone()), "https://idp", 100, 0),
+            Ok(())
+        );
+        assert_eq!(
+            check_response(
+                &resp(serde_json::json!({"active":false})),
+                "https://idp",
+                100,
+                0
+            ),
+            Err(TokenError::Inactive)
+        );
+        assert_eq!(
+            check_response(&resp(ok.clone()), "https://other", 100, 0),
+            Err(TokenError::WrongIssuer)
+        );
+        assert_eq!(
+            check_response(&resp(ok), "https://idp", 300, 0),
+            Err(TokenError::Expired)
+        );
+    }
+}

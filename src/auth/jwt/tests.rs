@@ -1,0 +1,196 @@
+use super::*;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+struct EcKey {
+    pair: EcdsaKeyPair,
+    kid: &'static str,
+}
+
+fn ec_key(kid: &'static str) -> EcKey {
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    EcKey { pair, kid }
+}
+
+impl EcKey {
+    fn jwk(&self) -> serde_json::Value {
+        let point = self.pair.public_key().as_ref();
+        serde_json::json!({"kty":"EC","crv":"P-256","kid":self.kid,"use":"sig","x":b64(&point[1..33]),"y":b64(&point[33..])})
+    }
+
+    fn sign(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = self
+            .pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .unwrap();
+        format!("{input}.{}", b64(sig.as_ref()))
+    }
+}
+
+fn claims() -> serde_json::Value {
+    serde_json::json!({"iss":"https://idp","sub":"alice","aud":["https://gw/mcp","other"],"exp":2000,"iat":1000,"nbf":1000,"scope":"a b","client_id":"c1"})
+}
+
+fn keyset(jwks: serde_json::Value) -> KeySet {
+    parse_jwks(jwks.to_string().as_bytes()).unwrap()
+}
+
+#[test]
+fn es256_token_verifies_with_its_key_and_claims_are_read() {
+    let key = ec_key("ec-1");
+    let keys = keyset(serde_json::json!({"keys":[key.jwk()]}));
+    let token = key.sign(
+        serde_json::json!({"alg":"ES256","kid":"ec-1","typ":"at+jwt"}),
+        claims(),
+    );
+    let decoded = decode(&token, &Algorithm::DEFAULT).unwrap();
+    let k = keys.find(decoded.kid.as_deref(), decoded.alg).unwrap();
+    decoded.verify_with(k).unwrap();
+    assert_eq!(decoded.claims.sub.as_deref(), Some("alice"));
+    assert_eq!(decoded.claims.aud, ["https://gw/mcp", "other"]);
+    assert_eq!(decoded.claims.scopes(), ["a", "b"]);
+    assert_eq!(decoded.claims.client(), Some("c1"));
+}
+
+#[test]
+fn eddsa_token_verifies() {
+    let rng = SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let jwk = serde_json::json!({"kty":"OKP","crv":"Ed25519","kid":"ed","x":b64(pair.public_key().as_ref())});
+    let keys = keyset(serde_json::json!({"keys":[jwk]}));
+    let input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"EdDSA","kid":"ed"}"#),
+        b64(claims().to_string().as_bytes())
+    );
+    let token = format!("{input}.{}", b64(pair.sign(input.as_bytes()).as_ref()));
+    let decoded = decode(&token, &Algorithm::DEFAULT).unwrap();
+    decoded
+        .verify_with(keys.find(Some("ed"), Algorithm::EdDSA).unwrap())
+        .unwrap();
+}
+
+#[test]
+fn tampered_payload_fails_the_signature() {
+    let key = ec_key("ec-1");
+    let keys = keyset(serde_json::json!({"keys":[key.jwk()]}));
+    let token = key.sign(serde_json::json!({"alg":"ES256","kid":"ec-1"}), claims());
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let mut evil = claims();
+    evil["sub"] = "mallory".into();
+    let evil_b64 = b64(evil.to_string().as_bytes());
+    parts[1] = &evil_b64;
+    let tampered = parts.join(".");
+    let decoded = decode(&tampered, &Algorithm::DEFAULT).unwrap();
+    assert_eq!(
+        decoded.verify_with(keys.find(Some("ec-1"), Algorithm::ES256).unwrap()),
+        Err(TokenError::BadSignature)
+    );
+}
+
+#[test]
+fn none_hmac_and_disallowed_algorithms_are_refused_before_any_key() {
+    let body = b64(claims().to_string().as_bytes());
+    for alg in ["none", "HS256", "HS512", "RS512", "ES384"] {
+        let token = format!(
+            "{}.{body}.c2ln",
+            b64(format!(r#"{{"alg":"{alg}"}}"#).as_bytes())
+        );
+        assert_eq!(
+            decode(&token, &Algorithm::DEFAULT).err(),
+            Some(TokenError::UnsupportedAlgorithm),
+            "{alg}"
+        );
+    }
+    let token = format!("{}.{body}.c2ln", b64(br#"{"alg":"RS256"}"#));
+    assert_eq!(
+        decode(&token, &[Algorithm::ES256]).err(),
+        Some(TokenError::UnsupportedAlgorithm)
+    );
+}
+
+#[test]
+fn malformed_tokens() {
+    for token in [
+        "",
+        "abc",
+        "a.b",
+        "a.b.c.d",
+        "!!.!!.!!",
+        "e30.e30.",
+        "e30.bm90IGpzb24.c2ln",
+    ] {
+        assert!(decode(token, &Algorithm::DEFAULT).is_err(), "{token}");
+    }
+    let crit = format!(
+        "{}.{}.c2ln",
+        b64(br#"{"alg":"ES256","crit":["exp"]}"#),
+        b64(b"{}")
+    );
+    assert_eq!(
+        decode(&crit, &Algorithm::DEFAULT).err(),
+        Some(TokenError::Malformed)
+    );
+}
+
+#[test]
+fn key_selection_respects_family_pin_and_ambiguity() {
+    let a = ec_key("a");
+    let b = ec_key("b");
+    let mut pinned = a.jwk();
+    pinned["alg"] = "ES256".into();
+    let keys = keyset(
+        serde_json::json!({"keys":[pinned, b.jwk(), {"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB","alg":"RS256"}, {"kty":"EC","crv":"P-384","kid":"p384","x":"AA","y":"AA"}, {"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"}]}),
+    );
+    assert_eq!(keys.keys.len(), 3, "P-384 and encryption keys are skipped");
+    assert!(keys.find(Some("a"), Algorithm::ES256).is_some());
+    assert!(
+        keys.find(Some("r"), Algorithm::ES256).is_none(),
+        "wrong family"
+    );
+    assert!(
+        keys.find(Some("r"), Algorithm::PS256).is_none(),
+        "pinned to RS256"
+    );
+    assert!(
+        keys.find(None, Algorithm::ES256).is_none(),
+        "two EC keys: no guessing"
+    );
+    assert!(keys.find(None, Algorithm::RS256).is_some(), "one RSA key");
+}
+
+#[test]
+fn time_checks_with_leeway() {
+    let mut c: Claims = serde_json::from_value(claims()).unwrap();
+    assert_eq!(check_times(&c, 1500, 30), Ok(()));
+    assert_eq!(check_times(&c, 2030, 30), Ok(()));
+    assert_eq!(check_times(&c, 2031, 30), Err(TokenError::Expired));
+    assert_eq!(check_times(&c, 969, 30), Err(TokenError::NotYetValid));
+    c.nbf = None;
+    assert_eq!(check_times(&c, 969, 30), Err(TokenError::IssuedInFuture));
+    c.exp = None;
+    assert_eq!(check_times(&c, 1500, 30), Err(TokenError::MissingClaim));
+}
+
+#[test]
+fn scp_array_and_azp_are_fallbacks() {
+    let c: Claims =
+        serde_json::from_value(serde_json::json!({"scp":["x","y"],"azp":"app","aud":"single"}))
+            .unwrap();
+    assert_eq!(c.scopes(), ["x", "y"]);
+    assert_eq!(c.client(), Some("app"));
+    assert_eq!(c.aud, ["single"]);
+}

@@ -1,0 +1,390 @@
+//! Step 2 of the request path: the gateway as an OAuth 2.1 resource server. A bearer
+//! token from the `Authorization` header is verified for *this* route — signature by the
+//! issuer's keys (or RFC 7662 introspection for opaque tokens), exact `iss`, `aud`
+//! naming the route's `public_url`, times — and becomes a [`Principal`].
+//!
+//! Owns token validation, the verified-token caches, protected resource metadata
+//! (RFC 9728) and the challenges. It does not decide per-tool access (`policy`) and never
+//! forwards the token anywhere.
+
+pub mod audience;
+pub mod bearer;
+mod cache;
+pub mod challenge;
+pub mod discovery;
+pub mod introspection;
+pub mod issuer;
+pub mod jwt;
+pub mod metadata;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+use crate::config::{Config, Route};
+use audience::Audience;
+use bearer::BearerError;
+use cache::{token_key, unix_now, TokenCache};
+use challenge::BearerErrorCode;
+use issuer::IssuerRuntime;
+use jwt::TokenError;
+
+/// Who is calling, as established by a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Issuer identifier (`iss`).
+    pub issuer: String,
+    pub subject: String,
+    pub client_id: Option<String>,
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+impl Principal {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// A verified token as cached: the principal plus what is checked per route.
+#[derive(Debug)]
+pub struct Verified {
+    pub principal: Principal,
+    /// Index into the configured issuers.
+    pub issuer_index: usize,
+    pub audiences: Vec<String>,
+    /// Upper bound on how long this answer may be reused.
+    pub cache_for: Duration,
+}
+
+/// Why a request was not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthFailure {
+    Bearer(BearerError),
+    Token(TokenError),
+    /// Authenticated, but the route's `required_scopes` are not all granted.
+    InsufficientScope,
+}
+
+impl AuthFailure {
+    /// Metric label (`drawbridge_auth_failures_total{reason}`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthFailure::Bearer(b) => b.reason(),
+            AuthFailure::Token(t) => t.reason(),
+            AuthFailure::InsufficientScope => "insufficient_scope",
+        }
+    }
+
+    /// HTTP status and RFC 6750 error code (none for a bare "please authenticate").
+    pub fn status_and_code(&self) -> (u16, Option<BearerErrorCode>) {
+        match self {
+            AuthFailure::Bearer(BearerError::Missing) => (401, None),
+            AuthFailure::Bearer(BearerError::Multiple) => {
+                (400, Some(BearerErrorCode::InvalidRequest))
+            }
+            AuthFailure::Bearer(BearerError::InQuery) => {
+                (401, Some(BearerErrorCode::InvalidRequest))
+            }
+            AuthFailure::Bearer(_) | AuthFailure::Token(_) => {
+                (401, Some(BearerErrorCode::InvalidToken))
+            }
+            AuthFailure::InsufficientScope => (403, Some(BearerErrorCode::InsufficientScope)),
+        }
+    }
+
+    pub fn description(&self) -> &'static str {
+        match self {
+            AuthFailure::Bearer(BearerError::Missing) => "this resource needs a bearer token",
+            AuthFailure::Bearer(BearerError::Malformed) => "the Authorization header is malformed",
+            AuthFailure::Bearer(BearerError::TooLarge) => "the access token is too large",
+            AuthFailure::Bearer(BearerError::InQuery) => {
+                "send the access token in the Authorization header, not the URL"
+            }
+            AuthFailure::Bearer(BearerError::Multiple) => "more than one Authorization header",
+            AuthFailure::Token(t) => t.description(),
+            AuthFailure::InsufficientScope => {
+                "the access token lacks scopes this resource requires"
+            }
+        }
+    }
+}
+
+/// A route's authentication requirements, prepared at start-up.
+#[derive(Debug, Clone)]
+pub struct RouteGuard {
+    pub issuers: Vec<usize>,
+    pub audience: Audience,
+    pub required_scopes: Vec<String>,
+    /// Absolute URL of the route's protected resource metadata.
+    pub resource_metadata: String,
+    /// Space-separated scopes for the `scope` challenge parameter.
+    pub scope_hint: String,
+}
+
+impl RouteGuard {
+    pub fn for_route(route: &Route) -> Option<RouteGuard> {
+        let auth = route.auth.as_ref()?;
+        let public_url = route.public_url.as_ref()?;
+        let scope_hint = if auth.required_scopes.is_empty() {
+            auth.scopes_supported.join(" ")
+        } else {
+            auth.required_scopes.join(" ")
+        };
+        Some(RouteGuard {
+            issuers: auth.issuers.clone(),
+            audience: Audience::new(public_url),
+            required_scopes: auth.required_scopes.clone(),
+            resource_metadata: metadata::metadata_url(public_url),
+            scope_hint,
+        })
+    }
+
+    /// The `WWW-Authenticate` value for a failure on this route.
+    pub fn challenge(&self, failure: &AuthFailure) -> String {
+        let (_, code) = failure.status_and_code();
+        challenge::www_authenticate(
+            &self.resource_metadata,
+            &self.scope_hint,
+            code.map(|c| (c, failure.description())),
+        )
+    }
+}
+
+/// Cache hit/miss counters (`drawbridge_cache_requests_total{cache,result}`).
+struct CacheCounters {
+    hit: IntCounter,
+    miss: IntCounter,
+}
+
+impl CacheCounters {
+    fn new(vec: &IntCounterVec, cache: &str) -> CacheCounters {
+        CacheCounters {
+            hit: vec.with_label_values(&[cache, "hit"]),
+            miss: vec.with_label_values(&[cache, "miss"]),
+        }
+    }
+}
+
+/// Verifies tokens for every protected route; shared by all requests.
+pub struct Authenticator {
+    issuers: Vec<Arc<IssuerRuntime>>,
+    http: reqwest::Client,
+    tokens: TokenCache,
+    introspected: TokenCache,
+    token_counters: CacheCounters,
+    introspection_counters: CacheCounters,
+}
+
+const TOKEN_CACHE_CAPACITY: u64 = 50_000;
+const TOKEN_CACHE_MAX_TTL: Duration = Duration::from_secs(300);
+
+impl Authenticator {
+    /// Prepares issuers (nothing is fetched yet: see [`issuer::keep_fresh`]) and
+    /// registers the auth metric families in `registry`.
+    pub fn new(config: &Config, registry: &Registry) -> Result<Authenticator, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("drawbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let refreshes = IntCounterVec::new(
+            Opts::new(
+                "drawbridge_jwks_refresh_total",
+                "Issuer metadata and JWKS fetches, by issuer and result.",
+            ),
+            &["issuer", "result"],
+        )
+        .map_err(|e| e.to_string())?;
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "drawbridge_cache_requests_total",
+                "Cache look-ups, by cache and result (hit, miss).",
+            ),
+            &["cache", "result"],
+        )
+        .map_err(|e| e.to_string())?;
+        registry
+            .register(Box::new(refreshes.clone()))
+            .map_err(|e| e.to_string())?;
+        registry
+            .register(Box::new(cache_requests.clone()))
+            .map_err(|e| e.to_string())?;
+        let issuers = config
+            .issuers
+            .iter()
+            .map(|i| {
+                Arc::new(IssuerRuntime::new(
+                    i.clone(),
+                    http.clone(),
+                    refreshes.clone(),
+                ))
+            })
+            .collect();
+        Ok(Authenticator {
+            issuers,
+            http,
+            tokens: TokenCache::new(TOKEN_CACHE_CAPACITY, TOKEN_CACHE_MAX_TTL),
+            introspected: TokenCache::new(TOKEN_CACHE_CAPACITY, TOKEN_CACHE_MAX_TTL),
+            token_counters: CacheCounters::new(&cache_requests, "token"),
+            introspection_counters: CacheCounters::new(&cache_requests, "introspection"),
+        })
+    }
+
+    pub fn issuers(&self) -> &[Arc<IssuerRuntime>] {
+        &self.issuers
+    }
+
+    /// Authenticates a request on a route guarded by `guard`.
+    pub async fn authenticate(
+        &self,
+        guard: &RouteGuard,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Principal, AuthFailure> {
+        let token = bearer::bearer_token(headers, query).map_err(AuthFailure::Bearer)?;
+        let verified = self
+            .verify(guard, token)
+            .await
+            .map_err(AuthFailure::Token)?;
+        if !guard.issuers.contains(&verified.issuer_index) {
+            return Err(AuthFailure::Token(TokenError::WrongIssuer));
+        }
+        if !guard.audience.is_in(&verified.audiences) {
+            return Err(AuthFailure::Token(TokenError::WrongAudience));
+        }
+        let principal = &verified.principal;
+        if unix_now()
+            > principal
+                .expires_at
+                .saturating_add(self.leeway(verified.issuer_index))
+        {
+            return Err(AuthFailure::Token(TokenError::Expired));
+        }
+        if !guard.required_scopes.iter().all(|s| principal.has_scope(s)) {
+            return Err(AuthFailure::InsufficientScope);
+        }
+        Ok(principal.clone())
+    }
+
+    fn leeway(&self, issuer_index: usize) -> i64 {
+        self.issuers
+            .get(issuer_index)
+            .map_or(0, |i| i.config.leeway.as_secs() as i64)
+    }
+
+    /// A verified token, from cache or by verification. Route checks are the caller's.
+    async fn verify(&self, guard: &RouteGuard, token: &str) -> Result<Arc<Verified>, TokenError> {
+        let key = token_key(token);
+        if jwt::looks_like_jwt(token) {
+            if let Some(hit) = self.tokens.get(&key) {
+                self.token_counters.hit.inc();
+                return Ok(hit);
+            }
+            self.token_counters.miss.inc();
+            let verified = Arc::new(self.verify_jwt(token).await?);
+            self.tokens.insert(key, verified.clone());
+            return Ok(verified);
+        }
+        if let Some(hit) = self.introspected.get(&key) {
+            self.introspection_counters.hit.inc();
+            return Ok(hit);
+        }
+        self.introspection_counters.miss.inc();
+        let verified = Arc::new(self.verify_opaque(guard, token).await?);
+        self.introspected.insert(key, verified.clone());
+        Ok(verified)
+    }
+
+    async fn verify_jwt(&self, token: &str) -> Result<Verified, TokenError> {
+        let decoded = jwt::decode(token, &jwt::Algorithm::DEFAULT)?;
+        let iss = decoded
+            .claims
+            .iss
+            .as_deref()
+            .ok_or(TokenError::MissingClaim)?;
+        let (issuer_index, issuer) = self
+            .issuers
+            .iter()
+            .enumerate()
+            .find(|(_, i)| i.config.issuer == iss)
+            .ok_or(TokenError::WrongIssuer)?;
+        if !issuer.config.algorithms.contains(&decoded.alg) {
+            return Err(TokenError::UnsupportedAlgorithm);
+        }
+        let mut keys = issuer.keys();
+        if keys.keys.is_empty() && !issuer.is_ready() {
+            return Err(TokenError::IssuerUnavailable);
+        }
+        if keys.find(decoded.kid.as_deref(), decoded.alg).is_none() {
+            if let Some(kid) = decoded.kid.as_deref().filter(|k| !keys.has_kid(k)) {
+                keys = issuer.refetch_for_unknown_kid(kid).await;
+            }
+        }
+        let key = keys
+            .find(decoded.kid.as_deref(), decoded.alg)
+            .ok_or(TokenError::UnknownKey)?;
+        decoded.verify_with(key)?;
+        let claims = &decoded.claims;
+        jwt::check_times(claims, unix_now(), issuer.config.leeway.as_secs() as i64)?;
+        let subject = claims.sub.clone().ok_or(TokenError::MissingClaim)?;
+        Ok(Verified {
+            principal: Principal {
+                issuer: iss.to_string(),
+                subject,
+                client_id: claims.client().map(str::to_string),
+                scopes: claims.scopes(),
+                expires_at: claims.exp.unwrap_or_default(),
+            },
+            issuer_index,
+            audiences: claims.aud.clone(),
+            cache_for: TOKEN_CACHE_MAX_TTL,
+        })
+    }
+
+    /// Opaque tokens go to the introspection endpoint of the route's first issuer that
+    /// has one configured.
+    async fn verify_opaque(&self, guard: &RouteGuard, token: &str) -> Result<Verified, TokenError> {
+        let (issuer_index, issuer, settings) = guard
+            .issuers
+            .iter()
+            .filter_map(|i| self.issuers.get(*i).map(|rt| (*i, rt)))
+            .find_map(|(i, rt)| rt.config.introspection.as_ref().map(|s| (i, rt, s)))
+            .ok_or(TokenError::Malformed)?;
+        let endpoint = settings
+            .endpoint
+            .clone()
+            .or_else(|| {
+                issuer
+                    .metadata()
+                    .and_then(|m| m.introspection_endpoint.clone())
+            })
+            .ok_or(TokenError::IssuerUnavailable)?;
+        let resp = introspection::introspect(&self.http, &endpoint, settings, token).await?;
+        let leeway = issuer.config.leeway.as_secs() as i64;
+        introspection::check_response(&resp, &issuer.config.issuer, unix_now(), leeway)?;
+        let expires_at = resp
+            .exp
+            .unwrap_or_else(|| unix_now() + settings.cache_max.as_secs() as i64);
+        Ok(Verified {
+            principal: Principal {
+                issuer: issuer.config.issuer.clone(),
+                subject: resp.sub.clone().unwrap_or_default(),
+                client_id: resp.client_id.clone(),
+                scopes: resp
+                    .scope
+                    .as_deref()
+                    .map(|s| s.split_ascii_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default(),
+                expires_at,
+            },
+            issuer_index,
+            audiences: resp.aud,
+            cache_for: settings.cache_max,
+        })
+    }
+}
