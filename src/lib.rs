@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod mcp;
+pub mod policy;
 pub mod proxy;
 pub mod refusal;
 pub mod server;

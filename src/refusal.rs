@@ -6,7 +6,7 @@
 //! into an error body.
 
 use crate::auth::AuthFailure;
-use crate::mcp::jsonrpc::{error_body, Inspected};
+use crate::mcp::jsonrpc::{error_body, Inspected, Malformed};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -18,12 +18,24 @@ pub enum Refusal {
     NotJson,
     /// The POST body is JSON but not JSON-RPC 2.0.
     NotJsonRpc(&'static str),
+    /// A call lacks the parameter naming its tool, prompt or resource.
+    InvalidParams(&'static str),
+    /// The body's media type or content coding is not plain JSON.
+    UnsupportedMediaType,
+    /// `Mcp-Method` / `Mcp-Name` headers disagree with the body.
+    HeaderMismatch,
     /// The upstream refused the connection, reset it, or failed TLS.
     UpstreamUnreachable,
     /// The upstream did not connect or answer in time.
     UpstreamTimeout,
     /// Anything unexpected; details are logged, never sent.
     Internal,
+    /// Policy refused an operation (403). `message` names what was refused and the
+    /// missing scopes; `challenge` is the step-up `WWW-Authenticate` value.
+    Forbidden {
+        message: String,
+        challenge: Option<String>,
+    },
     /// Authentication failed on a protected route; `challenge` is the `WWW-Authenticate`
     /// value that tells the client where to get a token and which scopes to ask for.
     Auth {
@@ -37,11 +49,16 @@ impl Refusal {
         match self {
             Refusal::NoRoute => 404,
             Refusal::BodyTooLarge => 413,
-            Refusal::NotJson | Refusal::NotJsonRpc(_) => 400,
+            Refusal::NotJson
+            | Refusal::NotJsonRpc(_)
+            | Refusal::InvalidParams(_)
+            | Refusal::HeaderMismatch => 400,
+            Refusal::UnsupportedMediaType => 415,
             Refusal::UpstreamUnreachable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::Internal => 500,
             Refusal::Auth { failure, .. } => failure.status_and_code().0,
+            Refusal::Forbidden { .. } => 403,
         }
     }
 
@@ -49,6 +66,7 @@ impl Refusal {
     pub fn www_authenticate(&self) -> Option<&str> {
         match self {
             Refusal::Auth { challenge, .. } => Some(challenge),
+            Refusal::Forbidden { challenge, .. } => challenge.as_deref(),
             _ => None,
         }
     }
@@ -57,12 +75,17 @@ impl Refusal {
     pub fn jsonrpc_code(&self) -> i64 {
         match self {
             Refusal::NotJson => -32700,
-            Refusal::NotJsonRpc(_) | Refusal::BodyTooLarge => -32600,
+            Refusal::NotJsonRpc(_)
+            | Refusal::BodyTooLarge
+            | Refusal::UnsupportedMediaType
+            | Refusal::HeaderMismatch => -32600,
+            Refusal::InvalidParams(_) => -32602,
             Refusal::NoRoute => -32004,
             Refusal::UpstreamUnreachable => -32002,
             Refusal::UpstreamTimeout => -32003,
             Refusal::Internal => -32603,
             Refusal::Auth { .. } => -32001,
+            Refusal::Forbidden { .. } => -32005,
         }
     }
 
@@ -73,10 +96,14 @@ impl Refusal {
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::NotJson => "parse_error",
             Refusal::NotJsonRpc(_) => "invalid_request",
+            Refusal::InvalidParams(_) => "invalid_params",
+            Refusal::UnsupportedMediaType => "unsupported_media_type",
+            Refusal::HeaderMismatch => "header_mismatch",
             Refusal::UpstreamUnreachable => "upstream_unreachable",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::Internal => "internal_error",
             Refusal::Auth { failure, .. } => failure.reason(),
+            Refusal::Forbidden { .. } => "forbidden",
         }
     }
 
@@ -88,10 +115,18 @@ impl Refusal {
             Refusal::NotJsonRpc(what) => {
                 format!("invalid request: the body is not JSON-RPC 2.0 ({what})")
             }
+            Refusal::InvalidParams(what) => format!("invalid params: {what}"),
+            Refusal::UnsupportedMediaType => {
+                "the body must be JSON: Content-Type application/json, no Content-Encoding".into()
+            }
+            Refusal::HeaderMismatch => {
+                "the Mcp-Method or Mcp-Name header does not match the body".into()
+            }
             Refusal::UpstreamUnreachable => "the upstream MCP server is unreachable".into(),
             Refusal::UpstreamTimeout => "the upstream MCP server did not answer in time".into(),
             Refusal::Internal => "internal gateway error".into(),
             Refusal::Auth { failure, .. } => failure.description().into(),
+            Refusal::Forbidden { message, .. } => message.clone(),
         }
     }
 
@@ -108,12 +143,26 @@ impl Refusal {
             let description = serde_json::Value::String(self.message());
             return format!(r#"{{"error":"{code}","error_description":{description}}}"#);
         }
-        let rpc = inspected.is_some() || matches!(self, Refusal::NotJson | Refusal::NotJsonRpc(_));
+        let rpc = inspected.is_some()
+            || matches!(
+                self,
+                Refusal::NotJson | Refusal::NotJsonRpc(_) | Refusal::InvalidParams(_)
+            );
         if rpc {
             return error_body(inspected, self.jsonrpc_code(), &self.message());
         }
         let message = serde_json::Value::String(self.message());
         format!(r#"{{"error":"{}","message":{message}}}"#, self.kind())
+    }
+}
+
+impl From<Malformed> for Refusal {
+    fn from(m: Malformed) -> Refusal {
+        match m {
+            Malformed::NotJson => Refusal::NotJson,
+            Malformed::NotJsonRpc(why) => Refusal::NotJsonRpc(why),
+            Malformed::InvalidParams(why) => Refusal::InvalidParams(why),
+        }
     }
 }
 

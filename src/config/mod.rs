@@ -85,6 +85,8 @@ pub struct Route {
     pub upstream: Upstream,
     /// `None`: a public route.
     pub auth: Option<RouteAuth>,
+    /// Per-tool/resource/prompt/method rules; `None`: the route's scopes suffice.
+    pub policy: Option<crate::policy::Policy>,
 }
 
 /// Where a route's traffic goes.

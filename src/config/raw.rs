@@ -45,7 +45,7 @@ pub struct RawRoute {
     pub upstream: RawUpstream,
     pub auth: Option<RawAuth>,
     pub upstream_auth: Option<Value>,
-    pub policy: Option<Value>,
+    pub policy: Option<RawPolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,4 +114,19 @@ pub struct RawAuth {
     pub scopes_supported: Vec<String>,
     pub resource_name: Option<String>,
     pub resource_documentation: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// `deny` (the default) or `allow` for names no rule covers.
+    pub default: Option<String>,
+    #[serde(default)]
+    pub tools: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub resources: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub prompts: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub methods: std::collections::BTreeMap<String, Vec<String>>,
 }

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::locate::{Locations, Position};
-use super::raw::{RawAuth, RawConfig, RawIntrospection, RawIssuer, RawRoute, RawTimeouts};
+use super::raw::{
+    RawAuth, RawConfig, RawIntrospection, RawIssuer, RawPolicy, RawRoute, RawTimeouts,
+};
 use super::{
     env, units, Config, ConfigError, Introspection, Issuer, Loaded, Route, RouteAuth, Secret,
     Upstream, DEFAULT_ADMIN_LISTEN, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INTROSPECTION_CACHE_MAX,
@@ -14,6 +16,7 @@ use super::{
     DEFAULT_STREAM_IDLE_TIMEOUT,
 };
 use crate::auth::jwt::Algorithm;
+use crate::policy::{Glob, Policy, Rule, RuleSet};
 
 pub(super) fn validate(file: &str, text: &str) -> Result<Loaded, Vec<ConfigError>> {
     let locations = Locations::of(text);
@@ -79,6 +82,14 @@ fn strip_serde_position(message: &str, path: &str) -> String {
         Some((prefix, rest)) if !prefix.is_empty() && path.starts_with(prefix) => rest.to_string(),
         _ => message.to_string(),
     }
+}
+
+/// A scope token (RFC 6749 §3.3), also safe inside a quoted challenge parameter.
+fn valid_scope(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
 }
 
 struct Checker<'a> {
@@ -350,11 +361,7 @@ impl Checker<'_> {
             ("scopes_supported", &raw.scopes_supported),
         ] {
             for (i, scope) in scopes.iter().enumerate() {
-                let ok = !scope.is_empty()
-                    && scope
-                        .chars()
-                        .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
-                if !ok {
+                if !valid_scope(scope) {
                     self.error(
                         &format!("{at}.{key}[{i}]"),
                         "a scope is printable ASCII without spaces, quotes or backslashes",
@@ -391,14 +398,21 @@ impl Checker<'_> {
         issuer_names: &HashMap<&str, usize>,
     ) -> Option<Route> {
         self.name(&format!("{at}.name"), &raw.name);
-        for (key, present) in [
-            ("upstream_auth", raw.upstream_auth.is_some()),
-            ("policy", raw.policy.is_some()),
-        ] {
-            if present {
-                self.not_yet_supported(&format!("{at}.{key}"));
-            }
+        if raw.upstream_auth.is_some() {
+            self.not_yet_supported(&format!("{at}.upstream_auth"));
         }
+        let policy = match &raw.policy {
+            None => None,
+            Some(p) => {
+                if raw.auth.is_none() {
+                    self.error(
+                        &format!("{at}.policy"),
+                        "a policy needs an `auth` block: scopes come from verified tokens",
+                    );
+                }
+                Some(self.policy(&format!("{at}.policy"), p))
+            }
+        };
         let path_prefix = self.path_prefix(&format!("{at}.match.path"), &raw.matcher.path);
         let host = match &raw.matcher.host {
             None => None,
@@ -425,7 +439,59 @@ impl Checker<'_> {
             public_url,
             upstream: upstream?,
             auth,
+            policy,
         })
+    }
+
+    fn policy(&mut self, at: &str, raw: &RawPolicy) -> Policy {
+        let default_allow = match raw.default.as_deref() {
+            None | Some("deny") => false,
+            Some("allow") => true,
+            Some(_) => {
+                self.error(&format!("{at}.default"), "must be `deny` or `allow`");
+                false
+            }
+        };
+        let mut set = |kind: &str, map: &std::collections::BTreeMap<String, Vec<String>>| {
+            let mut rules = Vec::new();
+            for (pattern, scopes) in map {
+                let path = format!("{at}.{kind}.{pattern}");
+                if pattern.is_empty() {
+                    self.error(&path, "an empty pattern matches nothing");
+                }
+                for scope in scopes {
+                    if !valid_scope(scope) {
+                        self.error(
+                            &path,
+                            "a scope is printable ASCII without spaces, quotes or backslashes",
+                        );
+                    }
+                }
+                rules.push(Rule {
+                    glob: Glob::new(pattern),
+                    scopes: scopes.clone(),
+                });
+            }
+            let (set, ambiguous) = RuleSet::new(rules);
+            for (a, b) in ambiguous {
+                self.error(
+                    &format!("{at}.{kind}"),
+                    format!("patterns `{a}` and `{b}` can match the same name with equal specificity; make one more specific"),
+                );
+            }
+            set
+        };
+        let tools = set("tools", &raw.tools);
+        let resources = set("resources", &raw.resources);
+        let prompts = set("prompts", &raw.prompts);
+        let methods = set("methods", &raw.methods);
+        Policy {
+            default_allow,
+            tools,
+            resources,
+            prompts,
+            methods,
+        }
     }
 
     fn path_prefix(&mut self, at: &str, value: &str) -> Option<String> {
@@ -733,10 +799,26 @@ routes:
 
     #[test]
     fn later_blocks_are_named_as_not_yet_supported() {
-        let text = format!("{GOOD}    policy: {{ default: deny }}\n");
+        let text = format!("{GOOD}    upstream_auth: {{ none: {{}} }}\n");
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].contains("routes[0].policy: not yet supported"));
+        assert!(errs[0].contains("routes[0].upstream_auth: not yet supported"));
+    }
+
+    #[test]
+    fn policies_need_auth_and_unambiguous_patterns() {
+        let text = format!(
+            "{GOOD}    policy:\n      default: maybe\n      tools:\n        \"get-*\": [read]\n        \"*-env\": [env]\n"
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("needs an `auth` block")));
+        assert!(errs
+            .iter()
+            .any(|e| e.contains("routes[0].policy.default: must be")));
+        assert!(errs
+            .iter()
+            .any(|e| e.contains("`*-env` and `get-*` can match the same name")));
     }
 
     #[test]

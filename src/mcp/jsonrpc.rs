@@ -1,25 +1,41 @@
 //! Step 3 of the request path: a POST body read strictly as JSON-RPC 2.0 (one message or
-//! a batch) before anything is sent upstream. The result lists the operations it carries;
-//! the ids are kept so that the gateway's own errors answer the right request.
+//! a batch) before anything is sent upstream. The result lists the operations it carries
+//! — which tool, resource or prompt each message names — and keeps the ids so that the
+//! gateway's own errors answer the right request.
+//!
+//! Strict, because the gateway and the upstream must never disagree about what is being
+//! called: UTF-8 JSON only, nothing after the value, no duplicate object keys anywhere
+//! (parsers that keep the first and parsers that keep the last would read different
+//! calls), `\u` escapes decoded before judging, nesting bounded by serde_json's recursion
+//! limit (128) so deep bodies fail instead of overflowing the stack. One pass over the
+//! bytes: parsing, duplicate detection and target extraction happen together.
 //!
 //! Owns parsing and error-object rendering; it does not decide anything.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// One JSON-RPC message of a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// The id exactly as the client wrote it (`1`, `"abc"`); `None` for notifications
-    /// and for responses the client sends to server requests.
+    /// The id exactly as the client wrote it (`1`, `"abc"`); `None` for notifications.
     pub id: Option<Box<str>>,
     pub kind: MessageKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageKind {
-    /// A request (has an id) or notification (has none) naming a method.
-    Call { method: String },
+    /// A request (has an id) or notification (has none) naming a method; `target` is the
+    /// tool or prompt name (`tools/call`, `prompts/get`) or the resource URI
+    /// (`resources/read`, `resources/subscribe`, `resources/unsubscribe`).
+    Call {
+        method: String,
+        target: Option<String>,
+    },
     /// A response to a request the server sent (sampling, elicitation, roots).
     Response,
 }
@@ -41,97 +57,446 @@ impl Inspected {
     }
 }
 
-/// Why a body is not JSON-RPC.
+/// Why a body is not acceptable JSON-RPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Malformed {
-    /// Not JSON at all (JSON-RPC code -32700).
+    /// Not JSON at all, or JSON followed by anything (JSON-RPC code -32700).
     NotJson,
     /// JSON, but not a JSON-RPC 2.0 message or batch (code -32600).
     NotJsonRpc(&'static str),
+    /// A method that names a target lacks it or has the wrong type (code -32602).
+    InvalidParams(&'static str),
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    jsonrpc: Option<&'a RawValue>,
-    #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    method: Option<String>,
-    #[serde(borrow)]
-    result: Option<&'a RawValue>,
-    #[serde(borrow)]
-    error: Option<&'a RawValue>,
+/// Methods whose `params` name what they act on, and which member names it.
+fn target_member(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+        _ => None,
+    }
 }
+
+/// Reasons the visitors report; mapped back to [`Malformed`] by text, since serde errors
+/// carry only a message. None of them contains request content.
+const DUPLICATE_KEY: &str = "duplicate object key";
+const NOT_OBJECT: &str = "a message that is not a JSON object";
+const BAD_VERSION: &str = "a message without \"jsonrpc\": \"2.0\"";
+const BAD_ID: &str = "an id that is not a string or number";
+const NO_KIND: &str = "a message that is neither a request, a notification nor a response";
+const EMPTY_BATCH: &str = "an empty batch";
+const BAD_TARGET: &str = "params lacks the string member naming the tool, prompt or resource";
+const REASONS: [&str; 6] = [
+    DUPLICATE_KEY,
+    NOT_OBJECT,
+    BAD_VERSION,
+    BAD_ID,
+    NO_KIND,
+    EMPTY_BATCH,
+];
 
 /// Reads a body as a JSON-RPC message or batch.
 pub fn inspect(body: &[u8]) -> Result<Inspected, Malformed> {
-    let first = body
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .ok_or(Malformed::NotJson)?;
-    if *first == b'[' {
-        let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|_| Malformed::NotJson)?;
-        if items.is_empty() {
-            return Err(Malformed::NotJsonRpc("an empty batch"));
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = Top
+        .deserialize(&mut de)
+        .and_then(|top| de.end().map(|()| top));
+    match parsed {
+        Ok(Top2::Single(m)) => finish(vec![m], false),
+        Ok(Top2::Batch(ms)) => finish(ms, true),
+        Err(e) if e.is_data() => {
+            let text = e.to_string();
+            if text.starts_with(BAD_TARGET) {
+                return Err(Malformed::InvalidParams(BAD_TARGET));
+            }
+            let reason = REASONS
+                .iter()
+                .find(|r| text.starts_with(**r))
+                .copied()
+                .unwrap_or("a member with the wrong type");
+            Err(Malformed::NotJsonRpc(reason))
         }
-        let messages = items
-            .into_iter()
-            .map(|raw| message(raw.get()))
-            .collect::<Result<_, _>>()?;
-        Ok(Inspected {
-            messages,
-            batch: true,
-        })
-    } else {
-        let text = std::str::from_utf8(body).map_err(|_| Malformed::NotJson)?;
-        Ok(Inspected {
-            messages: vec![message(text)?],
-            batch: false,
-        })
+        Err(_) => Err(Malformed::NotJson),
     }
 }
 
-fn message(text: &str) -> Result<Message, Malformed> {
-    let envelope: Envelope = serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
-            Malformed::NotJsonRpc("a message that is not a JSON object")
-        } else {
-            Malformed::NotJson
-        }
-    })?;
-    if envelope.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
-        return Err(Malformed::NotJsonRpc(
-            "a message without \"jsonrpc\": \"2.0\"",
-        ));
-    }
-    let id = match envelope.id {
-        None => None,
-        Some(raw) => {
-            let id = raw.get();
-            let valid = id.starts_with('"')
-                || id.starts_with('-')
-                || id.starts_with(|c: char| c.is_ascii_digit());
-            if !valid {
-                return Err(Malformed::NotJsonRpc(
-                    "an id that is not a string or number",
-                ));
+fn finish(raw: Vec<RawMessage>, batch: bool) -> Result<Inspected, Malformed> {
+    let messages = raw
+        .into_iter()
+        .map(RawMessage::into_message)
+        .collect::<Result<_, _>>()?;
+    Ok(Inspected { messages, batch })
+}
+
+/// A JSON string, borrowed from the body when it has no escapes.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
             }
-            Some(Box::from(id))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
         }
-    };
-    let kind = match (
-        envelope.method,
-        envelope.result.is_some() || envelope.error.is_some(),
-    ) {
-        (Some(method), false) => MessageKind::Call { method },
-        (None, true) if id.is_some() => MessageKind::Response,
-        _ => {
-            return Err(Malformed::NotJsonRpc(
-                "a message that is neither a request, a notification nor a response",
-            ))
+        d.deserialize_str(V)
+    }
+}
+
+/// Remembers the keys of one object and refuses a repeat.
+#[derive(Default)]
+struct KeySet<'de>(Vec<Cow<'de, str>>);
+
+impl<'de> KeySet<'de> {
+    fn insert<E: de::Error>(&mut self, key: Cow<'de, str>) -> Result<(), E> {
+        if self.0.iter().any(|k| *k == key) {
+            return Err(E::custom(DUPLICATE_KEY));
         }
-    };
-    Ok(Message { id, kind })
+        self.0.push(key);
+        Ok(())
+    }
+}
+
+/// Any JSON value, checked for duplicate keys at every depth and otherwise skipped.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        let mut keys = KeySet::default();
+        while let Some(Text(key)) = map.next_key::<Text>()? {
+            keys.insert(key)?;
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
+}
+
+/// `params`: checked like any value, keeping its top-level `name` and `uri` strings.
+#[derive(Default)]
+struct Params {
+    name: Option<String>,
+    uri: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Params;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("params")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Params, A::Error> {
+                CheckedVisitor.visit_seq(seq).map(|_| Params::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+                let mut keys = KeySet::default();
+                let mut params = Params::default();
+                while let Some(Text(key)) = map.next_key::<Text>()? {
+                    let slot = match key.as_ref() {
+                        "name" => Some(&mut params.name),
+                        "uri" => Some(&mut params.uri),
+                        _ => None,
+                    };
+                    match slot {
+                        // A non-string name stays `None` and fails target extraction.
+                        Some(slot) => {
+                            *slot = map.next_value::<StringOrOther>()?.0.map(Cow::into_owned)
+                        }
+                        None => {
+                            map.next_value::<Checked>()?;
+                        }
+                    }
+                    keys.insert(key)?;
+                }
+                Ok(params)
+            }
+            fn visit_unit<E>(self) -> Result<Params, E> {
+                Ok(Params::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string, or any other (checked) value.
+struct StringOrOther<'de>(Option<Cow<'de, str>>);
+
+impl<'de> Deserialize<'de> for StringOrOther<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringOrOther<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(StringOrOther(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StringOrOther(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(StringOrOther(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                CheckedVisitor.visit_seq(seq).map(|_| StringOrOther(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                CheckedVisitor.visit_map(map).map(|_| StringOrOther(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One message as parsed, before its shape is judged.
+struct RawMessage {
+    version_ok: bool,
+    id: Option<Box<str>>,
+    method: Option<String>,
+    params: Option<Params>,
+    has_result_or_error: bool,
+}
+
+impl RawMessage {
+    fn into_message(self) -> Result<Message, Malformed> {
+        if !self.version_ok {
+            return Err(Malformed::NotJsonRpc(BAD_VERSION));
+        }
+        let kind = match (self.method, self.has_result_or_error) {
+            (Some(method), false) => {
+                let target = match target_member(&method) {
+                    None => None,
+                    Some(member) => {
+                        let params = self.params.unwrap_or_default();
+                        let value = if member == "name" {
+                            params.name
+                        } else {
+                            params.uri
+                        };
+                        Some(value.ok_or(Malformed::InvalidParams(BAD_TARGET))?)
+                    }
+                };
+                MessageKind::Call { method, target }
+            }
+            (None, true) if self.id.is_some() => MessageKind::Response,
+            _ => return Err(Malformed::NotJsonRpc(NO_KIND)),
+        };
+        Ok(Message { id: self.id, kind })
+    }
+}
+
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = RawMessage;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(NOT_OBJECT)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawMessage, A::Error> {
+        let mut keys = KeySet::default();
+        let mut msg = RawMessage {
+            version_ok: false,
+            id: None,
+            method: None,
+            params: None,
+            has_result_or_error: false,
+        };
+        while let Some(Text(key)) = map.next_key::<Text>()? {
+            match key.as_ref() {
+                "jsonrpc" => {
+                    msg.version_ok = map.next_value::<StringOrOther>()?.0.as_deref() == Some("2.0")
+                }
+                "id" => {
+                    let raw: &RawValue = map.next_value()?;
+                    let text = raw.get();
+                    let scalar = text.starts_with('"')
+                        || text.starts_with('-')
+                        || text.starts_with(|c: char| c.is_ascii_digit());
+                    if !scalar {
+                        return Err(de::Error::custom(BAD_ID));
+                    }
+                    msg.id = Some(Box::from(text));
+                }
+                "method" => {
+                    msg.method = map.next_value::<StringOrOther>()?.0.map(Cow::into_owned);
+                    if msg.method.is_none() {
+                        return Err(de::Error::custom(NO_KIND));
+                    }
+                }
+                "params" => msg.params = Some(map.next_value::<Params>()?),
+                "result" | "error" => {
+                    map.next_value::<Checked>()?;
+                    msg.has_result_or_error = true;
+                }
+                _ => {
+                    map.next_value::<Checked>()?;
+                }
+            }
+            keys.insert(key)?;
+        }
+        Ok(msg)
+    }
+}
+
+/// The top level: one message or a batch.
+struct Top;
+
+enum Top2 {
+    Single(RawMessage),
+    Batch(Vec<RawMessage>),
+}
+
+impl<'de> DeserializeSeed<'de> for Top {
+    type Value = Top2;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Top2, D::Error> {
+        d.deserialize_any(TopVisitor)
+    }
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top2;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(NOT_OBJECT)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Top2, A::Error> {
+        MessageVisitor.visit_map(map).map(Top2::Single)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top2, A::Error> {
+        let mut out = Vec::new();
+        while let Some(m) = seq.next_element_seed(MessageSeed)? {
+            out.push(m);
+        }
+        if out.is_empty() {
+            return Err(de::Error::custom(EMPTY_BATCH));
+        }
+        Ok(Top2::Batch(out))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top2, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top2, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top2, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top2, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Top2, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Top2, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+}
+
+struct MessageSeed;
+
+impl<'de> DeserializeSeed<'de> for MessageSeed {
+    type Value = RawMessage;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawMessage, D::Error> {
+        d.deserialize_any(ElementVisitor)
+    }
+}
+
+/// A batch element: must be an object; anything else is skipped-then-refused so that the
+/// error is "invalid request", not a parse error.
+struct ElementVisitor;
+
+impl<'de> Visitor<'de> for ElementVisitor {
+    type Value = RawMessage;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(NOT_OBJECT)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawMessage, A::Error> {
+        MessageVisitor.visit_map(map)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawMessage, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Err(de::Error::custom(NOT_OBJECT))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawMessage, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawMessage, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawMessage, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawMessage, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<RawMessage, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<RawMessage, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
 }
 
 /// A JSON-RPC error object answering `id` (`null` when unknown).
@@ -162,77 +527,4 @@ pub fn error_body(inspected: Option<&Inspected>, code: i64, message: &str) -> St
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn call(id: Option<&str>, method: &str) -> Message {
-        Message {
-            id: id.map(Box::from),
-            kind: MessageKind::Call {
-                method: method.into(),
-            },
-        }
-    }
-
-    #[test]
-    fn single_request_notification_and_response() {
-        let r =
-            inspect(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}"#)
-                .unwrap();
-        assert_eq!(r.messages, vec![call(Some("7"), "tools/call")]);
-        assert!(!r.batch);
-        let n = inspect(br#" {"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
-        assert_eq!(n.messages, vec![call(None, "notifications/initialized")]);
-        let resp = inspect(br#"{"jsonrpc":"2.0","id":"s-1","result":{}}"#).unwrap();
-        assert_eq!(resp.messages[0].kind, MessageKind::Response);
-        assert_eq!(resp.request_ids().count(), 0);
-    }
-
-    #[test]
-    fn batches_keep_every_id() {
-        let b = inspect(br#"[{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","method":"notifications/x"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#).unwrap();
-        assert!(b.batch);
-        assert_eq!(b.request_ids().collect::<Vec<_>>(), ["\"a\"", "2"]);
-    }
-
-    #[test]
-    fn refuses_what_is_not_json_rpc() {
-        assert_eq!(inspect(b""), Err(Malformed::NotJson));
-        assert_eq!(inspect(b"{not json"), Err(Malformed::NotJson));
-        assert_eq!(inspect(b"{\"id\":1} trailing"), Err(Malformed::NotJson));
-        assert!(matches!(inspect(b"[]"), Err(Malformed::NotJsonRpc(_))));
-        assert!(matches!(inspect(b"42"), Err(Malformed::NotJsonRpc(_))));
-        assert!(matches!(
-            inspect(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#),
-            Err(Malformed::NotJsonRpc(_))
-        ));
-        assert!(matches!(
-            inspect(br#"{"jsonrpc":"2.0","id":{"a":1},"method":"x"}"#),
-            Err(Malformed::NotJsonRpc(_))
-        ));
-        assert!(matches!(
-            inspect(br#"{"jsonrpc":"2.0","id":1}"#),
-            Err(Malformed::NotJsonRpc(_))
-        ));
-    }
-
-    #[test]
-    fn error_bodies_answer_the_request_ids() {
-        let single = inspect(br#"{"jsonrpc":"2.0","id":"x","method":"ping"}"#).unwrap();
-        let body: serde_json::Value =
-            serde_json::from_str(&error_body(Some(&single), -32001, "upstream \"down\"")).unwrap();
-        assert_eq!(body["id"], "x");
-        assert_eq!(body["error"]["code"], -32001);
-        assert_eq!(body["error"]["message"], "upstream \"down\"");
-
-        let batch = inspect(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#).unwrap();
-        let body: serde_json::Value =
-            serde_json::from_str(&error_body(Some(&batch), -32001, "down")).unwrap();
-        assert_eq!(body[0]["id"], 1);
-        assert_eq!(body[1]["id"], 2);
-
-        let none: serde_json::Value =
-            serde_json::from_str(&error_body(None, -32700, "parse error")).unwrap();
-        assert!(none["id"].is_null());
-    }
-}
+mod tests;

@@ -14,6 +14,22 @@ use crate::refusal::Refusal;
 /// Bodies up to this size are replayed from Pingora's retry buffer.
 pub const RETRY_BUFFER_LIMIT: usize = 64 * 1024;
 
+/// A refused oversized body is read and discarded up to this size, so that the client,
+/// still sending, can read the 413 instead of seeing a reset. Beyond it the connection
+/// is closed.
+const DRAIN_LIMIT: usize = 32 << 20;
+
+/// Discards the rest of a refused body when that is cheap enough; otherwise makes sure
+/// the connection is not reused.
+async fn discard_rest(session: &mut Session, declared: Option<usize>) -> Result<()> {
+    if declared.is_some_and(|n| n <= DRAIN_LIMIT) {
+        session.as_downstream_mut().drain_request_body().await?;
+    } else {
+        session.set_keepalive(None);
+    }
+    Ok(())
+}
+
 /// Reads the whole request body, refusing bodies over `limit`.
 pub async fn read_whole_body(
     session: &mut Session,
@@ -25,14 +41,20 @@ pub async fn read_whole_body(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Ok(Err(Refusal::BodyTooLarge));
-    }
     let expects_continue = session
         .req_header()
         .headers
         .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if declared.is_some_and(|n| n > limit) {
+        if expects_continue {
+            // The client waits for 100 Continue and has sent nothing: just refuse.
+            session.set_keepalive(None);
+        } else {
+            discard_rest(session, declared).await?;
+        }
+        return Ok(Err(Refusal::BodyTooLarge));
+    }
     if expects_continue {
         session
             .as_downstream_mut()
@@ -40,12 +62,24 @@ pub async fn read_whole_body(
             .await?;
     }
     session.as_downstream_mut().enable_retry_buffering();
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024));
+    // Chunks are kept as they arrive; a body that came in one chunk (the usual case) is
+    // used as it is, without a copy.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0;
     while let Some(chunk) = session.as_downstream_mut().read_request_body().await? {
-        if body.len() + chunk.len() > limit {
+        total += chunk.len();
+        if total > limit {
+            discard_rest(session, declared).await?;
             return Ok(Err(Refusal::BodyTooLarge));
         }
-        body.extend_from_slice(&chunk);
+        chunks.push(chunk);
+    }
+    if chunks.len() == 1 {
+        return Ok(Ok(chunks.swap_remove(0)));
+    }
+    let mut body = BytesMut::with_capacity(total);
+    for chunk in &chunks {
+        body.extend_from_slice(chunk);
     }
     Ok(Ok(body.freeze()))
 }

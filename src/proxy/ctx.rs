@@ -6,6 +6,7 @@ use crate::auth::Principal;
 use crate::config::RouteMatch;
 use crate::mcp::jsonrpc::Inspected;
 use crate::mcp::legacy::EndpointRewriter;
+use crate::policy::Permit;
 use crate::refusal::Refusal;
 
 /// How the response body is treated on its way to the client.
@@ -25,6 +26,8 @@ pub struct RequestCtx {
     pub route: Option<RouteMatch>,
     /// Who is calling (protected routes), set by the authenticate step.
     pub principal: Option<Principal>,
+    /// Set by the authorize step; forwarding requires it.
+    pub permit: Option<Permit>,
     /// The request was for protected resource metadata, answered by the gateway.
     pub served_metadata: bool,
     /// The JSON-RPC content of a POST body, read before the upstream is contacted.
@@ -48,6 +51,7 @@ impl RequestCtx {
             started: Instant::now(),
             route: None,
             principal: None,
+            permit: None,
             served_metadata: false,
             inspected: None,
             body_len: None,

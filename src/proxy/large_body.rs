@@ -15,14 +15,18 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
 use super::ctx::RequestCtx;
+use crate::auth::Principal;
 use crate::config::RouteMatch;
 use crate::mcp::jsonrpc::Inspected;
+use crate::policy::Permit;
 
 use super::body::RETRY_BUFFER_LIMIT;
 
 /// What the main request decided, for the subrequest to act on.
 pub struct Handoff {
     pub route: RouteMatch,
+    pub principal: Option<Principal>,
+    pub permit: Permit,
     pub inspected: Inspected,
     pub body_len: usize,
 }
@@ -60,6 +64,8 @@ pub fn adopt_handoff(session: &mut Session, ctx: &mut RequestCtx) -> bool {
         .and_then(Option::take);
     if let Some(h) = handoff {
         ctx.route = Some(h.route);
+        ctx.principal = h.principal;
+        ctx.permit = Some(h.permit);
         ctx.inspected = Some(h.inspected);
         ctx.body_len = Some(h.body_len);
     }

@@ -10,6 +10,7 @@ mod ctx;
 mod failure;
 mod headers;
 mod large_body;
+mod steps;
 
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ pub use ctx::{RequestCtx, ResponseMode};
 use crate::auth::metadata::MetadataIndex;
 use crate::auth::{Authenticator, RouteGuard};
 use crate::config::{Config, Route, Router};
-use crate::mcp::jsonrpc::{self, Malformed};
+use crate::mcp::jsonrpc;
 use crate::mcp::legacy::EndpointRewriter;
 use crate::refusal::Refusal;
 use crate::telemetry::metrics::NO_ROUTE;
@@ -111,110 +112,6 @@ impl Gateway {
         let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
         write_json(session, refusal.status(), body, refusal.www_authenticate()).await?;
         ctx.refusal = Some(refusal);
-        Ok(true)
-    }
-
-    /// Authenticate: a protected route needs a verified principal before anything else
-    /// (the body is not even read for a refused request).
-    async fn authenticate(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let Some(rt) = self.route_runtime(ctx) else {
-            return Ok(false);
-        };
-        let Some(guard) = &rt.guard else {
-            return Ok(false);
-        };
-        let req = session.req_header();
-        match self
-            .auth
-            .authenticate(guard, &req.headers, req.uri.query())
-            .await
-        {
-            Ok(principal) => {
-                ctx.principal = Some(principal);
-                Ok(false)
-            }
-            Err(failure) => {
-                rt.metrics.auth_failure(failure.reason());
-                tracing::info!(
-                    target: "drawbridge::audit",
-                    event = "authentication_refused",
-                    route = %rt.route.name,
-                    reason = failure.reason(),
-                );
-                let challenge = guard.challenge(&failure);
-                self.refuse(session, ctx, Refusal::Auth { failure, challenge })
-                    .await
-            }
-        }
-    }
-
-    /// Serves RFC 9728 metadata (GET, HEAD, and CORS preflight).
-    async fn serve_metadata(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        body: Bytes,
-    ) -> Result<bool> {
-        let method = session.req_header().method.clone();
-        let (status, body) = match method {
-            http::Method::GET => (200, body),
-            http::Method::HEAD => (200, Bytes::new()),
-            http::Method::OPTIONS => (204, Bytes::new()),
-            _ => (405, Bytes::new()),
-        };
-        let mut resp = ResponseHeader::build(status, Some(6))?;
-        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-        resp.insert_header(http::header::CACHE_CONTROL, "max-age=300")?;
-        resp.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")?;
-        resp.insert_header(
-            http::header::ACCESS_CONTROL_ALLOW_METHODS,
-            "GET, HEAD, OPTIONS",
-        )?;
-        resp.insert_header(
-            http::header::ACCESS_CONTROL_ALLOW_HEADERS,
-            "mcp-protocol-version",
-        )?;
-        if status == 405 {
-            resp.insert_header(http::header::ALLOW, "GET, HEAD, OPTIONS")?;
-        }
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(body), true).await?;
-        ctx.served_metadata = true;
-        Ok(true)
-    }
-}
-
-impl Gateway {
-    /// Hands an inspected request with a body over 64 KiB to a subrequest.
-    async fn forward_large_body(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        body: Bytes,
-    ) -> Result<bool> {
-        let (Some(route), Some(inspected), Some(body_len)) =
-            (ctx.route.clone(), ctx.inspected.clone(), ctx.body_len)
-        else {
-            return self.refuse(session, ctx, Refusal::Internal).await;
-        };
-        let handoff = large_body::Handoff {
-            route,
-            inspected,
-            body_len,
-        };
-        ctx.delegated = true;
-        if let Err(e) = large_body::forward(session, handoff, body).await {
-            if session.response_written().is_none() {
-                let refusal = match classify(&e) {
-                    Failure::Respond { refusal, .. } => refusal,
-                    _ => Refusal::Internal,
-                };
-                tracing::warn!(error = %e, "large-body subrequest failed");
-                ctx.delegated = false;
-                return self.refuse(session, ctx, refusal).await;
-            }
-        }
         Ok(true)
     }
 }
@@ -302,7 +199,10 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         if session.req_header().method != http::Method::POST {
-            return Ok(false);
+            return self.authorize(session, ctx).await;
+        }
+        if self.check_body_framing(session, ctx).await? {
+            return Ok(true);
         }
         let body = match body::read_whole_body(session, self.max_body).await? {
             Ok(body) => body,
@@ -311,10 +211,10 @@ impl ProxyHttp for Gateway {
         ctx.body_len = Some(body.len());
         match jsonrpc::inspect(&body) {
             Ok(inspected) => ctx.inspected = Some(inspected),
-            Err(Malformed::NotJson) => return self.refuse(session, ctx, Refusal::NotJson).await,
-            Err(Malformed::NotJsonRpc(why)) => {
-                return self.refuse(session, ctx, Refusal::NotJsonRpc(why)).await
-            }
+            Err(malformed) => return self.refuse(session, ctx, malformed.into()).await,
+        }
+        if self.check_mcp_headers(session, ctx).await? || self.authorize(session, ctx).await? {
+            return Ok(true);
         }
         if body.len() > body::RETRY_BUFFER_LIMIT {
             return self.forward_large_body(session, ctx, body).await;
@@ -336,6 +236,10 @@ impl ProxyHttp for Gateway {
         let rt = self
             .route_runtime(ctx)
             .or_err(ErrorType::InternalError, "upstream_peer without a route")?;
+        // Forwarding needs a permit: only the authorize step issues one.
+        ctx.permit
+            .as_ref()
+            .or_err(ErrorType::InternalError, "upstream_peer without a permit")?;
         let mut peer = rt.peer.clone();
         if session.req_header().method == http::Method::GET {
             peer.options.read_timeout = Some(rt.route.upstream.stream_idle_timeout);

@@ -1,5 +1,9 @@
 //! The Prometheus registry and every metric family of DESIGN.md that the gateway records.
-//! Names and labels are the contract for dashboards and alerts.
+//! Names and labels are the contract for dashboards and alerts; label values are bounded
+//! (route names from the config, fixed reason and kind words, known MCP methods, tool
+//! names from the config or `other`).
+
+use std::sync::Arc;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -15,56 +19,125 @@ const DURATION_BUCKETS: &[f64] = &[
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "none";
 
-/// All metric families, registered in one registry.
-pub struct Metrics {
-    registry: Registry,
+/// MCP methods that keep their own label in `drawbridge_mcp_operations_total`; any other
+/// method a client sends is counted as `other`.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "response",
+];
+
+pub fn method_label(method: &str) -> &str {
+    if KNOWN_METHODS.contains(&method) {
+        method
+    } else {
+        "other"
+    }
+}
+
+struct Families {
     requests: IntCounterVec,
     duration: HistogramVec,
     upstream_errors: IntCounterVec,
     active_streams: IntGaugeVec,
     auth_failures: IntCounterVec,
+    mcp_operations: IntCounterVec,
+    tool_calls: IntCounterVec,
 }
 
-/// Handles for one route, resolved once so the request path does no label lookups for them.
+/// All metric families, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    families: Arc<Families>,
+}
+
+/// Handles for one route; hot handles are resolved once so the request path does no
+/// label lookups for them.
 #[derive(Clone)]
 pub struct RouteMetrics {
     pub name: String,
     pub duration: prometheus::Histogram,
     pub active_streams: IntGauge,
-    requests: IntCounterVec,
-    upstream_errors: IntCounterVec,
-    auth_failures: IntCounterVec,
+    families: Arc<Families>,
 }
 
 impl RouteMetrics {
-    pub fn auth_failure(&self, reason: &str) {
-        self.auth_failures
-            .with_label_values(&[self.name.as_str(), reason])
-            .inc();
-    }
-
     pub fn request(&self, method: &str, status: u16) {
         let mut code = itoa::Buffer::new();
-        self.requests
+        self.families
+            .requests
             .with_label_values(&[self.name.as_str(), method, code.format(status)])
             .inc();
     }
 
     pub fn upstream_error(&self, kind: &str) {
-        self.upstream_errors
+        self.families
+            .upstream_errors
             .with_label_values(&[self.name.as_str(), kind])
             .inc();
     }
+
+    pub fn auth_failure(&self, reason: &str) {
+        self.families
+            .auth_failures
+            .with_label_values(&[self.name.as_str(), reason])
+            .inc();
+    }
+
+    /// One MCP operation's decision (`method` is bounded here).
+    pub fn operation(&self, method: &str, decision: &str) {
+        self.families
+            .mcp_operations
+            .with_label_values(&[self.name.as_str(), method_label(method), decision])
+            .inc();
+    }
+
+    /// One `tools/call`; `tool` must already be bounded (configured name or `other`).
+    pub fn tool_call(&self, tool: &str, decision: &str) {
+        self.families
+            .tool_calls
+            .with_label_values(&[self.name.as_str(), tool, decision])
+            .inc();
+    }
+}
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
 }
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "drawbridge_requests_total",
-                "Requests answered, by route, HTTP method and status.",
-            ),
+        let requests = counter(
+            &registry,
+            "drawbridge_requests_total",
+            "Requests answered, by route, HTTP method and status.",
             &["route", "method", "status"],
         )?;
         let duration = HistogramVec::new(
@@ -75,11 +148,11 @@ impl Metrics {
             .buckets(DURATION_BUCKETS.to_vec()),
             &["route"],
         )?;
-        let upstream_errors = IntCounterVec::new(
-            Opts::new(
-                "drawbridge_upstream_errors_total",
-                "Failures talking to upstreams, by kind.",
-            ),
+        registry.register(Box::new(duration.clone()))?;
+        let upstream_errors = counter(
+            &registry,
+            "drawbridge_upstream_errors_total",
+            "Failures talking to upstreams, by kind.",
             &["route", "kind"],
         )?;
         let active_streams = IntGaugeVec::new(
@@ -89,12 +162,24 @@ impl Metrics {
             ),
             &["route"],
         )?;
-        let auth_failures = IntCounterVec::new(
-            Opts::new(
-                "drawbridge_auth_failures_total",
-                "Requests refused by authentication, by route and reason.",
-            ),
+        registry.register(Box::new(active_streams.clone()))?;
+        let auth_failures = counter(
+            &registry,
+            "drawbridge_auth_failures_total",
+            "Requests refused by authentication, by route and reason.",
             &["route", "reason"],
+        )?;
+        let mcp_operations = counter(
+            &registry,
+            "drawbridge_mcp_operations_total",
+            "JSON-RPC messages judged by policy, by route, method and decision.",
+            &["route", "method", "decision"],
+        )?;
+        let tool_calls = counter(
+            &registry,
+            "drawbridge_tool_calls_total",
+            "tools/call decisions, by route, tool (configured name, pattern or other) and decision.",
+            &["route", "tool", "decision"],
         )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
@@ -106,19 +191,18 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(upstream_errors.clone()))?;
-        registry.register(Box::new(active_streams.clone()))?;
-        registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
-            requests,
-            duration,
-            upstream_errors,
-            active_streams,
-            auth_failures,
+            families: Arc::new(Families {
+                requests,
+                duration,
+                upstream_errors,
+                active_streams,
+                auth_failures,
+                mcp_operations,
+                tool_calls,
+            }),
         })
     }
 
@@ -126,11 +210,9 @@ impl Metrics {
     pub fn for_route(&self, name: &str) -> RouteMetrics {
         RouteMetrics {
             name: name.to_string(),
-            duration: self.duration.with_label_values(&[name]),
-            active_streams: self.active_streams.with_label_values(&[name]),
-            requests: self.requests.clone(),
-            upstream_errors: self.upstream_errors.clone(),
-            auth_failures: self.auth_failures.clone(),
+            duration: self.families.duration.with_label_values(&[name]),
+            active_streams: self.families.active_streams.with_label_values(&[name]),
+            families: self.families.clone(),
         }
     }
 
@@ -163,6 +245,9 @@ mod tests {
         r.upstream_error("connect");
         r.active_streams.inc();
         r.duration.observe(0.01);
+        r.operation("tools/call", "allow");
+        r.operation("made/up", "deny");
+        r.tool_call("echo", "allow");
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
             text.contains(
@@ -174,6 +259,11 @@ mod tests {
             .contains(r#"drawbridge_upstream_errors_total{kind="connect",route="everything"} 1"#));
         assert!(text.contains(r#"drawbridge_active_streams{route="everything"} 1"#));
         assert!(text.contains(r#"drawbridge_request_duration_seconds_count{route="everything"} 1"#));
+        assert!(text.contains(r#"drawbridge_mcp_operations_total{decision="allow",method="tools/call",route="everything"} 1"#));
+        assert!(text.contains(r#"drawbridge_mcp_operations_total{decision="deny",method="other",route="everything"} 1"#));
+        assert!(text.contains(
+            r#"drawbridge_tool_calls_total{decision="allow",route="everything",tool="echo"} 1"#
+        ));
         assert!(text.contains("drawbridge_build_info{version="));
     }
 }

@@ -59,7 +59,7 @@ async fn setup() -> Setup {
 }
 
 async fn post(gw: &Gateway, path: &str, auth: &[&str]) -> reqwest::Response {
-    let mut req = reqwest::Client::new().post(gw.url(path)).body(PING);
+    let mut req = crate::harness::client().post(gw.url(path)).body(PING);
     for value in auth {
         req = req.header("authorization", *value);
     }
@@ -381,7 +381,7 @@ async fn accepted_tokens_reach_the_upstream_without_the_token() {
         .all(|r| r.headers.get("authorization").is_none()));
 
     // Every method is authenticated: GET streams and DELETE too.
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let get = client.get(s.gw.url("/secure/mcp")).send().await.unwrap();
     assert_eq!(get.status(), 401);
     let delete = client.delete(s.gw.url("/secure/mcp")).send().await.unwrap();
@@ -417,7 +417,7 @@ async fn a_cached_token_is_verified_once() {
 #[tokio::test]
 async fn protected_resource_metadata_is_served_from_public_url() {
     let s = setup().await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let resp = client
         .get(s.gw.url("/.well-known/oauth-protected-resource/secure/mcp"))
         .send()

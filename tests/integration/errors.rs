@@ -5,7 +5,7 @@ use crate::harness::{free_port, route, Gateway};
 use crate::upstream::Upstream;
 
 async fn post(url: &str, body: &str) -> (u16, serde_json::Value) {
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .post(url)
         .body(body.to_string())
         .send()
@@ -63,7 +63,7 @@ async fn bodies_over_the_limit_are_413() {
         r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
         "x".repeat(2048)
     );
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .post(gw.url("/r/mcp"))
         .body(big)
         .send()
@@ -103,10 +103,10 @@ async fn unreachable_upstream_is_502_with_the_request_id() {
 async fn slow_upstream_is_504() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("slow", "/slow/mcp", &up.url("/mcp"))).await;
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .post(gw.url("/slow/mcp"))
         .header("x-test-mode", "slow")
-        .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call"}"#)
+        .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"slow"}}"#)
         .send()
         .await
         .unwrap();
@@ -121,7 +121,7 @@ async fn large_body_to_an_unreachable_upstream_is_502_with_the_request_id() {
     let dead = format!("http://127.0.0.1:{}/mcp", free_port());
     let gw = Gateway::start(&route("dead", "/dead/mcp", &dead)).await;
     let body = format!(
-        r#"{{"jsonrpc":"2.0","id":"big-1","method":"tools/call","params":{{"pad":"{}"}}}}"#,
+        r#"{{"jsonrpc":"2.0","id":"big-1","method":"tools/call","params":{{"name":"x","pad":"{}"}}}}"#,
         "p".repeat(100_000)
     );
     let (status, answer) = post(&gw.url("/dead/mcp"), &body).await;

@@ -157,3 +157,17 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
 pub fn route(name: &str, path: &str, upstream: &str) -> String {
     format!("  - name: {name}\n    match: {{ path: {path} }}\n    upstream:\n      url: {upstream}\n      timeouts: {{ connect: 1s, read: 2s, stream_idle: 5s }}\n")
 }
+
+/// An HTTP client that sends `Content-Type: application/json` unless told otherwise, as
+/// MCP clients do.
+pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
+}

@@ -10,6 +10,7 @@ mod cli;
 mod errors;
 mod idp_selftest;
 mod metrics;
+mod policy;
 mod proxying;
 mod streaming;
 mod tls;

@@ -7,7 +7,7 @@ use crate::upstream::Upstream;
 async fn metrics_count_requests_by_route_method_and_status() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("everything", "/e/mcp", &up.url("/mcp"))).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     for _ in 0..3 {
         let resp = client
             .post(gw.url("/e/mcp"))
@@ -57,7 +57,7 @@ async fn metrics_count_requests_by_route_method_and_status() {
 async fn access_log_has_one_line_per_request_and_no_token() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .post(gw.url("/r/mcp?sessionId=secret-session"))
         .header("authorization", "Bearer tok-SECRET-123")
         .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)

@@ -12,7 +12,7 @@ async fn post_is_routed_rewritten_and_answered() {
     let routes = route("everything", "/everything/mcp", &up.url("/mcp"))
         + &route("other", "/other", &other.url("/base/"));
     let gw = Gateway::start(&routes).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
 
     let resp = client
         .post(gw.url("/everything/mcp?trace=1"))
@@ -70,7 +70,7 @@ async fn post_is_routed_rewritten_and_answered() {
 async fn notifications_get_202_and_delete_passes() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let resp = client
         .post(gw.url("/r/mcp"))
         .body(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
@@ -96,7 +96,7 @@ async fn notifications_get_202_and_delete_passes() {
 async fn batches_and_bodies_up_to_64_kib_arrive_byte_identical() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let padding = "x".repeat(60 * 1024);
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":"big","method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{padding}"}}}}}}"#
@@ -134,7 +134,7 @@ async fn chunked_and_expect_continue_bodies_are_read_before_forwarding() {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
         .await
         .unwrap();
-    let head = "POST /r/mcp HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    let head = "POST /r/mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
     s.write_all(head.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 256];
     let n = s.read(&mut buf).await.unwrap();
@@ -166,7 +166,7 @@ fn tools_call_of_size(bytes: usize) -> String {
 async fn bodies_beyond_64_kib_arrive_byte_identical_and_are_counted_once() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let sizes = [64 * 1024 + 1, 1 << 20, 3 << 20];
     for size in sizes {
         let body = tools_call_of_size(size);
@@ -222,7 +222,7 @@ async fn bodies_beyond_64_kib_arrive_byte_identical_and_are_counted_once() {
 async fn large_bodies_are_still_inspected_and_refused_when_malformed() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .post(gw.url("/r/mcp"))
         .body(format!(
             "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"pad\":\"{}\"",

@@ -44,7 +44,7 @@ async fn sse_streams_with_body_padding(padding: usize) {
         r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"slow","pad":"{}"}}}}"#,
         "s".repeat(padding)
     );
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .post(gw.url("/r/mcp"))
         .header("accept", "application/json, text/event-stream")
         .header("x-test-mode", "sse")
@@ -89,7 +89,7 @@ async fn sse_streams_with_body_padding(padding: usize) {
 async fn get_stream_stays_open_and_passes_last_event_id() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .get(gw.url("/r/mcp"))
         .header("accept", "text/event-stream")
         .header("mcp-session-id", "s-1")
@@ -113,7 +113,7 @@ async fn get_stream_stays_open_and_passes_last_event_id() {
 async fn legacy_sse_endpoint_is_rewritten_to_the_route_prefix() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("legacy", "/tools/legacy", &up.url("/"))).await;
-    let client = reqwest::Client::new();
+    let client = crate::harness::client();
     let resp = client
         .get(gw.url("/tools/legacy/sse"))
         .header("accept", "text/event-stream")

@@ -103,7 +103,7 @@ async fn https_upstream_signed_by_the_configured_ca_works_with_sni() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, &up.ca_pem).unwrap();
     let gw = Gateway::start(&https_route(up.addr.port(), Some(&ca))).await;
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .post(gw.url("/secure/mcp"))
         .body(PING)
         .send()
@@ -122,7 +122,7 @@ async fn https_upstream_signed_by_the_configured_ca_works_with_sni() {
 async fn https_upstream_with_an_untrusted_certificate_is_refused() {
     let up = tls_upstream().await;
     let gw = Gateway::start(&https_route(up.addr.port(), None)).await;
-    let resp = reqwest::Client::new()
+    let resp = crate::harness::client()
         .post(gw.url("/secure/mcp"))
         .body(PING)
         .send()

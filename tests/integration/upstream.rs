@@ -27,6 +27,7 @@ pub struct Seen {
 struct Shared {
     seen: Mutex<Vec<Seen>>,
     release: Notify,
+    connections: std::sync::atomic::AtomicUsize,
 }
 
 /// A running stub. Stops when dropped.
@@ -46,6 +47,12 @@ impl Upstream {
             .await
             .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
+        let counted = shared.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_tcp| {
+            counted
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -62,6 +69,13 @@ impl Upstream {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+
+    /// TCP connections accepted so far (a refused request must open none).
+    pub fn connections(&self) -> usize {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Lets a held SSE response (`x-test-mode: sse`) send its final event.

@@ -1,0 +1,188 @@
+use super::*;
+
+fn call(id: Option<&str>, method: &str, target: Option<&str>) -> Message {
+    Message {
+        id: id.map(Box::from),
+        kind: MessageKind::Call {
+            method: method.into(),
+            target: target.map(str::to_string),
+        },
+    }
+}
+
+#[test]
+fn single_request_notification_and_response() {
+    let r = inspect(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"a":{"b":[1,{"c":2}]}}}}"#)
+        .unwrap();
+    assert_eq!(
+        r.messages,
+        vec![call(Some("7"), "tools/call", Some("echo"))]
+    );
+    assert!(!r.batch);
+    let n = inspect(br#" {"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+    assert_eq!(
+        n.messages,
+        vec![call(None, "notifications/initialized", None)]
+    );
+    let resp = inspect(br#"{"jsonrpc":"2.0","id":"s-1","result":{}}"#).unwrap();
+    assert_eq!(resp.messages[0].kind, MessageKind::Response);
+    assert_eq!(resp.request_ids().count(), 0);
+}
+
+#[test]
+fn targets_of_resources_and_prompts() {
+    let r = inspect(br#"[{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"test://static/resource/1"}},{"params":{"name":"p"},"method":"prompts/get","jsonrpc":"2.0","id":2}]"#).unwrap();
+    assert_eq!(
+        r.messages,
+        vec![
+            call(
+                Some("1"),
+                "resources/read",
+                Some("test://static/resource/1")
+            ),
+            call(Some("2"), "prompts/get", Some("p"))
+        ]
+    );
+}
+
+#[test]
+fn escaped_names_are_decoded() {
+    let r = inspect(br#"{"jsonrpc":"2.0","id":1,"method":"tools\u002fcall","params":{"n\u0061me":"del\u0065te_repo"}}"#).unwrap();
+    assert_eq!(
+        r.messages,
+        vec![call(Some("1"), "tools/call", Some("delete_repo"))]
+    );
+}
+
+#[test]
+fn batches_keep_every_id() {
+    let b = inspect(br#"[{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","method":"notifications/x"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#).unwrap();
+    assert!(b.batch);
+    assert_eq!(b.request_ids().collect::<Vec<_>>(), ["\"a\"", "2"]);
+}
+
+#[test]
+fn duplicate_keys_anywhere_are_refused() {
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":1,"x":2}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","n\u0061me":"b"}}"#,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"id":3,"method":"ping"}]"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"deep":[{"k":1,"k":1}]}}"#,
+    ] {
+        assert_eq!(
+            inspect(body.as_bytes()),
+            Err(Malformed::NotJsonRpc(DUPLICATE_KEY)),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn refuses_what_is_not_strict_json_rpc() {
+    let not_json: &[&[u8]] = &[
+        b"",
+        b"{not json",
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} trailing",
+        b"\xEF\xBB\xBF{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
+        b"{\"jsonrpc\":\"2.0\",/*c*/\"id\":1,\"method\":\"ping\"}",
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\xFFing\"}",
+    ];
+    for body in not_json {
+        assert_eq!(inspect(body), Err(Malformed::NotJson), "{body:?}");
+    }
+    for body in [
+        "[]",
+        "42",
+        "\"x\"",
+        "[1]",
+        r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#,
+        r#"{"id":1,"method":"x"}"#,
+        r#"{"jsonrpc":"2.0","id":{"a":1},"method":"x"}"#,
+        r#"{"jsonrpc":"2.0","id":1}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":7}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"x","result":{}}"#,
+        r#"{"jsonrpc":"2.0","result":{}}"#,
+    ] {
+        assert!(
+            matches!(inspect(body.as_bytes()), Err(Malformed::NotJsonRpc(_))),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn calls_without_a_string_target_are_invalid_params() {
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["echo"]}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":[]}"#,
+    ] {
+        assert!(
+            matches!(inspect(body.as_bytes()), Err(Malformed::InvalidParams(_))),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn deep_nesting_fails_without_overflowing_the_stack() {
+    let depth = 10_000;
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"a":{}{}}}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    assert!(inspect(body.as_bytes()).is_err());
+    let objects = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{}1{}}}"#,
+        r#"{"a":"#.repeat(depth),
+        "}".repeat(depth)
+    );
+    assert!(inspect(objects.as_bytes()).is_err());
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    // A small deterministic fuzz: mutations of a valid message.
+    let base = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"m":"\u00e9"}}}]"#;
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut body = base.to_vec();
+        let edits = (state % 4) as usize + 1;
+        for e in 0..edits {
+            let at = ((state >> (8 * e)) as usize) % body.len();
+            body[at] = (state >> (3 * e)) as u8;
+        }
+        let _ = inspect(&body);
+    }
+}
+
+#[test]
+fn error_bodies_answer_the_request_ids() {
+    let single = inspect(br#"{"jsonrpc":"2.0","id":"x","method":"ping"}"#).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&error_body(Some(&single), -32001, "upstream \"down\"")).unwrap();
+    assert_eq!(body["id"], "x");
+    assert_eq!(body["error"]["code"], -32001);
+    assert_eq!(body["error"]["message"], "upstream \"down\"");
+
+    let batch = inspect(
+        br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#,
+    )
+    .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&error_body(Some(&batch), -32001, "down")).unwrap();
+    assert_eq!(body[0]["id"], 1);
+    assert_eq!(body[1]["id"], 2);
+
+    let none: serde_json::Value =
+        serde_json::from_str(&error_body(None, -32700, "parse error")).unwrap();
+    assert!(none["id"].is_null());
+}

@@ -1,0 +1,324 @@
+//! Step 4 of the request path: one policy engine answers both "may this principal call
+//! X?" and (for list filtering) "may this principal see X?". Pure functions over the
+//! route's rules and the caller's scopes; no I/O, nothing about HTTP.
+//!
+//! Rules (from `routes[].policy`): `tools` and `prompts` by name, `resources` by URI,
+//! `methods` for every other method. Patterns are [`Glob`]s; the most specific matching
+//! rule applies and all its scopes are required. Lifecycle and utility methods
+//! ([`ROUTE_LEVEL_METHODS`]) need only the route's `required_scopes` unless a `methods`
+//! rule says otherwise. Names no rule covers follow `default` (deny unless configured).
+//! A permit ([`Permit`]) is the only proof that a request was authorized; forwarding
+//! requires one.
+
+mod glob;
+
+pub use glob::Glob;
+
+use crate::mcp::jsonrpc::{Inspected, MessageKind};
+
+/// Methods that, without a `methods` rule, need only the route's `required_scopes`.
+pub const ROUTE_LEVEL_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+    "completion/complete",
+    "logging/setLevel",
+];
+
+/// One rule: a pattern and the scopes it requires (all of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub glob: Glob,
+    pub scopes: Vec<String>,
+}
+
+/// Rules of one kind, most specific first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    /// Orders rules by specificity. Returns pairs of patterns that overlap with equal
+    /// specificity (ambiguous: the validator refuses them).
+    pub fn new(mut rules: Vec<Rule>) -> (RuleSet, Vec<(String, String)>) {
+        rules.sort_by_key(|r| std::cmp::Reverse(r.glob.specificity()));
+        let mut ambiguous = Vec::new();
+        for (i, a) in rules.iter().enumerate() {
+            for b in &rules[i + 1..] {
+                if a.glob.specificity() == b.glob.specificity()
+                    && a.glob != b.glob
+                    && a.glob.overlaps(&b.glob)
+                {
+                    ambiguous.push((a.glob.as_string(), b.glob.as_string()));
+                }
+            }
+        }
+        (RuleSet { rules }, ambiguous)
+    }
+
+    /// The most specific rule matching `name`.
+    pub fn find(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.glob.matches(name))
+    }
+}
+
+/// A route's policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub default_allow: bool,
+    pub tools: RuleSet,
+    pub resources: RuleSet,
+    pub prompts: RuleSet,
+    pub methods: RuleSet,
+}
+
+/// What a message asks to do, as the policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation<'a> {
+    Tool(&'a str),
+    Resource {
+        method: &'a str,
+        uri: &'a str,
+    },
+    Prompt(&'a str),
+    Method(&'a str),
+    /// The client answering a server request (sampling, elicitation, roots).
+    Response,
+}
+
+impl<'a> Operation<'a> {
+    pub fn of(kind: &'a MessageKind) -> Operation<'a> {
+        match kind {
+            MessageKind::Response => Operation::Response,
+            MessageKind::Call { method, target } => match (method.as_str(), target.as_deref()) {
+                ("tools/call", Some(name)) => Operation::Tool(name),
+                ("prompts/get", Some(name)) => Operation::Prompt(name),
+                (
+                    m @ ("resources/read" | "resources/subscribe" | "resources/unsubscribe"),
+                    Some(uri),
+                ) => Operation::Resource { method: m, uri },
+                (m, _) => Operation::Method(m),
+            },
+        }
+    }
+
+    pub fn method(&self) -> &'a str {
+        match self {
+            Operation::Tool(_) => "tools/call",
+            Operation::Prompt(_) => "prompts/get",
+            Operation::Resource { method, .. } => method,
+            Operation::Method(m) => m,
+            Operation::Response => "response",
+        }
+    }
+
+    /// The tool or prompt name or resource URI, if the operation has one.
+    pub fn target(&self) -> Option<&'a str> {
+        match self {
+            Operation::Tool(n) | Operation::Prompt(n) => Some(n),
+            Operation::Resource { uri, .. } => Some(uri),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome for one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed; `scopes` are what the matching rule requires (for downscoping).
+    Allow { scopes: Vec<String> },
+    /// The rule requires `needed`; the caller lacks `missing`.
+    MissingScopes {
+        needed: Vec<String>,
+        missing: Vec<String>,
+    },
+    /// No rule covers it and the default is deny: no scope would help.
+    NotPermitted,
+}
+
+impl Decision {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Allow { .. } => "allow",
+            Decision::MissingScopes { .. } => "deny",
+            Decision::NotPermitted => "deny",
+        }
+    }
+}
+
+impl Policy {
+    /// The scopes an operation needs beyond the route's, or `None` when no scope can
+    /// permit it.
+    pub fn required_scopes_for(&self, op: Operation<'_>) -> Option<&[String]> {
+        let (rules, name) = match op {
+            Operation::Response => return Some(&[]),
+            Operation::Tool(n) => (&self.tools, n),
+            Operation::Prompt(n) => (&self.prompts, n),
+            Operation::Resource { uri, .. } => (&self.resources, uri),
+            Operation::Method(m) => {
+                if let Some(rule) = self.methods.find(m) {
+                    return Some(&rule.scopes);
+                }
+                if ROUTE_LEVEL_METHODS.contains(&m) || m.starts_with("notifications/") {
+                    return Some(&[]);
+                }
+                return self.default_allow.then_some(&[][..]);
+            }
+        };
+        match rules.find(name) {
+            Some(rule) => Some(&rule.scopes),
+            None => self.default_allow.then_some(&[][..]),
+        }
+    }
+
+    /// Decides one operation for a caller holding `granted` scopes.
+    pub fn decide(&self, granted: &[String], op: Operation<'_>) -> Decision {
+        match self.required_scopes_for(op) {
+            None => Decision::NotPermitted,
+            Some(needed) => {
+                let missing: Vec<String> = needed
+                    .iter()
+                    .filter(|s| !granted.contains(s))
+                    .cloned()
+                    .collect();
+                if missing.is_empty() {
+                    Decision::Allow {
+                        scopes: needed.to_vec(),
+                    }
+                } else {
+                    Decision::MissingScopes {
+                        needed: needed.to_vec(),
+                        missing,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bounded metric label for a tool: its configured name, the pattern that matched,
+    /// or `other`.
+    pub fn tool_label(&self, name: &str) -> String {
+        match self.tools.find(name) {
+            Some(rule) => rule.glob.as_string(),
+            None => "other".to_string(),
+        }
+    }
+}
+
+/// Proof that a request was authorized. Only [`authorize`] makes one; the forwarding
+/// step requires it, so "forgot to authorize" cannot forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permit {
+    /// The scopes the permitted operations require (rule scopes, deduplicated), for
+    /// downscoped upstream credentials.
+    pub scopes: Vec<String>,
+}
+
+/// One operation's verdict, for metrics and audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    pub op: Operation<'a>,
+    pub decision: Decision,
+}
+
+/// Why a request was refused by policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// Every scope the request's operations need (route scopes excluded), for the
+    /// challenge's `scope` parameter; empty when no scope would help.
+    pub needed: Vec<String>,
+    pub missing: Vec<String>,
+    /// Human-readable, names the tools/resources/prompts refused; no arguments.
+    pub message: String,
+    /// True when some operation is not permitted at all (no step-up possible).
+    pub not_permitted: bool,
+}
+
+/// Authorizes every operation of a request. A request without a body (GET, DELETE)
+/// carries no operation and is permitted by the route-level checks already made.
+/// A batch is refused whole if any element is refused.
+pub fn authorize<'a>(
+    policy: Option<&Policy>,
+    granted: &[String],
+    inspected: Option<&'a Inspected>,
+) -> (Result<Permit, Denial>, Vec<Verdict<'a>>) {
+    let ops: Vec<Operation<'a>> = inspected
+        .map(|i| i.messages.iter().map(|m| Operation::of(&m.kind)).collect())
+        .unwrap_or_default();
+    let Some(policy) = policy else {
+        let verdicts = ops
+            .into_iter()
+            .map(|op| Verdict {
+                op,
+                decision: Decision::Allow { scopes: Vec::new() },
+            })
+            .collect();
+        return (Ok(Permit { scopes: Vec::new() }), verdicts);
+    };
+    let verdicts: Vec<Verdict<'a>> = ops
+        .into_iter()
+        .map(|op| Verdict {
+            decision: policy.decide(granted, op),
+            op,
+        })
+        .collect();
+    let mut scopes: Vec<String> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
+    let mut not_permitted = false;
+    for v in &verdicts {
+        let needed = match &v.decision {
+            Decision::Allow { scopes } => scopes,
+            Decision::MissingScopes { needed, missing: m } => {
+                refused.push(describe(v.op, Some(m)));
+                extend_unique(&mut missing, m);
+                needed
+            }
+            Decision::NotPermitted => {
+                refused.push(describe(v.op, None));
+                not_permitted = true;
+                continue;
+            }
+        };
+        extend_unique(&mut scopes, needed);
+    }
+    if refused.is_empty() {
+        return (Ok(Permit { scopes }), verdicts);
+    }
+    let denial = Denial {
+        needed: if not_permitted { Vec::new() } else { scopes },
+        missing,
+        message: format!("forbidden: {}", refused.join("; ")),
+        not_permitted,
+    };
+    (Err(denial), verdicts)
+}
+
+fn extend_unique(into: &mut Vec<String>, from: &[String]) {
+    for s in from {
+        if !into.contains(s) {
+            into.push(s.clone());
+        }
+    }
+}
+
+fn describe(op: Operation<'_>, missing: Option<&[String]>) -> String {
+    let what = match op {
+        Operation::Tool(n) => format!("tool `{n}`"),
+        Operation::Prompt(n) => format!("prompt `{n}`"),
+        Operation::Resource { uri, .. } => format!("resource `{uri}`"),
+        Operation::Method(m) => format!("method `{m}`"),
+        Operation::Response => "response".to_string(),
+    };
+    match missing {
+        Some(m) => format!("{what} needs scope {}", m.join(" ")),
+        None => format!("{what} is not permitted on this route"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+use super::*;
+use crate::mcp::jsonrpc::inspect;
+
+fn rules(pairs: &[(&str, &[&str])]) -> RuleSet {
+    let (set, ambiguous) = RuleSet::new(
+        pairs
+            .iter()
+            .map(|(p, s)| Rule {
+                glob: Glob::new(p),
+                scopes: s.iter().map(|x| x.to_string()).collect(),
+            })
+            .collect(),
+    );
+    assert!(ambiguous.is_empty(), "{ambiguous:?}");
+    set
+}
+
+fn policy(default_allow: bool) -> Policy {
+    Policy {
+        default_allow,
+        tools: rules(&[
+            ("echo", &["tools:echo"]),
+            ("get-*", &["tools:read"]),
+            ("get-secret", &["tools:read", "secrets"]),
+            ("delete_repo", &["repo:admin"]),
+        ]),
+        resources: rules(&[("test://static/resource/*", &["resources:read"])]),
+        prompts: rules(&[("simple-prompt", &["prompts:read"])]),
+        methods: rules(&[("tasks/*", &["tasks"])]),
+    }
+}
+
+fn granted(s: &[&str]) -> Vec<String> {
+    s.iter().map(|x| x.to_string()).collect()
+}
+
+#[test]
+fn allow_deny_matrix() {
+    let p = policy(false);
+    let cases: &[(Operation, &[&str], &str)] = &[
+        (Operation::Tool("echo"), &["tools:echo"], "allow"),
+        (Operation::Tool("echo"), &[], "deny"),
+        (Operation::Tool("Echo"), &["tools:echo"], "deny"),
+        (Operation::Tool("get-env"), &["tools:read"], "allow"),
+        (Operation::Tool("get-secret"), &["tools:read"], "deny"),
+        (
+            Operation::Tool("get-secret"),
+            &["tools:read", "secrets"],
+            "allow",
+        ),
+        (
+            Operation::Tool("unlisted"),
+            &["tools:echo", "tools:read", "repo:admin"],
+            "deny",
+        ),
+        (
+            Operation::Resource {
+                method: "resources/read",
+                uri: "test://static/resource/1",
+            },
+            &["resources:read"],
+            "allow",
+        ),
+        (
+            Operation::Resource {
+                method: "resources/read",
+                uri: "test://other/1",
+            },
+            &["resources:read"],
+            "deny",
+        ),
+        (
+            Operation::Prompt("simple-prompt"),
+            &["prompts:read"],
+            "allow",
+        ),
+        (
+            Operation::Prompt("complex-prompt"),
+            &["prompts:read"],
+            "deny",
+        ),
+        (Operation::Method("initialize"), &[], "allow"),
+        (Operation::Method("tools/list"), &[], "allow"),
+        (Operation::Method("notifications/initialized"), &[], "allow"),
+        (Operation::Method("tasks/get"), &[], "deny"),
+        (Operation::Method("tasks/get"), &["tasks"], "allow"),
+        (Operation::Method("sampling/unknown"), &["tasks"], "deny"),
+        (Operation::Response, &[], "allow"),
+    ];
+    for (op, g, want) in cases {
+        assert_eq!(
+            p.decide(&granted(g), *op).label(),
+            *want,
+            "{op:?} with {g:?}"
+        );
+    }
+}
+
+#[test]
+fn default_allow_covers_unlisted_names_only() {
+    let p = policy(true);
+    assert_eq!(p.decide(&[], Operation::Tool("unlisted")).label(), "allow");
+    assert_eq!(
+        p.decide(&[], Operation::Method("custom/method")).label(),
+        "allow"
+    );
+    assert_eq!(
+        p.decide(&[], Operation::Tool("echo")).label(),
+        "deny",
+        "listed rules still apply"
+    );
+}
+
+#[test]
+fn missing_and_needed_scopes_are_reported() {
+    let p = policy(false);
+    assert_eq!(
+        p.decide(&granted(&["tools:read"]), Operation::Tool("get-secret")),
+        Decision::MissingScopes {
+            needed: granted(&["tools:read", "secrets"]),
+            missing: granted(&["secrets"])
+        }
+    );
+    assert_eq!(
+        p.decide(&[], Operation::Tool("nope")),
+        Decision::NotPermitted
+    );
+}
+
+#[test]
+fn ambiguous_patterns_are_reported() {
+    let (_, ambiguous) = RuleSet::new(vec![
+        Rule {
+            glob: Glob::new("get-*"),
+            scopes: vec![],
+        },
+        Rule {
+            glob: Glob::new("*-env"),
+            scopes: vec![],
+        },
+        Rule {
+            glob: Glob::new("get-env"),
+            scopes: vec![],
+        },
+    ]);
+    assert_eq!(ambiguous, vec![("get-*".to_string(), "*-env".to_string())]);
+}
+
+#[test]
+fn a_batch_is_refused_whole_and_permits_carry_rule_scopes() {
+    let p = policy(false);
+    let ok = inspect(br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get-env"}}]"#).unwrap();
+    let (permit, verdicts) =
+        authorize(Some(&p), &granted(&["tools:echo", "tools:read"]), Some(&ok));
+    assert_eq!(
+        permit.unwrap().scopes,
+        granted(&["tools:echo", "tools:read"])
+    );
+    assert_eq!(verdicts.len(), 2);
+
+    let hidden = inspect(br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_repo"}}]"#).unwrap();
+    let (denied, verdicts) = authorize(Some(&p), &granted(&["tools:echo"]), Some(&hidden));
+    let denial = denied.unwrap_err();
+    assert_eq!(denial.missing, granted(&["repo:admin"]));
+    assert_eq!(denial.needed, granted(&["tools:echo", "repo:admin"]));
+    assert!(denial
+        .message
+        .contains("tool `delete_repo` needs scope repo:admin"));
+    assert_eq!(verdicts[0].decision.label(), "allow");
+    assert_eq!(verdicts[1].decision.label(), "deny");
+}
+
+#[test]
+fn no_policy_permits_everything_and_no_body_permits() {
+    let any = inspect(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#)
+        .unwrap();
+    assert!(authorize(None, &[], Some(&any)).0.is_ok());
+    assert!(authorize(Some(&policy(false)), &[], None).0.is_ok());
+}
+
+#[test]
+fn tool_labels_are_bounded() {
+    let p = policy(false);
+    assert_eq!(p.tool_label("echo"), "echo");
+    assert_eq!(p.tool_label("get-anything"), "get-*");
+    assert_eq!(p.tool_label("random-name-123"), "other");
+}

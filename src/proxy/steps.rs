@@ -1,0 +1,309 @@
+//! The steps of the request path that need the session: authenticate, serve metadata,
+//! check the body's framing, authorize, and hand large bodies to a subrequest. Each
+//! calls the module that owns the decision and turns a refusal into a response through
+//! [`Gateway::refuse`].
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+use super::ctx::RequestCtx;
+use super::failure::{classify, Failure};
+use super::{large_body, Gateway};
+use crate::auth::challenge::{www_authenticate, BearerErrorCode};
+use crate::mcp::jsonrpc::Inspected;
+use crate::policy::{self, Decision, Operation};
+use crate::refusal::Refusal;
+
+impl Gateway {
+    /// Authenticate: a protected route needs a verified principal before anything else
+    /// (the body is not even read for a refused request).
+    pub(super) async fn authenticate(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let Some(rt) = self.route_runtime(ctx) else {
+            return Ok(false);
+        };
+        let Some(guard) = &rt.guard else {
+            return Ok(false);
+        };
+        let req = session.req_header();
+        match self
+            .auth
+            .authenticate(guard, &req.headers, req.uri.query())
+            .await
+        {
+            Ok(principal) => {
+                ctx.principal = Some(principal);
+                Ok(false)
+            }
+            Err(failure) => {
+                rt.metrics.auth_failure(failure.reason());
+                tracing::info!(
+                    target: "drawbridge::audit",
+                    event = "authentication_refused",
+                    route = %rt.route.name,
+                    reason = failure.reason(),
+                );
+                let challenge = guard.challenge(&failure);
+                self.refuse(session, ctx, Refusal::Auth { failure, challenge })
+                    .await
+            }
+        }
+    }
+
+    /// Serves RFC 9728 metadata (GET, HEAD, and CORS preflight).
+    pub(super) async fn serve_metadata(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        body: Bytes,
+    ) -> Result<bool> {
+        let method = session.req_header().method.clone();
+        let (status, body) = match method {
+            http::Method::GET => (200, body),
+            http::Method::HEAD => (200, Bytes::new()),
+            http::Method::OPTIONS => (204, Bytes::new()),
+            _ => (405, Bytes::new()),
+        };
+        let mut resp = ResponseHeader::build(status, Some(6))?;
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+        resp.insert_header(http::header::CACHE_CONTROL, "max-age=300")?;
+        resp.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")?;
+        resp.insert_header(
+            http::header::ACCESS_CONTROL_ALLOW_METHODS,
+            "GET, HEAD, OPTIONS",
+        )?;
+        resp.insert_header(
+            http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "mcp-protocol-version",
+        )?;
+        if status == 405 {
+            resp.insert_header(http::header::ALLOW, "GET, HEAD, OPTIONS")?;
+        }
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        ctx.served_metadata = true;
+        Ok(true)
+    }
+
+    /// The body must be plain JSON: `Content-Type: application/json` and no content
+    /// coding (the gateway judges the bytes the upstream will parse).
+    pub(super) async fn check_body_framing(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let headers = &session.req_header().headers;
+        let json = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        let coded = headers
+            .get_all(http::header::CONTENT_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if !json || coded {
+            return self
+                .refuse(session, ctx, Refusal::UnsupportedMediaType)
+                .await;
+        }
+        Ok(false)
+    }
+
+    /// `Mcp-Method` / `Mcp-Name` (MCP 2026-07-28) must say what the body says.
+    pub(super) async fn check_mcp_headers(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let headers = &session.req_header().headers;
+        let method = headers.get("mcp-method").map(|v| v.to_str().ok());
+        let name = headers.get("mcp-name").map(|v| v.to_str().ok());
+        if method.is_none() && name.is_none() {
+            return Ok(false);
+        }
+        if !headers_match_body(method, name, ctx.inspected.as_ref()) {
+            return self.refuse(session, ctx, Refusal::HeaderMismatch).await;
+        }
+        Ok(false)
+    }
+
+    /// Authorize: every operation of the body against the route's policy. Records one
+    /// metric and one audit event per operation. On success the context holds the
+    /// [`policy::Permit`] that forwarding requires.
+    pub(super) async fn authorize(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let Some(rt) = self.route_runtime(ctx) else {
+            return self.refuse(session, ctx, Refusal::Internal).await;
+        };
+        let granted = ctx.principal.as_ref().map_or(&[][..], |p| &p.scopes[..]);
+        let policy = rt.route.policy.as_ref();
+        let (result, verdicts) = policy::authorize(policy, granted, ctx.inspected.as_ref());
+        for v in &verdicts {
+            let decision = v.decision.label();
+            rt.metrics.operation(v.op.method(), decision);
+            if let Operation::Tool(name) = v.op {
+                let label = policy.map_or_else(|| "other".to_string(), |p| p.tool_label(name));
+                rt.metrics.tool_call(&label, decision);
+            }
+            let missing = match &v.decision {
+                Decision::MissingScopes { missing, .. } => missing.join(" "),
+                _ => String::new(),
+            };
+            let principal = ctx.principal.as_ref();
+            tracing::info!(
+                target: "audit",
+                event = "authorization",
+                route = %rt.route.name,
+                issuer = principal.map(|p| p.issuer.as_str()),
+                subject = principal.map(|p| p.subject.as_str()),
+                client = principal.and_then(|p| p.client_id.as_deref()),
+                method = v.op.method(),
+                target = v.op.target(),
+                decision,
+                missing = %missing,
+            );
+        }
+        match result {
+            Ok(permit) => {
+                ctx.permit = Some(permit);
+                Ok(false)
+            }
+            Err(denial) => {
+                let challenge = rt.guard.as_ref().map(|guard| {
+                    let mut scopes: Vec<&str> =
+                        guard.required_scopes.iter().map(String::as_str).collect();
+                    for s in &denial.needed {
+                        if !scopes.contains(&s.as_str()) {
+                            scopes.push(s);
+                        }
+                    }
+                    let scope = if denial.not_permitted {
+                        String::new()
+                    } else {
+                        scopes.join(" ")
+                    };
+                    let description = if denial.not_permitted {
+                        "the request includes an operation not permitted on this resource"
+                    } else {
+                        "the access token lacks scopes this operation requires"
+                    };
+                    www_authenticate(
+                        &guard.resource_metadata,
+                        &scope,
+                        Some((BearerErrorCode::InsufficientScope, description)),
+                    )
+                });
+                let refusal = Refusal::Forbidden {
+                    message: denial.message,
+                    challenge,
+                };
+                self.refuse(session, ctx, refusal).await
+            }
+        }
+    }
+
+    /// Hands an inspected request with a body over 64 KiB to a subrequest.
+    pub(super) async fn forward_large_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        body: Bytes,
+    ) -> Result<bool> {
+        let (Some(route), Some(permit), Some(inspected), Some(body_len)) = (
+            ctx.route.clone(),
+            ctx.permit.clone(),
+            ctx.inspected.clone(),
+            ctx.body_len,
+        ) else {
+            return self.refuse(session, ctx, Refusal::Internal).await;
+        };
+        let handoff = large_body::Handoff {
+            route,
+            principal: ctx.principal.clone(),
+            permit,
+            inspected,
+            body_len,
+        };
+        ctx.delegated = true;
+        if let Err(e) = large_body::forward(session, handoff, body).await {
+            if session.response_written().is_none() {
+                let refusal = match classify(&e) {
+                    Failure::Respond { refusal, .. } => refusal,
+                    _ => Refusal::Internal,
+                };
+                tracing::warn!(error = %e, "large-body subrequest failed");
+                ctx.delegated = false;
+                return self.refuse(session, ctx, refusal).await;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// True when the `Mcp-Method` / `Mcp-Name` headers (present ones) equal the single
+/// message's method and target. A batch cannot carry them.
+fn headers_match_body(
+    method: Option<Option<&str>>,
+    name: Option<Option<&str>>,
+    inspected: Option<&Inspected>,
+) -> bool {
+    let Some(inspected) = inspected.filter(|i| !i.batch && i.messages.len() == 1) else {
+        return false;
+    };
+    let op = Operation::of(&inspected.messages[0].kind);
+    let method_ok = match method {
+        None => true,
+        Some(value) => value == Some(op.method()),
+    };
+    let name_ok = match name {
+        None => true,
+        Some(value) => value.is_some() && value == op.target(),
+    };
+    method_ok && name_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mcp::jsonrpc::inspect;
+
+    #[test]
+    fn mcp_headers_must_match_the_body() {
+        let call =
+            inspect(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#)
+                .unwrap();
+        assert!(headers_match_body(
+            Some(Some("tools/call")),
+            Some(Some("echo")),
+            Some(&call)
+        ));
+        assert!(headers_match_body(
+            Some(Some("tools/call")),
+            None,
+            Some(&call)
+        ));
+        assert!(!headers_match_body(
+            Some(Some("tools/list")),
+            None,
+            Some(&call)
+        ));
+        assert!(!headers_match_body(None, Some(Some("delete")), Some(&call)));
+        assert!(
+            !headers_match_body(Some(None), None, Some(&call)),
+            "non-ASCII header"
+        );
+        let batch = inspect(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap();
+        assert!(!headers_match_body(Some(Some("ping")), None, Some(&batch)));
+        assert!(!headers_match_body(Some(Some("ping")), None, None));
+    }
+}
