@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod exchange;
 pub mod mcp;
 pub mod policy;
 pub mod proxy;

@@ -6,6 +6,7 @@
 //! into an error body.
 
 use crate::auth::AuthFailure;
+use crate::exchange::FailureKind;
 use crate::mcp::jsonrpc::{error_body, Inspected, Malformed};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub enum Refusal {
         message: String,
         challenge: Option<String>,
     },
+    /// No upstream credential could be obtained: the authorization server refused the
+    /// exchange (403), is unavailable (503), or answered nonsense (502).
+    Credential(FailureKind),
     /// Authentication failed on a protected route; `challenge` is the `WWW-Authenticate`
     /// value that tells the client where to get a token and which scopes to ask for.
     Auth {
@@ -59,6 +63,17 @@ impl Refusal {
             Refusal::Internal => 500,
             Refusal::Auth { failure, .. } => failure.status_and_code().0,
             Refusal::Forbidden { .. } => 403,
+            Refusal::Credential(FailureKind::Denied) => 403,
+            Refusal::Credential(FailureKind::Unavailable) => 503,
+            Refusal::Credential(FailureKind::BadGateway) => 502,
+        }
+    }
+
+    /// Seconds for `Retry-After`, when trying again later may help.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Refusal::Credential(FailureKind::Unavailable) => Some(5),
+            _ => None,
         }
     }
 
@@ -86,6 +101,7 @@ impl Refusal {
             Refusal::Internal => -32603,
             Refusal::Auth { .. } => -32001,
             Refusal::Forbidden { .. } => -32005,
+            Refusal::Credential(_) => -32006,
         }
     }
 
@@ -104,6 +120,9 @@ impl Refusal {
             Refusal::Internal => "internal_error",
             Refusal::Auth { failure, .. } => failure.reason(),
             Refusal::Forbidden { .. } => "forbidden",
+            Refusal::Credential(FailureKind::Denied) => "upstream_credential_denied",
+            Refusal::Credential(FailureKind::Unavailable) => "authorization_server_unavailable",
+            Refusal::Credential(FailureKind::BadGateway) => "upstream_credential_failed",
         }
     }
 
@@ -127,6 +146,15 @@ impl Refusal {
             Refusal::Internal => "internal gateway error".into(),
             Refusal::Auth { failure, .. } => failure.description().into(),
             Refusal::Forbidden { message, .. } => message.clone(),
+            Refusal::Credential(FailureKind::Denied) => {
+                "the authorization server refused a token for the upstream on your behalf".into()
+            }
+            Refusal::Credential(FailureKind::Unavailable) => {
+                "the authorization server is unavailable; try again shortly".into()
+            }
+            Refusal::Credential(FailureKind::BadGateway) => {
+                "the gateway could not obtain a credential for the upstream".into()
+            }
         }
     }
 
@@ -173,7 +201,7 @@ mod tests {
 
     #[test]
     fn json_rpc_requests_get_json_rpc_errors_with_their_id() {
-        let req = inspect(br#"{"jsonrpc":"2.0","id":42,"method":"tools/call"}"#).unwrap();
+        let req = inspect(br#"{"jsonrpc":"2.0","id":42,"method":"ping"}"#).unwrap();
         let body: serde_json::Value =
             serde_json::from_str(&Refusal::UpstreamTimeout.body(Some(&req))).unwrap();
         assert_eq!(body["id"], 42);

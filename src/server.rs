@@ -34,7 +34,7 @@ pub fn build(config: &Config) -> Result<Server, String> {
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
-    let auth = Arc::new(Authenticator::new(config, metrics.registry())?);
+    let auth = Arc::new(Authenticator::new(config, &metrics)?);
     let mut readiness = Readiness::default();
     for issuer in auth.issuers() {
         let ready = issuer.clone();

@@ -20,11 +20,13 @@ pub mod metadata;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts};
 
 use crate::config::{Config, Route};
+use crate::telemetry::Metrics;
 use audience::Audience;
 use bearer::BearerError;
+pub use cache::TokenKey;
 use cache::{token_key, unix_now, TokenCache};
 use challenge::BearerErrorCode;
 use issuer::IssuerRuntime;
@@ -46,6 +48,14 @@ impl Principal {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
+}
+
+/// The outcome of authentication: who, and the SHA-256 of their token (a cache key for
+/// later steps, so the token is hashed once per request).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub token_key: TokenKey,
 }
 
 /// A verified token as cached: the principal plus what is checked per route.
@@ -160,10 +170,10 @@ struct CacheCounters {
 }
 
 impl CacheCounters {
-    fn new(vec: &IntCounterVec, cache: &str) -> CacheCounters {
+    fn new(metrics: &Metrics, cache: &str) -> CacheCounters {
         CacheCounters {
-            hit: vec.with_label_values(&[cache, "hit"]),
-            miss: vec.with_label_values(&[cache, "miss"]),
+            hit: metrics.cache_counter(cache, "hit"),
+            miss: metrics.cache_counter(cache, "miss"),
         }
     }
 }
@@ -184,7 +194,8 @@ const TOKEN_CACHE_MAX_TTL: Duration = Duration::from_secs(300);
 impl Authenticator {
     /// Prepares issuers (nothing is fetched yet: see [`issuer::keep_fresh`]) and
     /// registers the auth metric families in `registry`.
-    pub fn new(config: &Config, registry: &Registry) -> Result<Authenticator, String> {
+    pub fn new(config: &Config, metrics: &Metrics) -> Result<Authenticator, String> {
+        let registry = metrics.registry();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(5))
@@ -200,19 +211,8 @@ impl Authenticator {
             &["issuer", "result"],
         )
         .map_err(|e| e.to_string())?;
-        let cache_requests = IntCounterVec::new(
-            Opts::new(
-                "drawbridge_cache_requests_total",
-                "Cache look-ups, by cache and result (hit, miss).",
-            ),
-            &["cache", "result"],
-        )
-        .map_err(|e| e.to_string())?;
         registry
             .register(Box::new(refreshes.clone()))
-            .map_err(|e| e.to_string())?;
-        registry
-            .register(Box::new(cache_requests.clone()))
             .map_err(|e| e.to_string())?;
         let issuers = config
             .issuers
@@ -230,8 +230,8 @@ impl Authenticator {
             http,
             tokens: TokenCache::new(TOKEN_CACHE_CAPACITY, TOKEN_CACHE_MAX_TTL),
             introspected: TokenCache::new(TOKEN_CACHE_CAPACITY, TOKEN_CACHE_MAX_TTL),
-            token_counters: CacheCounters::new(&cache_requests, "token"),
-            introspection_counters: CacheCounters::new(&cache_requests, "introspection"),
+            token_counters: CacheCounters::new(metrics, "token"),
+            introspection_counters: CacheCounters::new(metrics, "introspection"),
         })
     }
 
@@ -245,10 +245,11 @@ impl Authenticator {
         guard: &RouteGuard,
         headers: &http::HeaderMap,
         query: Option<&str>,
-    ) -> Result<Principal, AuthFailure> {
+    ) -> Result<Authenticated, AuthFailure> {
         let token = bearer::bearer_token(headers, query).map_err(AuthFailure::Bearer)?;
+        let token_key = token_key(token);
         let verified = self
-            .verify(guard, token)
+            .verify(guard, token, &token_key)
             .await
             .map_err(AuthFailure::Token)?;
         if !guard.issuers.contains(&verified.issuer_index) {
@@ -268,7 +269,10 @@ impl Authenticator {
         if !guard.required_scopes.iter().all(|s| principal.has_scope(s)) {
             return Err(AuthFailure::InsufficientScope);
         }
-        Ok(principal.clone())
+        Ok(Authenticated {
+            principal: principal.clone(),
+            token_key,
+        })
     }
 
     fn leeway(&self, issuer_index: usize) -> i64 {
@@ -278,8 +282,13 @@ impl Authenticator {
     }
 
     /// A verified token, from cache or by verification. Route checks are the caller's.
-    async fn verify(&self, guard: &RouteGuard, token: &str) -> Result<Arc<Verified>, TokenError> {
-        let key = token_key(token);
+    async fn verify(
+        &self,
+        guard: &RouteGuard,
+        token: &str,
+        key: &TokenKey,
+    ) -> Result<Arc<Verified>, TokenError> {
+        let key = *key;
         if jwt::looks_like_jwt(token) {
             if let Some(hit) = self.tokens.get(&key) {
                 self.token_counters.hit.inc();

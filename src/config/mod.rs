@@ -61,6 +61,60 @@ pub struct Introspection {
     pub cache_max: Duration,
 }
 
+/// The credential a route's upstream receives. There is no passthrough.
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    /// Nothing is added.
+    None,
+    /// RFC 8693: a token for the upstream, exchanged for the caller's.
+    TokenExchange(Grant),
+    /// The gateway's own service token (the upstream no longer sees the user).
+    ClientCredentials(Grant),
+    /// A fixed header, e.g. an API key.
+    Static { header: String, value: Secret },
+}
+
+/// How to get a token from a token endpoint.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// Index into `Config::issuers`, for the discovered token endpoint.
+    pub issuer: Option<usize>,
+    pub token_endpoint: Option<url::Url>,
+    pub client: GrantClient,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub scopes: GrantScopes,
+    pub timeout: Duration,
+}
+
+/// The gateway's client authentication at the token endpoint.
+#[derive(Debug, Clone)]
+pub enum GrantClient {
+    Basic {
+        client_id: String,
+        secret: Secret,
+    },
+    Post {
+        client_id: String,
+        secret: Secret,
+    },
+    PrivateKeyJwt {
+        client_id: String,
+        key_pem: Secret,
+        key_id: Option<String>,
+    },
+}
+
+/// Which scopes to request for the upstream token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantScopes {
+    /// Exactly the scopes the policy required for the operation (downscoping).
+    PerOperation,
+    Fixed(Vec<String>),
+}
+
+pub const DEFAULT_GRANT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A route's `auth` block: who may call it.
 #[derive(Debug, Clone)]
 pub struct RouteAuth {
@@ -85,6 +139,8 @@ pub struct Route {
     pub upstream: Upstream,
     /// `None`: a public route.
     pub auth: Option<RouteAuth>,
+    /// What the upstream receives instead of the caller's token.
+    pub upstream_auth: UpstreamAuth,
     /// Per-tool/resource/prompt/method rules; `None`: the route's scopes suffice.
     pub policy: Option<crate::policy::Policy>,
 }

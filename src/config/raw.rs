@@ -44,7 +44,7 @@ pub struct RawRoute {
     pub public_url: Option<String>,
     pub upstream: RawUpstream,
     pub auth: Option<RawAuth>,
-    pub upstream_auth: Option<Value>,
+    pub upstream_auth: Option<RawUpstreamAuth>,
     pub policy: Option<RawPolicy>,
 }
 
@@ -129,4 +129,46 @@ pub struct RawPolicy {
     pub prompts: std::collections::BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub methods: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// `routes[].upstream_auth`: exactly one member.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamAuth {
+    pub token_exchange: Option<RawGrant>,
+    pub client_credentials: Option<RawGrant>,
+    #[serde(rename = "static")]
+    pub static_: Option<RawStatic>,
+    pub none: Option<Value>,
+    /// Not an option: named so the validator can explain why.
+    pub passthrough: Option<Value>,
+}
+
+/// A token-endpoint grant (token exchange or client credentials).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrant {
+    /// Issuer (by name) whose discovered `token_endpoint` is used.
+    pub issuer: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
+    pub client_auth: Option<String>,
+    /// PEM private key for `private_key_jwt`.
+    pub private_key_file: Option<String>,
+    pub key_id: Option<String>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    /// `per_operation` or a list of scopes.
+    pub scopes: Option<Value>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatic {
+    pub header: String,
+    pub value: Option<String>,
+    pub value_file: Option<String>,
 }

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use super::locate::{Locations, Position};
 use super::raw::{
-    RawAuth, RawConfig, RawIntrospection, RawIssuer, RawPolicy, RawRoute, RawTimeouts,
+    RawAuth, RawConfig, RawGrant, RawIntrospection, RawIssuer, RawPolicy, RawRoute, RawStatic,
+    RawTimeouts, RawUpstreamAuth,
 };
 use super::{
-    env, units, Config, ConfigError, Introspection, Issuer, Loaded, Route, RouteAuth, Secret,
-    Upstream, DEFAULT_ADMIN_LISTEN, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INTROSPECTION_CACHE_MAX,
+    env, units, Config, ConfigError, Grant, GrantClient, GrantScopes, Introspection, Issuer,
+    Loaded, Route, RouteAuth, Secret, Upstream, UpstreamAuth, DEFAULT_ADMIN_LISTEN,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRANT_TIMEOUT, DEFAULT_INTROSPECTION_CACHE_MAX,
     DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT,
     DEFAULT_STREAM_IDLE_TIMEOUT,
 };
@@ -398,9 +400,23 @@ impl Checker<'_> {
         issuer_names: &HashMap<&str, usize>,
     ) -> Option<Route> {
         self.name(&format!("{at}.name"), &raw.name);
-        if raw.upstream_auth.is_some() {
-            self.not_yet_supported(&format!("{at}.upstream_auth"));
-        }
+        let upstream_auth = match &raw.upstream_auth {
+            None => {
+                if raw.auth.is_some() {
+                    self.warnings.push(format!(
+                        "route `{}` has no `upstream_auth`: its upstream receives no credential",
+                        raw.name
+                    ));
+                }
+                Some(UpstreamAuth::None)
+            }
+            Some(u) => self.upstream_auth(
+                &format!("{at}.upstream_auth"),
+                u,
+                issuer_names,
+                raw.auth.is_some(),
+            ),
+        };
         let policy = match &raw.policy {
             None => None,
             Some(p) => {
@@ -439,7 +455,248 @@ impl Checker<'_> {
             public_url,
             upstream: upstream?,
             auth,
+            upstream_auth: upstream_auth?,
             policy,
+        })
+    }
+
+    fn upstream_auth(
+        &mut self,
+        at: &str,
+        raw: &RawUpstreamAuth,
+        issuer_names: &HashMap<&str, usize>,
+        protected: bool,
+    ) -> Option<UpstreamAuth> {
+        if raw.passthrough.is_some() {
+            self.error(
+                &format!("{at}.passthrough"),
+                "token passthrough does not exist: the MCP specification forbids forwarding a token issued for the gateway; use token_exchange (the upstream gets its own token for the same user), client_credentials, static or none",
+            );
+            return None;
+        }
+        let chosen = [
+            raw.token_exchange.is_some(),
+            raw.client_credentials.is_some(),
+            raw.static_.is_some(),
+            raw.none.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if chosen != 1 {
+            self.error(
+                at,
+                "choose exactly one of token_exchange, client_credentials, static, none",
+            );
+            return None;
+        }
+        if let Some(g) = &raw.token_exchange {
+            if !protected {
+                self.error(
+                    &format!("{at}.token_exchange"),
+                    "token exchange needs the caller's token: give the route an `auth` block",
+                );
+            }
+            let grant = self.grant(&format!("{at}.token_exchange"), g, issuer_names, true)?;
+            return Some(UpstreamAuth::TokenExchange(grant));
+        }
+        if let Some(g) = &raw.client_credentials {
+            let grant = self.grant(&format!("{at}.client_credentials"), g, issuer_names, false)?;
+            return Some(UpstreamAuth::ClientCredentials(grant));
+        }
+        if let Some(st) = &raw.static_ {
+            return self.static_credential(&format!("{at}.static"), st);
+        }
+        Some(UpstreamAuth::None)
+    }
+
+    fn static_credential(&mut self, at: &str, raw: &RawStatic) -> Option<UpstreamAuth> {
+        let header = raw.header.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            self.error(&format!("{at}.header"), "not a valid header name");
+            return None;
+        }
+        if matches!(
+            header.as_str(),
+            "host" | "content-length" | "transfer-encoding" | "connection"
+        ) {
+            self.error(
+                &format!("{at}.header"),
+                "this header is managed by the gateway",
+            );
+            return None;
+        }
+        let value = match (&raw.value, &raw.value_file) {
+            (Some(v), None) => self.expand(&format!("{at}.value"), v)?,
+            (None, Some(path)) => {
+                let at = format!("{at}.value_file");
+                let path = self.expand(&at, path)?;
+                match std::fs::read_to_string(&path) {
+                    Ok(v) => v.trim_end_matches(['\n', '\r']).to_string(),
+                    Err(e) => {
+                        self.error(&at, format!("cannot read `{path}`: {e}"));
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                self.error(at, "give exactly one of `value` and `value_file`");
+                return None;
+            }
+        };
+        if value.is_empty() || http::HeaderValue::from_str(&value).is_err() {
+            self.error(at, "the value is empty or not a valid header value");
+            return None;
+        }
+        Some(UpstreamAuth::Static {
+            header,
+            value: Secret::new(value),
+        })
+    }
+
+    fn grant(
+        &mut self,
+        at: &str,
+        raw: &RawGrant,
+        issuer_names: &HashMap<&str, usize>,
+        exchange: bool,
+    ) -> Option<Grant> {
+        let issuer = match &raw.issuer {
+            None => None,
+            Some(name) => match issuer_names.get(name.as_str()) {
+                Some(i) => Some(*i),
+                None => {
+                    self.error(
+                        &format!("{at}.issuer"),
+                        format!("no issuer named `{name}` in `issuers`"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let token_endpoint = match &raw.token_endpoint {
+            None => None,
+            Some(u) => {
+                let at = format!("{at}.token_endpoint");
+                let u = self.expand(&at, u)?;
+                Some(self.http_url(&at, &u)?)
+            }
+        };
+        if issuer.is_none() && token_endpoint.is_none() {
+            self.error(
+                at,
+                "name an `issuer` (its discovered token endpoint) or a `token_endpoint`",
+            );
+            return None;
+        }
+        let client_id = self.expand(&format!("{at}.client_id"), &raw.client_id)?;
+        let secret = match &raw.client_secret {
+            None => None,
+            Some(s) => Some(Secret::new(self.expand(&format!("{at}.client_secret"), s)?)),
+        };
+        let client = match raw.client_auth.as_deref().unwrap_or("client_secret_basic") {
+            method @ ("client_secret_basic" | "client_secret_post") => {
+                let Some(secret) = secret else {
+                    self.error(
+                        &format!("{at}.client_secret"),
+                        format!("{method} needs a client_secret"),
+                    );
+                    return None;
+                };
+                if method == "client_secret_basic" {
+                    GrantClient::Basic { client_id, secret }
+                } else {
+                    GrantClient::Post { client_id, secret }
+                }
+            }
+            "private_key_jwt" => {
+                let key_at = format!("{at}.private_key_file");
+                let Some(path) = &raw.private_key_file else {
+                    self.error(&key_at, "private_key_jwt needs a private_key_file");
+                    return None;
+                };
+                let path = self.expand(&key_at, path)?;
+                let pem = match std::fs::read_to_string(&path) {
+                    Ok(pem) => pem,
+                    Err(e) => {
+                        self.error(&key_at, format!("cannot read `{path}`: {e}"));
+                        return None;
+                    }
+                };
+                if let Err(e) = crate::exchange::SigningKey::from_pem(&pem) {
+                    self.error(&key_at, format!("`{path}`: {e}"));
+                    return None;
+                }
+                GrantClient::PrivateKeyJwt {
+                    client_id,
+                    key_pem: Secret::new(pem),
+                    key_id: raw.key_id.clone(),
+                }
+            }
+            _ => {
+                self.error(
+                    &format!("{at}.client_auth"),
+                    "use client_secret_basic, client_secret_post or private_key_jwt",
+                );
+                return None;
+            }
+        };
+        let audience = match &raw.audience {
+            None => None,
+            Some(a) => Some(self.expand(&format!("{at}.audience"), a)?),
+        };
+        let resource = match &raw.resource {
+            None => None,
+            Some(r) => Some(self.expand(&format!("{at}.resource"), r)?),
+        };
+        if exchange && audience.is_none() && resource.is_none() {
+            self.error(at, "name the upstream with `audience` and/or `resource`");
+            return None;
+        }
+        let scopes = match &raw.scopes {
+            None => GrantScopes::Fixed(Vec::new()),
+            Some(serde_yaml::Value::String(s)) if s == "per_operation" && exchange => {
+                GrantScopes::PerOperation
+            }
+            Some(serde_yaml::Value::Sequence(items)) => {
+                let scopes: Vec<String> = items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                if scopes.len() != items.len() || !scopes.iter().all(|s| valid_scope(s)) {
+                    self.error(&format!("{at}.scopes"), "a list of scope strings");
+                    return None;
+                }
+                GrantScopes::Fixed(scopes)
+            }
+            Some(_) => {
+                let hint = if exchange {
+                    "`per_operation` or a list of scopes"
+                } else {
+                    "a list of scopes"
+                };
+                self.error(&format!("{at}.scopes"), format!("expected {hint}"));
+                return None;
+            }
+        };
+        let timeout = match &raw.timeout {
+            None => DEFAULT_GRANT_TIMEOUT,
+            Some(t) => match units::parse_duration(t) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    self.error(&format!("{at}.timeout"), "a duration such as `5s`");
+                    DEFAULT_GRANT_TIMEOUT
+                }
+            },
+        };
+        Some(Grant {
+            issuer,
+            token_endpoint,
+            client,
+            audience,
+            resource,
+            scopes,
+            timeout,
         })
     }
 
@@ -799,10 +1056,48 @@ routes:
 
     #[test]
     fn later_blocks_are_named_as_not_yet_supported() {
-        let text = format!("{GOOD}    upstream_auth: {{ none: {{}} }}\n");
+        let text = format!("{GOOD}sessions: {{ keys: [] }}\n");
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].contains("routes[0].upstream_auth: not yet supported"));
+        assert!(errs[0].contains("sessions: not yet supported"));
+    }
+
+    #[test]
+    fn passthrough_is_refused_with_the_reason() {
+        let text = format!("{GOOD}    upstream_auth: {{ passthrough: true }}\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0]
+            .contains("routes[0].upstream_auth.passthrough: token passthrough does not exist"));
+    }
+
+    #[test]
+    fn upstream_auth_shapes() {
+        let with = |block: &str| format!("{GOOD}    upstream_auth: {block}\n");
+        assert!(errors(&with("{ none: {} }")).is_empty());
+        std::env::set_var("DRAWBRIDGE_TEST_API_KEY", "k-123");
+        let loaded = validate(
+            "gw.yaml",
+            &with("{ static: { header: X-Api-Key, value: '${DRAWBRIDGE_TEST_API_KEY}' } }"),
+        )
+        .unwrap();
+        match &loaded.config.routes[0].upstream_auth {
+            UpstreamAuth::Static { header, value } => {
+                assert_eq!(header, "x-api-key");
+                assert_eq!(value.expose(), "k-123");
+            }
+            other => panic!("{other:?}"),
+        }
+        let errs = errors(&with("{ none: {}, static: { header: x, value: y } }"));
+        assert!(errs[0].contains("exactly one"), "{errs:?}");
+        let errs = errors(&with("{ token_exchange: { token_endpoint: 'https://idp/token', client_id: gw, client_secret: s, audience: up } }"));
+        assert!(errs[0].contains("needs the caller's token"), "{errs:?}");
+        let errs = errors(&with(
+            "{ client_credentials: { client_id: gw, client_secret: s } }",
+        ));
+        assert!(errs[0].contains("name an `issuer`"), "{errs:?}");
+        let errs = errors(&with("{ client_credentials: { token_endpoint: 'https://idp/token', client_id: gw, client_auth: client_secret_post } }"));
+        assert!(errs[0].contains("needs a client_secret"), "{errs:?}");
     }
 
     #[test]

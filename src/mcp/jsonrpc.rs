@@ -159,7 +159,7 @@ struct KeySet<'de>(Vec<Cow<'de, str>>);
 
 impl<'de> KeySet<'de> {
     fn insert<E: de::Error>(&mut self, key: Cow<'de, str>) -> Result<(), E> {
-        if self.0.iter().any(|k| *k == key) {
+        if self.0.contains(&key) {
             return Err(E::custom(DUPLICATE_KEY));
         }
         self.0.push(key);

@@ -26,6 +26,10 @@ pub struct RequestCtx {
     pub route: Option<RouteMatch>,
     /// Who is calling (protected routes), set by the authenticate step.
     pub principal: Option<Principal>,
+    /// SHA-256 of the caller's token (cache key for the credential step).
+    pub token_key: Option<crate::auth::TokenKey>,
+    /// The header the upstream receives in place of the caller's token.
+    pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
     /// Set by the authorize step; forwarding requires it.
     pub permit: Option<Permit>,
     /// The request was for protected resource metadata, answered by the gateway.
@@ -52,6 +56,8 @@ impl RequestCtx {
             route: None,
             principal: None,
             permit: None,
+            token_key: None,
+            upstream_credential: None,
             served_metadata: false,
             inspected: None,
             body_len: None,

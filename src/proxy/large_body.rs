@@ -25,6 +25,7 @@ use super::body::RETRY_BUFFER_LIMIT;
 /// What the main request decided, for the subrequest to act on.
 pub struct Handoff {
     pub route: RouteMatch,
+    pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
     pub principal: Option<Principal>,
     pub permit: Permit,
     pub inspected: Inspected,
@@ -64,6 +65,7 @@ pub fn adopt_handoff(session: &mut Session, ctx: &mut RequestCtx) -> bool {
         .and_then(Option::take);
     if let Some(h) = handoff {
         ctx.route = Some(h.route);
+        ctx.upstream_credential = h.upstream_credential;
         ctx.principal = h.principal;
         ctx.permit = Some(h.permit);
         ctx.inspected = Some(h.inspected);

@@ -6,6 +6,7 @@
 //! `mcp` (inspect), `proxy::headers` (header hygiene) and `refusal` (error answers).
 
 mod body;
+mod credential;
 mod ctx;
 mod failure;
 mod headers;
@@ -28,6 +29,7 @@ pub use ctx::{RequestCtx, ResponseMode};
 use crate::auth::metadata::MetadataIndex;
 use crate::auth::{Authenticator, RouteGuard};
 use crate::config::{Config, Route, Router};
+use crate::exchange::CredentialCache;
 use crate::mcp::jsonrpc;
 use crate::mcp::legacy::EndpointRewriter;
 use crate::refusal::Refusal;
@@ -44,6 +46,7 @@ struct RouteRuntime {
     metrics: RouteMetrics,
     /// `None` for a public route.
     guard: Option<RouteGuard>,
+    credential: credential::CredentialSource,
 }
 
 /// The proxy service: everything shared across requests, built once.
@@ -54,7 +57,12 @@ pub struct Gateway {
     max_body: usize,
     auth: Arc<Authenticator>,
     metadata: MetadataIndex,
+    credentials: CredentialCache,
+    exchange_counters: credential::ExchangeCounters,
 }
+
+/// Upstream credentials cached at most (bounded memory).
+const CREDENTIAL_CACHE_CAPACITY: u64 = 50_000;
 
 impl Gateway {
     /// Prepares routes (resolving upstream addresses), guards and metric handles.
@@ -71,6 +79,7 @@ impl Gateway {
                     peer: upstream_peer_for(route)?,
                     metrics: metrics.for_route(&route.name),
                     guard: RouteGuard::for_route(route),
+                    credential: credential::CredentialSource::build(route, auth.issuers())?,
                     route: route.clone(),
                 })
             })
@@ -95,6 +104,11 @@ impl Gateway {
             max_body: config.max_body_bytes,
             auth,
             metadata: MetadataIndex::new(&with_servers),
+            credentials: CredentialCache::new(CREDENTIAL_CACHE_CAPACITY),
+            exchange_counters: credential::ExchangeCounters {
+                hit: metrics.cache_counter("exchange", "hit"),
+                miss: metrics.cache_counter("exchange", "miss"),
+            },
         })
     }
 
@@ -110,7 +124,7 @@ impl Gateway {
         refusal: Refusal,
     ) -> Result<bool> {
         let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
-        write_json(session, refusal.status(), body, refusal.www_authenticate()).await?;
+        write_json(session, refusal.status(), body, &refusal).await?;
         ctx.refusal = Some(refusal);
         Ok(true)
     }
@@ -145,18 +159,22 @@ fn upstream_peer_for(route: &Route) -> std::result::Result<HttpPeer, String> {
     Ok(peer)
 }
 
+/// Writes a refusal: JSON body, `no-store`, and the headers the refusal declares.
 async fn write_json(
     session: &mut Session,
     status: u16,
     body: Bytes,
-    www_authenticate: Option<&str>,
+    refusal: &Refusal,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    let mut resp = ResponseHeader::build(status, Some(5))?;
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    if let Some(challenge) = www_authenticate {
+    if let Some(challenge) = refusal.www_authenticate() {
         resp.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
+    }
+    if let Some(seconds) = refusal.retry_after() {
+        resp.insert_header(http::header::RETRY_AFTER, seconds)?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
@@ -199,7 +217,9 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         if session.req_header().method != http::Method::POST {
-            return self.authorize(session, ctx).await;
+            return Ok(
+                self.authorize(session, ctx).await? || self.obtain_credential(session, ctx).await?
+            );
         }
         if self.check_body_framing(session, ctx).await? {
             return Ok(true);
@@ -213,7 +233,10 @@ impl ProxyHttp for Gateway {
             Ok(inspected) => ctx.inspected = Some(inspected),
             Err(malformed) => return self.refuse(session, ctx, malformed.into()).await,
         }
-        if self.check_mcp_headers(session, ctx).await? || self.authorize(session, ctx).await? {
+        if self.check_mcp_headers(session, ctx).await?
+            || self.authorize(session, ctx).await?
+            || self.obtain_credential(session, ctx).await?
+        {
             return Ok(true);
         }
         if body.len() > body::RETRY_BUFFER_LIMIT {
@@ -271,7 +294,12 @@ impl ProxyHttp for Gateway {
                     .map(|a| a.ip().to_string()),
                 body_len: ctx.body_len,
             },
-        )
+        )?;
+        // After the caller's credentials were stripped: the route's own, if any.
+        if let Some((name, value)) = &ctx.upstream_credential {
+            upstream_request.insert_header(name.clone(), value.clone())?;
+        }
+        Ok(())
     }
 
     /// Response header: hop-by-hop removal; event streams are counted and, for GETs,
@@ -348,7 +376,7 @@ impl ProxyHttp for Gateway {
         }
         let status = refusal.status();
         let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
-        if let Err(write_error) = write_json(session, status, body, None).await {
+        if let Err(write_error) = write_json(session, status, body, &refusal).await {
             tracing::debug!(error = %write_error, "could not send the error response");
         }
         ctx.refusal = Some(refusal);

@@ -8,9 +8,11 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
+use super::credential::CredentialRequest;
 use super::ctx::RequestCtx;
 use super::failure::{classify, Failure};
 use super::{large_body, Gateway};
+use crate::auth::bearer;
 use crate::auth::challenge::{www_authenticate, BearerErrorCode};
 use crate::mcp::jsonrpc::Inspected;
 use crate::policy::{self, Decision, Operation};
@@ -36,8 +38,9 @@ impl Gateway {
             .authenticate(guard, &req.headers, req.uri.query())
             .await
         {
-            Ok(principal) => {
-                ctx.principal = Some(principal);
+            Ok(authenticated) => {
+                ctx.principal = Some(authenticated.principal);
+                ctx.token_key = Some(authenticated.token_key);
                 Ok(false)
             }
             Err(failure) => {
@@ -89,6 +92,55 @@ impl Gateway {
         session.write_response_body(Some(body), true).await?;
         ctx.served_metadata = true;
         Ok(true)
+    }
+
+    /// Credential: what the upstream receives instead of the caller's token (token
+    /// exchange, client credentials, static, none). A failure never falls back to
+    /// forwarding anything: the request is refused.
+    pub(super) async fn obtain_credential(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let Some(rt) = self.route_runtime(ctx) else {
+            return self.refuse(session, ctx, Refusal::Internal).await;
+        };
+        let headers = &session.req_header().headers;
+        let request = CredentialRequest {
+            subject_token: bearer::bearer_token(headers, None).ok(),
+            subject_key: ctx.token_key,
+            subject_expires_at: ctx.principal.as_ref().map(|p| p.expires_at),
+            permit_scopes: ctx.permit.as_ref().map_or(&[][..], |p| &p.scopes[..]),
+        };
+        let obtained = rt
+            .credential
+            .obtain(
+                &request,
+                &self.credentials,
+                &self.exchange_counters,
+                &rt.metrics,
+            )
+            .await;
+        match obtained {
+            Ok(credential) => {
+                ctx.upstream_credential = credential;
+                Ok(false)
+            }
+            Err(e) => {
+                let principal = ctx.principal.as_ref();
+                tracing::warn!(
+                    target: "audit",
+                    event = "upstream_credential_failed",
+                    route = %rt.route.name,
+                    issuer = principal.map(|p| p.issuer.as_str()),
+                    subject = principal.map(|p| p.subject.as_str()),
+                    client = principal.and_then(|p| p.client_id.as_deref()),
+                    error = %e,
+                );
+                self.refuse(session, ctx, Refusal::Credential(e.kind()))
+                    .await
+            }
+        }
     }
 
     /// The body must be plain JSON: `Content-Type: application/json` and no content
@@ -229,6 +281,7 @@ impl Gateway {
         };
         let handoff = large_body::Handoff {
             route,
+            upstream_credential: ctx.upstream_credential.clone(),
             principal: ctx.principal.clone(),
             permit,
             inspected,

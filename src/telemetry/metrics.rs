@@ -62,6 +62,9 @@ struct Families {
     auth_failures: IntCounterVec,
     mcp_operations: IntCounterVec,
     tool_calls: IntCounterVec,
+    token_exchanges: IntCounterVec,
+    token_exchange_duration: HistogramVec,
+    cache_requests: IntCounterVec,
 }
 
 /// All metric families, registered in one registry.
@@ -109,6 +112,18 @@ impl RouteMetrics {
             .mcp_operations
             .with_label_values(&[self.name.as_str(), method_label(method), decision])
             .inc();
+    }
+
+    /// One call to a token endpoint for this route's upstream credential.
+    pub fn token_exchange(&self, result: &str, seconds: f64) {
+        self.families
+            .token_exchanges
+            .with_label_values(&[self.name.as_str(), result])
+            .inc();
+        self.families
+            .token_exchange_duration
+            .with_label_values(&[self.name.as_str()])
+            .observe(seconds);
     }
 
     /// One `tools/call`; `tool` must already be bounded (configured name or `other`).
@@ -181,6 +196,27 @@ impl Metrics {
             "tools/call decisions, by route, tool (configured name, pattern or other) and decision.",
             &["route", "tool", "decision"],
         )?;
+        let token_exchanges = counter(
+            &registry,
+            "drawbridge_token_exchange_total",
+            "Calls to token endpoints for upstream credentials, by route and result.",
+            &["route", "result"],
+        )?;
+        let token_exchange_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "drawbridge_token_exchange_duration_seconds",
+                "Time taken by calls to token endpoints for upstream credentials.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        registry.register(Box::new(token_exchange_duration.clone()))?;
+        let cache_requests = counter(
+            &registry,
+            "drawbridge_cache_requests_total",
+            "Cache look-ups, by cache (token, introspection, exchange) and result (hit, miss).",
+            &["cache", "result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "drawbridge_build_info",
@@ -202,6 +238,9 @@ impl Metrics {
                 auth_failures,
                 mcp_operations,
                 tool_calls,
+                token_exchanges,
+                token_exchange_duration,
+                cache_requests,
             }),
         })
     }
@@ -214,6 +253,13 @@ impl Metrics {
             active_streams: self.families.active_streams.with_label_values(&[name]),
             families: self.families.clone(),
         }
+    }
+
+    /// The counter for one cache and result (`hit` or `miss`), resolved once.
+    pub fn cache_counter(&self, cache: &str, result: &str) -> prometheus::IntCounter {
+        self.families
+            .cache_requests
+            .with_label_values(&[cache, result])
     }
 
     /// The registry, for modules that own metric families of their own.

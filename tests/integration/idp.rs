@@ -6,8 +6,14 @@
 //! Test controls: key rotation, an outage switch (every request answers 503), the JWKS
 //! `Cache-Control` max-age, and counters of fetches.
 //!
-//! It does not run login, code or token-exchange flows: `/authorize` and `/token` are
-//! advertised in the metadata but refuse every request.
+//! `/token` runs two grants for the gateway's own client: RFC 8693 token exchange (the
+//! subject token must be one this IdP signed and not expired; the issued RS256 token has
+//! the requested audience, at most the subject's scopes, and `act.sub` = the client) and
+//! client credentials. Clients authenticate with `client_secret_basic` (form-urlencoded
+//! parts, RFC 6749 §2.3.1), `client_secret_post`, or RFC 7523 `private_key_jwt` for keys
+//! registered with [`Idp::register_jwt_client`]. Test controls: issued-token lifetime, a
+//! canned answer and a delay for `/token`, and a record of the last request's form.
+//! It does not run login or code flows: `/authorize` is advertised but refuses every request.
 //!
 //! Keys. RSA kid `rsa-1` signs both RS256 and PS256, so its JWK has no `alg` member.
 //! EC P-256 kid `ec-1` signs ES256 and Ed25519 kid `ed-1` signs EdDSA. Every key is unique
@@ -20,11 +26,11 @@
 //! [`Idp::start_oauth_only`]. Each IdP serves exactly one of the two documents.
 //! The server stops when the [`Idp`] is dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -34,8 +40,12 @@ use axum::Json;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use rsa::pkcs8::{EncodePublicKey, LineEnding};
+use ring::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaPublicKeyComponents, UnparsedPublicKey,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, RSA_PKCS1_2048_8192_SHA256,
+    RSA_PSS_2048_8192_SHA256,
+};
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::sha2::{Digest, Sha256};
 use rsa::traits::PublicKeyParts;
 use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey};
@@ -45,6 +55,19 @@ use tokio::sync::oneshot;
 /// The client drawbridge must authenticate as (HTTP Basic) to call `/introspect`.
 pub const INTROSPECTION_CLIENT_ID: &str = "drawbridge";
 pub const INTROSPECTION_CLIENT_SECRET: &str = "introspect-secret";
+
+/// The client drawbridge authenticates as at `/token` (Basic or post). More clients:
+/// [`Idp::register_client`], [`Idp::register_jwt_client`].
+pub const EXCHANGE_CLIENT_ID: &str = "drawbridge";
+pub const EXCHANGE_CLIENT_SECRET: &str = "exchange-secret";
+
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Lifetime of issued tokens unless [`Idp::set_exchange_lifetime`] says otherwise.
+pub const DEFAULT_EXCHANGE_LIFETIME: u64 = 300;
 
 /// Issuer path used by [`Idp::start_oauth_only`].
 pub const OAUTH_ONLY_ISSUER_PATH: &str = "/realms/corp";
@@ -119,6 +142,31 @@ struct Shared {
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
     introspections: AtomicUsize,
+    token: TokenState,
+}
+
+/// Everything `/token` keeps.
+struct TokenState {
+    clients: Mutex<HashMap<String, ClientKey>>,
+    /// `jti`s of client assertions already accepted (replay protection).
+    seen_assertions: Mutex<HashSet<String>>,
+    lifetime: AtomicU64,
+    requests: AtomicUsize,
+    last_form: Mutex<Option<Vec<(String, String)>>>,
+    canned: Mutex<Option<(u16, String)>>,
+    delay: Mutex<Duration>,
+}
+
+/// How a registered client proves itself.
+enum ClientKey {
+    Secret(String),
+    /// RS256 assertions: the public modulus and exponent, big-endian.
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    /// ES256 assertions: the uncompressed P-256 point.
+    Ec(Vec<u8>),
 }
 
 impl Idp {
@@ -172,6 +220,18 @@ impl Idp {
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
             introspections: AtomicUsize::new(0),
+            token: TokenState {
+                clients: Mutex::new(HashMap::from([(
+                    EXCHANGE_CLIENT_ID.to_string(),
+                    ClientKey::Secret(EXCHANGE_CLIENT_SECRET.to_string()),
+                )])),
+                seen_assertions: Mutex::default(),
+                lifetime: AtomicU64::new(DEFAULT_EXCHANGE_LIFETIME),
+                requests: AtomicUsize::new(0),
+                last_form: Mutex::default(),
+                canned: Mutex::default(),
+                delay: Mutex::default(),
+            },
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -214,6 +274,10 @@ impl Idp {
 
     pub fn introspection_url(&self) -> String {
         format!("{}/introspect", self.issuer)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.issuer)
     }
 
     /// Standard access-token claims, valid for five minutes from now.
@@ -373,6 +437,90 @@ impl Idp {
     /// Requests that reached `/introspect`, authenticated or not.
     pub fn introspections(&self) -> usize {
         self.shared.introspections.load(Ordering::SeqCst)
+    }
+
+    /// `expires_in` (and `exp - iat`) of tokens `/token` issues from now on.
+    pub fn set_exchange_lifetime(&self, secs: u64) {
+        self.shared.token.lifetime.store(secs, Ordering::SeqCst);
+    }
+
+    /// Requests that reached `/token`, whatever their outcome (also while down).
+    pub fn token_requests(&self) -> usize {
+        self.shared.token.requests.load(Ordering::SeqCst)
+    }
+
+    /// The form fields of the last `/token` request, in order, decoded.
+    pub fn last_token_request(&self) -> Option<Vec<(String, String)>> {
+        self.shared
+            .token
+            .last_form
+            .lock()
+            .expect("last form")
+            .clone()
+    }
+
+    /// Adds (or replaces) a `client_secret_basic` / `client_secret_post` client.
+    pub fn register_client(&self, client_id: &str, secret: &str) {
+        self.shared
+            .token
+            .clients
+            .lock()
+            .expect("clients")
+            .insert(client_id.to_string(), ClientKey::Secret(secret.to_string()));
+    }
+
+    /// Registers a `private_key_jwt` client with a new key for `alg` (RS256 or ES256) and
+    /// returns the private key as PKCS#8 PEM, for the gateway's key file. The IdP then
+    /// accepts assertions signed by it with `iss` = `sub` = `client_id`, `aud` =
+    /// [`Idp::token_url`], an unexpired `exp` and a `jti` not seen before.
+    pub fn register_jwt_client(&self, client_id: &str, alg: Alg) -> String {
+        let (key, pem) = match alg {
+            Alg::RS256 => {
+                let private = fresh_rsa_key();
+                let pem = private
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .expect("PKCS#8 PEM")
+                    .to_string();
+                let key = ClientKey::Rsa {
+                    n: private.n().to_bytes_be(),
+                    e: private.e().to_bytes_be(),
+                };
+                (key, pem)
+            }
+            Alg::ES256 => {
+                let rng = SystemRandom::new();
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .expect("generate EC key");
+                let pair = EcdsaKeyPair::from_pkcs8(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    pkcs8.as_ref(),
+                    &rng,
+                )
+                .expect("load EC key");
+                let key = ClientKey::Ec(pair.public_key().as_ref().to_vec());
+                (key, pkcs8_pem(pkcs8.as_ref()))
+            }
+            other => panic!("private_key_jwt clients use RS256 or ES256, not {other:?}"),
+        };
+        self.shared
+            .token
+            .clients
+            .lock()
+            .expect("clients")
+            .insert(client_id.to_string(), key);
+        pem
+    }
+
+    /// Makes `/token` answer `status` with `body` (as `application/json`, verbatim, so it
+    /// may be malformed) for every request, after counting and recording it. `None`
+    /// restores the real endpoint.
+    pub fn set_token_response(&self, canned: Option<(u16, String)>) {
+        *self.shared.token.canned.lock().expect("canned") = canned;
+    }
+
+    /// `/token` waits this long before answering (after recording the request).
+    pub fn set_token_delay(&self, delay: Duration) {
+        *self.shared.token.delay.lock().expect("delay") = delay;
     }
 
     fn current_rsa_public(&self) -> (String, rsa::RsaPublicKey) {
@@ -537,7 +685,10 @@ impl Shared {
             "scopes_supported": [
                 "openid", "mcp:tools", "tools:echo", "tools:read", "resources:read", "prompts:read"
             ],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic", "client_secret_post", "private_key_jwt"
+            ],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
             "code_challenge_methods_supported": ["S256"],
         });
@@ -620,11 +771,25 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Some(Endpoint::Metadata) => Some(&shared.discovery_fetches),
         Some(Endpoint::Jwks) => Some(&shared.jwks_fetches),
         Some(Endpoint::Introspect) => Some(&shared.introspections),
+        Some(Endpoint::Token) => Some(&shared.token.requests),
         _ => None,
     };
     if let Some(counter) = counter {
         counter.fetch_add(1, Ordering::SeqCst);
     }
+    // The token endpoint's form is recorded even when the answer will be 503.
+    let (token_form, body) = if endpoint == Some(Endpoint::Token) && parts.method == Method::POST {
+        let form = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .unwrap_or_default();
+        let fields: Vec<(String, String)> = url::form_urlencoded::parse(&form)
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        *shared.token.last_form.lock().expect("last form") = Some(fields.clone());
+        (Some(fields), Body::empty())
+    } else {
+        (None, body)
+    };
     if shared.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "idp is down").into_response();
     }
@@ -646,7 +811,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             shared.introspect(&parts.headers, &form)
         }
         (Some(Endpoint::Token), Method::POST) => {
-            error(StatusCode::BAD_REQUEST, "unsupported_grant_type")
+            shared
+                .token(&parts.headers, token_form.unwrap_or_default())
+                .await
         }
         (Some(Endpoint::Authorize), Method::GET) => {
             error(StatusCode::BAD_REQUEST, "invalid_request")
@@ -657,4 +824,338 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .body(Body::from("not found"))
             .unwrap_or_default(),
     }
+}
+
+// ---- /token ----------------------------------------------------------------------------
+
+/// A `/token` refusal: status and OAuth error code (401s also challenge for Basic).
+struct Refusal(StatusCode, &'static str);
+
+impl Refusal {
+    fn bad_request(code: &'static str) -> Refusal {
+        Refusal(StatusCode::BAD_REQUEST, code)
+    }
+
+    fn invalid_client() -> Refusal {
+        Refusal(StatusCode::UNAUTHORIZED, "invalid_client")
+    }
+
+    fn into_response(self) -> Response {
+        let Refusal(status, code) = self;
+        if status == StatusCode::UNAUTHORIZED {
+            return (
+                status,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"idp\"")],
+                Json(json!({ "error": code })),
+            )
+                .into_response();
+        }
+        error(status, code)
+    }
+}
+
+/// The decoded form of one token request. Every parameter may appear once (RFC 6749 §3.2).
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn has_duplicates(&self) -> bool {
+        let mut names = HashSet::new();
+        !self.0.iter().all(|(name, _)| names.insert(name.as_str()))
+    }
+}
+
+impl Shared {
+    async fn token(&self, headers: &HeaderMap, fields: Vec<(String, String)>) -> Response {
+        let delay = *self.token.delay.lock().expect("delay");
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some((status, body)) = self.token.canned.lock().expect("canned").clone() {
+            return Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .unwrap_or_default();
+        }
+        let form = Form(fields);
+        match self.grant(headers, &form) {
+            Ok(answer) => ([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response(),
+            Err(refusal) => refusal.into_response(),
+        }
+    }
+
+    fn grant(&self, headers: &HeaderMap, form: &Form) -> Result<Value, Refusal> {
+        if form.has_duplicates() {
+            return Err(Refusal::bad_request("invalid_request"));
+        }
+        let client_id = self.authenticate_client(headers, form)?;
+        match form.get("grant_type") {
+            Some(TOKEN_EXCHANGE_GRANT) => self.token_exchange(&client_id, form),
+            Some("client_credentials") => Ok(self.client_credentials(&client_id, form)),
+            Some(_) => Err(Refusal::bad_request("unsupported_grant_type")),
+            None => Err(Refusal::bad_request("invalid_request")),
+        }
+    }
+
+    /// Exactly one of Basic, post or assertion, for a registered client; its id.
+    fn authenticate_client(&self, headers: &HeaderMap, form: &Form) -> Result<String, Refusal> {
+        let basic = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "));
+        let post = form.get("client_secret");
+        let assertion = form.get("client_assertion");
+        let methods = [basic.is_some(), post.is_some(), assertion.is_some()];
+        match methods.iter().filter(|used| **used).count() {
+            0 => return Err(Refusal::invalid_client()),
+            1 => {}
+            _ => return Err(Refusal::bad_request("invalid_request")),
+        }
+        if let Some(encoded) = basic {
+            let (id, secret) = decode_basic(encoded).ok_or_else(Refusal::invalid_client)?;
+            return self
+                .check_secret(&id, &secret)
+                .then_some(id)
+                .ok_or_else(Refusal::invalid_client);
+        }
+        if let Some(secret) = post {
+            let id = form.get("client_id").ok_or_else(Refusal::invalid_client)?;
+            return self
+                .check_secret(id, secret)
+                .then(|| id.to_string())
+                .ok_or_else(Refusal::invalid_client);
+        }
+        let assertion = assertion.unwrap_or_default();
+        if form.get("client_assertion_type") != Some(CLIENT_ASSERTION_TYPE) {
+            return Err(Refusal::bad_request("invalid_request"));
+        }
+        let id = self
+            .check_assertion(assertion)
+            .ok_or_else(Refusal::invalid_client)?;
+        match form.get("client_id") {
+            Some(named) if named != id => Err(Refusal::invalid_client()),
+            _ => Ok(id),
+        }
+    }
+
+    fn check_secret(&self, client_id: &str, secret: &str) -> bool {
+        matches!(
+            self.token.clients.lock().expect("clients").get(client_id),
+            Some(ClientKey::Secret(expected)) if expected == secret
+        )
+    }
+
+    /// RFC 7523 §3 checks of a client assertion; the client id when all pass.
+    fn check_assertion(&self, assertion: &str) -> Option<String> {
+        let (header, claims, input, signature) = split_jws(assertion)?;
+        let client_id = claims["iss"].as_str()?.to_string();
+        if claims["sub"] != client_id.as_str() {
+            return None;
+        }
+        let verified = match self
+            .token
+            .clients
+            .lock()
+            .expect("clients")
+            .get(&client_id)?
+        {
+            ClientKey::Rsa { n, e } => {
+                header["alg"] == "RS256"
+                    && RsaPublicKeyComponents { n, e }
+                        .verify(&RSA_PKCS1_2048_8192_SHA256, input.as_bytes(), &signature)
+                        .is_ok()
+            }
+            ClientKey::Ec(point) => {
+                header["alg"] == "ES256"
+                    && UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+                        .verify(input.as_bytes(), &signature)
+                        .is_ok()
+            }
+            ClientKey::Secret(_) => false,
+        };
+        let token_url = format!("{}/token", self.issuer);
+        let audience_ok = match &claims["aud"] {
+            Value::String(aud) => *aud == token_url,
+            Value::Array(auds) => auds.iter().any(|a| *a == token_url.as_str()),
+            _ => false,
+        };
+        let unexpired = claims["exp"].as_u64().is_some_and(|exp| exp > unix_now());
+        let jti = claims["jti"].as_str()?;
+        if !(verified && audience_ok && unexpired) {
+            return None;
+        }
+        let fresh = self
+            .token
+            .seen_assertions
+            .lock()
+            .expect("seen assertions")
+            .insert(jti.to_string());
+        fresh.then_some(client_id)
+    }
+
+    /// The claims of `token` if this IdP signed it with a key it publishes now and it has
+    /// not expired.
+    fn verify_own_token(&self, token: &str) -> Option<Value> {
+        let (header, claims, input, signature) = split_jws(token)?;
+        let message = input.as_bytes();
+        let keys = self.keys.lock().expect("keys");
+        let verified = match header["alg"].as_str()? {
+            alg @ ("RS256" | "PS256") => {
+                let key = keys.rsa.iter().find(|k| header["kid"] == k.kid.as_str())?;
+                let (n, e) = (key.key.n().to_bytes_be(), key.key.e().to_bytes_be());
+                let params = if alg == "RS256" {
+                    &RSA_PKCS1_2048_8192_SHA256
+                } else {
+                    &RSA_PSS_2048_8192_SHA256
+                };
+                RsaPublicKeyComponents { n, e }
+                    .verify(params, message, &signature)
+                    .is_ok()
+            }
+            "ES256" => UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, keys.ec.public_key())
+                .verify(message, &signature)
+                .is_ok(),
+            "EdDSA" => UnparsedPublicKey::new(&ED25519, keys.ed.public_key())
+                .verify(message, &signature)
+                .is_ok(),
+            _ => false,
+        };
+        let unexpired = claims["exp"].as_u64().is_some_and(|exp| exp > unix_now());
+        (verified && unexpired).then_some(claims)
+    }
+
+    /// RFC 8693 §2: the subject's user and client, the requested audience, at most the
+    /// subject's scopes, and the exchanging client as the actor.
+    fn token_exchange(&self, client_id: &str, form: &Form) -> Result<Value, Refusal> {
+        let subject_token = form
+            .get("subject_token")
+            .ok_or(Refusal::bad_request("invalid_request"))?;
+        if form.get("subject_token_type") != Some(ACCESS_TOKEN_TYPE) {
+            return Err(Refusal::bad_request("invalid_request"));
+        }
+        if let Some(requested) = form.get("requested_token_type") {
+            if requested != ACCESS_TOKEN_TYPE && requested != JWT_TOKEN_TYPE {
+                return Err(Refusal::bad_request("invalid_request"));
+            }
+        }
+        let subject = self
+            .verify_own_token(subject_token)
+            .ok_or(Refusal::bad_request("invalid_grant"))?;
+        let audience = form
+            .get("audience")
+            .or_else(|| form.get("resource"))
+            .ok_or(Refusal::bad_request("invalid_target"))?;
+        let held: Vec<&str> = subject["scope"]
+            .as_str()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let scope = match form.get("scope") {
+            Some(requested) => {
+                if !requested.split_whitespace().all(|s| held.contains(&s)) {
+                    return Err(Refusal::bad_request("invalid_scope"));
+                }
+                requested.split_whitespace().collect::<Vec<_>>().join(" ")
+            }
+            None => held.join(" "),
+        };
+        let mut claims = self.issued_claims(audience);
+        claims["sub"] = subject["sub"].clone();
+        claims["client_id"] = subject["client_id"].clone();
+        claims["scope"] = json!(scope);
+        claims["act"] = json!({ "sub": client_id });
+        let mut answer = self.answer(&claims);
+        answer["issued_token_type"] = json!(ACCESS_TOKEN_TYPE);
+        Ok(answer)
+    }
+
+    /// RFC 6749 §4.4: a token for the client itself.
+    fn client_credentials(&self, client_id: &str, form: &Form) -> Value {
+        let audience = form.get("audience").or_else(|| form.get("resource"));
+        let mut claims = self.issued_claims(audience.unwrap_or_default());
+        if audience.is_none() {
+            if let Some(claims) = claims.as_object_mut() {
+                claims.remove("aud");
+            }
+        }
+        claims["sub"] = json!(client_id);
+        claims["client_id"] = json!(client_id);
+        if let Some(scope) = form.get("scope") {
+            claims["scope"] = json!(scope);
+        }
+        self.answer(&claims)
+    }
+
+    fn issued_claims(&self, audience: &str) -> Value {
+        let now = unix_now();
+        json!({
+            "iss": self.issuer,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.token.lifetime.load(Ordering::SeqCst),
+            "jti": random_id(),
+        })
+    }
+
+    /// Signs `claims` (RS256, current key, `typ: at+jwt`) into a token response.
+    fn answer(&self, claims: &Value) -> Value {
+        let key = self.keys.lock().expect("keys").current_rsa();
+        let header = json!({ "alg": "RS256", "typ": "at+jwt", "kid": key.kid });
+        let input = signing_input(&header, claims);
+        let token = compact(&input, &sign_rs256(&key.key, &input));
+        json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.token.lifetime.load(Ordering::SeqCst),
+        })
+    }
+}
+
+/// Header, claims, signing input and signature of a compact JWS; `None` if malformed.
+fn split_jws(token: &str) -> Option<(Value, Value, &str, Vec<u8>)> {
+    let (input, signature) = token.rsplit_once('.')?;
+    let (header, claims) = input.split_once('.')?;
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    (header.is_object() && claims.is_object()).then_some((header, claims, input, signature))
+}
+
+/// The claims of a compact JWS, unverified: for tests that inspect what was issued.
+pub fn unverified_claims(token: &str) -> Value {
+    split_jws(token).expect("a compact JWS").1
+}
+
+/// RFC 6749 §2.3.1: Basic credentials whose two parts are form-urlencoded.
+fn decode_basic(encoded: &str) -> Option<(String, String)> {
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unform = |part: &str| {
+        url::form_urlencoded::parse(format!("v={part}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((unform(id)?, unform(secret)?))
+}
+
+fn pkcs8_pem(der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
 }

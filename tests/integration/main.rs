@@ -8,6 +8,8 @@ mod upstream;
 mod auth;
 mod cli;
 mod errors;
+mod exchange;
+mod exchange_idp;
 mod idp_selftest;
 mod metrics;
 mod policy;

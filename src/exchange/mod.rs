@@ -1,0 +1,180 @@
+//! Upstream credentials (DESIGN.md step 6): the tokens the gateway obtains for an
+//! upstream in place of the caller's token, which never leaves the gateway.
+//!
+//! This module owns talking to an authorization server's token endpoint — RFC 8693
+//! token exchange and the client-credentials grant ([`TokenClient`]), the gateway's own
+//! client authentication ([`ClientAuth`]: `client_secret_basic`, `client_secret_post`,
+//! RFC 7523 `private_key_jwt`), strict validation of the answer, and the cache of issued
+//! tokens ([`CredentialCache`]: bounded, refreshed shortly before expiry, concurrent
+//! misses coalesced into one call).
+//!
+//! It does not own which credential a route uses, which scopes an operation needs, how a
+//! failure becomes a response, or metrics: the proxy decides those and feeds this module
+//! plain values. Static header secrets need no code here. Nothing in this module logs,
+//! and no error it returns carries a subject token, a client secret or an issued token.
+
+mod cache;
+mod client;
+mod client_auth;
+mod response;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::config::Secret;
+
+pub use cache::{instant_at_unix, subject_token_hash, CacheKey, CacheOutcome, CredentialCache};
+pub use client::{TokenClient, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT};
+pub use client_auth::{KeyError, SigningKey};
+pub use response::DEFAULT_EXPIRES_IN;
+
+/// How the gateway authenticates itself to the token endpoint.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// `client_secret_basic` (RFC 6749 §2.3.1): HTTP Basic over the form-urlencoded id and
+    /// secret. The default.
+    Basic { client_id: String, secret: Secret },
+    /// `client_secret_post`: `client_id` and `client_secret` in the request body.
+    Post { client_id: String, secret: Secret },
+    /// `private_key_jwt` (RFC 7523): a fresh signed assertion per request.
+    PrivateKeyJwt {
+        client_id: String,
+        key: SigningKey,
+        /// Sent as the assertion's `kid` header when the authorization server needs it
+        /// to pick the registered key.
+        kid: Option<String>,
+    },
+}
+
+impl ClientAuth {
+    pub fn client_id(&self) -> &str {
+        match self {
+            ClientAuth::Basic { client_id, .. }
+            | ClientAuth::Post { client_id, .. }
+            | ClientAuth::PrivateKeyJwt { client_id, .. } => client_id,
+        }
+    }
+}
+
+/// One RFC 8693 exchange: the caller's validated token and what the upstream needs.
+#[derive(Clone, Copy)]
+pub struct ExchangeRequest<'a> {
+    /// The inbound access token, already validated by `auth`.
+    pub subject_token: &'a str,
+    pub audience: Option<&'a str>,
+    pub resource: Option<&'a str>,
+    /// Sent space-separated as `scope`; omitted when empty.
+    pub scopes: &'a [String],
+}
+
+/// Hand-written so that the subject token never prints.
+impl fmt::Debug for ExchangeRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangeRequest")
+            .field("subject_token", &"[redacted]")
+            .field("audience", &self.audience)
+            .field("resource", &self.resource)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// A token the authorization server issued for an upstream. `Debug` redacts the token.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: Secret,
+    /// `"Bearer"` or `"N_A"` (RFC 8693 §2.2.1), normalised to that spelling. Either way
+    /// the upstream is sent `Authorization: Bearer <access_token>`.
+    pub token_type: String,
+    pub expires_at: Instant,
+}
+
+/// Why no token was obtained. Carries no token, secret or error description from the
+/// authorization server (a description may echo the request), so it is safe to log and
+/// to put in an audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeError {
+    /// The token endpoint could not be reached, timed out, or broke off the answer.
+    Transport(String),
+    /// The token endpoint answered with an error status. `error` is the OAuth error code
+    /// (`invalid_grant`, …) when the body had a well-formed one.
+    Rejected { status: u16, error: Option<String> },
+    /// A success status with an answer the gateway must not use.
+    InvalidResponse(&'static str),
+}
+
+/// How the proxy should treat a failure; the response mapping itself lives in `proxy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The authorization server refused this caller or this request (`invalid_grant`,
+    /// `invalid_target`, `invalid_scope`, `unauthorized_client`, `access_denied`):
+    /// suggested 403.
+    Denied,
+    /// Unreachable, timed out, 429 or 5xx: suggested 503 with `Retry-After`.
+    Unavailable,
+    /// A malformed answer, or a refusal that means the gateway itself is misconfigured
+    /// (`invalid_client`, `invalid_request`, `unsupported_grant_type`, …): suggested 502.
+    BadGateway,
+}
+
+/// OAuth error codes that refuse the subject or the requested target rather than the
+/// gateway's own configuration.
+const DENIAL_CODES: [&str; 5] = [
+    "invalid_grant",
+    "invalid_target",
+    "invalid_scope",
+    "unauthorized_client",
+    "access_denied",
+];
+
+impl ExchangeError {
+    /// The `result` label of `drawbridge_token_exchange_total` for this failure.
+    pub fn result_label(&self) -> &'static str {
+        match self {
+            ExchangeError::Transport(_) => "transport_error",
+            ExchangeError::Rejected { .. } => "rejected",
+            ExchangeError::InvalidResponse(_) => "invalid_response",
+        }
+    }
+
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ExchangeError::Transport(_) => FailureKind::Unavailable,
+            ExchangeError::Rejected { status, .. } if *status >= 500 || *status == 429 => {
+                FailureKind::Unavailable
+            }
+            ExchangeError::Rejected {
+                error: Some(code), ..
+            } if DENIAL_CODES.contains(&code.as_str()) => FailureKind::Denied,
+            ExchangeError::Rejected { .. } | ExchangeError::InvalidResponse(_) => {
+                FailureKind::BadGateway
+            }
+        }
+    }
+}
+
+impl fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExchangeError::Transport(reason) => {
+                write!(f, "token endpoint unreachable: {reason}")
+            }
+            ExchangeError::Rejected {
+                status,
+                error: Some(code),
+            } => write!(f, "token endpoint refused the request: {status} {code}"),
+            ExchangeError::Rejected {
+                status,
+                error: None,
+            } => write!(f, "token endpoint refused the request: {status}"),
+            ExchangeError::InvalidResponse(reason) => {
+                write!(f, "token endpoint answer unusable: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ExchangeError {}
