@@ -37,6 +37,8 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Print a new random session key (32 bytes, base64) for `sessions.keys[].secret`.
+    Keygen,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Validate { file }) => validate(&file),
         Some(Command::Run { config }) => run(&config, cli.log_format),
+        Some(Command::Keygen) => keygen(),
         None => run(&cli.config, cli.log_format),
     }
 }
@@ -51,6 +54,19 @@ fn main() -> ExitCode {
 fn print_errors(errors: &[config::ConfigError]) {
     for e in errors {
         eprintln!("{e}");
+    }
+}
+
+fn keygen() -> ExitCode {
+    match drawbridge::mcp::session::generate_key() {
+        Ok(key) => {
+            println!("{key}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("drawbridge: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

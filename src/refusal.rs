@@ -37,6 +37,11 @@ pub enum Refusal {
         message: String,
         challenge: Option<String>,
     },
+    /// A session id that this caller may not use on this route (or that was tampered
+    /// with, expired, or sealed by an unknown key): the session does not exist for them.
+    SessionNotFound,
+    /// More than one `Mcp-Session-Id` header, or one that is not visible ASCII.
+    BadSessionHeader,
     /// No upstream credential could be obtained: the authorization server refused the
     /// exchange (403), is unavailable (503), or answered nonsense (502).
     Credential(FailureKind),
@@ -63,6 +68,8 @@ impl Refusal {
             Refusal::Internal => 500,
             Refusal::Auth { failure, .. } => failure.status_and_code().0,
             Refusal::Forbidden { .. } => 403,
+            Refusal::SessionNotFound => 404,
+            Refusal::BadSessionHeader => 400,
             Refusal::Credential(FailureKind::Denied) => 403,
             Refusal::Credential(FailureKind::Unavailable) => 503,
             Refusal::Credential(FailureKind::BadGateway) => 502,
@@ -102,6 +109,8 @@ impl Refusal {
             Refusal::Auth { .. } => -32001,
             Refusal::Forbidden { .. } => -32005,
             Refusal::Credential(_) => -32006,
+            Refusal::SessionNotFound => -32001,
+            Refusal::BadSessionHeader => -32600,
         }
     }
 
@@ -120,6 +129,8 @@ impl Refusal {
             Refusal::Internal => "internal_error",
             Refusal::Auth { failure, .. } => failure.reason(),
             Refusal::Forbidden { .. } => "forbidden",
+            Refusal::SessionNotFound => "session_not_found",
+            Refusal::BadSessionHeader => "bad_session_header",
             Refusal::Credential(FailureKind::Denied) => "upstream_credential_denied",
             Refusal::Credential(FailureKind::Unavailable) => "authorization_server_unavailable",
             Refusal::Credential(FailureKind::BadGateway) => "upstream_credential_failed",
@@ -146,6 +157,8 @@ impl Refusal {
             Refusal::Internal => "internal gateway error".into(),
             Refusal::Auth { failure, .. } => failure.description().into(),
             Refusal::Forbidden { message, .. } => message.clone(),
+            Refusal::SessionNotFound => "session not found".into(),
+            Refusal::BadSessionHeader => "one Mcp-Session-Id header, visible ASCII only".into(),
             Refusal::Credential(FailureKind::Denied) => {
                 "the authorization server refused a token for the upstream on your behalf".into()
             }

@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use env::{interpolate, InterpolationError};
 pub use locate::Position;
 pub use router::{public_path_for, RouteMatch, Router};
-pub use secret::Secret;
+pub use secret::{Secret, SecretBytes};
 pub use units::{parse_duration, parse_size};
 
 /// The checked configuration the gateway runs with.
@@ -37,6 +37,16 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub issuers: Vec<Arc<Issuer>>,
     pub routes: Vec<Arc<Route>>,
+    /// Session sealing keys; `None`: a random key for this process only.
+    pub sessions: Option<Sessions>,
+}
+
+/// `sessions`: keys that seal upstream session ids.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    /// (id, 32 key bytes, redacted); the first seals.
+    pub keys: Vec<(String, SecretBytes)>,
+    pub max_age: Option<Duration>,
 }
 
 /// One `issuers[]` entry: an authorization server whose tokens routes may accept.

@@ -15,7 +15,7 @@ pub struct RawConfig {
     /// Worker threads for the proxy; defaults to the number of CPUs.
     pub workers: Option<usize>,
     pub limits: Option<RawLimits>,
-    pub sessions: Option<Value>,
+    pub sessions: Option<RawSessions>,
     #[serde(default)]
     pub issuers: Vec<RawIssuer>,
     #[serde(default)]
@@ -171,4 +171,22 @@ pub struct RawStatic {
     pub header: String,
     pub value: Option<String>,
     pub value_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    /// The first key seals; every key opens (rotation).
+    pub keys: Vec<RawSessionKey>,
+    /// Sealed ids older than this are refused (default: no limit).
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessionKey {
+    pub id: String,
+    /// 32 random bytes, base64 (`drawbridge keygen` makes one).
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
 }

@@ -29,6 +29,26 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Secret bytes (e.g. a decoded key), redacted like [`Secret`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    pub fn new(value: Vec<u8>) -> SecretBytes {
+        SecretBytes(value)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes([redacted])")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

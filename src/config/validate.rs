@@ -7,17 +7,18 @@ use std::sync::Arc;
 
 use super::locate::{Locations, Position};
 use super::raw::{
-    RawAuth, RawConfig, RawGrant, RawIntrospection, RawIssuer, RawPolicy, RawRoute, RawStatic,
-    RawTimeouts, RawUpstreamAuth,
+    RawAuth, RawConfig, RawGrant, RawIntrospection, RawIssuer, RawPolicy, RawRoute, RawSessions,
+    RawStatic, RawTimeouts, RawUpstreamAuth,
 };
 use super::{
     env, units, Config, ConfigError, Grant, GrantClient, GrantScopes, Introspection, Issuer,
-    Loaded, Route, RouteAuth, Secret, Upstream, UpstreamAuth, DEFAULT_ADMIN_LISTEN,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRANT_TIMEOUT, DEFAULT_INTROSPECTION_CACHE_MAX,
-    DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT,
-    DEFAULT_STREAM_IDLE_TIMEOUT,
+    Loaded, Route, RouteAuth, Secret, SecretBytes, Sessions, Upstream, UpstreamAuth,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRANT_TIMEOUT,
+    DEFAULT_INTROSPECTION_CACHE_MAX, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_MAX_BODY,
+    DEFAULT_READ_TIMEOUT, DEFAULT_STREAM_IDLE_TIMEOUT,
 };
 use crate::auth::jwt::Algorithm;
+use crate::mcp::session::SessionKeys;
 use crate::policy::{Glob, Policy, Rule, RuleSet};
 
 pub(super) fn validate(file: &str, text: &str) -> Result<Loaded, Vec<ConfigError>> {
@@ -171,9 +172,10 @@ impl Checker<'_> {
                 }
             },
         };
-        if raw.sessions.is_some() {
-            self.not_yet_supported("sessions");
-        }
+        let sessions = match &raw.sessions {
+            None => None,
+            Some(s) => self.sessions(s),
+        };
         let issuers: Vec<Arc<Issuer>> = raw
             .issuers
             .iter()
@@ -201,6 +203,11 @@ impl Checker<'_> {
             .map(Arc::new)
             .collect();
         self.check_unique(&routes);
+        if raw.sessions.is_none() && routes.iter().any(|r| r.auth.is_some()) {
+            self.warnings.push(
+                "no `sessions.keys`: session ids are sealed with a random key of this process; replicas cannot serve each other's sessions and a restart ends them".into(),
+            );
+        }
         for route in routes.iter().filter(|r| r.auth.is_none()) {
             self.warnings.push(format!(
                 "route `{}` is public: it has no `auth` block, so no token is required",
@@ -214,14 +221,63 @@ impl Checker<'_> {
             max_body_bytes,
             issuers,
             routes,
+            sessions,
         })
     }
 
-    fn not_yet_supported(&mut self, path: &str) {
-        self.error(
-            path,
-            "not yet supported by this version of drawbridge (the key is reserved by gateway.yaml v1)",
-        );
+    fn sessions(&mut self, raw: &RawSessions) -> Option<Sessions> {
+        let mut keys = Vec::new();
+        for (i, key) in raw.keys.iter().enumerate() {
+            let at = format!("sessions.keys[{i}]");
+            let text = match (&key.secret, &key.secret_file) {
+                (Some(s), None) => self.expand(&format!("{at}.secret"), s)?,
+                (None, Some(path)) => {
+                    let path = self.expand(&format!("{at}.secret_file"), path)?;
+                    match std::fs::read_to_string(&path) {
+                        Ok(text) => text,
+                        Err(e) => {
+                            self.error(
+                                &format!("{at}.secret_file"),
+                                format!("cannot read `{path}`: {e}"),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                _ => {
+                    self.error(&at, "give exactly one of `secret` and `secret_file`");
+                    return None;
+                }
+            };
+            match SessionKeys::decode_key(&text) {
+                Ok(bytes) => keys.push((key.id.clone(), bytes)),
+                Err(e) => {
+                    self.error(&at, e);
+                    return None;
+                }
+            }
+        }
+        if let Err(e) = SessionKeys::new(keys.clone()) {
+            self.error("sessions.keys", e);
+            return None;
+        }
+        let max_age = match &raw.max_age {
+            None => None,
+            Some(text) => match units::parse_duration(text) {
+                Ok(d) if !d.is_zero() => Some(d),
+                _ => {
+                    self.error("sessions.max_age", "a duration such as `12h`");
+                    None
+                }
+            },
+        };
+        Some(Sessions {
+            keys: keys
+                .into_iter()
+                .map(|(id, bytes)| (id, SecretBytes::new(bytes)))
+                .collect(),
+            max_age,
+        })
     }
 
     fn issuer(&mut self, at: &str, raw: &RawIssuer) -> Option<Issuer> {
@@ -1055,11 +1111,28 @@ routes:
     }
 
     #[test]
-    fn later_blocks_are_named_as_not_yet_supported() {
-        let text = format!("{GOOD}sessions: {{ keys: [] }}\n");
-        let errs = errors(&text);
+    fn session_keys_are_checked_and_never_echoed() {
+        let key = "c2Vzc2lvbi1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk=";
+        let good = format!(
+            "{GOOD}sessions:\n  keys:\n    - {{ id: k1, secret: '{key}' }}\n  max_age: 12h\n"
+        );
+        let loaded = validate("gw.yaml", &good).unwrap();
+        let sessions = loaded.config.sessions.unwrap();
+        assert_eq!(sessions.keys[0].0, "k1");
+        assert_eq!(
+            sessions.max_age,
+            Some(std::time::Duration::from_secs(12 * 3600))
+        );
+        let weak = format!("{GOOD}sessions:\n  keys:\n    - {{ id: k1, secret: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' }}\n");
+        let errs = errors(&weak);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].contains("sessions: not yet supported"));
+        assert!(errs[0].starts_with("gw.yaml:"), "{errs:?}");
+        let short = format!("{GOOD}sessions:\n  keys:\n    - {{ id: k1, secret: 'c2hvcnQ=' }}\n");
+        let errs = errors(&short);
+        assert!(errs[0].contains("sessions.keys[0]"), "{errs:?}");
+        assert!(!errs[0].contains("c2hvcnQ"), "{errs:?}");
+        let empty = format!("{GOOD}sessions:\n  keys: []\n");
+        assert_eq!(errors(&empty).len(), 1);
     }
 
     #[test]

@@ -24,7 +24,15 @@ pub struct EndpointRewriter {
 
 impl EndpointRewriter {
     /// Transforms one chunk of the stream; `end` flushes whatever is buffered.
-    pub fn rewrite(&mut self, route: &Route, chunk: &[u8], end: bool) -> Vec<u8> {
+    /// `seal` turns the upstream's session id (the `sessionId` / `session_id` query
+    /// parameter of the announced endpoint) into the id the client may see.
+    pub fn rewrite(
+        &mut self,
+        route: &Route,
+        seal: &dyn Fn(&str) -> Option<String>,
+        chunk: &[u8],
+        end: bool,
+    ) -> Vec<u8> {
         if self.done {
             return chunk.to_vec();
         }
@@ -40,7 +48,9 @@ impl EndpointRewriter {
                 out.extend_from_slice(&event);
                 continue;
             }
-            match public_endpoint(route, data.trim()) {
+            let public =
+                public_endpoint(route, data.trim()).and_then(|e| map_session_param(&e, seal));
+            match public {
                 Some(public) => out.extend_from_slice(&with_data(&event, &public)),
                 None => {
                     tracing::warn!(
@@ -59,6 +69,50 @@ impl EndpointRewriter {
         }
         out
     }
+}
+
+/// Query parameters that carry the legacy transport's session id (TypeScript and Python
+/// SDKs respectively).
+pub const SESSION_PARAMS: [&str; 2] = ["sessionId", "session_id"];
+
+/// Replaces the value of the session parameter in `path_and_query` with `map(value)`.
+/// Unchanged when there is no such parameter; `None` when `map` refuses the value.
+pub fn map_session_param(
+    path_and_query: &str,
+    map: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return Some(path_and_query.to_string());
+    };
+    let mut out = String::with_capacity(path_and_query.len() + 64);
+    out.push_str(path);
+    out.push('?');
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, value)) if SESSION_PARAMS.contains(&name) => {
+                let decoded: String = url::form_urlencoded::parse(format!("v={value}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let mapped = map(&decoded)?;
+                out.push_str(name);
+                out.push('=');
+                out.extend(url::form_urlencoded::byte_serialize(mapped.as_bytes()));
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    Some(out)
+}
+
+/// The session id a legacy POST carries in its query, if any.
+pub fn session_param(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| SESSION_PARAMS.contains(&name.as_ref()))
+        .map(|(_, v)| v.into_owned())
 }
 
 /// The announced endpoint as a path under the route, or `None` if it cannot be mapped.
@@ -103,16 +157,18 @@ mod tests {
     fn rewrites_the_endpoint_split_across_chunks() {
         let route = route();
         let mut r = EndpointRewriter::default();
-        let mut out = r.rewrite(&route, b": hi\n\nevent: endp", false);
+        let seal = |id: &str| Some(format!("sealed-{id}"));
+        let mut out = r.rewrite(&route, &seal, b": hi\n\nevent: endp", false);
         out.extend(r.rewrite(
             &route,
+            &seal,
             b"oint\r\ndata: /messages?sessionId=abc\r\n\r\nevent: message\ndata: {}\n\n",
             false,
         ));
-        out.extend(r.rewrite(&route, b"data: later\n\n", true));
+        out.extend(r.rewrite(&route, &seal, b"data: later\n\n", true));
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            ": hi\n\nevent: endpoint\ndata: /legacy/messages?sessionId=abc\n\nevent: message\ndata: {}\n\ndata: later\n\n"
+            ": hi\n\nevent: endpoint\ndata: /legacy/messages?sessionId=sealed-abc\n\nevent: message\ndata: {}\n\ndata: later\n\n"
         );
     }
 
@@ -120,11 +176,12 @@ mod tests {
     fn only_the_first_event_is_examined() {
         let route = route();
         let mut r = EndpointRewriter::default();
+        let seal = |id: &str| Some(id.to_string());
         let stream = b"data: {}\n\nevent: endpoint\ndata: /messages\n\n";
-        assert_eq!(r.rewrite(&route, stream, false), stream.to_vec());
+        assert_eq!(r.rewrite(&route, &seal, stream, false), stream.to_vec());
         // Once done, chunks pass through without waiting for event boundaries.
         assert_eq!(
-            r.rewrite(&route, b"data: partial", false),
+            r.rewrite(&route, &seal, b"data: partial", false),
             b"data: partial".to_vec()
         );
     }
@@ -134,7 +191,26 @@ mod tests {
         let route = route();
         let mut r = EndpointRewriter::default();
         let big = vec![b'x'; MAX_SCAN + 1];
-        assert_eq!(r.rewrite(&route, &big, false), big);
+        assert_eq!(
+            r.rewrite(&route, &|id: &str| Some(id.to_string()), &big, false),
+            big
+        );
+    }
+
+    #[test]
+    fn session_params_are_mapped_and_read() {
+        let up = |id: &str| Some(id.to_uppercase());
+        assert_eq!(
+            map_session_param("/m?x=1&session_id=ab%2Bc&y=2", &up).as_deref(),
+            Some("/m?x=1&session_id=AB%2BC&y=2")
+        );
+        assert_eq!(map_session_param("/m?x=1", &up).as_deref(), Some("/m?x=1"));
+        assert_eq!(map_session_param("/m?sessionId=a", &|_: &str| None), None);
+        assert_eq!(
+            session_param("a=1&sessionId=v1.k.x").as_deref(),
+            Some("v1.k.x")
+        );
+        assert_eq!(session_param("a=1"), None);
     }
 
     #[test]

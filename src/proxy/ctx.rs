@@ -30,6 +30,8 @@ pub struct RequestCtx {
     pub token_key: Option<crate::auth::TokenKey>,
     /// The header the upstream receives in place of the caller's token.
     pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
+    /// The upstream's own session id, restored from the sealed one the client sent.
+    pub upstream_session_id: Option<String>,
     /// Set by the authorize step; forwarding requires it.
     pub permit: Option<Permit>,
     /// The request was for protected resource metadata, answered by the gateway.
@@ -58,6 +60,7 @@ impl RequestCtx {
             permit: None,
             token_key: None,
             upstream_credential: None,
+            upstream_session_id: None,
             served_metadata: false,
             inspected: None,
             body_len: None,

@@ -26,6 +26,7 @@ use super::body::RETRY_BUFFER_LIMIT;
 pub struct Handoff {
     pub route: RouteMatch,
     pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
+    pub upstream_session_id: Option<String>,
     pub principal: Option<Principal>,
     pub permit: Permit,
     pub inspected: Inspected,
@@ -66,6 +67,7 @@ pub fn adopt_handoff(session: &mut Session, ctx: &mut RequestCtx) -> bool {
     if let Some(h) = handoff {
         ctx.route = Some(h.route);
         ctx.upstream_credential = h.upstream_credential;
+        ctx.upstream_session_id = h.upstream_session_id;
         ctx.principal = h.principal;
         ctx.permit = Some(h.permit);
         ctx.inspected = Some(h.inspected);

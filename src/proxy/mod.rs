@@ -27,11 +27,13 @@ use pingora::{Error, ErrorType, OkOrErr, OrErr, Result};
 pub use ctx::{RequestCtx, ResponseMode};
 
 use crate::auth::metadata::MetadataIndex;
+use crate::auth::Principal;
 use crate::auth::{Authenticator, RouteGuard};
 use crate::config::{Config, Route, Router};
 use crate::exchange::CredentialCache;
 use crate::mcp::jsonrpc;
 use crate::mcp::legacy::EndpointRewriter;
+use crate::mcp::session::{self, Binding, SessionKeys};
 use crate::refusal::Refusal;
 use crate::telemetry::metrics::NO_ROUTE;
 use crate::telemetry::{Metrics, RouteMetrics};
@@ -59,6 +61,8 @@ pub struct Gateway {
     metadata: MetadataIndex,
     credentials: CredentialCache,
     exchange_counters: credential::ExchangeCounters,
+    sessions: SessionKeys,
+    session_max_age: Option<std::time::Duration>,
 }
 
 /// Upstream credentials cached at most (bounded memory).
@@ -105,6 +109,8 @@ impl Gateway {
             auth,
             metadata: MetadataIndex::new(&with_servers),
             credentials: CredentialCache::new(CREDENTIAL_CACHE_CAPACITY),
+            sessions: session_keys(config)?,
+            session_max_age: config.sessions.as_ref().and_then(|s| s.max_age),
             exchange_counters: credential::ExchangeCounters {
                 hit: metrics.cache_counter("exchange", "hit"),
                 miss: metrics.cache_counter("exchange", "miss"),
@@ -128,6 +134,86 @@ impl Gateway {
         ctx.refusal = Some(refusal);
         Ok(true)
     }
+}
+
+/// Who a session belongs to: the route and the caller's stable identity (anonymous on a
+/// public route).
+fn ctx_binding<'a>(principal: &'a Option<Principal>, route: &'a Route) -> Binding<'a> {
+    match principal {
+        Some(p) => Binding {
+            route: &route.name,
+            issuer: &p.issuer,
+            subject: &p.subject,
+            client_id: p.client_id.as_deref(),
+        },
+        None => Binding {
+            route: &route.name,
+            issuer: "",
+            subject: "",
+            client_id: None,
+        },
+    }
+}
+
+impl Gateway {
+    /// Seals an upstream session id for the caller; `None` (logged) when it cannot be.
+    fn seal_session(&self, binding: Binding<'_>, upstream_id: &str) -> Option<String> {
+        match session::seal(&self.sessions, upstream_id, &binding, cache_now()) {
+            Ok(sealed) => Some(sealed),
+            Err(e) => {
+                tracing::error!(
+                    route = binding.route,
+                    reason = e.reason(),
+                    "cannot seal the upstream session id; it is withheld"
+                );
+                None
+            }
+        }
+    }
+
+    /// Replaces the upstream's `Mcp-Session-Id` with the sealed one; an id that cannot be
+    /// sealed is removed, never passed on in clear.
+    fn seal_response_session(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
+        let Some(upstream_id) = resp
+            .headers
+            .get("mcp-session-id")
+            .map(|v| v.to_str().map(str::to_string))
+        else {
+            return;
+        };
+        let route = ctx.route.as_ref().map(|m| &m.route);
+        let sealed = match (upstream_id, route) {
+            (Ok(id), Some(route)) => self.seal_session(ctx_binding(&ctx.principal, route), &id),
+            _ => None,
+        };
+        resp.remove_header("mcp-session-id");
+        if let Some(sealed) = sealed {
+            // Sealed ids are [A-Za-z0-9_.-] only.
+            let _ = resp.insert_header("mcp-session-id", sealed);
+        }
+    }
+}
+
+fn cache_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The configured session keys, or one random key for this process.
+fn session_keys(config: &Config) -> std::result::Result<SessionKeys, String> {
+    let keys = match &config.sessions {
+        Some(s) => s
+            .keys
+            .iter()
+            .map(|(id, bytes)| (id.clone(), bytes.expose().to_vec()))
+            .collect(),
+        None => {
+            let key = session::generate_key().and_then(|k| SessionKeys::decode_key(&k))?;
+            vec![("local".to_string(), key)]
+        }
+    };
+    SessionKeys::new(keys).map_err(|e| format!("sessions: {e}"))
 }
 
 fn upstream_peer_for(route: &Route) -> std::result::Result<HttpPeer, String> {
@@ -216,33 +302,38 @@ impl ProxyHttp for Gateway {
         if self.authenticate(session, ctx).await? {
             return Ok(true);
         }
-        if session.req_header().method != http::Method::POST {
-            return Ok(
-                self.authorize(session, ctx).await? || self.obtain_credential(session, ctx).await?
-            );
+        // Inspect: only POSTs carry JSON-RPC; GET streams and DELETE carry no operation.
+        let mut large_body = None;
+        if session.req_header().method == http::Method::POST {
+            if self.check_body_framing(session, ctx).await? {
+                return Ok(true);
+            }
+            let body = match body::read_whole_body(session, self.max_body).await? {
+                Ok(body) => body,
+                Err(refusal) => return self.refuse(session, ctx, refusal).await,
+            };
+            ctx.body_len = Some(body.len());
+            match jsonrpc::inspect(&body) {
+                Ok(inspected) => ctx.inspected = Some(inspected),
+                Err(malformed) => return self.refuse(session, ctx, malformed.into()).await,
+            }
+            if self.check_mcp_headers(session, ctx).await? {
+                return Ok(true);
+            }
+            if body.len() > body::RETRY_BUFFER_LIMIT {
+                large_body = Some(body);
+            }
         }
-        if self.check_body_framing(session, ctx).await? {
-            return Ok(true);
-        }
-        let body = match body::read_whole_body(session, self.max_body).await? {
-            Ok(body) => body,
-            Err(refusal) => return self.refuse(session, ctx, refusal).await,
-        };
-        ctx.body_len = Some(body.len());
-        match jsonrpc::inspect(&body) {
-            Ok(inspected) => ctx.inspected = Some(inspected),
-            Err(malformed) => return self.refuse(session, ctx, malformed.into()).await,
-        }
-        if self.check_mcp_headers(session, ctx).await?
-            || self.authorize(session, ctx).await?
+        if self.authorize(session, ctx).await?
+            || self.open_session(session, ctx).await?
             || self.obtain_credential(session, ctx).await?
         {
             return Ok(true);
         }
-        if body.len() > body::RETRY_BUFFER_LIMIT {
-            return self.forward_large_body(session, ctx, body).await;
+        match large_body {
+            Some(body) => self.forward_large_body(session, ctx, body).await,
+            None => Ok(false),
         }
-        Ok(false)
     }
 
     /// Pingora prepares a subrequest spawner only for requests that may need one.
@@ -295,6 +386,9 @@ impl ProxyHttp for Gateway {
                 body_len: ctx.body_len,
             },
         )?;
+        if let Some(id) = &ctx.upstream_session_id {
+            upstream_request.insert_header("mcp-session-id", id.as_str())?;
+        }
         // After the caller's credentials were stripped: the route's own, if any.
         if let Some((name, value)) = &ctx.upstream_credential {
             upstream_request.insert_header(name.clone(), value.clone())?;
@@ -311,6 +405,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::prepare_client_response(upstream_response);
+        self.seal_response_session(upstream_response, ctx);
         if headers::is_event_stream(upstream_response) {
             if let Some(rt) = self.route_runtime(ctx) {
                 rt.metrics.active_streams.inc();
@@ -337,7 +432,8 @@ impl ProxyHttp for Gateway {
                 None => return Ok(None),
             };
             let chunk = body.as_deref().unwrap_or(&[]);
-            let out = rewriter.rewrite(route, chunk, end_of_stream);
+            let seal = |id: &str| self.seal_session(ctx_binding(&ctx.principal, route), id);
+            let out = rewriter.rewrite(route, &seal, chunk, end_of_stream);
             *body = Some(Bytes::from(out));
         }
         Ok(None)

@@ -11,10 +11,12 @@ use pingora::Result;
 use super::credential::CredentialRequest;
 use super::ctx::RequestCtx;
 use super::failure::{classify, Failure};
-use super::{large_body, Gateway};
+use super::{cache_now, ctx_binding, large_body, Gateway};
 use crate::auth::bearer;
 use crate::auth::challenge::{www_authenticate, BearerErrorCode};
 use crate::mcp::jsonrpc::Inspected;
+use crate::mcp::legacy;
+use crate::mcp::session::{self, UnsealError};
 use crate::policy::{self, Decision, Operation};
 use crate::refusal::Refusal;
 
@@ -92,6 +94,75 @@ impl Gateway {
         session.write_response_body(Some(body), true).await?;
         ctx.served_metadata = true;
         Ok(true)
+    }
+
+    /// Session: a sealed `Mcp-Session-Id` (or the legacy transport's session query
+    /// parameter) is opened for this route and this caller only; anything else is
+    /// "session not found" (404), so a stolen id is useless. The upstream id is restored
+    /// when forwarding.
+    pub(super) async fn open_session(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let Some(rt) = self.route_runtime(ctx) else {
+            return self.refuse(session, ctx, Refusal::Internal).await;
+        };
+        let req = session.req_header();
+        let mut values = req.headers.get_all("mcp-session-id").iter();
+        let header = values.next().map(|v| v.to_str().map(str::to_string));
+        if values.next().is_some() || matches!(header, Some(Err(_))) {
+            return self.refuse(session, ctx, Refusal::BadSessionHeader).await;
+        }
+        let header = header.and_then(|h| h.ok());
+        let legacy = req.uri.query().and_then(legacy::session_param);
+        if header.is_none() && legacy.is_none() {
+            return Ok(false);
+        }
+        let binding = ctx_binding(&ctx.principal, &rt.route);
+        let now = cache_now();
+        let open = |sealed: &str| {
+            session::unseal(&self.sessions, sealed, &binding, now, self.session_max_age)
+        };
+        let mut failure = None;
+        if let Some(sealed) = &header {
+            match open(sealed) {
+                Ok(id) => ctx.upstream_session_id = Some(id),
+                Err(e) => failure = Some(e),
+            }
+        }
+        if legacy.is_some() && failure.is_none() {
+            let legacy_failure = std::cell::Cell::new(None);
+            let rewritten = ctx.route.as_ref().and_then(|m| {
+                legacy::map_session_param(&m.upstream_path, &|sealed: &str| match open(sealed) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        legacy_failure.set(Some(e));
+                        None
+                    }
+                })
+            });
+            match (rewritten, ctx.route.as_mut()) {
+                (Some(path), Some(m)) => m.upstream_path = path,
+                _ => failure = legacy_failure.get().or(Some(UnsealError::Malformed)),
+            }
+        }
+        let Some(e) = failure else {
+            return Ok(false);
+        };
+        rt.metrics.session_rejection(e.reason());
+        let principal = ctx.principal.as_ref();
+        tracing::warn!(
+            target: "audit",
+            event = "session_rejected",
+            route = %rt.route.name,
+            reason = e.reason(),
+            issuer = principal.map(|p| p.issuer.as_str()),
+            subject = principal.map(|p| p.subject.as_str()),
+            client = principal.and_then(|p| p.client_id.as_deref()),
+            note = "a session id presented by a caller it was not issued to may be a hijack attempt",
+        );
+        self.refuse(session, ctx, Refusal::SessionNotFound).await
     }
 
     /// Credential: what the upstream receives instead of the caller's token (token
@@ -281,6 +352,7 @@ impl Gateway {
         };
         let handoff = large_body::Handoff {
             route,
+            upstream_session_id: ctx.upstream_session_id.clone(),
             upstream_credential: ctx.upstream_credential.clone(),
             principal: ctx.principal.clone(),
             permit,

@@ -65,6 +65,7 @@ struct Families {
     token_exchanges: IntCounterVec,
     token_exchange_duration: HistogramVec,
     cache_requests: IntCounterVec,
+    session_rejections: IntCounterVec,
 }
 
 /// All metric families, registered in one registry.
@@ -111,6 +112,14 @@ impl RouteMetrics {
         self.families
             .mcp_operations
             .with_label_values(&[self.name.as_str(), method_label(method), decision])
+            .inc();
+    }
+
+    /// A sealed session id refused (`reason` from the session module).
+    pub fn session_rejection(&self, reason: &str) {
+        self.families
+            .session_rejections
+            .with_label_values(&[self.name.as_str(), reason])
             .inc();
     }
 
@@ -217,6 +226,12 @@ impl Metrics {
             "Cache look-ups, by cache (token, introspection, exchange) and result (hit, miss).",
             &["cache", "result"],
         )?;
+        let session_rejections = counter(
+            &registry,
+            "drawbridge_session_rejections_total",
+            "Session ids refused (not found for this caller), by route and reason.",
+            &["route", "reason"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "drawbridge_build_info",
@@ -241,6 +256,7 @@ impl Metrics {
                 token_exchanges,
                 token_exchange_duration,
                 cache_requests,
+                session_rejections,
             }),
         })
     }

@@ -92,3 +92,21 @@ fn version_is_printed() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn keygen_prints_a_fresh_valid_key() {
+    let run = || {
+        let out = Command::new(drawbridge_bin())
+            .arg("keygen")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (a, b) = (run(), run());
+    assert_ne!(a, b);
+    let yaml = format!("{GOOD}sessions:\n  keys:\n    - {{ id: k1, secret: '{a}' }}\n");
+    let (code, out, err) = validate(&yaml, &[("UPSTREAM_URL", "http://127.0.0.1:3001/mcp")]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "ok\n");
+}

@@ -171,3 +171,19 @@ pub fn client() -> reqwest::Client {
         .build()
         .expect("HTTP client")
 }
+
+/// Initializes through the gateway and returns the sealed session id it hands out.
+pub async fn sealed_session(gw: &Gateway, path: &str) -> String {
+    let resp = client()
+        .post(gw.url(path))
+        .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#)
+        .send()
+        .await
+        .expect("initialize");
+    let sealed = resp.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ASCII session id")
+        .to_string();
+    assert!(sealed.starts_with("v1."), "not sealed: {sealed}");
+    sealed
+}

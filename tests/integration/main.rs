@@ -14,5 +14,6 @@ mod idp_selftest;
 mod metrics;
 mod policy;
 mod proxying;
+mod sessions;
 mod streaming;
 mod tls;

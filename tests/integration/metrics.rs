@@ -58,7 +58,7 @@ async fn access_log_has_one_line_per_request_and_no_token() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
     let resp = crate::harness::client()
-        .post(gw.url("/r/mcp?sessionId=secret-session"))
+        .post(gw.url("/r/mcp?trace=secret-query-value"))
         .header("authorization", "Bearer tok-SECRET-123")
         .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
         .send()
@@ -84,5 +84,5 @@ async fn access_log_has_one_line_per_request_and_no_token() {
     assert_eq!(line["status"], 200);
     assert_eq!(line["path"], "/r/mcp");
     assert!(!log.contains("tok-SECRET-123"));
-    assert!(!log.contains("secret-session"));
+    assert!(!log.contains("secret-query-value"));
 }

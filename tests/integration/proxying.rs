@@ -20,7 +20,6 @@ async fn post_is_routed_rewritten_and_answered() {
         .header("accept", "application/json, text/event-stream")
         .header("authorization", "Bearer user-token-must-not-leak")
         .header("mcp-protocol-version", "2025-06-18")
-        .header("mcp-session-id", "client-session")
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "1")
         .body(INIT)
@@ -28,7 +27,11 @@ async fn post_is_routed_rewritten_and_answered() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["mcp-session-id"], "upstream-session-1");
+    let sealed = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(sealed.starts_with("v1.") && !sealed.contains("upstream-session-1"));
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["id"], 1);
     assert_eq!(body["result"]["method"], "initialize");
@@ -40,7 +43,7 @@ async fn post_is_routed_rewritten_and_answered() {
     assert_eq!(req.body, INIT.as_bytes());
     assert_eq!(req.headers["host"], up.addr.to_string());
     assert_eq!(req.headers["mcp-protocol-version"], "2025-06-18");
-    assert_eq!(req.headers["mcp-session-id"], "client-session");
+    assert!(req.headers.get("mcp-session-id").is_none());
     assert_eq!(req.headers["content-length"], INIT.len().to_string());
     assert!(
         req.headers.get("authorization").is_none(),
@@ -50,6 +53,17 @@ async fn post_is_routed_rewritten_and_answered() {
         req.headers.get("x-hop").is_none(),
         "hop-by-hop header forwarded"
     );
+
+    // The sealed id opens on this route and restores the upstream's id.
+    let resp = client
+        .post(gw.url("/everything/mcp"))
+        .header("mcp-session-id", &sealed)
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.seen()[1].headers["mcp-session-id"], "upstream-session-1");
 
     let resp = client
         .post(gw.url("/other/deeper/path"))
@@ -61,7 +75,7 @@ async fn post_is_routed_rewritten_and_answered() {
     assert_eq!(other.seen()[0].path_and_query, "/base/deeper/path");
     assert_eq!(
         up.seen().len(),
-        1,
+        2,
         "the other route's traffic went elsewhere"
     );
 }
@@ -80,16 +94,17 @@ async fn notifications_get_202_and_delete_passes() {
     assert_eq!(resp.status(), 202);
     assert_eq!(resp.bytes().await.unwrap().len(), 0);
 
+    let sealed = crate::harness::sealed_session(&gw, "/r/mcp").await;
     let resp = client
         .delete(gw.url("/r/mcp"))
-        .header("mcp-session-id", "s-9")
+        .header("mcp-session-id", &sealed)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     let seen = up.seen();
-    assert_eq!(seen[1].method, "DELETE");
-    assert_eq!(seen[1].headers["mcp-session-id"], "s-9");
+    assert_eq!(seen[2].method, "DELETE");
+    assert_eq!(seen[2].headers["mcp-session-id"], "upstream-session-1");
 }
 
 #[tokio::test]

@@ -89,10 +89,11 @@ async fn sse_streams_with_body_padding(padding: usize) {
 async fn get_stream_stays_open_and_passes_last_event_id() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
+    let sealed = crate::harness::sealed_session(&gw, "/r/mcp").await;
     let resp = crate::harness::client()
         .get(gw.url("/r/mcp"))
         .header("accept", "text/event-stream")
-        .header("mcp-session-id", "s-1")
+        .header("mcp-session-id", &sealed)
         .header("last-event-id", "41")
         .send()
         .await
@@ -104,9 +105,9 @@ async fn get_stream_stays_open_and_passes_last_event_id() {
     // Still open: nothing more, and no end of stream, within a short wait.
     let more = tokio::time::timeout(Duration::from_millis(300), body.next()).await;
     assert!(more.is_err(), "the stream closed or sent more: {more:?}");
-    let req = &up.seen()[0];
+    let req = &up.seen()[1];
     assert_eq!(req.headers["last-event-id"], "41");
-    assert_eq!(req.headers["mcp-session-id"], "s-1");
+    assert_eq!(req.headers["mcp-session-id"], "upstream-session-1");
 }
 
 #[tokio::test]
@@ -124,19 +125,36 @@ async fn legacy_sse_endpoint_is_rewritten_to_the_route_prefix() {
     let mut body = resp.bytes_stream();
     let mut seen = String::new();
     read_until(&mut body, &mut seen, "notifications/message").await;
+    let endpoint = seen
+        .strip_prefix("event: endpoint\ndata: ")
+        .and_then(|rest| rest.split('\n').next())
+        .unwrap_or_else(|| panic!("{seen:?}"))
+        .to_string();
+    // The announced endpoint is under the route, and its session id is sealed.
     assert!(
-        seen.starts_with("event: endpoint\ndata: /tools/legacy/messages?sessionId=abc\n\n"),
-        "{seen:?}"
+        endpoint.starts_with("/tools/legacy/messages?sessionId=v1."),
+        "{endpoint}"
     );
-    // The client POSTs where it was told; the gateway routes it back to /messages.
+    // The client POSTs where it was told; the gateway routes it back to /messages with
+    // the upstream's own session id.
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     let resp = client
-        .post(gw.url("/tools/legacy/messages?sessionId=abc"))
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .post(gw.url(&endpoint))
+        .body(ping)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
+    // The upstream's raw id is no key: it is "not found".
+    let raw = client
+        .post(gw.url("/tools/legacy/messages?sessionId=abc"))
+        .body(ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 404);
     let seen = up.seen();
+    assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].path_and_query, "/sse");
     assert_eq!(seen[1].path_and_query, "/messages?sessionId=abc");
 }

@@ -1,0 +1,205 @@
+//! Sealed session ids: bound to the caller's identity (not the token's bytes) and the
+//! route; useless to anyone else; stateless across gateway processes sharing the keys;
+//! rotatable.
+
+use base64::Engine;
+use serde_json::json;
+
+use crate::harness::{client, sample, Gateway};
+use crate::idp::{Alg, Idp};
+use crate::upstream::Upstream;
+
+const RESOURCE_A: &str = "https://mcp.example.com/a/mcp";
+const RESOURCE_B: &str = "https://mcp.example.com/b/mcp";
+
+fn key(seed: u8) -> String {
+    let bytes: Vec<u8> = (0..32u8)
+        .map(|i| i.wrapping_mul(7).wrapping_add(seed))
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn config(idp: &Idp, keys: &[(&str, u8)]) -> String {
+    let mut out = format!(
+        "issuers:\n  - name: corp\n    issuer: {}\nsessions:\n  keys:\n",
+        idp.issuer
+    );
+    for (id, seed) in keys {
+        out.push_str(&format!("    - {{ id: {id}, secret: '{}' }}\n", key(*seed)));
+    }
+    out
+}
+
+fn routes(up: &Upstream) -> String {
+    let mut out = String::new();
+    for (name, resource) in [("a", RESOURCE_A), ("b", RESOURCE_B)] {
+        out.push_str(&format!(
+            "  - name: {name}\n    match: {{ path: /{name}/mcp }}\n    public_url: {resource}\n    upstream: {{ url: '{}' }}\n    auth: {{ issuers: [corp] }}\n",
+            up.url("/mcp")
+        ));
+    }
+    out
+}
+
+fn token(idp: &Idp, resource: &str, sub: &str, client_id: &str) -> String {
+    let mut claims = idp.claims(resource, "mcp:tools");
+    claims["sub"] = sub.into();
+    claims["client_id"] = client_id.into();
+    format!("Bearer {}", idp.mint(Alg::ES256, &claims))
+}
+
+const PING: &str = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+
+async fn initialize(gw: &Gateway, path: &str, auth: &str) -> String {
+    let resp = client()
+        .post(gw.url(path))
+        .header("authorization", auth)
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let sealed = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(sealed.starts_with("v1.k1."), "{sealed}");
+    assert!(sealed.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    sealed
+}
+
+async fn ping(gw: &Gateway, path: &str, auth: &str, session: &str) -> u16 {
+    client()
+        .post(gw.url(path))
+        .header("authorization", auth)
+        .header("mcp-session-id", session)
+        .body(PING)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_session_id_is_useless_to_anyone_else() {
+    let (idp, up) = (Idp::start().await, Upstream::start().await);
+    let gw = Gateway::start_with(&routes(&up), &config(&idp, &[("k1", 1)])).await;
+    let alice = token(&idp, RESOURCE_A, "alice", "agent");
+    let sealed = initialize(&gw, "/a/mcp", &alice).await;
+    assert_eq!(ping(&gw, "/a/mcp", &alice, &sealed).await, 200);
+    assert_eq!(up.seen()[1].headers["mcp-session-id"], "upstream-session-1");
+    let before = up.seen().len();
+
+    let bob = token(&idp, RESOURCE_A, "bob", "agent");
+    let alice_other_client = token(&idp, RESOURCE_A, "alice", "another-agent");
+    let alice_on_b = token(&idp, RESOURCE_B, "alice", "agent");
+    let mut tampered = sealed.clone().into_bytes();
+    let at = tampered.len() - 5;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for (case, path, auth, session) in [
+        ("another user's token", "/a/mcp", &bob, sealed.as_str()),
+        (
+            "same user, another client",
+            "/a/mcp",
+            &alice_other_client,
+            sealed.as_str(),
+        ),
+        ("another route", "/b/mcp", &alice_on_b, sealed.as_str()),
+        ("tampered", "/a/mcp", &alice, tampered.as_str()),
+        (
+            "the upstream's raw id",
+            "/a/mcp",
+            &alice,
+            "upstream-session-1",
+        ),
+    ] {
+        assert_eq!(ping(&gw, path, auth, session).await, 404, "{case}");
+    }
+    let get = client()
+        .get(gw.url("/a/mcp"))
+        .header("authorization", &bob)
+        .header("mcp-session-id", &sealed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 404, "GET stream with a stolen id");
+    let delete = client()
+        .delete(gw.url("/a/mcp"))
+        .header("authorization", &bob)
+        .header("mcp-session-id", &sealed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 404, "DELETE with a stolen id");
+    assert_eq!(up.seen().len(), before, "the upstream saw a hijack attempt");
+
+    let m = gw.metrics().await;
+    for (reason, n) in [("wrong_identity", 4.0), ("wrong_route", 1.0)] {
+        let line = format!(
+            r#"drawbridge_session_rejections_total{{reason="{reason}",route="{}"}}"#,
+            if reason == "wrong_route" { "b" } else { "a" }
+        );
+        assert_eq!(sample(&m, &line), Some(n), "{line}\n{m}");
+    }
+
+    // A refreshed token for the same user and client keeps the session.
+    let refreshed = token(&idp, RESOURCE_A, "alice", "agent");
+    assert_ne!(refreshed, alice);
+    assert_eq!(ping(&gw, "/a/mcp", &refreshed, &sealed).await, 200);
+
+    let twice = client()
+        .post(gw.url("/a/mcp"))
+        .header("authorization", &alice)
+        .header("mcp-session-id", &sealed)
+        .header("mcp-session-id", &sealed)
+        .body(PING)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), 400);
+}
+
+#[tokio::test]
+async fn gateways_sharing_keys_serve_each_others_sessions_and_rotate() {
+    let (idp, up) = (Idp::start().await, Upstream::start().await);
+    let first = Gateway::start_with(&routes(&up), &config(&idp, &[("k1", 1)])).await;
+    // Another process: a new key seals, the old one still opens.
+    let second = Gateway::start_with(&routes(&up), &config(&idp, &[("k2", 2), ("k1", 1)])).await;
+    // A third that never had k1.
+    let stranger = Gateway::start_with(&routes(&up), &config(&idp, &[("k3", 3)])).await;
+    let alice = token(&idp, RESOURCE_A, "alice", "agent");
+    let sealed = initialize(&first, "/a/mcp", &alice).await;
+    assert_eq!(
+        ping(&second, "/a/mcp", &alice, &sealed).await,
+        200,
+        "continued through another process"
+    );
+    assert_eq!(up.seen()[1].headers["mcp-session-id"], "upstream-session-1");
+    assert_eq!(
+        ping(&stranger, "/a/mcp", &alice, &sealed).await,
+        404,
+        "unknown key"
+    );
+    let m = stranger.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"drawbridge_session_rejections_total{reason="unknown_key",route="a"}"#
+        ),
+        Some(1.0)
+    );
+    // What the second process seals, it seals with its first key.
+    let resp = client()
+        .post(second.url("/a/mcp"))
+        .header("authorization", &alice)
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("v1.k2."));
+}
