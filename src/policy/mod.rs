@@ -60,6 +60,10 @@ impl RuleSet {
         (RuleSet { rules }, ambiguous)
     }
 
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
     /// The most specific rule matching `name`.
     pub fn find(&self, name: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.glob.matches(name))
@@ -199,6 +203,27 @@ impl Policy {
         }
     }
 
+    /// May the caller see this item in a list? Exactly "may they call it", so listing and
+    /// calling never disagree.
+    pub fn visible(&self, granted: &[String], op: Operation<'_>) -> bool {
+        matches!(self.decide(granted, op), Decision::Allow { .. })
+    }
+
+    /// May the caller see a resource template? Visible when some URI the template can
+    /// produce could be read: `{…}` expressions become `*`, and the template is shown if
+    /// a resource rule whose scopes the caller holds can match the same URI (or, with
+    /// `default: allow`, if no rule claims all of its URIs for scopes the caller lacks).
+    pub fn template_visible(&self, granted: &[String], uri_template: &str) -> bool {
+        let pattern = template_glob(uri_template);
+        let held = |r: &Rule| r.scopes.iter().all(|s| granted.contains(s));
+        let reachable = self
+            .resources
+            .rules()
+            .iter()
+            .any(|r| held(r) && r.glob.overlaps(&pattern));
+        reachable || self.default_allow
+    }
+
     /// Bounded metric label for a tool: its configured name, the pattern that matched,
     /// or `other`.
     pub fn tool_label(&self, name: &str) -> String {
@@ -296,6 +321,25 @@ pub fn authorize<'a>(
         not_permitted,
     };
     (Err(denial), verdicts)
+}
+
+/// `file:///{path}` → glob `file:///*`; literal `*` and `?` stay wildcards (harmless:
+/// the result only widens what may be shown, never what may be called).
+fn template_glob(uri_template: &str) -> Glob {
+    let mut out = String::with_capacity(uri_template.len());
+    let mut in_expr = false;
+    for c in uri_template.chars() {
+        match (c, in_expr) {
+            ('{', false) => {
+                in_expr = true;
+                out.push('*');
+            }
+            ('}', true) => in_expr = false,
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    Glob::new(&out)
 }
 
 fn extend_unique(into: &mut Vec<String>, from: &[String]) {

@@ -185,3 +185,20 @@ fn tool_labels_are_bounded() {
     assert_eq!(p.tool_label("get-anything"), "get-*");
     assert_eq!(p.tool_label("random-name-123"), "other");
 }
+
+#[test]
+fn listing_agrees_with_calling_and_templates_follow_resource_rules() {
+    let p = policy(false);
+    let g = granted(&["tools:echo", "resources:read"]);
+    for name in ["echo", "get-env", "delete_repo", "unlisted"] {
+        assert_eq!(
+            p.visible(&g, Operation::Tool(name)),
+            p.decide(&g, Operation::Tool(name)).label() == "allow",
+            "{name}"
+        );
+    }
+    assert!(p.template_visible(&g, "test://static/resource/{id}"));
+    assert!(!p.template_visible(&g, "test://dynamic/{id}"));
+    assert!(!p.template_visible(&granted(&[]), "test://static/resource/{id}"));
+    assert!(policy(true).template_visible(&[], "test://dynamic/{id}"));
+}

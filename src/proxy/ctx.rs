@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use crate::auth::Principal;
 use crate::config::RouteMatch;
+use crate::mcp::filter::{JsonListRewriter, PendingLists, SseListRewriter};
 use crate::mcp::jsonrpc::Inspected;
 use crate::mcp::legacy::EndpointRewriter;
 use crate::policy::Permit;
@@ -17,6 +18,12 @@ pub enum ResponseMode {
     PassThrough,
     /// A GET event stream: the legacy transport's `endpoint` event is rewritten.
     LegacyEndpoint(EndpointRewriter),
+    /// A JSON answer to list requests: buffered, filtered whole.
+    FilterJson(JsonListRewriter),
+    /// An event-stream answer to list requests: filtered event by event.
+    FilterSse(SseListRewriter),
+    /// A list answer could not be filtered: the error was sent, the rest is dropped.
+    Discard,
 }
 
 #[derive(Debug)]
@@ -32,6 +39,8 @@ pub struct RequestCtx {
     pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
     /// The upstream's own session id, restored from the sealed one the client sent.
     pub upstream_session_id: Option<String>,
+    /// List requests whose answers must be filtered (routes with a policy).
+    pub pending_lists: PendingLists,
     /// Set by the authorize step; forwarding requires it.
     pub permit: Option<Permit>,
     /// The request was for protected resource metadata, answered by the gateway.
@@ -58,6 +67,7 @@ impl RequestCtx {
             route: None,
             principal: None,
             permit: None,
+            pending_lists: PendingLists::default(),
             token_key: None,
             upstream_credential: None,
             upstream_session_id: None,

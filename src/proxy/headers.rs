@@ -98,6 +98,15 @@ pub fn prepare_client_response(resp: &mut ResponseHeader) {
     }
 }
 
+/// True when the response is JSON.
+pub fn is_json(resp: &ResponseHeader) -> bool {
+    resp.headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// True when the response is an event stream.
 pub fn is_event_stream(resp: &ResponseHeader) -> bool {
     resp.headers

@@ -27,6 +27,7 @@ pub struct Handoff {
     pub route: RouteMatch,
     pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
     pub upstream_session_id: Option<String>,
+    pub pending_lists: crate::mcp::filter::PendingLists,
     pub principal: Option<Principal>,
     pub permit: Permit,
     pub inspected: Inspected,
@@ -68,6 +69,7 @@ pub fn adopt_handoff(session: &mut Session, ctx: &mut RequestCtx) -> bool {
         ctx.route = Some(h.route);
         ctx.upstream_credential = h.upstream_credential;
         ctx.upstream_session_id = h.upstream_session_id;
+        ctx.pending_lists = h.pending_lists;
         ctx.principal = h.principal;
         ctx.permit = Some(h.permit);
         ctx.inspected = Some(h.inspected);

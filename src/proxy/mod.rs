@@ -11,6 +11,7 @@ mod ctx;
 mod failure;
 mod headers;
 mod large_body;
+mod rewrite;
 mod steps;
 
 use std::net::ToSocketAddrs;
@@ -32,7 +33,6 @@ use crate::auth::{Authenticator, RouteGuard};
 use crate::config::{Config, Route, Router};
 use crate::exchange::CredentialCache;
 use crate::mcp::jsonrpc;
-use crate::mcp::legacy::EndpointRewriter;
 use crate::mcp::session::{self, Binding, SessionKeys};
 use crate::refusal::Refusal;
 use crate::telemetry::metrics::NO_ROUTE;
@@ -406,15 +406,22 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         headers::prepare_client_response(upstream_response);
         self.seal_response_session(upstream_response, ctx);
-        if headers::is_event_stream(upstream_response) {
+        let stream = headers::is_event_stream(upstream_response);
+        if stream {
             if let Some(rt) = self.route_runtime(ctx) {
                 rt.metrics.active_streams.inc();
                 ctx.counted_stream = true;
             }
-            if session.req_header().method == http::Method::GET {
-                upstream_response.remove_header(&http::header::CONTENT_LENGTH);
-                ctx.response_mode = ResponseMode::LegacyEndpoint(EndpointRewriter::default());
-            }
+        }
+        ctx.response_mode = rewrite::mode_for(
+            session.req_header().method == http::Method::GET,
+            stream,
+            headers::is_json(upstream_response),
+            !ctx.pending_lists.is_empty(),
+        );
+        if !matches!(ctx.response_mode, ResponseMode::PassThrough) {
+            // The body may change length; the framing follows the new body.
+            upstream_response.remove_header(&http::header::CONTENT_LENGTH);
         }
         Ok(())
     }
@@ -426,15 +433,8 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
-        if let ResponseMode::LegacyEndpoint(rewriter) = &mut ctx.response_mode {
-            let route = match ctx.route.as_ref() {
-                Some(found) => &found.route,
-                None => return Ok(None),
-            };
-            let chunk = body.as_deref().unwrap_or(&[]);
-            let seal = |id: &str| self.seal_session(ctx_binding(&ctx.principal, route), id);
-            let out = rewriter.rewrite(route, &seal, chunk, end_of_stream);
-            *body = Some(Bytes::from(out));
+        if !matches!(ctx.response_mode, ResponseMode::PassThrough) {
+            self.rewrite_body(body, end_of_stream, ctx);
         }
         Ok(None)
     }

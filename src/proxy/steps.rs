@@ -14,7 +14,8 @@ use super::failure::{classify, Failure};
 use super::{cache_now, ctx_binding, large_body, Gateway};
 use crate::auth::bearer;
 use crate::auth::challenge::{www_authenticate, BearerErrorCode};
-use crate::mcp::jsonrpc::Inspected;
+use crate::mcp::filter::{ListKind, PendingLists};
+use crate::mcp::jsonrpc::{Inspected, MessageKind};
 use crate::mcp::legacy;
 use crate::mcp::session::{self, UnsealError};
 use crate::policy::{self, Decision, Operation};
@@ -299,6 +300,9 @@ impl Gateway {
         match result {
             Ok(permit) => {
                 ctx.permit = Some(permit);
+                if policy.is_some() {
+                    ctx.pending_lists = pending_lists(ctx.inspected.as_ref());
+                }
                 Ok(false)
             }
             Err(denial) => {
@@ -352,6 +356,7 @@ impl Gateway {
         };
         let handoff = large_body::Handoff {
             route,
+            pending_lists: ctx.pending_lists.clone(),
             upstream_session_id: ctx.upstream_session_id.clone(),
             upstream_credential: ctx.upstream_credential.clone(),
             principal: ctx.principal.clone(),
@@ -373,6 +378,19 @@ impl Gateway {
         }
         Ok(true)
     }
+}
+
+/// The list requests (with ids) among the operations, whose answers will be filtered.
+fn pending_lists(inspected: Option<&Inspected>) -> PendingLists {
+    let mut pending = PendingLists::default();
+    for m in inspected.map_or(&[][..], |i| &i.messages[..]) {
+        if let (Some(id), MessageKind::Call { method, .. }) = (&m.id, &m.kind) {
+            if let Some(kind) = ListKind::of(method) {
+                pending.add(id, kind);
+            }
+        }
+    }
+    pending
 }
 
 /// True when the `Mcp-Method` / `Mcp-Name` headers (present ones) equal the single

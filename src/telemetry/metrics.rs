@@ -66,6 +66,8 @@ struct Families {
     token_exchange_duration: HistogramVec,
     cache_requests: IntCounterVec,
     session_rejections: IntCounterVec,
+    list_items_removed: IntCounterVec,
+    list_filter_failures: IntCounterVec,
 }
 
 /// All metric families, registered in one registry.
@@ -112,6 +114,22 @@ impl RouteMetrics {
         self.families
             .mcp_operations
             .with_label_values(&[self.name.as_str(), method_label(method), decision])
+            .inc();
+    }
+
+    /// Items removed from a list answer by the policy.
+    pub fn list_items_removed(&self, method: &str, n: usize) {
+        self.families
+            .list_items_removed
+            .with_label_values(&[self.name.as_str(), method])
+            .inc_by(n as u64);
+    }
+
+    /// A list answer that could not be filtered (the client got an error instead).
+    pub fn list_filter_failure(&self) {
+        self.families
+            .list_filter_failures
+            .with_label_values(&[self.name.as_str()])
             .inc();
     }
 
@@ -232,6 +250,18 @@ impl Metrics {
             "Session ids refused (not found for this caller), by route and reason.",
             &["route", "reason"],
         )?;
+        let list_items_removed = counter(
+            &registry,
+            "drawbridge_list_items_removed_total",
+            "Items removed from list answers by policy, by route and list method.",
+            &["route", "method"],
+        )?;
+        let list_filter_failures = counter(
+            &registry,
+            "drawbridge_list_filter_failures_total",
+            "List answers that could not be filtered (an error was sent instead), by route.",
+            &["route"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "drawbridge_build_info",
@@ -257,6 +287,8 @@ impl Metrics {
                 token_exchange_duration,
                 cache_requests,
                 session_rejections,
+                list_items_removed,
+                list_filter_failures,
             }),
         })
     }

@@ -11,6 +11,7 @@ mod errors;
 mod exchange;
 mod exchange_idp;
 mod idp_selftest;
+mod lists;
 mod metrics;
 mod policy;
 mod proxying;

@@ -73,10 +73,15 @@ async fn sse_streams_with_body_padding(padding: usize) {
     );
     up.release();
     read_until(&mut body, &mut seen, "\"result\"").await;
-    assert!(
-        body.next().await.is_none(),
-        "stream should end after the result"
-    );
+    // The rest of the final event, then the end of the stream.
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(chunk) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "stream should end after the result");
+    assert!(seen.ends_with("\r\n\r\n"), "{seen:?}");
     drop(body);
     let metrics = gw.metrics().await;
     assert_eq!(

@@ -174,32 +174,71 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
 }
 
+/// What the stand-in answers to one request: lists for the list methods (so the
+/// gateway has something to filter), otherwise an echo of the method and body size.
+fn answer(msg: &serde_json::Value, mode: &str, body_len: usize) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let id = msg.get("id")?.clone();
+    let method = msg.get("method").and_then(|m| m.as_str()).unwrap_or("");
+    let result = match (method, mode) {
+        ("tools/list", "malformed-list") => json!({"tools": "not a list"}),
+        ("tools/list", _) => json!({
+            "tools": [
+                {"name": "echo", "description": "Echoes", "inputSchema": {"type": "object"}},
+                {"name": "get-env", "inputSchema": {"type": "object"}},
+                {"name": "delete_repo", "inputSchema": {"type": "object"}},
+                {"name": "secret-tool", "inputSchema": {"type": "object"}}
+            ],
+            "nextCursor": "page-2"
+        }),
+        ("prompts/list", _) => {
+            json!({"prompts": [{"name": "simple-prompt"}, {"name": "complex-prompt"}]})
+        }
+        ("resources/list", _) => json!({"resources": [
+            {"uri": "test://static/resource/1", "name": "one"},
+            {"uri": "file:///etc/passwd", "name": "passwd"}
+        ]}),
+        ("resources/templates/list", _) => json!({"resourceTemplates": [
+            {"uriTemplate": "test://static/resource/{id}", "name": "static"},
+            {"uriTemplate": "file:///{path}", "name": "files"}
+        ]}),
+        _ => json!({ "method": method, "bytes": body_len }),
+    };
+    Some(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
 async fn post(shared: Arc<Shared>, mode: &str, body: &Bytes) -> Response {
     let msg: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let id = msg.get("id").cloned();
-    let Some(id) = id else {
+    if let Some(batch) = msg.as_array() {
+        let answers: Vec<_> = batch
+            .iter()
+            .filter_map(|m| answer(m, mode, body.len()))
+            .collect();
+        if !answers.is_empty() {
+            return json_response(&serde_json::Value::Array(answers));
+        }
+    }
+    let Some(result) = answer(&msg, mode, body.len()) else {
         // A notification or a response: accepted, no body.
         return Response::builder()
             .status(StatusCode::ACCEPTED)
             .body(Body::empty())
             .unwrap_or_default();
     };
-    let result = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "result": { "method": msg.get("method"), "bytes": body.len() }
-    });
     match mode {
         "sse" => {
             let (tx, out) = channel_body();
             tokio::spawn(async move {
-                let progress = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n";
+                let progress = b"id: ev-1\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n";
                 let _ = tx.send(Bytes::from_static(progress)).await;
                 // Hold the final event until the test has seen the first one.
                 let _ =
                     tokio::time::timeout(Duration::from_secs(10), shared.release.notified()).await;
-                let last = format!("event: message\ndata: {result}\n\n");
-                let _ = tx.send(Bytes::from(last)).await;
+                // The final event arrives in small pieces, CRLF line ends.
+                let last = format!("id: ev-2\r\nevent: message\r\ndata: {result}\r\n\r\n");
+                for piece in last.as_bytes().chunks(7) {
+                    let _ = tx.send(Bytes::copy_from_slice(piece)).await;
+                }
             });
             sse_response(out)
         }
