@@ -28,6 +28,7 @@ struct Shared {
     seen: Mutex<Vec<Seen>>,
     release: Notify,
     connections: std::sync::atomic::AtomicUsize,
+    leaked_caller_tokens: std::sync::atomic::AtomicUsize,
 }
 
 /// A running stub. Stops when dropped.
@@ -87,7 +88,54 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.task.abort();
+        // The invariant, checked for every request of every test that used this stub.
+        if !std::thread::panicking() {
+            let leaked = self
+                .shared
+                .leaked_caller_tokens
+                .load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(leaked, 0, "a caller's token reached the upstream");
+        }
     }
+}
+
+/// True when `Authorization` carries a token minted for the gateway (its audience is one
+/// of the tests' gateway resources): a caller's token that must never get here.
+fn is_callers_token(headers: &HeaderMap) -> bool {
+    use base64::Engine;
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim()))
+    else {
+        return false;
+    };
+    if !token.contains('.') {
+        // An opaque token: only the tests' opaque caller tokens look like this.
+        return token.starts_with("opaque-");
+    }
+    let claims = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .unwrap_or_default();
+    let auds: Vec<String> = match &claims["aud"] {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    };
+    auds.iter().any(|a| {
+        a.to_ascii_lowercase()
+            .starts_with("https://mcp.example.com/")
+    })
 }
 
 /// A body fed from a channel: each `send` reaches the socket as it happens.
@@ -114,6 +162,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .await
         .unwrap_or_default();
     let path = parts.uri.path().to_string();
+    if is_callers_token(&parts.headers) {
+        shared
+            .leaked_caller_tokens
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     shared
         .seen
         .lock()

@@ -186,3 +186,66 @@ fn error_bodies_answer_the_request_ids() {
         serde_json::from_str(&error_body(None, -32700, "parse error")).unwrap();
     assert!(none["id"].is_null());
 }
+
+/// What a lenient upstream parser (last duplicate wins, any JSON) would call.
+fn upstream_view(body: &[u8]) -> Vec<(String, Option<String>)> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return vec![];
+    };
+    let items = match value {
+        serde_json::Value::Array(a) => a,
+        other => vec![other],
+    };
+    items
+        .iter()
+        .filter_map(|m| {
+            let method = m.get("method")?.as_str()?.to_string();
+            let target = m
+                .get("params")
+                .and_then(|p| p.get("name").or_else(|| p.get("uri")))
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            Some((method, target))
+        })
+        .collect()
+}
+
+#[test]
+fn whatever_the_upstream_would_call_the_inspector_sees() {
+    // Mutations of a batch that hides a call: whenever the inspector accepts a body, the
+    // tool names a lenient upstream parser would call are exactly the ones it reports.
+    let base = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_repo","arguments":{"x":"y"}}}]"#;
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut accepted = 0;
+    for _ in 0..50_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut body = base.to_vec();
+        let at = (state as usize) % body.len();
+        let alphabet = br#"{}[]",:e"#;
+        body[at] = alphabet[((state >> 20) as usize) % alphabet.len()];
+        let Ok(inspected) = inspect(&body) else {
+            continue;
+        };
+        accepted += 1;
+        let ours: Vec<(String, Option<String>)> = inspected
+            .messages
+            .iter()
+            .filter_map(|m| match &m.kind {
+                MessageKind::Call { method, target } => Some((method.clone(), target.clone())),
+                MessageKind::Response => None,
+            })
+            .filter(|(m, _)| m == "tools/call")
+            .collect();
+        let theirs: Vec<(String, Option<String>)> = upstream_view(&body)
+            .into_iter()
+            .filter(|(m, _)| m == "tools/call")
+            .collect();
+        assert_eq!(ours, theirs, "{}", String::from_utf8_lossy(&body));
+    }
+    assert!(
+        accepted > 100,
+        "the mutations should leave many bodies valid"
+    );
+}
