@@ -223,7 +223,7 @@ fn whatever_the_upstream_would_call_the_inspector_sees() {
         state ^= state << 17;
         let mut body = base.to_vec();
         let at = (state as usize) % body.len();
-        let alphabet = br#"{}[]",:e"#;
+        let alphabet = br#"{}[]",:\e"#;
         body[at] = alphabet[((state >> 20) as usize) % alphabet.len()];
         let Ok(inspected) = inspect(&body) else {
             continue;
