@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests (tests/e2e) need, and nothing else:
-#   - Node peers: `npm ci` into tests/e2e/node_modules, from package-lock.json;
-#   - Python clients: a venv at tests/e2e/.venv, from requirements.txt.
+#   - Node peers: `npm ci` into tests/e2e/node_modules, from package-lock.json
+#     (server-everything, oidc-provider for authserver/, the TypeScript MCP SDK client);
+#   - Python clients and the whoami upstream: a venv at tests/e2e/.venv, from
+#     requirements.txt (the `mcp` SDK provides both client and server).
 # Idempotent: each step leaves a stamp (a hash of its inputs) inside the directory it
 # fills, and is skipped while the stamp matches. Deleting the directory forces a reinstall.
 set -euo pipefail

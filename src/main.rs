@@ -98,7 +98,7 @@ fn run(file: &std::path::Path, log_format: LogFormat) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let server = match drawbridge::server::build(&loaded.config) {
+    let server = match drawbridge::server::build(&loaded.config, file.to_path_buf()) {
         Ok(server) => server,
         Err(e) => {
             tracing::error!("cannot start: {e}");

@@ -1,8 +1,14 @@
 //! Assembles the running gateway from a checked [`Config`]: the Pingora server, the proxy
-//! service on `listen`, and the admin service on `admin.listen`.
+//! service on `listen`, the admin service on `admin.listen`, and the supervisor that
+//! keeps issuers fresh, reloads the configuration on SIGHUP and turns readiness off when
+//! the server shuts down.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
@@ -13,17 +19,18 @@ use pingora::services::listening::Service;
 use crate::admin::{AdminApp, Readiness};
 use crate::auth::issuer::{keep_fresh, IssuerRuntime};
 use crate::auth::Authenticator;
-use crate::config::Config;
-use crate::proxy::Gateway;
+use crate::config::{self, Config};
+use crate::proxy::{Gateway, GatewayState};
 use crate::telemetry::Metrics;
 
-/// Seconds Pingora waits, on SIGTERM, before it stops accepting (lets load balancers see
-/// `/readyz` fail) and then for in-flight requests to finish.
+/// Seconds Pingora waits, on SIGTERM, between stopping the listeners and shutting the
+/// runtimes down, and then for in-flight requests to finish.
 const GRACE_PERIOD_SECS: u64 = 1;
 const GRACEFUL_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
 /// Builds the server; `run_forever` on the result serves until a signal stops it.
-pub fn build(config: &Config) -> Result<Server, String> {
+/// `config_path` is re-read on SIGHUP.
+pub fn build(config: &Config, config_path: PathBuf) -> Result<Server, String> {
     let conf = ServerConf {
         threads: config.workers,
         grace_period_seconds: Some(GRACE_PERIOD_SECS),
@@ -34,19 +41,22 @@ pub fn build(config: &Config) -> Result<Server, String> {
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
-    let auth = Arc::new(Authenticator::new(config, &metrics)?);
+    let auth = Arc::new(Authenticator::new(config, &metrics, None)?);
+    let gateway = Gateway::new(GatewayState::build(config, &metrics, auth)?, &metrics);
+    let state = gateway.state_handle();
+
     let mut readiness = Readiness::default();
-    for issuer in auth.issuers() {
-        let ready = issuer.clone();
-        readiness.add_check(move || ready.is_ready());
-        server.add_service(background_service(
-            &format!("issuer {}", issuer.config.name),
-            IssuerRefresher(issuer.clone()),
-        ));
-    }
+    let issuers_state = state.clone();
+    readiness.add_check(move || {
+        issuers_state
+            .load()
+            .authenticator()
+            .issuers()
+            .iter()
+            .all(|i| i.is_ready())
+    });
     let readiness = Arc::new(readiness);
 
-    let gateway = Gateway::new(config, &metrics, auth)?;
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "drawbridge");
     proxy.add_tcp(&config.listen);
@@ -62,19 +72,137 @@ pub fn build(config: &Config) -> Result<Server, String> {
     admin.threads = Some(1);
     admin.add_tcp(&config.admin_listen);
 
+    let supervisor = Supervisor {
+        config_path,
+        listen: (config.listen.clone(), config.admin_listen.clone()),
+        state,
+        metrics,
+        readiness: readiness.clone(),
+    };
+    server.add_service(background_service("supervisor", supervisor));
     server.add_service(proxy);
     server.add_service(admin);
-    // Listeners are bound when the services start; issuers add their own checks above.
+    // Listeners are bound when the services start; issuers add their own check above.
     readiness.set(true);
     Ok(server)
 }
 
-/// Keeps one issuer's metadata and keys fresh for as long as the server runs.
-struct IssuerRefresher(Arc<IssuerRuntime>);
+/// Keeps issuer keys fresh, reloads on SIGHUP, and marks the gateway unready on shutdown.
+struct Supervisor {
+    config_path: PathBuf,
+    /// Addresses cannot change without a restart.
+    listen: (String, String),
+    state: Arc<ArcSwap<GatewayState>>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+/// One background refresh task per live issuer, keyed by the runtime's address.
+type Refreshers = HashMap<
+    usize,
+    (
+        tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Sender<bool>,
+    ),
+>;
+
+impl Supervisor {
+    /// Starts refreshers for issuers that have none and stops those of issuers no longer
+    /// in use.
+    fn sync_refreshers(&self, refreshers: &mut Refreshers) {
+        let state = self.state.load();
+        let live: Vec<&Arc<IssuerRuntime>> = state.authenticator().issuers().iter().collect();
+        let key = |i: &Arc<IssuerRuntime>| Arc::as_ptr(i) as usize;
+        refreshers.retain(|k, (task, stop)| {
+            let keep = live.iter().any(|i| key(i) == *k);
+            if !keep {
+                let _ = stop.send(true);
+                task.abort();
+            }
+            keep
+        });
+        for issuer in live {
+            refreshers.entry(key(issuer)).or_insert_with(|| {
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                (tokio::spawn(keep_fresh(issuer.clone(), stopped)), stop)
+            });
+        }
+    }
+
+    /// Re-reads and checks the configuration; swaps it in whole only if all of it is good.
+    fn reload(&self) -> Result<usize, String> {
+        let loaded = config::load_file(&self.config_path).map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let new = &loaded.config;
+        if (new.listen.clone(), new.admin_listen.clone()) != self.listen {
+            return Err("listen and admin.listen cannot change without a restart".into());
+        }
+        let current = self.state.load_full();
+        let auth = Arc::new(Authenticator::new(
+            new,
+            &self.metrics,
+            Some(current.authenticator()),
+        )?);
+        let state = GatewayState::build(new, &self.metrics, auth)?;
+        self.state.store(Arc::new(state));
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(new.routes.len())
+    }
+}
 
 #[async_trait]
-impl BackgroundService for IssuerRefresher {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        keep_fresh(self.0.clone(), shutdown).await;
+impl BackgroundService for Supervisor {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut refreshers = Refreshers::new();
+        self.sync_refreshers(&mut refreshers);
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; reload is disabled");
+                None
+            }
+        };
+        loop {
+            let signal = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = signal => {
+                    match self.reload() {
+                        Ok(routes) => {
+                            self.metrics.config_reload("success");
+                            self.sync_refreshers(&mut refreshers);
+                            tracing::info!(routes, path = %self.config_path.display(), "configuration reloaded");
+                        }
+                        Err(e) => {
+                            self.metrics.config_reload("failure");
+                            tracing::error!(error = %e, path = %self.config_path.display(), "reload refused; the previous configuration stays");
+                        }
+                    }
+                }
+                _ = shutdown.changed() => {
+                    // Load balancers polling /readyz stop sending new traffic.
+                    self.readiness.set(false);
+                    for (_, (task, stop)) in refreshers.drain() {
+                        let _ = stop.send(true);
+                        task.abort();
+                    }
+                    // Give in-flight work the grace Pingora grants before it stops.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    return;
+                }
+            }
+        }
     }
 }

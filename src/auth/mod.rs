@@ -20,7 +20,7 @@ pub mod metadata;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use prometheus::IntCounter;
 
 use crate::config::{Config, Route};
 use crate::telemetry::Metrics;
@@ -194,8 +194,13 @@ const TOKEN_CACHE_MAX_TTL: Duration = Duration::from_secs(300);
 impl Authenticator {
     /// Prepares issuers (nothing is fetched yet: see [`issuer::keep_fresh`]) and
     /// registers the auth metric families in `registry`.
-    pub fn new(config: &Config, metrics: &Metrics) -> Result<Authenticator, String> {
-        let registry = metrics.registry();
+    /// `previous` (on reload): issuers whose settings did not change are carried over
+    /// with their keys, so a reload never makes a working issuer unready.
+    pub fn new(
+        config: &Config,
+        metrics: &Metrics,
+        previous: Option<&Authenticator>,
+    ) -> Result<Authenticator, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(5))
@@ -203,26 +208,21 @@ impl Authenticator {
             .user_agent(concat!("drawbridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        let refreshes = IntCounterVec::new(
-            Opts::new(
-                "drawbridge_jwks_refresh_total",
-                "Issuer metadata and JWKS fetches, by issuer and result.",
-            ),
-            &["issuer", "result"],
-        )
-        .map_err(|e| e.to_string())?;
-        registry
-            .register(Box::new(refreshes.clone()))
-            .map_err(|e| e.to_string())?;
+        let refreshes = metrics.jwks_refreshes();
         let issuers = config
             .issuers
             .iter()
             .map(|i| {
-                Arc::new(IssuerRuntime::new(
-                    i.clone(),
-                    http.clone(),
-                    refreshes.clone(),
-                ))
+                let kept = previous
+                    .and_then(|p| p.issuers.iter().find(|rt| *rt.config == **i))
+                    .cloned();
+                kept.unwrap_or_else(|| {
+                    Arc::new(IssuerRuntime::new(
+                        i.clone(),
+                        http.clone(),
+                        refreshes.clone(),
+                    ))
+                })
             })
             .collect();
         Ok(Authenticator {

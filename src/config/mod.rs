@@ -50,7 +50,7 @@ pub struct Sessions {
 }
 
 /// One `issuers[]` entry: an authorization server whose tokens routes may accept.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Issuer {
     pub name: String,
     /// Exact issuer identifier (compared byte for byte with `iss`).
@@ -63,7 +63,7 @@ pub struct Issuer {
 }
 
 /// RFC 7662 introspection settings of an issuer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Introspection {
     pub client_id: String,
     pub client_secret: Secret,

@@ -1,6 +1,9 @@
 //! Per-request state, created by `new_ctx` and carried through every phase.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use super::GatewayState;
 
 use crate::auth::Principal;
 use crate::config::RouteMatch;
@@ -26,8 +29,9 @@ pub enum ResponseMode {
     Discard,
 }
 
-#[derive(Debug)]
 pub struct RequestCtx {
+    /// The configuration this request runs under, fixed when it starts.
+    pub state: Arc<GatewayState>,
     pub started: Instant,
     /// Set by the route step; every later phase relies on it.
     pub route: Option<RouteMatch>,
@@ -61,8 +65,9 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    pub fn new() -> RequestCtx {
+    pub fn new(state: Arc<GatewayState>) -> RequestCtx {
         RequestCtx {
+            state,
             started: Instant::now(),
             route: None,
             principal: None,
@@ -80,11 +85,5 @@ impl RequestCtx {
             upstream_error: None,
             delegated: false,
         }
-    }
-}
-
-impl Default for RequestCtx {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -24,6 +24,8 @@ use super::body::RETRY_BUFFER_LIMIT;
 
 /// What the main request decided, for the subrequest to act on.
 pub struct Handoff {
+    /// The main request's configuration: a reload in between must not change it.
+    pub state: std::sync::Arc<super::GatewayState>,
     pub route: RouteMatch,
     pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
     pub upstream_session_id: Option<String>,
@@ -66,6 +68,7 @@ pub fn adopt_handoff(session: &mut Session, ctx: &mut RequestCtx) -> bool {
         .and_then(|u| u.downcast_mut::<Option<Handoff>>())
         .and_then(Option::take);
     if let Some(h) = handoff {
+        ctx.state = h.state;
         ctx.route = Some(h.route);
         ctx.upstream_credential = h.upstream_credential;
         ctx.upstream_session_id = h.upstream_session_id;

@@ -37,10 +37,11 @@ use crate::mcp::session::{self, Binding, SessionKeys};
 use crate::refusal::Refusal;
 use crate::telemetry::metrics::NO_ROUTE;
 use crate::telemetry::{Metrics, RouteMetrics};
+use arc_swap::ArcSwap;
 use failure::{classify, Failure};
 use headers::Forwarding;
 
-/// Per-route state prepared at start-up.
+/// Per-route state prepared when a configuration is loaded.
 struct RouteRuntime {
     route: Arc<Route>,
     /// Template peer (address resolved, TLS and timeouts set), cloned per request.
@@ -51,30 +52,55 @@ struct RouteRuntime {
     credential: credential::CredentialSource,
 }
 
-/// The proxy service: everything shared across requests, built once.
-pub struct Gateway {
+/// Everything derived from one configuration. Requests hold the state they started with
+/// (in their context), so a reload never changes a request or stream in flight.
+pub struct GatewayState {
     router: Router,
     routes: Vec<RouteRuntime>,
     unrouted: RouteMetrics,
     max_body: usize,
     auth: Arc<Authenticator>,
     metadata: MetadataIndex,
-    credentials: CredentialCache,
-    exchange_counters: credential::ExchangeCounters,
     sessions: SessionKeys,
     session_max_age: Option<std::time::Duration>,
+}
+
+/// The proxy service: the current state (swapped whole on reload) and what outlives
+/// configurations (the upstream-credential cache).
+pub struct Gateway {
+    state: Arc<ArcSwap<GatewayState>>,
+    credentials: CredentialCache,
+    exchange_counters: credential::ExchangeCounters,
 }
 
 /// Upstream credentials cached at most (bounded memory).
 const CREDENTIAL_CACHE_CAPACITY: u64 = 50_000;
 
 impl Gateway {
-    /// Prepares routes (resolving upstream addresses), guards and metric handles.
-    pub fn new(
+    pub fn new(state: GatewayState, metrics: &Metrics) -> Gateway {
+        Gateway {
+            state: Arc::new(ArcSwap::from_pointee(state)),
+            credentials: CredentialCache::new(CREDENTIAL_CACHE_CAPACITY),
+            exchange_counters: credential::ExchangeCounters {
+                hit: metrics.cache_counter("exchange", "hit"),
+                miss: metrics.cache_counter("exchange", "miss"),
+            },
+        }
+    }
+
+    /// The shared handle to the current state, for reloads and readiness.
+    pub fn state_handle(&self) -> Arc<ArcSwap<GatewayState>> {
+        self.state.clone()
+    }
+}
+
+impl GatewayState {
+    /// Prepares routes (resolving upstream addresses), guards, sessions and metric handles.
+    pub fn build(
         config: &Config,
         metrics: &Metrics,
         auth: Arc<Authenticator>,
-    ) -> std::result::Result<Gateway, String> {
+    ) -> std::result::Result<GatewayState, String> {
         let routes = config
             .routes
             .iter()
@@ -101,27 +127,43 @@ impl Gateway {
                 (r.as_ref(), servers)
             })
             .collect();
-        Ok(Gateway {
+        Ok(GatewayState {
             router: Router::new(&config.routes),
             routes,
             unrouted: metrics.for_route(NO_ROUTE),
             max_body: config.max_body_bytes,
             auth,
             metadata: MetadataIndex::new(&with_servers),
-            credentials: CredentialCache::new(CREDENTIAL_CACHE_CAPACITY),
             sessions: session_keys(config)?,
             session_max_age: config.sessions.as_ref().and_then(|s| s.max_age),
-            exchange_counters: credential::ExchangeCounters {
-                hit: metrics.cache_counter("exchange", "hit"),
-                miss: metrics.cache_counter("exchange", "miss"),
-            },
         })
+    }
+
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.auth
     }
 
     fn route_runtime(&self, ctx: &RequestCtx) -> Option<&RouteRuntime> {
         ctx.route.as_ref().and_then(|m| self.routes.get(m.index))
     }
 
+    /// Seals an upstream session id for the caller; `None` (logged) when it cannot be.
+    fn seal_session(&self, binding: Binding<'_>, upstream_id: &str) -> Option<String> {
+        match session::seal(&self.sessions, upstream_id, &binding, cache_now()) {
+            Ok(sealed) => Some(sealed),
+            Err(e) => {
+                tracing::error!(
+                    route = binding.route,
+                    reason = e.reason(),
+                    "cannot seal the upstream session id; it is withheld"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Gateway {
     /// Writes a refusal as the response; the upstream is never contacted.
     async fn refuse(
         &self,
@@ -156,21 +198,6 @@ fn ctx_binding<'a>(principal: &'a Option<Principal>, route: &'a Route) -> Bindin
 }
 
 impl Gateway {
-    /// Seals an upstream session id for the caller; `None` (logged) when it cannot be.
-    fn seal_session(&self, binding: Binding<'_>, upstream_id: &str) -> Option<String> {
-        match session::seal(&self.sessions, upstream_id, &binding, cache_now()) {
-            Ok(sealed) => Some(sealed),
-            Err(e) => {
-                tracing::error!(
-                    route = binding.route,
-                    reason = e.reason(),
-                    "cannot seal the upstream session id; it is withheld"
-                );
-                None
-            }
-        }
-    }
-
     /// Replaces the upstream's `Mcp-Session-Id` with the sealed one; an id that cannot be
     /// sealed is removed, never passed on in clear.
     fn seal_response_session(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
@@ -183,7 +210,9 @@ impl Gateway {
         };
         let route = ctx.route.as_ref().map(|m| &m.route);
         let sealed = match (upstream_id, route) {
-            (Ok(id), Some(route)) => self.seal_session(ctx_binding(&ctx.principal, route), &id),
+            (Ok(id), Some(route)) => ctx
+                .state
+                .seal_session(ctx_binding(&ctx.principal, route), &id),
             _ => None,
         };
         resp.remove_header("mcp-session-id");
@@ -279,7 +308,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+        RequestCtx::new(self.state.load_full())
     }
 
     /// Route, authenticate and inspect: metadata requests are answered here; otherwise
@@ -290,12 +319,13 @@ impl ProxyHttp for Gateway {
             // A subrequest: the main request already routed and inspected it.
             return Ok(false);
         }
+        let state = ctx.state.clone();
         let req = session.req_header();
-        if let Some(doc) = self.metadata.find(request_host(req), req.uri.path()) {
+        if let Some(doc) = state.metadata.find(request_host(req), req.uri.path()) {
             return self.serve_metadata(session, ctx, doc).await;
         }
         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let Some(found) = self.router.find(request_host(req), path) else {
+        let Some(found) = state.router.find(request_host(req), path) else {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
         ctx.route = Some(found);
@@ -308,7 +338,7 @@ impl ProxyHttp for Gateway {
             if self.check_body_framing(session, ctx).await? {
                 return Ok(true);
             }
-            let body = match body::read_whole_body(session, self.max_body).await? {
+            let body = match body::read_whole_body(session, state.max_body).await? {
                 Ok(body) => body,
                 Err(refusal) => return self.refuse(session, ctx, refusal).await,
             };
@@ -347,7 +377,8 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let rt = self
+        let state = ctx.state.clone();
+        let rt = state
             .route_runtime(ctx)
             .or_err(ErrorType::InternalError, "upstream_peer without a route")?;
         // Forwarding needs a permit: only the authorize step issues one.
@@ -369,7 +400,8 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (Some(found), Some(rt)) = (ctx.route.as_ref(), self.route_runtime(ctx)) else {
+        let state = ctx.state.clone();
+        let (Some(found), Some(rt)) = (ctx.route.as_ref(), state.route_runtime(ctx)) else {
             return Error::e_explain(ErrorType::InternalError, "forwarding without a route");
         };
         let uri = http::Uri::try_from(found.upstream_path.as_str())
@@ -408,7 +440,7 @@ impl ProxyHttp for Gateway {
         self.seal_response_session(upstream_response, ctx);
         let stream = headers::is_event_stream(upstream_response);
         if stream {
-            if let Some(rt) = self.route_runtime(ctx) {
+            if let Some(rt) = ctx.state.clone().route_runtime(ctx) {
                 rt.metrics.active_streams.inc();
                 ctx.counted_stream = true;
             }
@@ -459,7 +491,8 @@ impl ProxyHttp for Gateway {
             }
             Failure::BadClientRequest => (Refusal::NotJson, None),
         };
-        if let (Some(kind), Some(rt)) = (upstream_kind, self.route_runtime(ctx)) {
+        let state = ctx.state.clone();
+        if let (Some(kind), Some(rt)) = (upstream_kind, state.route_runtime(ctx)) {
             rt.metrics.upstream_error(kind);
             ctx.upstream_error = Some(kind);
         }
@@ -489,9 +522,10 @@ impl ProxyHttp for Gateway {
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
-        let metrics = self
+        let state = ctx.state.clone();
+        let metrics = state
             .route_runtime(ctx)
-            .map_or(&self.unrouted, |rt| &rt.metrics);
+            .map_or(&state.unrouted, |rt| &rt.metrics);
         metrics.request(req.method.as_str(), status);
         let elapsed = ctx.started.elapsed();
         metrics.duration.observe(elapsed.as_secs_f64());

@@ -24,7 +24,8 @@ pub fn mode_for(get: bool, event_stream: bool, json: bool, lists_pending: bool) 
 impl Gateway {
     /// Rewrites one body chunk according to the response mode.
     pub(super) fn rewrite_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) {
-        let (Some(found), Some(rt)) = (ctx.route.as_ref(), self.route_runtime(ctx)) else {
+        let state = ctx.state.clone();
+        let (Some(found), Some(rt)) = (ctx.route.as_ref(), state.route_runtime(ctx)) else {
             return;
         };
         let route = &found.route;
@@ -50,7 +51,7 @@ impl Gateway {
             ResponseMode::PassThrough => return,
             ResponseMode::Discard => Vec::new(),
             ResponseMode::LegacyEndpoint(rewriter) => {
-                let seal = |id: &str| self.seal_session(ctx_binding(&ctx.principal, route), id);
+                let seal = |id: &str| state.seal_session(ctx_binding(&ctx.principal, route), id);
                 rewriter.rewrite(route, &seal, chunk, end)
             }
             ResponseMode::FilterSse(rewriter) => {

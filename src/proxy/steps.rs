@@ -29,14 +29,15 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
-        let Some(rt) = self.route_runtime(ctx) else {
+        let state = ctx.state.clone();
+        let Some(rt) = state.route_runtime(ctx) else {
             return Ok(false);
         };
         let Some(guard) = &rt.guard else {
             return Ok(false);
         };
         let req = session.req_header();
-        match self
+        match state
             .auth
             .authenticate(guard, &req.headers, req.uri.query())
             .await
@@ -106,7 +107,8 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
-        let Some(rt) = self.route_runtime(ctx) else {
+        let state = ctx.state.clone();
+        let Some(rt) = state.route_runtime(ctx) else {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
         let req = session.req_header();
@@ -123,7 +125,13 @@ impl Gateway {
         let binding = ctx_binding(&ctx.principal, &rt.route);
         let now = cache_now();
         let open = |sealed: &str| {
-            session::unseal(&self.sessions, sealed, &binding, now, self.session_max_age)
+            session::unseal(
+                &state.sessions,
+                sealed,
+                &binding,
+                now,
+                state.session_max_age,
+            )
         };
         let mut failure = None;
         if let Some(sealed) = &header {
@@ -174,7 +182,8 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
-        let Some(rt) = self.route_runtime(ctx) else {
+        let state = ctx.state.clone();
+        let Some(rt) = state.route_runtime(ctx) else {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
         let headers = &session.req_header().headers;
@@ -266,7 +275,8 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
-        let Some(rt) = self.route_runtime(ctx) else {
+        let state = ctx.state.clone();
+        let Some(rt) = state.route_runtime(ctx) else {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
         let granted = ctx.principal.as_ref().map_or(&[][..], |p| &p.scopes[..]);
@@ -306,30 +316,29 @@ impl Gateway {
                 Ok(false)
             }
             Err(denial) => {
-                let challenge = rt.guard.as_ref().map(|guard| {
-                    let mut scopes: Vec<&str> =
-                        guard.required_scopes.iter().map(String::as_str).collect();
-                    for s in &denial.needed {
-                        if !scopes.contains(&s.as_str()) {
-                            scopes.push(s);
+                // A step-up challenge only when more scopes would help: for an operation
+                // no scope can permit, clients must not be sent to re-authorize.
+                let challenge = rt
+                    .guard
+                    .as_ref()
+                    .filter(|_| !denial.not_permitted)
+                    .map(|guard| {
+                        let mut scopes: Vec<&str> =
+                            guard.required_scopes.iter().map(String::as_str).collect();
+                        for s in &denial.needed {
+                            if !scopes.contains(&s.as_str()) {
+                                scopes.push(s);
+                            }
                         }
-                    }
-                    let scope = if denial.not_permitted {
-                        String::new()
-                    } else {
-                        scopes.join(" ")
-                    };
-                    let description = if denial.not_permitted {
-                        "the request includes an operation not permitted on this resource"
-                    } else {
-                        "the access token lacks scopes this operation requires"
-                    };
-                    www_authenticate(
-                        &guard.resource_metadata,
-                        &scope,
-                        Some((BearerErrorCode::InsufficientScope, description)),
-                    )
-                });
+                        www_authenticate(
+                            &guard.resource_metadata,
+                            &scopes.join(" "),
+                            Some((
+                                BearerErrorCode::InsufficientScope,
+                                "the access token lacks scopes this operation requires",
+                            )),
+                        )
+                    });
                 let refusal = Refusal::Forbidden {
                     message: denial.message,
                     challenge,
@@ -355,6 +364,7 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
         let handoff = large_body::Handoff {
+            state: ctx.state.clone(),
             route,
             pending_lists: ctx.pending_lists.clone(),
             upstream_session_id: ctx.upstream_session_id.clone(),

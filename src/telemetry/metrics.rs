@@ -68,6 +68,8 @@ struct Families {
     session_rejections: IntCounterVec,
     list_items_removed: IntCounterVec,
     list_filter_failures: IntCounterVec,
+    jwks_refreshes: IntCounterVec,
+    config_reloads: IntCounterVec,
 }
 
 /// All metric families, registered in one registry.
@@ -262,6 +264,18 @@ impl Metrics {
             "List answers that could not be filtered (an error was sent instead), by route.",
             &["route"],
         )?;
+        let jwks_refreshes = counter(
+            &registry,
+            "drawbridge_jwks_refresh_total",
+            "Issuer metadata and JWKS fetches, by issuer and result.",
+            &["issuer", "result"],
+        )?;
+        let config_reloads = counter(
+            &registry,
+            "drawbridge_config_reloads_total",
+            "Configuration reloads (SIGHUP), by result.",
+            &["result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "drawbridge_build_info",
@@ -289,6 +303,8 @@ impl Metrics {
                 session_rejections,
                 list_items_removed,
                 list_filter_failures,
+                jwks_refreshes,
+                config_reloads,
             }),
         })
     }
@@ -308,6 +324,19 @@ impl Metrics {
         self.families
             .cache_requests
             .with_label_values(&[cache, result])
+    }
+
+    /// `drawbridge_jwks_refresh_total`, for issuers to count their fetches.
+    pub fn jwks_refreshes(&self) -> IntCounterVec {
+        self.families.jwks_refreshes.clone()
+    }
+
+    /// Counts one reload attempt (`success` or `failure`).
+    pub fn config_reload(&self, result: &str) {
+        self.families
+            .config_reloads
+            .with_label_values(&[result])
+            .inc();
     }
 
     /// The registry, for modules that own metric families of their own.

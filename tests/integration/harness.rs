@@ -26,6 +26,7 @@ pub struct Gateway {
     pub admin_port: u16,
     _dir: tempfile::TempDir,
     log_path: PathBuf,
+    config_path: PathBuf,
 }
 
 impl Gateway {
@@ -86,6 +87,7 @@ impl Gateway {
             admin_port,
             _dir: dir,
             log_path,
+            config_path: config,
         }
     }
 
@@ -109,6 +111,38 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("drawbridge did not become ready:\n{}", self.log());
+    }
+
+    /// Rewrites the configuration file (same listeners) and sends SIGHUP.
+    pub fn reload_with(&self, routes_yaml: &str, extra_yaml: &str) {
+        let text = format!(
+            "listen: 127.0.0.1:{}\nadmin:\n  listen: 127.0.0.1:{}\nworkers: 2\n{extra_yaml}routes:\n{routes_yaml}",
+            self.port, self.admin_port
+        );
+        std::fs::write(&self.config_path, text).expect("rewrite config");
+        self.signal("-HUP");
+    }
+
+    /// Sends a signal (`-HUP`, `-TERM`) to the gateway process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub fn url(&self, path: &str) -> String {

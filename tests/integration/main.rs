@@ -15,6 +15,7 @@ mod lists;
 mod metrics;
 mod policy;
 mod proxying;
+mod reload;
 mod sessions;
 mod streaming;
 mod tls;

@@ -104,14 +104,17 @@ async fn allowed_forbidden_and_unlisted_operations() {
         "{message}"
     );
 
-    for (body, what) in [
-        (tool_call(10, "unlisted"), "unlisted tool"),
-        (json!({"jsonrpc":"2.0","id":11,"method":"prompts/get","params":{"name":"simple-prompt"}}).to_string(), "prompt without its scope"),
-        (json!({"jsonrpc":"2.0","id":12,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}).to_string(), "unlisted resource"),
-        (json!({"jsonrpc":"2.0","id":13,"method":"tasks/get","params":{}}).to_string(), "unknown method, default deny"),
+    // (body, what, can a scope help?)
+    for (body, what, step_up) in [
+        (tool_call(10, "unlisted"), "unlisted tool", false),
+        (json!({"jsonrpc":"2.0","id":11,"method":"prompts/get","params":{"name":"simple-prompt"}}).to_string(), "prompt without its scope", true),
+        (json!({"jsonrpc":"2.0","id":12,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}).to_string(), "unlisted resource", false),
+        (json!({"jsonrpc":"2.0","id":13,"method":"tasks/get","params":{}}).to_string(), "unknown method, default deny", false),
     ] {
         let resp = send(&s, &user, body).await;
         assert_eq!(resp.status(), 403, "{what}");
+        // Only a refusal that more scopes could lift sends the client to step up.
+        assert_eq!(resp.headers().contains_key("www-authenticate"), step_up, "{what}");
     }
     assert_eq!(
         s.up.seen().len(),

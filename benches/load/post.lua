@@ -1,0 +1,18 @@
+-- wrk script for benches/load/run.sh: every request is the same MCP tools/call POST.
+-- done() prints one machine-readable line (times in microseconds) that run.sh parses;
+-- wrk's own --latency text is kept in the raw log next to it for reading.
+
+wrk.method = "POST"
+wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Accept"] = "application/json, text/event-stream"
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRK_RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d mean_us=%.1f "
+      .. "connect=%d read=%d write=%d timeout=%d non2xx=%d\n",
+    summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency.mean,
+    e.connect, e.read, e.write, e.timeout, e.status))
+end

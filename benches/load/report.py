@@ -1,0 +1,189 @@
+"""Turns the per-round results of benches/load/run.sh into the markdown report.
+
+Input: a TSV with one row per (round, target): wrk's request count, duration and
+latency percentiles (microseconds), CPU clock ticks of the proxy and of the upstream
+over the run, wrk's own CPU (ms), the machine's busy ticks, and flags. Rounds with flags
+(non-2xx answers, socket errors) are left out of the medians.
+"""
+
+import argparse
+import csv
+import statistics
+
+LABELS = {
+    "a": "(a) upstream direct (nginx `return 200`)",
+    "b": "(b) nginx hop",
+    "c": "(c) bare Pingora",
+    "d": "(d) drawbridge, public route, `RUST_LOG=warn`",
+    "d+log": "(d+log) drawbridge, `RUST_LOG=info`, access log to /dev/null",
+}
+ORDER = ["a", "b", "c", "d", "d+log"]
+
+
+def parse_args():
+    p = argparse.ArgumentParser()
+    p.add_argument("--results", required=True)
+    p.add_argument("--clk-tck", type=int, required=True)
+    p.add_argument("--rss", default="")
+    p.add_argument("--meta", action="append", default=[])
+    return p.parse_args()
+
+
+def load_rows(path, clk):
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            req = int(r["requests"])
+            secs = int(r["duration_us"]) / 1e6
+            tick_us = 1e6 / clk
+            wrk_ticks = int(r["wrk_ms"]) * clk / 1000
+            others = (
+                int(r["machine_ticks"])
+                - int(r["proxy_ticks"])
+                - int(r["upstream_ticks"])
+                - wrk_ticks
+            )
+            rows.append(
+                {
+                    "round": int(r["round"]),
+                    "target": r["target"],
+                    "rps": req / secs if secs else 0.0,
+                    "p50": int(r["p50_us"]),
+                    "p99": int(r["p99_us"]),
+                    "proxy_cpu": int(r["proxy_ticks"]) * tick_us / req if req else 0.0,
+                    "upstream_cpu": int(r["upstream_ticks"]) * tick_us / req if req else 0.0,
+                    "wrk_cpu": int(r["wrk_ms"]) * 1000 / req if req else 0.0,
+                    "other_cores": max(others, 0) / clk / secs if secs else 0.0,
+                    "flags": "" if r["flags"] == "-" else r["flags"],
+                }
+            )
+    return rows
+
+
+def medians(rows):
+    out = {}
+    for t in ORDER:
+        mine = [r for r in rows if r["target"] == t]
+        if not mine:
+            continue
+        clean = [r for r in mine if not r["flags"]]
+        used = clean or mine
+        out[t] = {
+            k: statistics.median(r[k] for r in used)
+            for k in ("rps", "p50", "p99", "proxy_cpu", "upstream_cpu", "other_cores")
+        }
+        out[t]["rounds"] = f"{len(clean)}/{len(mine)}"
+        out[t]["all_flagged"] = not clean
+    return out
+
+
+def ratio(x, y):
+    return f"{x / y:.2f}" if x and y else "–"
+
+
+def main():
+    a = parse_args()
+    meta = dict(m.split("=", 1) for m in a.meta)
+    rows = load_rows(a.results, a.clk_tck)
+    med = medians(rows)
+    b = med.get("b")
+
+    print("# drawbridge load benchmark: last run\n")
+    for key in ("date", "commit", "machine", "load", "rustc", "nginx", "wrk", "pin", "command"):
+        if key in meta:
+            print(f"- {key}: {meta[key]}")
+    print()
+
+    print("## Ratios (medians)\n")
+    print("| ratio | throughput | proxy CPU per request | goal |")
+    print("|---|---|---|---|")
+
+    def ratio_row(name, x, y, goal=""):
+        if x in med and y in med:
+            print(
+                f"| {name} | {ratio(med[x]['rps'], med[y]['rps'])} "
+                f"| {ratio(med[x]['proxy_cpu'], med[y]['proxy_cpu'])} | {goal} |"
+            )
+
+    ratio_row("(d) / (c): drawbridge vs bare Pingora", "d", "c", "throughput ≥ 0.97")
+    ratio_row("(d) / (b): drawbridge vs nginx hop", "d", "b", "(e) ≥ 1.00 is the moonshot")
+    ratio_row("(c) / (b): bare Pingora vs nginx hop", "c", "b", "")
+    ratio_row("(d+log) / (d): cost of the access log", "d+log", "d", "")
+    if "a" in med and b:
+        print(f"| (a) / (b): upstream direct vs nginx hop | {ratio(med['a']['rps'], b['rps'])} | – | |")
+    print("| (e) / (b): full pipeline vs nginx hop | skipped: not implemented yet | | ≥ 1.00 |")
+    print()
+
+    print("## Per target (medians over rounds)\n")
+    print(
+        "| target | req/s | req/s vs (b) | p50 µs | p99 µs | proxy CPU µs/req "
+        "| CPU vs (b) | upstream CPU µs/req | rounds used |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for t in ORDER:
+        if t not in med:
+            continue
+        m = med[t]
+        proxy_cpu = f"{m['proxy_cpu']:.1f}" if t != "a" else "– (no proxy)"
+        cpu_vs_b = ratio(m["proxy_cpu"], b["proxy_cpu"]) if b and t != "a" else "–"
+        warn = " ⚠ all rounds flagged" if m["all_flagged"] else ""
+        print(
+            f"| {LABELS[t]} | {m['rps']:.0f} | {ratio(m['rps'], b['rps']) if b else '–'} "
+            f"| {m['p50']:.0f} | {m['p99']:.0f} | {proxy_cpu} | {cpu_vs_b} "
+            f"| {m['upstream_cpu']:.1f} | {m['rounds']}{warn} |"
+        )
+    print("| (e) drawbridge, full pipeline | skipped: not implemented yet | | | | | | | |")
+    print()
+
+    noise = [r["other_cores"] for r in rows]
+    if noise:
+        print(
+            f"Background load during the measured runs (CPU used by anything but the proxy, "
+            f"the upstream and wrk): median {statistics.median(noise):.2f} cores, "
+            f"max {max(noise):.2f}."
+        )
+        if statistics.median(noise) > 0.1:
+            print(
+                "⚠ The machine was busy: absolute numbers and throughput ratios are noisy; "
+                "CPU per request is the steadier measure."
+            )
+        print()
+
+    if "d" in med and "d+log" in med:
+        cost = med["d+log"]["proxy_cpu"] - med["d"]["proxy_cpu"]
+        print(f"Access log at `info`: {cost:+.1f} µs CPU per request.\n")
+
+    if a.rss.strip():
+        print("## Resident memory after the run (VmRSS, process and children)\n")
+        print("| process | RSS |")
+        print("|---|---:|")
+        for item in a.rss.split():
+            name, kb = item.split("=")
+            print(f"| {name} | {int(kb) / 1024:.1f} MiB |")
+        print()
+
+    print("## Every round\n")
+    print(
+        "`other load` is CPU used on the machine during the run by anything but the proxy, "
+        "the upstream and wrk (other builds, the harness itself), in cores: the noise gauge.\n"
+    )
+    print(
+        "| round | target | req/s | p50 µs | p99 µs | proxy CPU µs/req "
+        "| upstream CPU µs/req | wrk CPU µs/req | other load (cores) | flags |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in sorted(rows, key=lambda r: (r["round"], ORDER.index(r["target"]))):
+        print(
+            f"| {r['round']} | {r['target']} | {r['rps']:.0f} | {r['p50']} | {r['p99']} "
+            f"| {r['proxy_cpu']:.1f} | {r['upstream_cpu']:.1f} | {r['wrk_cpu']:.1f} "
+            f"| {r['other_cores']:.2f} | {r['flags'] or '–'} |"
+        )
+    print()
+    print("## Not measured in this run\n")
+    print("- (e) the full pipeline (auth, policy, sessions, exchange): not implemented yet.")
+    print("- Added latency at a fixed rate well below saturation: needs `wrk2`, which is not")
+    print("  packaged in Debian; skipped.")
+
+
+if __name__ == "__main__":
+    main()
