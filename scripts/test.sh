@@ -10,7 +10,7 @@ scripts/setup-e2e.sh
 
 echo "== cargo test (unit + integration)"
 cargo build --locked --bins
-cargo test --locked --all-targets
+cargo test --locked
 
 echo "== end-to-end tests (real server-everything, real MCP client)"
 DRAWBRIDGE_BIN="$repo_root/target/debug/drawbridge" scripts/test-e2e.sh
