@@ -14,3 +14,6 @@ cargo test --locked
 
 echo "== end-to-end tests (real server-everything, real MCP client)"
 DRAWBRIDGE_BIN="$repo_root/target/debug/drawbridge" scripts/test-e2e.sh
+
+echo "== deploy/ checks (promtool rules and tests, dashboard queries, manifests)"
+scripts/check-deploy.sh

@@ -37,6 +37,10 @@ pub struct IssuerRuntime {
 
 impl IssuerRuntime {
     pub fn new(config: Arc<Issuer>, http: reqwest::Client, refreshes: IntCounterVec) -> Self {
+        // Exported at 0 so that alerts on increase() see the first failure.
+        for result in ["success", "failure"] {
+            refreshes.with_label_values(&[config.name.as_str(), result]);
+        }
         IssuerRuntime {
             config,
             keys: ArcSwap::from_pointee(KeySet::default()),

@@ -287,6 +287,9 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         registry.register(Box::new(build_info))?;
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
         Ok(Metrics {
             registry,
             families: Arc::new(Families {
@@ -309,8 +312,12 @@ impl Metrics {
         })
     }
 
-    /// Handles for a route (or for [`NO_ROUTE`]).
+    /// Handles for a route (or for [`NO_ROUTE`]). Counters that alerts watch with
+    /// `increase()` are exported at 0 from the start, so their first event is seen.
     pub fn for_route(&self, name: &str) -> RouteMetrics {
+        self.families
+            .list_filter_failures
+            .with_label_values(&[name]);
         RouteMetrics {
             name: name.to_string(),
             duration: self.families.duration.with_label_values(&[name]),

@@ -96,3 +96,129 @@ async fn sigterm_exits_cleanly() {
         .unwrap();
     assert_eq!(code, Some(0), "graceful shutdown exits 0");
 }
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_stream_finish_and_refuses_new_connections() {
+    let up = Upstream::start().await;
+    let mut gw = Gateway::start(&route("a", "/a/mcp", &up.url("/mcp"))).await;
+    let resp = client()
+        .post(gw.url("/a/mcp"))
+        .header("x-test-mode", "sse")
+        .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow"}}"#)
+        .send()
+        .await
+        .unwrap();
+    let mut events = resp.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("notifications/progress") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("first event")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    gw.signal("-TERM");
+    // New connections are refused once the listener has stopped.
+    let port = gw.port;
+    eventually("the listener is closed", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    })
+    .await;
+    // The request that was in flight still gets its answer.
+    up.release();
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(chunk) = events.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "the in-flight stream did not finish");
+    assert!(seen.contains("\"result\""), "{seen:?}");
+    let code = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn reload_under_load_fails_no_request_and_applies_new_rules_to_new_requests() {
+    use crate::idp::{Alg, Idp};
+    let idp = Idp::start().await;
+    let up = Upstream::start().await;
+    let resource = "https://mcp.example.com/a/mcp";
+    let routes = |echo_scope: &str, with_b: bool| {
+        let mut r = format!(
+            "  - name: a\n    match: {{ path: /a/mcp }}\n    public_url: {resource}\n    upstream: {{ url: '{}' }}\n    auth: {{ issuers: [corp] }}\n    policy: {{ tools: {{ echo: [{echo_scope}] }} }}\n",
+            up.url("/mcp")
+        );
+        if with_b {
+            r.push_str(&route("b", "/b/mcp", &up.url("/mcp")));
+        }
+        r
+    };
+    let issuers = format!("issuers:\n  - name: corp\n    issuer: {}\n", idp.issuer);
+    let gw = Gateway::start_with(&routes("tools:echo", false), &issuers).await;
+    let both = format!(
+        "Bearer {}",
+        idp.mint(Alg::ES256, &idp.claims(resource, "tools:echo tools:v2"))
+    );
+    let echo_only = format!(
+        "Bearer {}",
+        idp.mint(Alg::ES256, &idp.claims(resource, "tools:echo"))
+    );
+    let a_url = gw.url("/a/mcp");
+    let call = move |auth: String| {
+        let url = a_url.clone();
+        async move {
+            client()
+                .post(url)
+                .header("authorization", auth)
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(call(echo_only.clone()).await, 200);
+
+    // A client loop runs through the reload; every request must succeed.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loop_stop = stop.clone();
+    let loop_call = call.clone();
+    let loop_auth = both.clone();
+    let load = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0u32, 0u32);
+        for _ in 0..5000 {
+            if loop_stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            match loop_call(loop_auth.clone()).await {
+                200 => ok += 1,
+                _ => failed += 1,
+            }
+        }
+        (ok, failed)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.reload_with(&routes("tools:v2", true), &issuers);
+    eventually("the reload is applied", || async {
+        sample(
+            &gw.metrics().await,
+            r#"drawbridge_config_reloads_total{result="success"}"#,
+        ) == Some(1.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = load.await.unwrap();
+    assert!(ok > 10, "the loop ran: {ok}");
+    assert_eq!(failed, 0, "requests failed during the reload");
+    // Requests that start after the reload see the new rule and the new route.
+    assert_eq!(call(echo_only.clone()).await, 403);
+    assert_eq!(call(both.clone()).await, 200);
+    assert_eq!(status(&gw, "/b/mcp").await, 200);
+}

@@ -1,0 +1,120 @@
+//! deploy/kubernetes: the gateway.yaml inside the ConfigMap is a configuration the
+//! binary accepts, given exactly the environment the Deployment gives the container.
+//! (The manifests' YAML and their cross-references are checked by
+//! scripts/check-deploy.sh.)
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_yaml::Value;
+
+use crate::harness::drawbridge_bin;
+
+fn manifest(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/kubernetes")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The `data.gateway.yaml` of configmap.yaml.
+fn configmap_gateway_yaml() -> String {
+    manifest("configmap.yaml")["data"]["gateway.yaml"]
+        .as_str()
+        .expect("configmap.yaml has data.gateway.yaml")
+        .to_string()
+}
+
+/// The container's environment as deployment.yaml declares it: plain values as written,
+/// values from the Secret filled in with dummies that are valid for their purpose.
+fn deployment_environment() -> Vec<(String, String)> {
+    let deployment = manifest("deployment.yaml");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .expect("the drawbridge container has an env list");
+    env.iter()
+        .map(|var| {
+            let name = var["name"].as_str().expect("env name").to_string();
+            let value = if let Some(value) = var["value"].as_str() {
+                value.to_string()
+            } else {
+                assert!(
+                    !var["valueFrom"]["secretKeyRef"].is_null(),
+                    "{name}: expected a value or a secretKeyRef"
+                );
+                secret_stand_in(&name)
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+fn secret_stand_in(name: &str) -> String {
+    match name {
+        // A real key, made the way the Secret's instructions say.
+        "DRAWBRIDGE_SESSION_KEY" => {
+            let out = Command::new(drawbridge_bin())
+                .arg("keygen")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "drawbridge keygen failed");
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        }
+        "DRAWBRIDGE_EXCHANGE_SECRET" => "a-client-secret-for-the-test".to_string(),
+        other => panic!("deployment.yaml takes {other} from a Secret: give this test a stand-in"),
+    }
+}
+
+/// `drawbridge validate` on `yaml` with nothing in the environment but `env`.
+fn validate(yaml: &str, env: &[(String, String)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    Command::new(drawbridge_bin())
+        .arg("validate")
+        .arg(&file)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn configmap_gateway_yaml_validates_with_the_deployment_environment() {
+    let out = validate(&configmap_gateway_yaml(), &deployment_environment());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    // No warnings either: no public route, session keys configured.
+    assert_eq!(stderr, "", "unexpected warnings");
+}
+
+#[test]
+fn configmap_gateway_yaml_needs_every_secret_the_deployment_provides() {
+    let yaml = configmap_gateway_yaml();
+    let env = deployment_environment();
+    for missing in ["DRAWBRIDGE_SESSION_KEY", "DRAWBRIDGE_EXCHANGE_SECRET"] {
+        let without: Vec<_> = env.iter().filter(|(k, _)| k != missing).cloned().collect();
+        assert_eq!(
+            without.len() + 1,
+            env.len(),
+            "deployment.yaml does not set {missing}"
+        );
+        let out = validate(&yaml, &without);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("environment variable `{missing}` is not set")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn configmap_admin_listener_is_reachable_from_outside_the_pod() {
+    // Probes and Prometheus connect to the pod IP; the default 127.0.0.1:9090 would fail
+    // every readiness check.
+    let gateway: Value = serde_yaml::from_str(&configmap_gateway_yaml()).unwrap();
+    assert_eq!(gateway["admin"]["listen"].as_str(), Some("0.0.0.0:9090"));
+}
