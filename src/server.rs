@@ -23,17 +23,16 @@ use crate::config::{self, Config};
 use crate::proxy::{Gateway, GatewayState};
 use crate::telemetry::Metrics;
 
-/// Seconds Pingora waits, on SIGTERM, between stopping the listeners and shutting the
-/// runtimes down, and then for in-flight requests to finish.
-const GRACE_PERIOD_SECS: u64 = 1;
-const GRACEFUL_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+/// After the grace period (`shutdown_grace`, during which in-flight requests finish),
+/// how long Pingora waits for its runtimes to stop.
+const GRACEFUL_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
 /// Builds the server; `run_forever` on the result serves until a signal stops it.
 /// `config_path` is re-read on SIGHUP.
 pub fn build(config: &Config, config_path: PathBuf) -> Result<Server, String> {
     let conf = ServerConf {
         threads: config.workers,
-        grace_period_seconds: Some(GRACE_PERIOD_SECS),
+        grace_period_seconds: Some(config.shutdown_grace.as_secs().max(1)),
         graceful_shutdown_timeout_seconds: Some(GRACEFUL_SHUTDOWN_TIMEOUT_SECS),
         ..ServerConf::default()
     };

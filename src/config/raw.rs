@@ -15,6 +15,8 @@ pub struct RawConfig {
     /// Worker threads for the proxy; defaults to the number of CPUs.
     pub workers: Option<usize>,
     pub limits: Option<RawLimits>,
+    /// After SIGTERM: how long in-flight requests may take to finish (default 10s).
+    pub shutdown_grace: Option<String>,
     pub sessions: Option<RawSessions>,
     #[serde(default)]
     pub issuers: Vec<RawIssuer>,

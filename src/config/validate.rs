@@ -172,6 +172,16 @@ impl Checker<'_> {
                 }
             },
         };
+        let shutdown_grace = match raw.shutdown_grace.as_deref() {
+            None => super::DEFAULT_SHUTDOWN_GRACE,
+            Some(text) => match units::parse_duration(text) {
+                Ok(d) if d <= std::time::Duration::from_secs(3600) => d,
+                _ => {
+                    self.error("shutdown_grace", "a duration up to 1h, such as `10s`");
+                    super::DEFAULT_SHUTDOWN_GRACE
+                }
+            },
+        };
         let sessions = match &raw.sessions {
             None => None,
             Some(s) => self.sessions(s),
@@ -219,6 +229,7 @@ impl Checker<'_> {
             admin_listen: admin_listen?,
             workers,
             max_body_bytes,
+            shutdown_grace,
             issuers,
             routes,
             sessions,

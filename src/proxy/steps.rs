@@ -50,7 +50,7 @@ impl Gateway {
             Err(failure) => {
                 rt.metrics.auth_failure(failure.reason());
                 tracing::info!(
-                    target: "drawbridge::audit",
+                    target: "audit",
                     event = "authentication_refused",
                     route = %rt.route.name,
                     reason = failure.reason(),
@@ -302,7 +302,7 @@ impl Gateway {
                 subject = principal.map(|p| p.subject.as_str()),
                 client = principal.and_then(|p| p.client_id.as_deref()),
                 method = v.op.method(),
-                target = v.op.target(),
+                name = v.op.target(),
                 decision,
                 missing = %missing,
             );

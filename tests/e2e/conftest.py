@@ -4,9 +4,12 @@ This module owns starting and stopping processes: the MCP "everything" reference
 server (Node, bound to loopback by loopback.mjs), the development authorization server
 (authserver/server.mjs, oidc-provider), the `whoami` MCP upstream (whoami_server.py)
 and the drawbridge binary in front of them — once with a public route, once with
-protected routes that trust the authorization server. Every wait is bounded, every
-process runs in its own process group and is stopped at teardown, and every server
-listens on 127.0.0.1 only. When a test fails, the peers' logs are attached to its report.
+protected routes that trust the authorization server; for test_prometheus.py a gateway
+of its own with every kind of route and a real Prometheus server scraping it; for
+test_scale_out.py two drawbridge replicas sharing one session key behind an nginx
+round-robin load balancer. Every wait is bounded, every process runs in its own process
+group and is stopped at teardown, and every server listens on 127.0.0.1 only. When a
+test fails, the peers' logs are attached to its report.
 
 The tests themselves (what MCP traffic is sent, what is asserted) live in test_*.py.
 """
@@ -14,6 +17,7 @@ The tests themselves (what MCP traffic is sent, what is asserted) live in test_*
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import signal
@@ -35,6 +39,10 @@ EVERYTHING_ENTRY = E2E_DIR / "node_modules/@modelcontextprotocol/server-everythi
 AUTHSERVER_ENTRY = E2E_DIR / "authserver/server.mjs"
 WHOAMI_ENTRY = E2E_DIR / "whoami_server.py"
 DRAWBRIDGE_BIN = Path(os.environ.get("DRAWBRIDGE_BIN", REPO_ROOT / "target/debug/drawbridge"))
+# Taken out of Debian's prometheus .deb by scripts/setup-e2e.sh.
+PROMETHEUS_BIN = REPO_ROOT / "target/tools/prometheus"
+ALERT_RULES = REPO_ROOT / "deploy/prometheus/rules.yml"
+NGINX_BIN = Path("/usr/sbin/nginx")
 # The token-exchange audience of the whoami route (the upstream's own name, not a URL).
 WHOAMI_AUDIENCE = "whoami-upstream"
 LOOPBACK = "127.0.0.1"
@@ -393,6 +401,257 @@ def oauth_gateway(authserver, everything_server, whoami_server, peer_log_dir) ->
         )
     finally:
         stop_peer(proc)
+
+
+def metrics_gateway_config(listen_port: int, admin_port: int, issuer: str, everything_url: str,
+                           whoami_url: str, dead_url: str) -> str:
+    """The protected routes of oauth_gateway_config, plus a public route to the everything
+    server and a route whose upstream refuses connections: every metric family has
+    something to count."""
+    base = f"http://{LOOPBACK}:{listen_port}"
+    return oauth_gateway_config(listen_port, admin_port, issuer, everything_url, whoami_url) + f"""\
+  - name: public
+    match: {{ path: /public/mcp }}
+    public_url: {base}/public/mcp
+    upstream:
+      url: {everything_url}
+  - name: dead
+    match: {{ path: /dead/mcp }}
+    public_url: {base}/dead/mcp
+    upstream:
+      url: {dead_url}
+      timeouts: {{ connect: 2s, read: 5s }}
+"""
+
+
+@dataclass(frozen=True)
+class MetricsGateway:
+    public_url: str  # public route to server-everything
+    everything_url: str  # protected, as in OAuthGateway
+    whoami_url: str  # protected, token exchange
+    whoami_wide_url: str  # protected, token exchange always refused
+    dead_url: str  # public, upstream refuses connections
+    base_url: str  # the MCP listener, for paths no route matches
+    admin_url: str
+    admin_target: str  # host:port of the admin listener, as Prometheus labels `instance`
+    issuer: str
+
+
+@pytest.fixture(scope="module")
+def metrics_gateway(authserver, everything_server, whoami_server, peer_log_dir) -> Iterator[MetricsGateway]:
+    """A drawbridge of test_prometheus.py's own, so that its counters hold exactly the
+    traffic that module sends."""
+    listen_port, admin_port, dead_port = free_port(), free_port(), free_port()
+    admin_target = f"{LOOPBACK}:{admin_port}"
+    env = {
+        "DRAWBRIDGE_SESSION_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "DRAWBRIDGE_EXCHANGE_SECRET": authserver.drawbridge_secret,
+    }
+    config = metrics_gateway_config(listen_port, admin_port, authserver.issuer, everything_server,
+                                    whoami_server, f"http://{LOOPBACK}:{dead_port}/mcp")
+    proc = start_drawbridge("drawbridge-metrics", config, peer_log_dir, f"http://{admin_target}", env)
+    base = f"http://{LOOPBACK}:{listen_port}"
+    try:
+        yield MetricsGateway(
+            public_url=f"{base}/public/mcp",
+            everything_url=f"{base}/everything/mcp",
+            whoami_url=f"{base}/whoami/mcp",
+            whoami_wide_url=f"{base}/whoami-wide/mcp",
+            dead_url=f"{base}/dead/mcp",
+            base_url=base,
+            admin_url=f"http://{admin_target}",
+            admin_target=admin_target,
+            issuer=authserver.issuer,
+        )
+    finally:
+        stop_peer(proc)
+
+
+# The scrape job's name, as in deploy/prometheus/prometheus.yml: the rules select
+# `up{job=~"drawbridge.*"}`.
+PROMETHEUS_JOB = "drawbridge"
+PROMETHEUS_SCRAPE_INTERVAL = "1s"
+
+
+@pytest.fixture(scope="module")
+def prometheus(metrics_gateway, peer_log_dir) -> Iterator[str]:
+    """A real Prometheus server (target/tools/prometheus) on loopback, scraping the
+    metrics gateway's admin listener every second and evaluating the alert rules of
+    deploy/prometheus/rules.yml every second. Yields its base URL."""
+    if not PROMETHEUS_BIN.is_file():
+        pytest.fail(f"{PROMETHEUS_BIN} missing: run scripts/setup-e2e.sh", pytrace=False)
+    home = peer_log_dir / "prometheus"
+    home.mkdir(exist_ok=True)
+    port = free_port()
+    # JSON is YAML: no YAML library needed.
+    config = {
+        "global": {"scrape_interval": PROMETHEUS_SCRAPE_INTERVAL, "scrape_timeout": "1s",
+                   "evaluation_interval": PROMETHEUS_SCRAPE_INTERVAL},
+        "rule_files": [str(ALERT_RULES)],
+        "scrape_configs": [{
+            "job_name": PROMETHEUS_JOB,
+            "metrics_path": "/metrics",
+            "scheme": "http",
+            "static_configs": [{"targets": [metrics_gateway.admin_target]}],
+        }],
+    }
+    (home / "prometheus.yml").write_text(json.dumps(config, indent=2))
+    proc = start_peer(
+        "prometheus",
+        [str(PROMETHEUS_BIN),
+         f"--config.file={home / 'prometheus.yml'}",
+         f"--storage.tsdb.path={home / 'data'}",
+         f"--web.listen-address={LOOPBACK}:{port}",
+         f"--web.console.templates={home / 'consoles'}",
+         f"--web.console.libraries={home / 'console_libraries'}",
+         "--storage.tsdb.retention.time=1h",
+         "--log.level=warn"],
+        peer_log_dir,
+        cwd=home,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)},
+    )
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        wait_until(lambda: answers_ok(f"{url}/-/ready"), proc, "prometheus")
+        yield url
+    finally:
+        stop_peer(proc)
+
+
+@dataclass(frozen=True)
+class ScaledOut:
+    url: str  # the protected route, through the load balancer
+    replica_admin_urls: tuple[str, ...]  # each drawbridge's admin listener
+    replica_targets: tuple[str, ...]  # each drawbridge's MCP listener (host:port)
+    lb_access_log: Path  # nginx: one line per request, with the replica that served it
+    other_key_url: str  # the same route on a third replica with another session key (no LB)
+    other_key_admin_url: str
+    issuer: str
+
+
+def scale_out_config(listen_port: int, admin_port: int, lb_port: int, issuer: str,
+                     everything_url: str) -> str:
+    """One replica's gateway.yaml. Every replica gets the same routes and the same
+    session key; `public_url` is the load balancer's URL, the one clients use."""
+    return f"""\
+listen: {LOOPBACK}:{listen_port}
+admin:
+  listen: {LOOPBACK}:{admin_port}
+workers: 1
+sessions:
+  keys:
+    - id: shared
+      secret: ${{DRAWBRIDGE_SESSION_KEY}}
+issuers:
+  - name: e2e
+    issuer: {issuer}
+routes:
+  - name: everything
+    match: {{ path: /everything/mcp }}
+    public_url: http://{LOOPBACK}:{lb_port}/everything/mcp
+    upstream:
+      url: {everything_url}
+    auth:
+      issuers: [e2e]
+      required_scopes: [mcp:tools]
+    upstream_auth:
+      none: {{}}
+"""
+
+
+def nginx_config(directory: Path, listen_port: int, servers: list[str]) -> str:
+    """A plain round-robin reverse proxy: no stickiness, nothing buffered (SSE)."""
+    upstream_servers = "\n".join(f"        server {server};" for server in servers)
+    # As root, nginx would run its worker as `nobody`, which cannot enter pytest's 0700
+    # temporary directories.
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    return f"""\
+{user}worker_processes 1;
+daemon off;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    log_format lb '$request_method $uri $status upstream=$upstream_addr session=$http_mcp_session_id';
+    access_log {directory}/access.log lb;
+    client_body_temp_path {directory}/client_body;
+    proxy_temp_path {directory}/proxy;
+    upstream drawbridge {{
+{upstream_servers}
+        keepalive 8;
+    }}
+    server {{
+        listen {LOOPBACK}:{listen_port};
+        location / {{
+            proxy_pass http://drawbridge;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 300s;
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def scaled_out(authserver, everything_server, peer_log_dir) -> Iterator[ScaledOut]:
+    """Two drawbridge replicas with the same configuration and session key (from
+    `drawbridge keygen`) behind nginx (round robin, no stickiness), in front of one
+    server-everything; and a third replica with another key, outside the balancer."""
+    nginx = NGINX_BIN if NGINX_BIN.is_file() else None
+    if nginx is None:
+        pytest.fail(f"{NGINX_BIN} missing: run scripts/setup-e2e.sh", pytrace=False)
+    if not DRAWBRIDGE_BIN.is_file():
+        pytest.fail(f"drawbridge binary not found at {DRAWBRIDGE_BIN}", pytrace=False)
+    key = subprocess.run([str(DRAWBRIDGE_BIN), "keygen"], capture_output=True, text=True,
+                         timeout=10, check=True).stdout.strip()
+    assert len(base64.b64decode(key)) == 32, "drawbridge keygen: not 32 bytes of base64"
+    lb_port = free_port()
+    procs: list[subprocess.Popen] = []
+    try:
+        admin_urls, targets = [], []
+        for index in (1, 2):
+            listen_port, admin_port = free_port(), free_port()
+            admin_url = f"http://{LOOPBACK}:{admin_port}"
+            config = scale_out_config(listen_port, admin_port, lb_port, authserver.issuer,
+                                      everything_server)
+            procs.append(start_drawbridge(f"drawbridge-replica-{index}", config, peer_log_dir,
+                                          admin_url, {"DRAWBRIDGE_SESSION_KEY": key}))
+            admin_urls.append(admin_url)
+            targets.append(f"{LOOPBACK}:{listen_port}")
+        # A control: the same configuration (key id included) with another secret, as when
+        # replicas are given different Secrets; not behind the load balancer.
+        listen_port, admin_port = free_port(), free_port()
+        procs.append(start_drawbridge(
+            "drawbridge-other-key",
+            scale_out_config(listen_port, admin_port, lb_port, authserver.issuer, everything_server),
+            peer_log_dir, f"http://{LOOPBACK}:{admin_port}",
+            {"DRAWBRIDGE_SESSION_KEY": base64.b64encode(secrets.token_bytes(32)).decode()}))
+        other_key_url = f"http://{LOOPBACK}:{listen_port}/everything/mcp"
+        other_key_admin_url = f"http://{LOOPBACK}:{admin_port}"
+        directory = peer_log_dir / "nginx-lb"
+        directory.mkdir(exist_ok=True)
+        (directory / "nginx.conf").write_text(nginx_config(directory, lb_port, targets))
+        lb = start_peer("nginx-lb", [str(nginx), "-p", str(directory), "-c",
+                                     str(directory / "nginx.conf"), "-e",
+                                     str(directory / "error.log")], peer_log_dir)
+        procs.append(lb)
+        wait_until(lambda: accepts_connections(lb_port), lb, "nginx-lb")
+        yield ScaledOut(
+            url=f"http://{LOOPBACK}:{lb_port}/everything/mcp",
+            replica_admin_urls=tuple(admin_urls),
+            replica_targets=tuple(targets),
+            lb_access_log=directory / "access.log",
+            other_key_url=other_key_url,
+            other_key_admin_url=other_key_admin_url,
+            issuer=authserver.issuer,
+        )
+    finally:
+        for proc in reversed(procs):
+            stop_peer(proc)
 
 
 @pytest.fixture(params=["upstream", "gateway"])

@@ -68,7 +68,7 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("gateway.yaml");
         let text = format!(
-            "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\nworkers: 2\n{extra_yaml}routes:\n{routes_yaml}"
+            "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\nworkers: 2\nshutdown_grace: 3s\n{extra_yaml}routes:\n{routes_yaml}"
         );
         std::fs::write(&config, text).expect("write config");
         let log_path = dir.path().join("drawbridge.log");
@@ -116,7 +116,7 @@ impl Gateway {
     /// Rewrites the configuration file (same listeners) and sends SIGHUP.
     pub fn reload_with(&self, routes_yaml: &str, extra_yaml: &str) {
         let text = format!(
-            "listen: 127.0.0.1:{}\nadmin:\n  listen: 127.0.0.1:{}\nworkers: 2\n{extra_yaml}routes:\n{routes_yaml}",
+            "listen: 127.0.0.1:{}\nadmin:\n  listen: 127.0.0.1:{}\nworkers: 2\nshutdown_grace: 3s\n{extra_yaml}routes:\n{routes_yaml}",
             self.port, self.admin_port
         );
         std::fs::write(&self.config_path, text).expect("rewrite config");

@@ -1,0 +1,109 @@
+"""SIGTERM with a request in flight, against the real everything server.
+
+This module owns what is sent and asserted when a drawbridge process of its own is
+stopped with SIGTERM while a streamed tools/call (trigger-long-running-operation, a few
+seconds long) is in flight: what README.md#operations promises (the listeners stop,
+/readyz turns false, in-flight requests get up to 10 s, exit status 0) against what
+happens. The gateway is this module's own (it is stopped by the test), started with
+conftest.py's helpers; the everything server is conftest.py's.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from dataclasses import dataclass
+
+import httpx2
+import pytest
+
+from conftest import LOOPBACK, free_port, gateway_config, start_drawbridge, stop_peer
+
+OPERATION_S = 3  # the in-flight tool call: well over Pingora's 1 s grace period
+EXIT_WAIT_S = 20.0
+HTTP_TIMEOUT_S = 15.0
+PROTOCOL = "2025-06-18"
+
+
+@dataclass(frozen=True)
+class Observed:
+    readyz_before: int
+    readyz_after_on_open_connection: int | str  # status, or the exception's name
+    new_connection_after: str  # "refused" or "accepted"
+    in_flight_completed: bool
+    in_flight_cut_after_s: float | None  # seconds after SIGTERM, when it did not complete
+    exit_code: int | None
+    exit_after_s: float
+
+
+@pytest.fixture(scope="module")
+def terminated(everything_server, peer_log_dir) -> Observed:
+    listen_port, admin_port = free_port(), free_port()
+    admin_url = f"http://{LOOPBACK}:{admin_port}"
+    url = f"http://{LOOPBACK}:{listen_port}/everything/mcp"
+    proc = start_drawbridge("drawbridge-sigterm",
+                            gateway_config(listen_port, admin_port, everything_server),
+                            peer_log_dir, admin_url)
+    try:
+        headers = {"Accept": "application/json, text/event-stream"}
+        with httpx2.Client(timeout=HTTP_TIMEOUT_S) as mcp, httpx2.Client(timeout=5.0) as admin:
+            init = mcp.post(url, headers=headers, json={
+                "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": PROTOCOL, "capabilities": {},
+                           "clientInfo": {"name": "sigterm-e2e", "version": "1"}}})
+            assert init.status_code == 200, init.text
+            headers |= {"Mcp-Session-Id": init.headers["mcp-session-id"],
+                        "MCP-Protocol-Version": PROTOCOL}
+            mcp.post(url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+            readyz_before = admin.get(f"{admin_url}/readyz").status_code  # keeps the connection
+            call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                    "params": {"name": "trigger-long-running-operation",
+                               "arguments": {"duration": OPERATION_S, "steps": OPERATION_S},
+                               "_meta": {"progressToken": "p"}}}
+            completed, cut_after, sent_at = False, None, None
+            readyz_after, new_connection = None, None
+            try:
+                with mcp.stream("POST", url, headers=headers, json=call) as stream:
+                    for line in stream.iter_lines():
+                        if '"result"' in line:
+                            completed = True
+                        if line.startswith("data:") and sent_at is None:
+                            # The first progress event: the call is in flight. Stop now.
+                            proc.send_signal(signal.SIGTERM)
+                            sent_at = time.monotonic()
+                            time.sleep(0.2)
+                            try:
+                                readyz_after = admin.get(f"{admin_url}/readyz").status_code
+                            except httpx2.HTTPError as error:
+                                readyz_after = type(error).__name__
+                            try:
+                                socket.create_connection((LOOPBACK, listen_port), timeout=1).close()
+                                new_connection = "accepted"
+                            except OSError:
+                                new_connection = "refused"
+            except httpx2.HTTPError:
+                cut_after = time.monotonic() - sent_at if sent_at else None
+            assert sent_at is not None, "no progress event arrived"
+        try:
+            code = proc.wait(timeout=EXIT_WAIT_S)
+        except Exception:
+            code = None
+        return Observed(readyz_before, readyz_after, new_connection, completed, cut_after,
+                        code, time.monotonic() - sent_at)
+    finally:
+        stop_peer(proc)
+
+
+def test_sigterm_stops_listeners_turns_unready_and_exits_0(terminated):
+    assert terminated.readyz_before == 200
+    # The admin listener stops too: only a connection opened before SIGTERM still gets
+    # an answer, and it is 503. New probes are refused, which fails them just as well.
+    assert terminated.readyz_after_on_open_connection == 503, terminated
+    assert terminated.new_connection_after == "refused", terminated
+    assert terminated.exit_code == 0, terminated
+    assert terminated.exit_after_s < 10 + 2, terminated
+
+
+def test_sigterm_lets_a_longer_in_flight_call_finish(terminated):
+    assert terminated.in_flight_completed, terminated
