@@ -1,4 +1,5 @@
--- wrk script for benches/load/run.sh: every request is the same MCP tools/call POST.
+-- wrk script for benches/load/run.sh: every request is the same MCP tools/call POST
+-- (for (e) with the same Authorization and Mcp-Session-Id headers).
 -- done() prints one machine-readable line (times in microseconds) that run.sh parses;
 -- wrk's own --latency text is kept in the raw log next to it for reading.
 
@@ -6,6 +7,16 @@ wrk.method = "POST"
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
+
+-- Target (e): run.sh passes the user's bearer token and the sealed session id.
+local authorization = os.getenv("BENCH_AUTHORIZATION")
+if authorization and authorization ~= "" then
+  wrk.headers["Authorization"] = authorization
+end
+local session_id = os.getenv("BENCH_SESSION_ID")
+if session_id and session_id ~= "" then
+  wrk.headers["Mcp-Session-Id"] = session_id
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

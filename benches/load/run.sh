@@ -6,10 +6,18 @@
 #   (c)     a bare Pingora proxy with no logic (benches/bare_pingora.rs) in front of (a)
 #   (d)     drawbridge, one public route, RUST_LOG=warn, in front of (a)
 #   (d+log) the same with RUST_LOG=info: one access line per request, written to /dev/null
-#   (e)     drawbridge with the full pipeline: placeholder, skipped until it exists
-# Every proxy runs one worker thread; nginx runs one worker process.
+#   (e)     drawbridge with the full pipeline, RUST_LOG=warn: RS256 JWT validation (JWKS
+#           from OIDC discovery; verified tokens cached), per-tool policy, RFC 8693 token
+#           exchange (scopes per_operation; issued tokens cached) and a sealed
+#           Mcp-Session-Id opened on every request and sealed again on every answer
+#   (e+audit) the same with RUST_LOG=warn,audit=info: one `authorization` audit event per
+#           request, written to /dev/null
+# Every proxy runs one worker thread; nginx runs one worker process. For (e), a third
+# nginx (not measured) serves the authorization server as static files: OIDC discovery,
+# the JWKS of an RSA key generated per run, and a token endpoint with a fixed answer; the
+# user's access token is minted with python3 and `openssl dgst`.
 #
-# Rounds are interleaved (round 1: a b c d d+log, round 2: a b c d d+log, ...) so drift
+# Rounds are interleaved (round 1: a b c ... e+audit, round 2: the same, ...) so drift
 # and other load hit every target alike; the table reports per-target medians. Per round
 # and target: wrk req/s, p50 and p99 latency, and the CPU time per request of the proxy
 # process and of the upstream, from /proc/<pid>/stat utime+stime deltas.
@@ -25,7 +33,8 @@
 #                    so pinning them to one core caps the nginx hop near its own capacity,
 #                    and under background load it keeps the proxy on a busy core; see
 #                    docs/BENCHMARKS.md
-#   --targets LIST   comma-separated subset of a,b,c,d,d+log (default: all)
+#   --targets LIST   comma-separated subset of a,b,c,d,d+log,e,e+audit (default: all);
+#                    the upstream (a) always runs, it is measured only when listed
 #   --port-base P    listeners use 127.0.0.1:P .. P+14 (default 18400)
 #   --no-build       use the binaries already in the target dir instead of `cargo build`
 #   --out FILE       where the markdown report goes (default benches/load/last-run.md)
@@ -33,9 +42,10 @@
 # Environment: CARGO_TARGET_DIR (default <repo>/target/bench, so that benchmark builds do
 # not disturb a development build in target/).
 #
-# Needs nginx, wrk, curl and python3; as root, missing ones are installed with apt-get
-# (services are not started: RUNLEVEL=1). Every listener is on 127.0.0.1. Everything
-# started here is stopped, and the temporary directory removed, on exit.
+# Needs nginx, wrk, curl, python3 (and openssl for (e)); as root, missing ones are
+# installed with apt-get (services are not started: RUNLEVEL=1). Every listener is on
+# 127.0.0.1. Everything started here is stopped, and the temporary directory removed, on
+# exit.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,13 +56,18 @@ warmup=1s
 rounds=3
 connections=16
 pin=off
-targets_csv="a,b,c,d,d+log"
+targets_csv="a,b,c,d,d+log,e,e+audit"
 port_base=18400
 build=1
 out="$here/last-run.md"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "run.sh: $*" >&2; exit 1; }
+seconds_of() { # wrk duration (5, 5s, 2m, 1h) -> whole seconds
+    local n="${1%[smh]}"
+    [[ $n =~ ^[0-9]+$ ]] || die "cannot read duration $1"
+    case "$1" in *m) echo $((n * 60)) ;; *h) echo $((n * 3600)) ;; *) echo "$n" ;; esac
+}
 
 while (($#)); do
     case "$1" in
@@ -76,9 +91,11 @@ done
 [[ $warmup =~ ^(0|[1-9][0-9]*[smh]?)$ ]] || die "--warmup: 0 or a whole number of s, m or h"
 IFS=, read -r -a targets <<<"$targets_csv"
 for t in "${targets[@]}"; do
-    [[ $t =~ ^(a|b|c|d|d\+log)$ ]] || die "unknown target $t (a, b, c, d, d+log)"
+    [[ $t =~ ^(a|b|c|d|d\+log|e|e\+audit)$ ]] || die "unknown target $t (a, b, c, d, d+log, e, e+audit)"
 done
 has_target() { [[ ",$targets_csv," == *",$1,"* ]]; }
+full_pipeline=0
+if has_target e || has_target e+audit; then full_pipeline=1; fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/bench}"
 
@@ -89,6 +106,7 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 command -v taskset >/dev/null || missing+=(util-linux)
+((!full_pipeline)) || command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
     ((EUID == 0)) || die "missing ${missing[*]}; install them (apt-get) or run as root"
     echo "installing ${missing[*]}" >&2
@@ -223,7 +241,9 @@ EOF
 
 p_a=$port_base p_b=$((port_base + 1)) p_c=$((port_base + 2))
 p_d=$((port_base + 3)) p_dlog=$((port_base + 4))
-for p in $p_a $p_b $p_c $p_d $p_dlog $((port_base + 13)) $((port_base + 14)); do
+p_e=$((port_base + 5)) p_eaudit=$((port_base + 6)) p_as=$((port_base + 7))
+for p in $p_a $p_b $p_c $p_d $p_dlog $p_e $p_eaudit $p_as $((port_base + 11)) \
+    $((port_base + 12)) $((port_base + 13)) $((port_base + 14)); do
     port_free "$p" || die "127.0.0.1:$p is in use (choose another --port-base)"
 done
 declare -A url proxy_of label
@@ -232,9 +252,23 @@ label[b]="(b) nginx hop"
 label[c]="(c) bare Pingora"
 label[d]="(d) drawbridge, public route, log=warn"
 label[d+log]="(d+log) drawbridge, log=info (access log to /dev/null)"
+label[e]="(e) drawbridge, full pipeline, log=warn"
+label[e+audit]="(e+audit) drawbridge, full pipeline, audit=info (to /dev/null)"
 
-# (a) The upstream: always running, every proxy forwards to it.
-nginx_conf upstream "$p_a" "location = /mcp { default_type application/json; return 200 '$expected'; }"
+# (a) The upstream: always running, every proxy forwards to it. Like an MCP server
+# (the TypeScript SDK's transport, for one), it answers a request that carries an
+# Mcp-Session-Id with that session's id; the (e) set-up's `initialize` asks for one with
+# X-Bench-Init. Requests without either (every target but (e)) get the same answer as
+# before, without the header. A request marked X-Bench-Verify (only the (e) set-up sends
+# one) is logged with the credential and session id the upstream received.
+nginx_conf upstream "$p_a" "location = /mcp {
+            default_type application/json;
+            add_header Mcp-Session-Id \$bench_session always;
+            access_log $tmp/upstream/verify.log bench_verify if=\$bench_verify;
+            return 200 '$expected';
+        }" 'map "$http_mcp_session_id$http_x_bench_init" $bench_session { default bench-session; "" ""; }
+    map $http_x_bench_verify $bench_verify { default 0; 1 1; }
+    log_format bench_verify "authorization=[$http_authorization] mcp-session-id=[$http_mcp_session_id]";'
 start upstream QUIT "${on_upstream[@]}" -- "$nginx_bin" -p "$tmp/upstream" \
     -c "$tmp/upstream/nginx.conf" -e "$tmp/upstream/error.log"
 wait_and_verify upstream "http://127.0.0.1:$p_a/mcp"
@@ -292,10 +326,212 @@ if has_target d+log; then
     url[d+log]="http://127.0.0.1:$p_dlog/mcp" proxy_of[d+log]=drawbridge-log
 fi
 
-# (e) PLACEHOLDER: drawbridge with the full pipeline (token validation, policy, sealed
-# sessions, token exchange) is not implemented yet. When it is: start it here with an
-# authorization server stand-in, a valid bearer token in post.lua, and add target e.
-echo "(e) skipped: full pipeline not implemented yet" >&2
+# (e) and (e+audit): drawbridge with the full pipeline. The authorization server is
+# static files served by its own nginx (not measured): OIDC discovery, the JWKS of an RSA
+# key generated for this run, and a token endpoint whose answer never changes. One user
+# access token (RS256) is minted per gateway (aud = its public_url); a sealed session id
+# comes from one `initialize` through the gateway; wrk sends both on every request.
+if ((full_pipeline)); then
+    as_url="http://127.0.0.1:$p_as"
+    mkdir -p "$tmp/keys" "$tmp/authz/www/.well-known"
+    chmod 700 "$tmp/keys"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/keys/as.pem" \
+        2>/dev/null || die "openssl could not generate an RSA key"
+    # JWKS and discovery document. n and e from the openssl CLI, base64url by python3.
+    python3 - "$tmp/keys/as.pem" "$as_url" "$tmp/authz/www" <<'PY' || die "cannot write the JWKS"
+import base64, json, re, subprocess, sys
+
+key, issuer, www = sys.argv[1:]
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+def rsa(*args):
+    return subprocess.run(["openssl", "rsa", "-in", key, "-noout", *args],
+                          check=True, capture_output=True, text=True).stdout
+def big_endian(i):
+    return i.to_bytes((i.bit_length() + 7) // 8, "big")
+n = int(rsa("-modulus").strip().split("=", 1)[1], 16)
+e = int(re.search(r"publicExponent: (\d+)", rsa("-text")).group(1))
+jwk = {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "bench-1",
+       "n": b64u(big_endian(n)), "e": b64u(big_endian(e))}
+with open(f"{www}/jwks", "w") as f:
+    json.dump({"keys": [jwk]}, f)
+with open(f"{www}/.well-known/openid-configuration", "w") as f:
+    json.dump({
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "jwks_uri": f"{issuer}/jwks",
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }, f)
+PY
+    chmod -R a+rX "$tmp/authz/www"
+    # The access log of this server counts the calls to the token endpoint.
+    nginx_conf authz "$p_as" "default_type application/json;
+        root $tmp/authz/www;
+        access_log $tmp/authz/access.log bench_as;
+        location = /token {
+            return 200 '{\"access_token\":\"upstream-token\",\"token_type\":\"Bearer\",\"expires_in\":3600,\"issued_token_type\":\"urn:ietf:params:oauth:token-type:access_token\"}';
+        }" 'log_format bench_as "$request_method $uri $status";'
+    start authz QUIT -- "$nginx_bin" -p "$tmp/authz" -c "$tmp/authz/nginx.conf" \
+        -e "$tmp/authz/error.log"
+    for ((i = 0; i < 100; i++)); do
+        [[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$as_url/jwks" || true)" == 200 ]] && break
+        kill -0 "${pid[authz]}" 2>/dev/null || die "the authorization-server nginx died: $(cat "$tmp/authz.log")"
+        sleep 0.1
+    done
+    session_key="$("$drawbridge_bin" keygen)" || die "drawbridge keygen failed"
+    # The user's token must outlive the run (the gateways cache it, and the exchanged
+    # token, never past its exp).
+    token_life=$((rounds * ${#targets[@]} * ($(seconds_of "$duration") + $(seconds_of "$warmup")) + 600))
+    ((token_life > 3600)) || token_life=3600
+fi
+token_calls() { grep -c '^POST /token 200$' "$tmp/authz/access.log" 2>/dev/null || true; }
+
+mint_token() { # AUDIENCE -> an RS256 access token (header alg, kid, typ at+jwt)
+    python3 - "$tmp/keys/as.pem" "$as_url" "$1" "$token_life" <<'PY'
+import base64, json, subprocess, sys, time
+
+key, issuer, audience, life = sys.argv[1:]
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+def part(obj):
+    return b64u(json.dumps(obj, separators=(",", ":")).encode())
+now = int(time.time())
+signing_input = part({"alg": "RS256", "kid": "bench-1", "typ": "at+jwt"}) + "." + part({
+    "iss": issuer, "sub": "bench-user", "aud": audience, "exp": now + int(life), "iat": now,
+    "scope": "mcp:tools tools:echo", "client_id": "bench-client"})
+sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key],
+                     input=signing_input.encode(), check=True, capture_output=True).stdout
+print(signing_input + "." + b64u(sig))
+PY
+}
+
+full_conf() { # FILE PORT ADMIN-PORT
+    cat >"$1" <<EOF2
+listen: 127.0.0.1:$2
+admin:
+  listen: 127.0.0.1:$3
+workers: 1
+sessions:
+  keys:
+    - id: bench
+      secret: '$session_key'
+issuers:
+  - name: bench
+    issuer: $as_url
+routes:
+  - name: bench
+    match: { path: /mcp }
+    public_url: http://127.0.0.1:$2/mcp
+    upstream:
+      url: http://127.0.0.1:$p_a/mcp
+    auth:
+      issuers: [bench]
+      required_scopes: [mcp:tools]
+    policy:
+      tools:
+        echo: [tools:echo]
+    upstream_auth:
+      token_exchange:
+        issuer: bench
+        client_id: drawbridge
+        client_secret: x
+        audience: upstream
+        scopes: per_operation
+EOF2
+    "$drawbridge_bin" validate "$1" >/dev/null 2>&1 || {
+        "$drawbridge_bin" validate "$1" >&2 || true
+        die "generated $1 does not validate"
+    }
+}
+
+# post_as NAME URL OUTFILE BODY [HEADER...] -> status; response headers in OUTFILE.headers
+post_as() {
+    local name="$1" url="$2" outfile="$3" data="$4" h args=()
+    shift 4
+    for h in "$@"; do args+=(-H "$h"); done
+    curl -s -m 5 -D "$outfile.headers" -o "$outfile" -w '%{http_code}' -X POST \
+        -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
+        "${args[@]}" --data-binary "$data" "$url" || true
+}
+header_of() { # NAME FILE -> the value of the last header NAME in FILE (curl -D output)
+    awk -v n="$(tr 'A-Z' 'a-z' <<<"$1")" -F': *' \
+        'tolower($1) == n { v = $2 } END { sub(/\r$/, "", v); print v }' "$2"
+}
+fail_full() { # NAME MESSAGE
+    echo "run.sh: $1: $2" >&2
+    echo "--- $1 log:" >&2
+    tail -n 30 "$tmp/$1.log" >&2 || true
+    exit 1
+}
+
+# start_full TARGET NAME PORT ADMIN-PORT RUST_LOG: starts a full-pipeline gateway, waits
+# until it is ready (issuer keys fetched), obtains a sealed session and checks one
+# request end to end before anything is measured.
+start_full() {
+    local t="$1" name="$2" port="$3" admin="$4" log="$5" i status token sealed c0 c1 c2 c3
+    local u="http://127.0.0.1:$port/mcp"
+    full_conf "$tmp/gateway-$name.yaml" "$port" "$admin"
+    if [[ $log == warn ]]; then
+        RUST_LOG=$log start "$name" INT "${on_proxy[@]}" -- "$drawbridge_bin" run \
+            --config "$tmp/gateway-$name.yaml"
+    else # audit events on: written, to /dev/null
+        RUST_LOG=$log start "$name" INT "${on_proxy[@]}" -- sh -c \
+            'exec "$0" run --config "$1" 2>/dev/null' "$drawbridge_bin" "$tmp/gateway-$name.yaml"
+    fi
+    status=000
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "${pid[$name]}" 2>/dev/null || break
+        status="$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz" || true)"
+        [[ $status == 200 ]] && break
+        sleep 0.1
+    done
+    [[ $status == 200 ]] || fail_full "$name" "/readyz answered $status (issuer keys not fetched?)"
+    token="$(mint_token "$u")" || die "cannot mint a token"
+    c0="$(token_calls)"
+    # initialize: the upstream hands out `bench-session`, the client sees it sealed.
+    status="$(post_as "$name" "$u" "$tmp/$name.init" \
+        '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}' \
+        "authorization: Bearer $token" 'x-bench-init: 1')"
+    sealed="$(header_of mcp-session-id "$tmp/$name.init.headers")"
+    [[ $status == 200 && $sealed == v1.* ]] ||
+        fail_full "$name" "initialize answered $status with Mcp-Session-Id '$sealed'"
+    c1="$(token_calls)"
+    # The measured request, once, marked for the upstream's verification log.
+    : >"$tmp/upstream/verify.log"
+    status="$(post_as "$name" "$u" "$tmp/$name.verify" "$body" "authorization: Bearer $token" \
+        "mcp-session-id: $sealed" 'x-bench-verify: 1')"
+    [[ $status == 200 && "$(cat "$tmp/$name.verify")" == "$expected" ]] ||
+        fail_full "$name" "tools/call answered $status, body: $(head -c 300 "$tmp/$name.verify")"
+    [[ "$(header_of mcp-session-id "$tmp/$name.verify.headers")" == v1.* ]] ||
+        fail_full "$name" "the answer does not carry a sealed Mcp-Session-Id"
+    [[ "$(cat "$tmp/upstream/verify.log")" == "authorization=[Bearer upstream-token] mcp-session-id=[bench-session]" ]] ||
+        fail_full "$name" "the upstream received: $(cat "$tmp/upstream/verify.log")"
+    c2="$(token_calls)"
+    # The same request again: the exchanged token must come from the cache now.
+    status="$(post_as "$name" "$u" "$tmp/$name.verify" "$body" "authorization: Bearer $token" \
+        "mcp-session-id: $sealed")"
+    c3="$(token_calls)"
+    [[ $status == 200 ]] || fail_full "$name" "second tools/call answered $status"
+    ((c1 - c0 == 1 && c2 - c1 == 1)) ||
+        fail_full "$name" "token endpoint calls: $((c1 - c0)) for initialize, $((c2 - c1)) for tools/call (expected 1 and 1)"
+    ((c3 == c2)) || fail_full "$name" "the second tools/call exchanged the token again (not cached)"
+    echo "$name: ready; initialize and the first tools/call each exchanged the token once," \
+        "the second tools/call was served from the cache; the upstream got the exchanged" \
+        "token and its own session id" >&2
+    url[$t]="$u" proxy_of[$t]="$name" wrk_auth[$t]="Bearer $token" wrk_session[$t]="$sealed"
+    admin_of[$t]="$admin"
+}
+declare -A wrk_auth wrk_session admin_of
+if has_target e; then
+    start_full e drawbridge-e "$p_e" $((port_base + 11)) warn
+fi
+if has_target e+audit; then
+    start_full e+audit drawbridge-e-audit "$p_eaudit" $((port_base + 12)) warn,audit=info
+fi
+token_calls_before="$(token_calls)"
 
 # --- measurement -------------------------------------------------------------------
 # Processes whose CPU is counted for a name: the process and its direct children (the
@@ -334,14 +570,11 @@ to_ms() { # 1m2.345s -> 62345
     echo $((10#$m * 60000 + 10#${s%.*} * 1000 + 10#${s#*.}))
 }
 
-seconds_of() { # wrk duration (5, 5s, 2m, 1h) -> whole seconds
-    local n="${1%[smh]}"
-    [[ $n =~ ^[0-9]+$ ]] || die "cannot read duration $1"
-    case "$1" in *m) echo $((n * 60)) ;; *h) echo $((n * 3600)) ;; *) echo "$n" ;; esac
-}
-run_wrk() { # URL DURATION; a hung wrk is killed a minute after it should have ended
-    timeout $(($(seconds_of "$2") + 60)) "${on_wrk[@]}" wrk -t1 -c"$connections" -d"$2" --latency \
-        -s "$here/post.lua" "$1"
+run_wrk() { # TARGET DURATION; a hung wrk is killed a minute after it should have ended
+    # post.lua adds Authorization and Mcp-Session-Id from these when they are not empty.
+    BENCH_AUTHORIZATION="${wrk_auth[$1]:-}" BENCH_SESSION_ID="${wrk_session[$1]:-}" \
+        timeout $(($(seconds_of "$2") + 60)) "${on_wrk[@]}" wrk -t1 -c"$connections" -d"$2" \
+        --latency -s "$here/post.lua" "${url[$1]}"
 }
 
 results="$tmp/results.tsv"
@@ -351,7 +584,7 @@ load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "rounds: $rounds x ${targets[*]}, ${duration} each (warm-up $warmup), -c$connections, pin=$pin" >&2
 for ((round = 1; round <= rounds; round++)); do
     for t in "${targets[@]}"; do
-        [[ $warmup == 0 ]] || run_wrk "${url[$t]}" "$warmup" >/dev/null
+        [[ $warmup == 0 ]] || run_wrk "$t" "$warmup" >/dev/null
         proxy="${proxy_of[$t]}"
         pb=0 pa=0
         [[ -z $proxy ]] || pb="$(ticks_of "$proxy")"
@@ -359,7 +592,7 @@ for ((round = 1; round <= rounds; round++)); do
         children_cpu
         wb=$children_ms
         raw="$tmp/raw/round$round-$t.txt"
-        run_wrk "${url[$t]}" "$duration" >"$raw"
+        run_wrk "$t" "$duration" >"$raw"
         children_cpu
         wa=$children_ms ma="$(machine_busy_ticks)" ua="$(ticks_of upstream)"
         [[ -z $proxy ]] || pa="$(ticks_of "$proxy")"
@@ -385,6 +618,37 @@ for ((round = 1; round <= rounds; round++)); do
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
+# Full pipeline: did the caches hold during the measured runs? The token endpoint's
+# access log and each gateway's own counters say.
+pipeline_args=()
+if ((full_pipeline)); then
+    pipeline_args+=(--pipeline "token endpoint calls during warm-ups and measured runs: $(($(token_calls) - token_calls_before)) (set-up: 2 per gateway, one per scope set)")
+    for t in e e+audit; do
+        [[ -n ${admin_of[$t]:-} ]] || continue
+        summary="$(curl -s -m 5 "http://127.0.0.1:${admin_of[$t]}/metrics" | python3 -c '
+import re, sys
+want = {
+    ("drawbridge_cache_requests_total", "cache", "token"): "verified-token cache",
+    ("drawbridge_cache_requests_total", "cache", "exchange"): "exchanged-token cache",
+}
+seen = {}
+for line in sys.stdin:
+    m = re.match(r"(\w+)\{([^}]*)\} (\S+)$", line.strip())
+    if not m:
+        continue
+    labels = dict(re.findall(r"(\w+)=\"([^\"]*)\"", m.group(2)))
+    for (name, key, value), what in want.items():
+        if m.group(1) == name and labels.get(key) == value:
+            seen.setdefault(what, {})[labels.get("result", "?")] = float(m.group(3))
+    if m.group(1) == "drawbridge_session_rejections_total":
+        seen.setdefault("session rejections", {})[labels.get("reason", "?")] = float(m.group(3))
+print("; ".join(what + " " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r.items()))
+                for what, r in seen.items()) or "no metrics")
+' || echo "metrics unavailable")"
+        pipeline_args+=(--pipeline "($t) $summary")
+    done
+fi
+
 # Resident memory after the run.
 rss_of() { # NAME -> kB summed over its process tree
     local total=0 p kb
@@ -395,7 +659,7 @@ rss_of() { # NAME -> kB summed over its process tree
     echo "$total"
 }
 rss_lines=""
-for name in upstream hop bare drawbridge drawbridge-log; do
+for name in upstream hop bare drawbridge drawbridge-log drawbridge-e drawbridge-e-audit; do
     [[ -n ${pid[$name]:-} ]] || continue
     rss_lines+="$name=$(rss_of "$name") "
 done
@@ -404,7 +668,7 @@ done
 commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit+=" (+ uncommitted changes)"
 python3 "$here/report.py" \
-    --results "$results" --clk-tck "$clk_tck" --rss "$rss_lines" \
+    --results "$results" --clk-tck "$clk_tck" --rss "$rss_lines" "${pipeline_args[@]}" \
     --meta "date=$(date -u +%Y-%m-%dT%H:%MZ)" \
     --meta "commit=$commit" \
     --meta "machine=$ncpu CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r)" \
