@@ -55,8 +55,11 @@ pub fn bearer_token<'h>(
         return Err(BearerError::Missing);
     }
     let token = token.trim_matches(' ');
-    let token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
-    if token.is_empty() || !token.chars().all(token68) {
+    // token68 (RFC 9110 §11.2), checked byte by byte: this runs on every request.
+    let token68 = |b: u8| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+    };
+    if token.is_empty() || !token.bytes().all(token68) {
         return Err(BearerError::Malformed);
     }
     Ok(token)
