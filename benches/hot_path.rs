@@ -465,6 +465,42 @@ fn bench_inspect_authorize<M: Clock>(c: &mut Criterion<M>) {
     group.finish();
 }
 
+// ---- list filtering ---------------------------------------------------------------------
+
+/// Filtering a 100-tool `tools/list` answer (JSON) with a four-rule policy (target < 50 us).
+fn bench_list_filter<M: Clock>(c: &mut Criterion<M>) {
+    use drawbridge::mcp::filter::{filter_message, ListKind, PendingLists};
+    use drawbridge::policy::Operation;
+    let policy = four_rule_policy();
+    let granted: Vec<String> = ["mcp:tools", "tools:echo"].map(String::from).to_vec();
+    let tools: Vec<String> = (0..100)
+        .map(|i| {
+            let name = if i % 10 == 0 { "echo".to_string() } else { format!("tool-{i}") };
+            format!(
+                r#"{{"name":"{name}","description":"Tool number {i}, which does something useful.","inputSchema":{{"type":"object","properties":{{"message":{{"type":"string"}}}},"required":["message"]}}}}"#
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"result":{{"tools":[{}],"nextCursor":"next"}}}}"#,
+        tools.join(",")
+    );
+    let keep = |kind: ListKind, name: &str| {
+        kind == ListKind::Tools && policy.visible(&granted, Operation::Tool(name))
+    };
+    let mut group = c.benchmark_group("list_filter");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("100_tools_json", |b| {
+        b.iter(|| {
+            let mut pending = PendingLists::default();
+            pending.add("7", ListKind::Tools);
+            let out = filter_message(black_box(&body), &mut pending, &keep).expect("filtered");
+            black_box(out)
+        })
+    });
+    group.finish();
+}
+
 // ---- exchange cache --------------------------------------------------------------------
 
 fn bench_exchange_cache<M: Clock>(c: &mut Criterion<M>) {
@@ -622,6 +658,7 @@ fn config<M: Measurement>(measurement: M) -> Criterion<M> {
 fn run<M: Clock>(mut c: Criterion<M>) {
     bench_authenticate(&mut c);
     bench_inspect_authorize(&mut c);
+    bench_list_filter(&mut c);
     bench_exchange_cache(&mut c);
     bench_session(&mut c);
     c.final_summary();
