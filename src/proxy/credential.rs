@@ -113,6 +113,12 @@ impl CredentialSource {
         }
     }
 
+    /// True for an RFC 8693 exchange, the one source that sends the caller's token to the
+    /// authorization server as `subject_token`.
+    pub fn exchanges_subject_token(&self) -> bool {
+        matches!(self, CredentialSource::Grant(g) if g.exchange)
+    }
+
     /// The header to add upstream, if any.
     pub async fn obtain(
         &self,

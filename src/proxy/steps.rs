@@ -187,8 +187,14 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
         let headers = &session.req_header().headers;
+        // Only a token exchange needs the caller's token itself (already validated).
+        let subject_token = if rt.credential.exchanges_subject_token() {
+            bearer::bearer_token(headers, None).ok()
+        } else {
+            None
+        };
         let request = CredentialRequest {
-            subject_token: bearer::bearer_token(headers, None).ok(),
+            subject_token,
             subject_key: ctx.token_key,
             subject_expires_at: ctx.principal.as_ref().map(|p| p.expires_at),
             permit_scopes: ctx.permit.as_ref().map_or(&[][..], |p| &p.scopes[..]),
