@@ -34,26 +34,12 @@ impl Glob {
 
     /// Does `name` match? Linear-time in practice: backtracks only to the last `*`.
     pub fn matches(&self, name: &str) -> bool {
-        let p = &self.pattern;
-        let n: Vec<char> = name.chars().collect();
-        let (mut pi, mut ni) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ni < n.len() {
-            if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == n[ni])) {
-                pi += 1;
-                ni += 1;
-            } else if pi < p.len() && p[pi] == '*' {
-                star = Some((pi, ni));
-                pi += 1;
-            } else if let Some((sp, sn)) = star {
-                pi = sp + 1;
-                ni = sn + 1;
-                star = Some((sp, sn + 1));
-            } else {
-                return false;
-            }
+        // ASCII names (the usual case) are matched in place, without collecting chars.
+        if name.is_ascii() {
+            match_slice(&self.pattern, name.as_bytes())
+        } else {
+            match_slice(&self.pattern, &name.chars().collect::<Vec<char>>())
         }
-        p[pi..].iter().all(|c| *c == '*')
     }
 
     /// Could some name match both patterns?
@@ -93,6 +79,29 @@ impl Glob {
         }
         false
     }
+}
+
+/// Wildcard matching of `n` against pattern `p`; backtracks only to the last `*`.
+fn match_slice<C: Copy + Into<char>>(p: &[char], n: &[C]) -> bool {
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        let c: char = n[ni].into();
+        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == c)) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 #[cfg(test)]
