@@ -98,8 +98,8 @@ fn run(file: &std::path::Path, log_format: LogFormat) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let server = match drawbridge::server::build(&loaded.config, file.to_path_buf()) {
-        Ok(server) => server,
+    let process = match drawbridge::server::build(&loaded.config, file.to_path_buf()) {
+        Ok(process) => process,
         Err(e) => {
             tracing::error!("cannot start: {e}");
             return ExitCode::from(1);
@@ -111,5 +111,5 @@ fn run(file: &std::path::Path, log_format: LogFormat) -> ExitCode {
         routes = loaded.config.routes.len(),
         "drawbridge serving"
     );
-    server.run_forever()
+    process.run()
 }

@@ -1,7 +1,8 @@
 //! Assembles the running gateway from a checked [`Config`]: the Pingora server, the proxy
 //! service on `listen`, the admin service on `admin.listen`, and the supervisor that
-//! keeps issuers fresh, reloads the configuration on SIGHUP and turns readiness off when
-//! the server shuts down.
+//! keeps issuers fresh and reloads the configuration on SIGHUP; and the shutdown sequence:
+//! SIGTERM turns `/readyz` to 503 while traffic is still served (`shutdown_drain`), then
+//! the listeners stop and in-flight requests get `shutdown_grace` to finish.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
@@ -27,9 +28,25 @@ use crate::telemetry::Metrics;
 /// how long Pingora waits for its runtimes to stop.
 const GRACEFUL_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
-/// Builds the server; `run_forever` on the result serves until a signal stops it.
+/// A built gateway process, ready to serve.
+pub struct Process {
+    server: Server,
+    signals: DrainThenStop,
+}
+
+impl Process {
+    /// Serves until a signal stops the process, then exits 0.
+    pub fn run(self) -> ! {
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(self.signals),
+        });
+        std::process::exit(0)
+    }
+}
+
+/// Builds the server; [`Process::run`] serves until a signal stops it.
 /// `config_path` is re-read on SIGHUP.
-pub fn build(config: &Config, config_path: PathBuf) -> Result<Server, String> {
+pub fn build(config: &Config, config_path: PathBuf) -> Result<Process, String> {
     let conf = ServerConf {
         threads: config.workers,
         grace_period_seconds: Some(config.shutdown_grace.as_secs().max(1)),
@@ -83,7 +100,77 @@ pub fn build(config: &Config, config_path: PathBuf) -> Result<Server, String> {
     server.add_service(admin);
     // Listeners are bound when the services start; issuers add their own check above.
     readiness.set(true);
-    Ok(server)
+    Ok(Process {
+        server,
+        signals: DrainThenStop {
+            readiness,
+            drain: config.shutdown_drain,
+            grace: config.shutdown_grace,
+        },
+    })
+}
+
+/// Pingora's signal handling with a drain in front of the graceful stop: on SIGTERM,
+/// `/readyz` turns 503 at once while both listeners keep serving for `drain`, so load
+/// balancers that poll it take this replica out before its listeners close. A second
+/// SIGTERM ends the drain early; SIGINT stops at once; SIGQUIT hands the listeners to a
+/// new process (Pingora's graceful upgrade).
+struct DrainThenStop {
+    readiness: Arc<Readiness>,
+    drain: Duration,
+    grace: Duration,
+}
+
+/// A signal stream, or `None` when it could not be registered (then it never fires).
+fn listen_for(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::error!(error = %e, signal = kind.as_raw_value(), "cannot listen for a signal");
+            None
+        }
+    }
+}
+
+async fn arrival(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainThenStop {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::SignalKind;
+        let mut terminate = listen_for(SignalKind::terminate());
+        let mut interrupt = listen_for(SignalKind::interrupt());
+        let mut quit = listen_for(SignalKind::quit());
+        tokio::select! {
+            _ = arrival(&mut terminate) => {}
+            _ = arrival(&mut interrupt) => return ShutdownSignal::FastShutdown,
+            _ = arrival(&mut quit) => return ShutdownSignal::GracefulUpgrade,
+        }
+        self.readiness.set(false);
+        if !self.drain.is_zero() {
+            tracing::info!(
+                drain_ms = self.drain.as_millis() as u64,
+                "SIGTERM: /readyz answers 503; still serving while load balancers drain"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(self.drain) => {}
+                _ = arrival(&mut terminate) => tracing::info!("second SIGTERM: drain cut short"),
+                _ = arrival(&mut interrupt) => return ShutdownSignal::FastShutdown,
+            }
+        }
+        tracing::info!(
+            grace_s = self.grace.as_secs(),
+            "stopping the listeners; in-flight requests may finish"
+        );
+        ShutdownSignal::GracefulTerminate
+    }
 }
 
 /// Keeps issuer keys fresh, reloads on SIGHUP, and marks the gateway unready on shutdown.

@@ -37,6 +37,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// After SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
+    /// After SIGTERM, before the listeners stop: `/readyz` answers 503 while requests are
+    /// still served, so load balancers stop sending new ones.
+    pub shutdown_drain: Duration,
     pub issuers: Vec<Arc<Issuer>>,
     pub routes: Vec<Arc<Route>>,
     /// Session sealing keys; `None`: a random key for this process only.
@@ -182,6 +185,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_INTROSPECTION_CACHE_MAX: Duration = Duration::from_secs(60);
 

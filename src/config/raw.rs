@@ -17,6 +17,9 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     /// After SIGTERM: how long in-flight requests may take to finish (default 10s).
     pub shutdown_grace: Option<String>,
+    /// After SIGTERM and before the listeners stop: how long `/readyz` answers 503 while
+    /// traffic is still served, so load balancers take the replica out (default 5s).
+    pub shutdown_drain: Option<String>,
     pub sessions: Option<RawSessions>,
     #[serde(default)]
     pub issuers: Vec<RawIssuer>,

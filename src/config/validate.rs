@@ -172,16 +172,16 @@ impl Checker<'_> {
                 }
             },
         };
-        let shutdown_grace = match raw.shutdown_grace.as_deref() {
-            None => super::DEFAULT_SHUTDOWN_GRACE,
-            Some(text) => match units::parse_duration(text) {
-                Ok(d) if d <= std::time::Duration::from_secs(3600) => d,
-                _ => {
-                    self.error("shutdown_grace", "a duration up to 1h, such as `10s`");
-                    super::DEFAULT_SHUTDOWN_GRACE
-                }
-            },
-        };
+        let shutdown_grace = self.shutdown_duration(
+            "shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            super::DEFAULT_SHUTDOWN_GRACE,
+        );
+        let shutdown_drain = self.shutdown_duration(
+            "shutdown_drain",
+            raw.shutdown_drain.as_deref(),
+            super::DEFAULT_SHUTDOWN_DRAIN,
+        );
         let sessions = match &raw.sessions {
             None => None,
             Some(s) => self.sessions(s),
@@ -230,10 +230,28 @@ impl Checker<'_> {
             workers,
             max_body_bytes,
             shutdown_grace,
+            shutdown_drain,
             issuers,
             routes,
             sessions,
         })
+    }
+
+    /// A shutdown phase's length: up to an hour, the default when absent.
+    fn shutdown_duration(
+        &mut self,
+        key: &str,
+        text: Option<&str>,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
+        let Some(text) = text else { return default };
+        match units::parse_duration(text) {
+            Ok(d) if d <= std::time::Duration::from_secs(3600) => d,
+            _ => {
+                self.error(key, "a duration up to 1h, such as `10s`");
+                default
+            }
+        }
     }
 
     fn sessions(&mut self, raw: &RawSessions) -> Option<Sessions> {
@@ -1050,6 +1068,29 @@ routes:
       url: http://127.0.0.1:3001/mcp
       timeouts: { connect: 2s, read: 30s }
 ";
+
+    #[test]
+    fn shutdown_phases_default_and_are_bounded() {
+        let loaded = validate("gw.yaml", GOOD).unwrap();
+        assert_eq!(
+            loaded.config.shutdown_grace,
+            crate::config::DEFAULT_SHUTDOWN_GRACE
+        );
+        assert_eq!(
+            loaded.config.shutdown_drain,
+            crate::config::DEFAULT_SHUTDOWN_DRAIN
+        );
+        let set = format!("shutdown_drain: 0s\nshutdown_grace: 30s\n{GOOD}");
+        let loaded = validate("gw.yaml", &set).unwrap();
+        assert_eq!(loaded.config.shutdown_drain, std::time::Duration::ZERO);
+        assert_eq!(
+            loaded.config.shutdown_grace,
+            std::time::Duration::from_secs(30)
+        );
+        let bad = errors(&format!("shutdown_drain: 2h\nshutdown_grace: soon\n{GOOD}"));
+        assert!(bad.iter().any(|e| e.contains("shutdown_drain")), "{bad:?}");
+        assert!(bad.iter().any(|e| e.contains("shutdown_grace")), "{bad:?}");
+    }
 
     #[test]
     fn a_good_file_gives_typed_settings() {

@@ -2,9 +2,9 @@
 
 This module owns what is sent and asserted when a drawbridge process of its own is
 stopped with SIGTERM while a streamed tools/call (trigger-long-running-operation, a few
-seconds long) is in flight: what README.md#operations promises (the listeners stop,
-/readyz turns false, in-flight requests get up to 10 s, exit status 0) against what
-happens. The gateway is this module's own (it is stopped by the test), started with
+seconds long) is in flight: what README.md#operations promises (/readyz turns false at
+once while both listeners keep serving for `shutdown_drain`, then the listeners stop,
+in-flight requests get up to 10 s, exit status 0) against what happens. The gateway is this module's own (it is stopped by the test), started with
 conftest.py's helpers; the everything server is conftest.py's.
 """
 
@@ -20,7 +20,8 @@ import pytest
 
 from conftest import LOOPBACK, free_port, gateway_config, start_drawbridge, stop_peer
 
-OPERATION_S = 3  # the in-flight tool call: well over Pingora's 1 s grace period
+OPERATION_S = 3  # the in-flight tool call: longer than the drain
+DRAIN_S = 2
 EXIT_WAIT_S = 20.0
 HTTP_TIMEOUT_S = 15.0
 PROTOCOL = "2025-06-18"
@@ -29,8 +30,9 @@ PROTOCOL = "2025-06-18"
 @dataclass(frozen=True)
 class Observed:
     readyz_before: int
-    readyz_after_on_open_connection: int | str  # status, or the exception's name
-    new_connection_after: str  # "refused" or "accepted"
+    readyz_during_drain: int | str  # on a new connection: status, or the exception's name
+    new_request_during_drain: int | str  # a ping on a new MCP connection
+    new_connection_after_drain: str  # "refused" or "accepted"
     in_flight_completed: bool
     in_flight_cut_after_s: float | None  # seconds after SIGTERM, when it did not complete
     exit_code: int | None
@@ -43,7 +45,8 @@ def terminated(everything_server, peer_log_dir) -> Observed:
     admin_url = f"http://{LOOPBACK}:{admin_port}"
     url = f"http://{LOOPBACK}:{listen_port}/everything/mcp"
     proc = start_drawbridge("drawbridge-sigterm",
-                            gateway_config(listen_port, admin_port, everything_server),
+                            f"shutdown_drain: {DRAIN_S}s\n"
+                            + gateway_config(listen_port, admin_port, everything_server),
                             peer_log_dir, admin_url)
     try:
         headers = {"Accept": "application/json, text/event-stream"}
@@ -56,13 +59,13 @@ def terminated(everything_server, peer_log_dir) -> Observed:
             headers |= {"Mcp-Session-Id": init.headers["mcp-session-id"],
                         "MCP-Protocol-Version": PROTOCOL}
             mcp.post(url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-            readyz_before = admin.get(f"{admin_url}/readyz").status_code  # keeps the connection
+            readyz_before = admin.get(f"{admin_url}/readyz").status_code
             call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                     "params": {"name": "trigger-long-running-operation",
                                "arguments": {"duration": OPERATION_S, "steps": OPERATION_S},
                                "_meta": {"progressToken": "p"}}}
             completed, cut_after, sent_at = False, None, None
-            readyz_after, new_connection = None, None
+            readyz_after, ping_after, new_connection = None, None, None
             try:
                 with mcp.stream("POST", url, headers=headers, json=call) as stream:
                     for line in stream.iter_lines():
@@ -73,10 +76,20 @@ def terminated(everything_server, peer_log_dir) -> Observed:
                             proc.send_signal(signal.SIGTERM)
                             sent_at = time.monotonic()
                             time.sleep(0.2)
+                            # New connections, as a load balancer's probe and a new client
+                            # would open them.
                             try:
-                                readyz_after = admin.get(f"{admin_url}/readyz").status_code
+                                with httpx2.Client(timeout=5.0) as probe:
+                                    readyz_after = probe.get(f"{admin_url}/readyz").status_code
                             except httpx2.HTTPError as error:
                                 readyz_after = type(error).__name__
+                            try:
+                                with httpx2.Client(timeout=5.0) as other:
+                                    ping_after = other.post(url, headers=headers, json={
+                                        "jsonrpc": "2.0", "id": 3, "method": "ping"}).status_code
+                            except httpx2.HTTPError as error:
+                                ping_after = type(error).__name__
+                            time.sleep(max(0.0, sent_at + DRAIN_S + 0.5 - time.monotonic()))
                             try:
                                 socket.create_connection((LOOPBACK, listen_port), timeout=1).close()
                                 new_connection = "accepted"
@@ -89,20 +102,21 @@ def terminated(everything_server, peer_log_dir) -> Observed:
             code = proc.wait(timeout=EXIT_WAIT_S)
         except Exception:
             code = None
-        return Observed(readyz_before, readyz_after, new_connection, completed, cut_after,
-                        code, time.monotonic() - sent_at)
+        return Observed(readyz_before, readyz_after, ping_after, new_connection, completed,
+                        cut_after, code, time.monotonic() - sent_at)
     finally:
         stop_peer(proc)
 
 
-def test_sigterm_stops_listeners_turns_unready_and_exits_0(terminated):
+def test_sigterm_turns_unready_drains_then_stops_listeners_and_exits_0(terminated):
     assert terminated.readyz_before == 200
-    # The admin listener stops too: only a connection opened before SIGTERM still gets
-    # an answer, and it is 503. New probes are refused, which fails them just as well.
-    assert terminated.readyz_after_on_open_connection == 503, terminated
-    assert terminated.new_connection_after == "refused", terminated
+    # During the drain: probes fail, traffic is still served.
+    assert terminated.readyz_during_drain == 503, terminated
+    assert terminated.new_request_during_drain == 200, terminated
+    # After it: the listeners are closed.
+    assert terminated.new_connection_after_drain == "refused", terminated
     assert terminated.exit_code == 0, terminated
-    assert terminated.exit_after_s < 10 + 2, terminated
+    assert terminated.exit_after_s < DRAIN_S + 10 + 2, terminated
 
 
 def test_sigterm_lets_a_longer_in_flight_call_finish(terminated):

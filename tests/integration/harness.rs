@@ -68,7 +68,8 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("gateway.yaml");
         let text = format!(
-            "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\nworkers: 2\nshutdown_grace: 3s\n{extra_yaml}routes:\n{routes_yaml}"
+            "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin_port}\n{}{extra_yaml}routes:\n{routes_yaml}",
+            process_settings(extra_yaml)
         );
         std::fs::write(&config, text).expect("write config");
         let log_path = dir.path().join("drawbridge.log");
@@ -116,8 +117,10 @@ impl Gateway {
     /// Rewrites the configuration file (same listeners) and sends SIGHUP.
     pub fn reload_with(&self, routes_yaml: &str, extra_yaml: &str) {
         let text = format!(
-            "listen: 127.0.0.1:{}\nadmin:\n  listen: 127.0.0.1:{}\nworkers: 2\nshutdown_grace: 3s\n{extra_yaml}routes:\n{routes_yaml}",
-            self.port, self.admin_port
+            "listen: 127.0.0.1:{}\nadmin:\n  listen: 127.0.0.1:{}\n{}{extra_yaml}routes:\n{routes_yaml}",
+            self.port,
+            self.admin_port,
+            process_settings(extra_yaml)
         );
         std::fs::write(&self.config_path, text).expect("rewrite config");
         self.signal("-HUP");
@@ -188,6 +191,16 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
 }
 
 /// A route entry for the `routes:` list.
+/// Workers and shutdown timings for test gateways: a short grace and no drain (SIGTERM
+/// stops the listeners at once) unless `extra_yaml` sets the drain itself.
+fn process_settings(extra_yaml: &str) -> &'static str {
+    if extra_yaml.contains("shutdown_drain:") {
+        "workers: 2\nshutdown_grace: 3s\n"
+    } else {
+        "workers: 2\nshutdown_grace: 3s\nshutdown_drain: 0s\n"
+    }
+}
+
 pub fn route(name: &str, path: &str, upstream: &str) -> String {
     format!("  - name: {name}\n    match: {{ path: {path} }}\n    upstream:\n      url: {upstream}\n      timeouts: {{ connect: 1s, read: 2s, stream_idle: 5s }}\n")
 }

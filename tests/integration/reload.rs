@@ -97,6 +97,73 @@ async fn sigterm_exits_cleanly() {
     assert_eq!(code, Some(0), "graceful shutdown exits 0");
 }
 
+async fn readyz(gw: &Gateway) -> u16 {
+    reqwest::Client::new()
+        .get(gw.admin_url("/readyz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn sigterm_turns_readyz_false_while_still_serving_then_stops_the_listeners() {
+    let up = Upstream::start().await;
+    let drain = Duration::from_secs(4);
+    let mut gw = Gateway::start_with(
+        &route("a", "/a/mcp", &up.url("/mcp")),
+        "shutdown_drain: 4s\n",
+    )
+    .await;
+    assert_eq!(readyz(&gw).await, 200);
+    let sent = std::time::Instant::now();
+    gw.signal("-TERM");
+    // Probes on new admin connections see 503 at once ...
+    eventually("/readyz answers 503", || async { readyz(&gw).await == 503 }).await;
+    // ... while the MCP listener still takes new connections and serves them.
+    assert_eq!(status(&gw, "/a/mcp").await, 200, "{}", gw.log());
+    assert!(
+        sent.elapsed() < drain,
+        "the drain was over before the checks ran"
+    );
+    let port = gw.port;
+    eventually("the listener is closed", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    })
+    .await;
+    assert!(
+        sent.elapsed() >= drain - Duration::from_millis(100),
+        "the listener closed {:?} after SIGTERM, before the drain ended",
+        sent.elapsed()
+    );
+    let code = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn a_second_sigterm_cuts_the_drain_short() {
+    let up = Upstream::start().await;
+    let mut gw = Gateway::start_with(
+        &route("a", "/a/mcp", &up.url("/mcp")),
+        "shutdown_drain: 10m\n",
+    )
+    .await;
+    gw.signal("-TERM");
+    eventually("/readyz answers 503", || async { readyz(&gw).await == 503 }).await;
+    assert_eq!(status(&gw, "/a/mcp").await, 200);
+    gw.signal("-TERM");
+    // Grace is 3s in the harness; a drain of ten minutes would run far past this.
+    let code = tokio::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+}
+
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_stream_finish_and_refuses_new_connections() {
     let up = Upstream::start().await;
