@@ -1,5 +1,6 @@
 //! Per-request state, created by `new_ctx` and carried through every phase.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -60,8 +61,13 @@ pub struct RequestCtx {
     pub counted_stream: bool,
     /// Kind of upstream failure, for the access log.
     pub upstream_error: Option<&'static str>,
-    /// The request was handed to a subrequest (large body), which records it.
+    /// The request was handed to a subrequest (large body, list answers), which records it.
     pub delegated: bool,
+    /// In a subrequest: where to report a JSON list answer that could not be filtered
+    /// (the main request holds its header and makes it a 502).
+    pub list_failure: Option<Arc<AtomicBool>>,
+    /// The status the client got, when it differs from the one this pipeline wrote.
+    pub status_sent: Option<u16>,
 }
 
 impl RequestCtx {
@@ -84,6 +90,8 @@ impl RequestCtx {
             counted_stream: false,
             upstream_error: None,
             delegated: false,
+            list_failure: None,
+            status_sent: None,
         }
     }
 }

@@ -8,9 +8,9 @@
 mod body;
 mod credential;
 mod ctx;
+mod delegate;
 mod failure;
 mod headers;
-mod large_body;
 mod rewrite;
 mod steps;
 
@@ -315,7 +315,7 @@ impl ProxyHttp for Gateway {
     /// the route is picked, the caller authenticated, and a POST body read and parsed
     /// whole, all before any upstream connection exists. `Ok(true)`: the gateway answered.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if large_body::adopt_handoff(session, ctx) {
+        if delegate::adopt_handoff(session, ctx) {
             // A subrequest: the main request already routed and inspected it.
             return Ok(false);
         }
@@ -333,7 +333,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         // Inspect: only POSTs carry JSON-RPC; GET streams and DELETE carry no operation.
-        let mut large_body = None;
+        let mut post_body = None;
         if session.req_header().method == http::Method::POST {
             if self.check_body_framing(session, ctx).await? {
                 return Ok(true);
@@ -350,9 +350,7 @@ impl ProxyHttp for Gateway {
             if self.check_mcp_headers(session, ctx).await? {
                 return Ok(true);
             }
-            if body.len() > body::RETRY_BUFFER_LIMIT {
-                large_body = Some(body);
-            }
+            post_body = Some(body);
         }
         if self.authorize(session, ctx).await?
             || self.open_session(session, ctx).await?
@@ -360,15 +358,17 @@ impl ProxyHttp for Gateway {
         {
             return Ok(true);
         }
-        match large_body {
-            Some(body) => self.forward_large_body(session, ctx, body).await,
-            None => Ok(false),
+        match post_body {
+            Some(body) if delegate::needed(body.len(), !ctx.pending_lists.is_empty()) => {
+                self.delegate(session, ctx, body).await
+            }
+            _ => Ok(false),
         }
     }
 
     /// Pingora prepares a subrequest spawner only for requests that may need one.
     fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
-        large_body::may_need_subrequest(session)
+        delegate::may_need_subrequest(session)
     }
 
     /// The upstream of the matched route; event-stream GETs get the idle timeout.
@@ -520,7 +520,9 @@ impl ProxyHttp for Gateway {
         if ctx.delegated {
             return; // the subrequest that carried it logs it
         }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status = ctx
+            .status_sent
+            .unwrap_or_else(|| session.response_written().map_or(0, |r| r.status.as_u16()));
         let req = session.req_header();
         let state = ctx.state.clone();
         let metrics = state

@@ -79,6 +79,11 @@ impl Gateway {
                         tracing::warn!(target: "audit", event = "list_filter_failed", route = %route.name, reason = %e, "an upstream list answer could not be filtered; an error was sent instead");
                         let answers = failure_answers(&mut ctx.pending_lists);
                         ctx.response_mode = ResponseMode::Discard;
+                        // The main request holds this answer's header: it becomes a 502.
+                        if let Some(failed) = &ctx.list_failure {
+                            failed.store(true, std::sync::atomic::Ordering::Release);
+                            ctx.status_sent = Some(502);
+                        }
                         match answers.len() {
                             1 => answers.concat().into_bytes(),
                             _ => format!("[{}]", answers.join(",")).into_bytes(),

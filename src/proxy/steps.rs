@@ -11,7 +11,7 @@ use pingora::Result;
 use super::credential::CredentialRequest;
 use super::ctx::RequestCtx;
 use super::failure::{classify, Failure};
-use super::{cache_now, ctx_binding, large_body, Gateway};
+use super::{cache_now, ctx_binding, delegate, Gateway};
 use crate::auth::bearer;
 use crate::auth::challenge::{www_authenticate, BearerErrorCode};
 use crate::mcp::filter::{ListKind, PendingLists};
@@ -355,7 +355,9 @@ impl Gateway {
     }
 
     /// Hands an inspected request with a body over 64 KiB to a subrequest.
-    pub(super) async fn forward_large_body(
+    /// Hands the request to a subrequest (see `delegate`): a body over the retry buffer,
+    /// or list answers to filter (JSON ones are then held whole).
+    pub(super) async fn delegate(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
@@ -369,7 +371,7 @@ impl Gateway {
         ) else {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
-        let handoff = large_body::Handoff {
+        let handoff = delegate::Handoff {
             state: ctx.state.clone(),
             route,
             pending_lists: ctx.pending_lists.clone(),
@@ -379,15 +381,17 @@ impl Gateway {
             permit,
             inspected,
             body_len,
+            list_failure: Default::default(),
         };
         ctx.delegated = true;
-        if let Err(e) = large_body::forward(session, handoff, body).await {
+        let hold_json = !ctx.pending_lists.is_empty();
+        if let Err(e) = delegate::forward(session, handoff, body, hold_json).await {
             if session.response_written().is_none() {
                 let refusal = match classify(&e) {
                     Failure::Respond { refusal, .. } => refusal,
                     _ => Refusal::Internal,
                 };
-                tracing::warn!(error = %e, "large-body subrequest failed");
+                tracing::warn!(error = %e, "subrequest failed");
                 ctx.delegated = false;
                 return self.refuse(session, ctx, refusal).await;
             }

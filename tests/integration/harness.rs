@@ -190,7 +190,6 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
 }
 
-/// A route entry for the `routes:` list.
 /// Workers and shutdown timings for test gateways: a short grace and no drain (SIGTERM
 /// stops the listeners at once) unless `extra_yaml` sets the drain itself.
 fn process_settings(extra_yaml: &str) -> &'static str {
@@ -201,6 +200,7 @@ fn process_settings(extra_yaml: &str) -> &'static str {
     }
 }
 
+/// A route entry for the `routes:` list.
 pub fn route(name: &str, path: &str, upstream: &str) -> String {
     format!("  - name: {name}\n    match: {{ path: {path} }}\n    upstream:\n      url: {upstream}\n      timeouts: {{ connect: 1s, read: 2s, stream_idle: 5s }}\n")
 }

@@ -200,6 +200,7 @@ async fn an_unfilterable_list_is_an_error_never_the_list() {
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.status(), 502, "fail closed with a 502");
     let text = resp.text().await.unwrap();
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["id"], 9);
@@ -210,4 +211,62 @@ async fn an_unfilterable_list_is_an_error_never_the_list() {
         sample(&m, r#"drawbridge_list_filter_failures_total{route="l"}"#),
         Some(1.0)
     );
+    assert_eq!(
+        sample(
+            &m,
+            r#"drawbridge_requests_total{method="POST",route="l",status="502"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(gw.log().contains("list_filter_failed"), "audit event");
+}
+
+#[tokio::test]
+async fn a_truncated_json_list_answer_is_a_502_and_leaks_nothing() {
+    let (idp, _up, gw) = setup().await;
+    let resp = client()
+        .post(gw.url("/l/mcp"))
+        .header("authorization", bearer(&idp, "tools:echo"))
+        .header("x-test-mode", "truncated")
+        .body(json!({"jsonrpc":"2.0","id":"t","method":"tools/list"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let text = resp.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["id"], "t");
+    assert_eq!(body["error"]["code"], -32002);
+    assert!(
+        !text.contains("get-env") && !text.contains("echo"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_json_list_answer_in_many_pieces_is_filtered_whole_with_its_length() {
+    let (idp, _up, gw) = setup().await;
+    let resp = client()
+        .post(gw.url("/l/mcp"))
+        .header("authorization", bearer(&idp, "tools:echo"))
+        .header("x-test-mode", "chunked")
+        .body(json!({"jsonrpc":"2.0","id":3,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let length: usize = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    assert_eq!(length, text.len());
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        names(&body["result"], "tools", "name"),
+        BTreeSet::from(["echo".to_string()])
+    );
+    assert_eq!(body["result"]["nextCursor"], "page-2");
 }

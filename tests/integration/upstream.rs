@@ -1,7 +1,7 @@
 //! An in-process stand-in for an MCP server, on loopback: it records what reaches it and
 //! answers in the shapes MCP servers use (JSON, SSE on POST, a GET event stream, 202 for
 //! notifications, DELETE, and the legacy HTTP+SSE transport). Test controls:
-//! `x-test-mode: sse | slow` on a POST.
+//! `x-test-mode: sse | slow | truncated | chunked` on a POST.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -298,6 +298,28 @@ async fn post(shared: Arc<Shared>, mode: &str, body: &Bytes) -> Response {
         "slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
             json_response(&result)
+        }
+        "truncated" => {
+            // JSON that stops half way, as from an upstream that crashed mid-answer.
+            let text = result.to_string();
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(text[..text.len() / 2].to_string()))
+                .unwrap_or_default()
+        }
+        "chunked" => {
+            // JSON in small pieces, without a Content-Length.
+            let (tx, out) = channel_body();
+            let text = result.to_string();
+            tokio::spawn(async move {
+                for piece in text.as_bytes().chunks(5) {
+                    let _ = tx.send(Bytes::copy_from_slice(piece)).await;
+                }
+            });
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(out)
+                .unwrap_or_default()
         }
         _ => json_response(&result),
     }

@@ -1,0 +1,267 @@
+//! Requests the main pipeline hands to a *subrequest*: bodies larger than Pingora's
+//! 64 KiB retry buffer, and list requests whose JSON answers must be held whole.
+//!
+//! The body has already been read and inspected whole in the main request. The same
+//! pipeline runs again with a fresh context, fed the held body, and its response is piped
+//! back to the client. The main request's decisions travel in a [`Handoff`] so the
+//! subrequest does not redo them; see ../shared/notes/pingora-request-body.md for the
+//! mechanics and caveats (HTTP/1 only here: the listener speaks HTTP/1.1).
+//!
+//! Why list requests: in the normal proxy path Pingora writes the response header before
+//! the first body byte arrives, so a JSON list answer that turns out not to be
+//! filterable could only become an error *inside* a 200. Piped through a subrequest, the
+//! header of a JSON answer is held until its (filtered) body is complete, and a failed
+//! filter turns it into a 502.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pingora::protocols::http::HttpTask;
+use pingora::proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType};
+use pingora::proxy::subrequest::{BodyMode, Ctx as SubCtx};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+use super::ctx::RequestCtx;
+use crate::auth::Principal;
+use crate::config::RouteMatch;
+use crate::mcp::jsonrpc::Inspected;
+use crate::policy::Permit;
+
+use super::body::RETRY_BUFFER_LIMIT;
+
+/// What the main request decided, for the subrequest to act on.
+pub struct Handoff {
+    /// The main request's configuration: a reload in between must not change it.
+    pub state: std::sync::Arc<super::GatewayState>,
+    pub route: RouteMatch,
+    pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
+    pub upstream_session_id: Option<String>,
+    pub pending_lists: crate::mcp::filter::PendingLists,
+    pub principal: Option<Principal>,
+    pub permit: Permit,
+    pub inspected: Inspected,
+    pub body_len: usize,
+    /// Set by the subrequest when a JSON list answer could not be filtered: the main
+    /// request, which holds that answer's header, then sends a 502.
+    pub list_failure: Arc<AtomicBool>,
+}
+
+/// True when Pingora must prepare a subrequest spawner: for every POST of a main
+/// request, since whether it carries a list request is known only once its body is read
+/// (the spawner is one reference-count increment).
+pub fn may_need_subrequest(session: &Session) -> bool {
+    session.subrequest_ctx.is_none() && session.req_header().method == http::Method::POST
+}
+
+/// Whether a request must go through a subrequest: its body does not fit the retry
+/// buffer, or it has list answers to filter.
+pub fn needed(body_len: usize, lists_pending: bool) -> bool {
+    lists_pending || body_len > RETRY_BUFFER_LIMIT
+}
+
+/// In a subrequest: takes the main request's decisions into `ctx`. Returns false in a
+/// main request.
+pub fn adopt_handoff(session: &mut Session, ctx: &mut RequestCtx) -> bool {
+    let Some(sub) = session.subrequest_ctx.as_mut() else {
+        return false;
+    };
+    let handoff = sub
+        .user_ctx_mut()
+        .and_then(|u| u.downcast_mut::<Option<Handoff>>())
+        .and_then(Option::take);
+    if let Some(h) = handoff {
+        ctx.state = h.state;
+        ctx.route = Some(h.route);
+        ctx.upstream_credential = h.upstream_credential;
+        ctx.upstream_session_id = h.upstream_session_id;
+        ctx.pending_lists = h.pending_lists;
+        ctx.principal = h.principal;
+        ctx.permit = Some(h.permit);
+        ctx.inspected = Some(h.inspected);
+        ctx.body_len = Some(h.body_len);
+        ctx.list_failure = Some(h.list_failure);
+    }
+    true
+}
+
+/// Runs the request as a subrequest fed with `body`, piping its response to the client.
+/// With `hold_json`, a JSON answer (a list answer, filtered by the subrequest) is held
+/// whole and sent with its final length, as a 502 if it could not be filtered.
+pub async fn forward(
+    session: &mut Session,
+    handoff: Handoff,
+    body: Bytes,
+    hold_json: bool,
+) -> Result<()> {
+    let Some(spawner) = session.subrequest_spawner.as_ref() else {
+        return Error::e_explain(ErrorType::InternalError, "no subrequest spawner");
+    };
+    let list_failure = handoff.list_failure.clone();
+    let sub_ctx = SubCtx::builder()
+        .body_mode(BodyMode::ExpectBody)
+        .user_ctx(Box::new(Some(handoff)))
+        .build();
+    let (prepared, handle) = spawner.create_subrequest(session.as_downstream(), sub_ctx);
+    let mut held = Held::default();
+    let piped = pipe_subrequest(
+        session,
+        prepared,
+        handle,
+        |task| held.take(task, hold_json),
+        InputBodyType::Preset(InputBody::Bytes(vec![body])),
+    )
+    .await;
+    match piped {
+        Ok(mut state) => {
+            if let Some(join) = state.join_handle.take() {
+                let _ = join.await;
+            }
+            if let Some(tasks) = held.release(list_failure.load(Ordering::Acquire)) {
+                session.write_response_tasks(tasks).await?;
+            }
+            Ok(())
+        }
+        Err(mut failed) => {
+            if let Some(join) = failed.state.join_handle.take() {
+                join.abort();
+            }
+            Err(failed.error)
+        }
+    }
+}
+
+/// The tasks of a JSON answer, kept back from the client until the answer is complete.
+#[derive(Default)]
+struct Held {
+    holding: bool,
+    tasks: Vec<HttpTask>,
+}
+
+impl Held {
+    /// Passes a task on, or keeps it: from a JSON response header with a body to come
+    /// until the end. A failure while holding fails the request (nothing was sent yet).
+    fn take(&mut self, task: HttpTask, hold_json: bool) -> Result<Option<HttpTask>> {
+        if self.holding {
+            if let HttpTask::Failed(e) = task {
+                return Err(e);
+            }
+            self.tasks.push(task);
+            return Ok(None);
+        }
+        match task {
+            HttpTask::Header(header, false) if hold_json && super::headers::is_json(&header) => {
+                self.holding = true;
+                self.tasks.push(HttpTask::Header(header, false));
+                Ok(None)
+            }
+            other => Ok(Some(other)),
+        }
+    }
+
+    /// The held answer, ready to send: its length set, and its status 502 when the list
+    /// filter `failed`. `None` when nothing was held.
+    fn release(self, failed: bool) -> Option<Vec<HttpTask>> {
+        if !self.holding {
+            return None;
+        }
+        let mut tasks = self.tasks;
+        let len: usize = tasks
+            .iter()
+            .map(|t| match t {
+                HttpTask::Body(Some(b), _) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        if let Some(HttpTask::Header(header, _)) = tasks.first_mut() {
+            if failed {
+                let _ = header.set_status(http::StatusCode::BAD_GATEWAY);
+            }
+            header.remove_header(&http::header::TRANSFER_ENCODING);
+            let _ = header.insert_header(http::header::CONTENT_LENGTH, len.to_string());
+        }
+        Some(tasks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::http::ResponseHeader;
+
+    fn header(content_type: &str) -> HttpTask {
+        let mut h = ResponseHeader::build(200, None).unwrap();
+        h.insert_header("content-type", content_type).unwrap();
+        h.insert_header("transfer-encoding", "chunked").unwrap();
+        HttpTask::Header(Box::new(h), false)
+    }
+
+    fn body(text: &'static str, end: bool) -> HttpTask {
+        HttpTask::Body(Some(Bytes::from_static(text.as_bytes())), end)
+    }
+
+    fn status_and_length(tasks: &[HttpTask]) -> (u16, String) {
+        match &tasks[0] {
+            HttpTask::Header(h, _) => (
+                h.status.as_u16(),
+                h.headers["content-length"].to_str().unwrap().to_string(),
+            ),
+            _ => panic!("the header comes first"),
+        }
+    }
+
+    #[test]
+    fn a_json_answer_is_held_until_released_with_its_length() {
+        let mut held = Held::default();
+        assert!(held
+            .take(header("application/json"), true)
+            .unwrap()
+            .is_none());
+        assert!(held.take(body("{\"a\":", false), true).unwrap().is_none());
+        assert!(held.take(body("1}", true), true).unwrap().is_none());
+        let tasks = held.release(false).unwrap();
+        assert_eq!(tasks.len(), 3);
+        assert_eq!(status_and_length(&tasks), (200, "7".to_string()));
+        match &tasks[0] {
+            HttpTask::Header(h, _) => assert!(h.headers.get("transfer-encoding").is_none()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_failed_filter_turns_the_held_answer_into_a_502() {
+        let mut held = Held::default();
+        held.take(header("application/json"), true).unwrap();
+        held.take(body("{\"error\":{}}", true), true).unwrap();
+        assert_eq!(status_and_length(&held.release(true).unwrap()).0, 502);
+    }
+
+    #[test]
+    fn event_streams_and_unheld_answers_pass_at_once() {
+        let mut held = Held::default();
+        assert!(held
+            .take(header("text/event-stream"), true)
+            .unwrap()
+            .is_some());
+        assert!(held
+            .take(body("data: 1\n\n", false), true)
+            .unwrap()
+            .is_some());
+        assert!(held.release(false).is_none());
+        let mut held = Held::default();
+        assert!(held
+            .take(header("application/json"), false)
+            .unwrap()
+            .is_some());
+        assert!(held.release(true).is_none());
+    }
+
+    #[test]
+    fn an_upstream_failure_while_holding_fails_the_request() {
+        let mut held = Held::default();
+        held.take(header("application/json"), true).unwrap();
+        let failed = HttpTask::Failed(Error::new(ErrorType::ReadError));
+        assert!(held.take(failed, true).is_err());
+    }
+}
