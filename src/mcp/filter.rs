@@ -4,15 +4,19 @@
 //! (`nextCursor`, `_meta`, …) and every surviving item is kept byte for byte.
 //!
 //! Works on one JSON-RPC message or batch at a time (a whole JSON body, or one SSE
-//! event's data). Items are not parsed into values: each is kept as raw JSON and only its
-//! name (or URI) is read, so filtering a list costs one scan of it. Anything that cannot
-//! be read is an error — the caller fails closed, never passes the list on unfiltered.
+//! event's data). Nothing is parsed into values: one pass of the [`Scanner`] checks the
+//! text and finds the items and their names; the output is the input with the removed
+//! items cut out. Anything that cannot be read is an error — the caller fails closed,
+//! never passes the list on unfiltered.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use super::scan::{NotJson, Scanner};
 
 /// The list methods and where their items are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,181 +129,229 @@ pub struct Filtered {
     pub removed: Vec<(ListKind, usize)>,
 }
 
-/// Object members in order, values raw.
-struct Members<'a>(Vec<(String, &'a RawValue)>);
+/// Why a message could not be filtered: not JSON at all, or JSON of the wrong shape.
+enum Fail {
+    NotJson,
+    Shape(FilterError),
+}
 
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut out: Vec<(String, &'de RawValue)> = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if out.iter().any(|(k, _)| *k == key) {
-                        return Err(de::Error::custom("duplicate key"));
-                    }
-                    let value = map.next_value()?;
-                    out.push((key, value));
-                }
-                Ok(Members(out))
-            }
-        }
-        d.deserialize_map(V)
+impl From<NotJson> for Fail {
+    fn from(_: NotJson) -> Fail {
+        Fail::NotJson
     }
 }
 
-impl<'a> Members<'a> {
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-
-    fn render(&self, replace: Option<(&str, &str)>) -> String {
-        let mut out = String::from("{");
-        for (i, (k, v)) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&serde_json::to_string(k).unwrap_or_default());
-            out.push(':');
-            match replace {
-                Some((key, text)) if key == k => out.push_str(text),
-                _ => out.push_str(v.get()),
-            }
-        }
-        out.push('}');
-        out
+impl From<FilterError> for Fail {
+    fn from(e: FilterError) -> Fail {
+        Fail::Shape(e)
     }
 }
 
-/// An item's judged member, if it is a string.
-fn item_key(item: &RawValue, key: &str) -> Option<String> {
-    struct KeyOnly<'k> {
-        key: &'k str,
-    }
-    impl<'de> de::DeserializeSeed<'de> for KeyOnly<'_> {
-        type Value = Option<String>;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de> Visitor<'de> for KeyOnly<'_> {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
-            let mut found = None;
-            let mut seen_key = false;
-            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if k == self.key {
-                    if seen_key {
-                        return Err(de::Error::custom("duplicate key"));
-                    }
-                    seen_key = true;
-                    found = map
-                        .next_value::<serde_json::Value>()?
-                        .as_str()
-                        .map(str::to_string);
-                } else {
-                    map.next_value::<de::IgnoredAny>()?;
-                }
-            }
-            Ok(found)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(item.get());
-    de::DeserializeSeed::deserialize(KeyOnly { key }, &mut de)
-        .ok()
-        .flatten()
+const DUPLICATE: FilterError = FilterError("a list answer with a duplicate member");
+
+/// One filtered item array: the text between its brackets is replaced by the kept items.
+struct Edit {
+    inner: Range<usize>,
+    kept: Vec<Range<usize>>,
 }
 
-/// Filters one response object if it answers a pending list request.
-fn filter_response(
-    members: &Members<'_>,
-    pending: &mut PendingLists,
+/// What filtering one message found, applied only once all of it has been read.
+#[derive(Default)]
+struct Found {
+    edits: Vec<Edit>,
+    removed: Vec<(ListKind, usize)>,
+    /// Raw ids of the pending lists answered.
+    answered: Vec<Range<usize>>,
+}
+
+/// An item of a list and its judged member (`name`, `uri`, …) when that is a string
+/// found exactly once.
+fn item<'a>(s: &mut Scanner<'a>, key: &str) -> Result<(Range<usize>, Option<Cow<'a, str>>), Fail> {
+    if s.peek() != Some(b'{') {
+        return Ok((s.value()?, None));
+    }
+    let mut name = None;
+    let mut seen = 0;
+    let span = s.object(|s, k| {
+        if k.is(key) {
+            seen += 1;
+            if s.peek() == Some(b'"') {
+                name = s.string()?.decode();
+                return Ok::<_, Fail>(());
+            }
+        }
+        s.value()?;
+        Ok(())
+    })?;
+    // A duplicate member: the client might read the other one. Not shown (fail closed).
+    Ok((span, name.filter(|_| seen == 1)))
+}
+
+/// Filters a list `result` object, the scanner placed before it.
+fn filter_result(
+    s: &mut Scanner<'_>,
+    kind: ListKind,
     keep: &dyn Fn(ListKind, &str) -> bool,
-    removed: &mut Vec<(ListKind, usize)>,
-) -> Result<Option<String>, FilterError> {
-    let Some(id) = members.get("id") else {
-        return Ok(None);
-    };
-    let Some(kind) = pending.kind_of(id.get()) else {
-        return Ok(None);
-    };
-    let Some(result) = members.get("result") else {
-        pending.remove(id.get());
-        return Ok(None); // an error answer: nothing to filter
-    };
-    let result: Members = serde_json::from_str(result.get())
-        .map_err(|_| FilterError("the list result is not a JSON object"))?;
-    let items_raw = result
-        .get(kind.field())
-        .ok_or(FilterError("the list result has no items member"))?;
-    let items: Vec<&RawValue> = serde_json::from_str(items_raw.get())
-        .map_err(|_| FilterError("the list items are not an array"))?;
-    let mut kept: Vec<&str> = Vec::with_capacity(items.len());
-    for item in &items {
-        // An item whose name cannot be read is not shown: fail closed.
-        if item_key(item, kind.key()).is_some_and(|name| keep(kind, &name)) {
-            kept.push(item.get());
+    found: &mut Found,
+) -> Result<(), Fail> {
+    if s.peek() != Some(b'{') {
+        s.value()?;
+        return Err(FilterError("the list result is not a JSON object").into());
+    }
+    let mut items_seen = false;
+    s.object(|s, key| {
+        if !key.is(kind.field()) {
+            s.value()?;
+            return Ok(());
         }
+        if items_seen {
+            return Err(Fail::Shape(DUPLICATE));
+        }
+        items_seen = true;
+        if s.peek() != Some(b'[') {
+            s.value()?;
+            return Err(FilterError("the list items are not an array").into());
+        }
+        let mut kept = Vec::new();
+        let mut total = 0;
+        let list = s.array(|s| {
+            total += 1;
+            let (span, name) = item(s, kind.key())?;
+            if name.is_some_and(|n| keep(kind, &n)) {
+                kept.push(span);
+            }
+            Ok::<_, Fail>(())
+        })?;
+        found.removed.push((kind, total - kept.len()));
+        if kept.len() < total {
+            found.edits.push(Edit {
+                inner: list.start + 1..list.end - 1,
+                kept,
+            });
+        }
+        Ok(())
+    })?;
+    if !items_seen {
+        return Err(FilterError("the list result has no items member").into());
     }
-    // Answered: only now is the id no longer pending (a failure above leaves it pending,
-    // so the error sent instead answers it).
-    pending.remove(id.get());
-    removed.push((kind, items.len() - kept.len()));
-    if kept.len() == items.len() {
-        return Ok(None);
+    Ok(())
+}
+
+/// Reads one response object, the scanner placed before it, and filters it if it answers
+/// a pending list request.
+fn filter_response(
+    s: &mut Scanner<'_>,
+    pending: &PendingLists,
+    keep: &dyn Fn(ListKind, &str) -> bool,
+    found: &mut Found,
+) -> Result<(), Fail> {
+    let text = s.text();
+    let mut id: Option<Range<usize>> = None;
+    let mut result: Option<Range<usize>> = None;
+    let mut filtered = false;
+    s.object(|s, key| {
+        if key.is("id") {
+            if id.is_some() {
+                return Err(Fail::Shape(DUPLICATE));
+            }
+            id = Some(s.value()?);
+        } else if key.is("result") {
+            if result.is_some() {
+                return Err(Fail::Shape(DUPLICATE));
+            }
+            s.peek();
+            let start = s.pos();
+            // Usually the id comes first: filter in the same pass.
+            match id.as_ref().and_then(|i| pending.kind_of(&text[i.clone()])) {
+                Some(kind) => {
+                    filter_result(s, kind, keep, found)?;
+                    filtered = true;
+                }
+                None => {
+                    s.value()?;
+                }
+            }
+            result = Some(start..s.pos());
+        } else {
+            s.value()?;
+        }
+        Ok(())
+    })?;
+    let Some(id) = id else { return Ok(()) };
+    let Some(kind) = pending.kind_of(&text[id.clone()]) else {
+        return Ok(());
+    };
+    if let (Some(result), false) = (result, filtered) {
+        // The id came after the result: read the result again.
+        filter_result(&mut Scanner::at(text, result.start), kind, keep, found)?;
     }
-    let list = format!("[{}]", kept.join(","));
-    let result = result.render(Some((kind.field(), &list)));
-    Ok(Some(members.render(Some(("result", &result)))))
+    // With or without a result (an error answers it too), the request is answered.
+    found.answered.push(id);
+    Ok(())
 }
 
 /// Filters a JSON-RPC message or batch (a whole JSON body, or an SSE event's data).
 /// Messages that answer no pending list request pass untouched. An answer to a pending
-/// list request that cannot be read is an error.
+/// list request that cannot be read is an error (and leaves the request pending).
 pub fn filter_message(
     text: &str,
     pending: &mut PendingLists,
     keep: &dyn Fn(ListKind, &str) -> bool,
 ) -> Result<Filtered, FilterError> {
     let trimmed = text.trim_start();
-    let mut out = Filtered::default();
-    if trimmed.starts_with('[') {
-        let items: Vec<&RawValue> =
-            serde_json::from_str(text).map_err(|_| FilterError("the response is not JSON"))?;
-        let mut rendered = Vec::with_capacity(items.len());
-        let mut changed = false;
-        for item in items {
-            let replacement = match serde_json::from_str::<Members>(item.get()) {
-                Ok(members) => filter_response(&members, pending, keep, &mut out.removed)?,
-                Err(_) => None,
-            };
-            changed |= replacement.is_some();
-            rendered.push(replacement.unwrap_or_else(|| item.get().to_string()));
-        }
-        if changed {
-            out.rewritten = Some(format!("[{}]", rendered.join(",")));
-        }
-        return Ok(out);
-    }
-    if !trimmed.starts_with('{') {
+    let batch = trimmed.starts_with('[');
+    if !batch && !trimmed.starts_with('{') {
         // Not a JSON-RPC message (e.g. an empty SSE keep-alive): nothing to filter.
-        return Ok(out);
+        return Ok(Filtered::default());
     }
-    match serde_json::from_str::<Members>(text) {
-        Ok(members) => {
-            out.rewritten = filter_response(&members, pending, keep, &mut out.removed)?;
-            Ok(out)
+    let mut found = Found::default();
+    let mut s = Scanner::new(text);
+    let read = if batch {
+        s.array(|s| match s.peek() {
+            Some(b'{') => filter_response(s, pending, keep, &mut found),
+            _ => s.value().map(drop).map_err(Fail::from),
+        })
+        .map(drop)
+    } else {
+        filter_response(&mut s, pending, keep, &mut found)
+    };
+    let read = read.and_then(|()| {
+        if s.at_end() {
+            Ok(())
+        } else {
+            Err(Fail::NotJson)
         }
-        Err(_) if pending.is_empty() => Ok(out),
-        Err(_) => Err(FilterError("the response is not a JSON object")),
+    });
+    match read {
+        Ok(()) => {}
+        Err(Fail::Shape(e)) => return Err(e),
+        Err(Fail::NotJson) if batch => return Err(FilterError("the response is not JSON")),
+        Err(Fail::NotJson) if pending.is_empty() => return Ok(Filtered::default()),
+        Err(Fail::NotJson) => return Err(FilterError("the response is not a JSON object")),
     }
+    for id in &found.answered {
+        pending.remove(&text[id.clone()]);
+    }
+    let rewritten = (!found.edits.is_empty()).then(|| {
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for edit in &found.edits {
+            out.push_str(&text[at..edit.inner.start]);
+            for (i, item) in edit.kept.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&text[item.clone()]);
+            }
+            at = edit.inner.end;
+        }
+        out.push_str(&text[at..]);
+        out
+    });
+    Ok(Filtered {
+        rewritten,
+        removed: found.removed,
+    })
 }
 
 /// Does a JSON-RPC message text answer one of the pending ids? Used to decide whether an
@@ -514,6 +566,114 @@ mod tests {
         let mut p = pending(&[("3", ListKind::Tools)]);
         let out = filter_message(body, &mut p, &only_echo).unwrap();
         assert_eq!(out.removed, vec![(ListKind::Tools, 1)]);
+    }
+
+    /// The filter against a reference built on `serde_json::Value`, over generated
+    /// answers: names with escapes, white space, members in any order, ids after results,
+    /// nested values, items that are not objects or have no name.
+    #[test]
+    fn agrees_with_a_value_based_reference() {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        use serde_json::{json, Value};
+        let mut rng = StdRng::seed_from_u64(7);
+        let names = [
+            "echo",
+            "e\\u0063ho",
+            "x",
+            "get-env",
+            "\\u00e9",
+            "echo\\n",
+            "ech",
+        ];
+        let keep = |_: ListKind, name: &str| name == "echo" || name == "é";
+        for round in 0..500 {
+            let ws = |rng: &mut StdRng| [" ", "", "\n", "\t "][rng.gen_range(0..4)];
+            let mut items = Vec::new();
+            for _ in 0..rng.gen_range(0..8) {
+                let item = match rng.gen_range(0..10) {
+                    0 => "42".to_string(),
+                    1 => format!(
+                        r#"{{"description":"no name",{}"x":[1,{{"name":"echo"}}]}}"#,
+                        ws(&mut rng)
+                    ),
+                    2 => r#"{"name":7}"#.to_string(),
+                    _ => {
+                        let name = names[rng.gen_range(0..names.len())];
+                        let schema = r#"{"type":"object","properties":{"name":{"type":"string"}}}"#;
+                        if rng.gen_bool(0.5) {
+                            format!(
+                                r#"{{"name"{w}:{w}"{name}","inputSchema":{schema}}}"#,
+                                w = ws(&mut rng)
+                            )
+                        } else {
+                            format!(
+                                r#"{{"inputSchema":{schema},{w}"na\u006de":"{name}"}}"#,
+                                w = ws(&mut rng)
+                            )
+                        }
+                    }
+                };
+                items.push(item);
+            }
+            let list = format!(
+                "[{}{}]",
+                ws(&mut rng),
+                items.join(&format!(",{}", ws(&mut rng)))
+            );
+            let result = format!(
+                r#"{{"nextCursor":"c{round}","tools":{list},"_meta":{{"k":[null,true]}}}}"#
+            );
+            let body = if rng.gen_bool(0.3) {
+                format!(r#"{{"result":{result},"jsonrpc":"2.0","id":{round}}}"#)
+            } else {
+                format!(
+                    r#"{{"jsonrpc":"2.0",{}"id":{round},"result":{result}}}"#,
+                    ws(&mut rng)
+                )
+            };
+            let mut expected: Value = serde_json::from_str(&body).unwrap();
+            let tools = expected["result"]["tools"].as_array().unwrap().clone();
+            let kept: Vec<Value> = tools
+                .into_iter()
+                .filter(|t| {
+                    t.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| keep(ListKind::Tools, n))
+                })
+                .collect();
+            let removed = expected["result"]["tools"].as_array().unwrap().len() - kept.len();
+            expected["result"]["tools"] = json!(kept);
+
+            let mut p = pending(&[(&round.to_string(), ListKind::Tools)]);
+            let out = filter_message(&body, &mut p, &keep).unwrap();
+            let got: Value =
+                serde_json::from_str(out.rewritten.as_deref().unwrap_or(&body)).unwrap();
+            assert_eq!(got, expected, "{body}");
+            assert_eq!(out.removed, vec![(ListKind::Tools, removed)], "{body}");
+            assert_eq!(out.rewritten.is_none(), removed == 0, "{body}");
+            assert!(p.is_empty());
+        }
+    }
+
+    #[test]
+    fn broken_json_after_a_good_list_leaves_the_request_pending() {
+        let body = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo"},{"name":"x"}]}} trailing"#;
+        let mut p = pending(&[("3", ListKind::Tools)]);
+        assert!(filter_message(body, &mut p, &only_echo).is_err());
+        assert!(!p.is_empty(), "still pending, so the error answers it");
+        let body = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[],"tools":[{"name":"x"}]}}"#;
+        let mut p = pending(&[("3", ListKind::Tools)]);
+        assert!(
+            filter_message(body, &mut p, &only_echo).is_err(),
+            "duplicate items member"
+        );
+        let body =
+            r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[]},"result":{"tools":[{"name":"x"}]}}"#;
+        let mut p = pending(&[("3", ListKind::Tools)]);
+        assert!(
+            filter_message(body, &mut p, &only_echo).is_err(),
+            "duplicate result"
+        );
     }
 
     #[test]

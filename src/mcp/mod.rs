@@ -5,5 +5,6 @@
 pub mod filter;
 pub mod jsonrpc;
 pub mod legacy;
+pub mod scan;
 pub mod session;
 pub mod sse;

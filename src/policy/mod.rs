@@ -205,8 +205,10 @@ impl Policy {
 
     /// May the caller see this item in a list? Exactly "may they call it", so listing and
     /// calling never disagree.
+    /// (`decide` without its allocations: it runs once per listed item.)
     pub fn visible(&self, granted: &[String], op: Operation<'_>) -> bool {
-        matches!(self.decide(granted, op), Decision::Allow { .. })
+        self.required_scopes_for(op)
+            .is_some_and(|needed| needed.iter().all(|s| granted.contains(s)))
     }
 
     /// May the caller see a resource template? Visible when some URI the template can

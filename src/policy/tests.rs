@@ -188,15 +188,35 @@ fn tool_labels_are_bounded() {
 
 #[test]
 fn listing_agrees_with_calling_and_templates_follow_resource_rules() {
+    let grants = [
+        granted(&[]),
+        granted(&["tools:echo", "resources:read"]),
+        granted(&["tools:read"]),
+        granted(&["tools:read", "secrets", "prompts:read"]),
+    ];
+    for default_allow in [false, true] {
+        let p = policy(default_allow);
+        for g in &grants {
+            for name in ["echo", "get-env", "get-secret", "delete_repo", "unlisted"] {
+                for op in [
+                    Operation::Tool(name),
+                    Operation::Prompt(name),
+                    Operation::Resource {
+                        method: "resources/read",
+                        uri: name,
+                    },
+                ] {
+                    assert_eq!(
+                        p.visible(g, op),
+                        p.decide(g, op).label() == "allow",
+                        "{op:?} {g:?}"
+                    );
+                }
+            }
+        }
+    }
     let p = policy(false);
     let g = granted(&["tools:echo", "resources:read"]);
-    for name in ["echo", "get-env", "delete_repo", "unlisted"] {
-        assert_eq!(
-            p.visible(&g, Operation::Tool(name)),
-            p.decide(&g, Operation::Tool(name)).label() == "allow",
-            "{name}"
-        );
-    }
     assert!(p.template_visible(&g, "test://static/resource/{id}"));
     assert!(!p.template_visible(&g, "test://dynamic/{id}"));
     assert!(!p.template_visible(&granted(&[]), "test://static/resource/{id}"));
