@@ -19,6 +19,10 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::Result;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Forwards every request, unchanged, to one plain-HTTP upstream.
 struct BareProxy {
     upstream: SocketAddr,

@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 use drawbridge::config;
 use drawbridge::telemetry::logging::{self, LogFormat};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "drawbridge",

@@ -18,8 +18,11 @@ LABELS = {
     "d+log": "(d+log) drawbridge, `RUST_LOG=info`, access log to /dev/null",
     "e": "(e) drawbridge, full pipeline, `RUST_LOG=warn`",
     "e+audit": "(e+audit) drawbridge, full pipeline, `RUST_LOG=warn,audit=info` to /dev/null",
+    "c@ref": "(c@ref) the reference bare Pingora (`--ref-bare`)",
+    "d@ref": "(d@ref) the reference binary (`--ref-bin`), public route",
+    "e@ref": "(e@ref) the reference binary (`--ref-bin`), full pipeline",
 }
-ORDER = ["a", "b", "c", "d", "d+log", "e", "e+audit"]
+ORDER = ["a", "b", "c", "d", "d+log", "e", "e+audit", "c@ref", "d@ref", "e@ref"]
 
 
 def parse_args():
@@ -92,7 +95,7 @@ def main():
     b = med.get("b")
 
     print("# drawbridge load benchmark: last run\n")
-    for key in ("date", "commit", "machine", "load", "rustc", "nginx", "wrk", "pin", "command"):
+    for key in ("date", "commit", "profile", "ref", "ref_bare", "machine", "load", "rustc", "nginx", "wrk", "pin", "command"):
         if key in meta:
             print(f"- {key}: {meta[key]}")
     print()
@@ -116,6 +119,11 @@ def main():
     ratio_row("(e) / (d): full pipeline vs public route", "e", "d", "")
     ratio_row("(e) / (b): full pipeline vs nginx hop", "e", "b", "≥ 1.00 (moonshot)")
     ratio_row("(e+audit) / (e): cost of the audit events", "e+audit", "e", "")
+    ratio_row("(d) / (d@ref): this build vs the reference, public route", "d", "d@ref", "")
+    ratio_row("(e) / (e@ref): this build vs the reference, full pipeline", "e", "e@ref", "")
+    ratio_row("(c) / (c@ref): bare Pingora, this build vs the reference", "c", "c@ref", "")
+    ratio_row("(d@ref) / (c@ref): the reference drawbridge vs its bare Pingora", "d@ref", "c@ref", "")
+    ratio_row("(e@ref) / (c@ref): the reference full pipeline vs its bare Pingora", "e@ref", "c@ref", "")
     if "a" in med and b:
         print(f"| (a) / (b): upstream direct vs nginx hop | {ratio(med['a']['rps'], b['rps'])} | – | |")
     print()

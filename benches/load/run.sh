@@ -12,6 +12,8 @@
 #           Mcp-Session-Id opened on every request and sealed again on every answer
 #   (e+audit) the same with RUST_LOG=warn,audit=info: one `authorization` audit event per
 #           request, written to /dev/null
+#   (d@ref), (e@ref) (d) and (e) run by another drawbridge binary (--ref-bin), to compare
+#           two builds or revisions in one interleaved run
 # Every proxy runs one worker thread; nginx runs one worker process. For (e), a third
 # nginx (not measured) serves the authorization server as static files: OIDC discovery,
 # the JWKS of an RSA key generated per run, and a token endpoint with a fixed answer; the
@@ -33,10 +35,18 @@
 #                    so pinning them to one core caps the nginx hop near its own capacity,
 #                    and under background load it keeps the proxy on a busy core; see
 #                    docs/BENCHMARKS.md
-#   --targets LIST   comma-separated subset of a,b,c,d,d+log,e,e+audit (default: all);
-#                    the upstream (a) always runs, it is measured only when listed
+#   --targets LIST   comma-separated subset of a,b,c,d,d+log,e,e+audit,d@ref,e@ref
+#                    (default: all but the @ref ones; those need --ref-bin); the
+#                    upstream (a) always runs, it is measured only when listed
+#   --ref-bin PATH   the drawbridge binary of the @ref targets (e.g. one built from
+#                    another commit or with other settings); also adds d@ref and e@ref to
+#                    the default targets
 #   --port-base P    listeners use 127.0.0.1:P .. P+14 (default 18400)
 #   --no-build       use the binaries already in the target dir instead of `cargo build`
+#   --profile NAME   cargo profile to build and run (default dist: fat LTO, one codegen
+#                    unit, as shipped; `release` builds faster)
+#   --ref-bare PATH  a bare_pingora binary to run as target c@ref (e.g. one built with
+#                    the system allocator); adds c@ref to the default targets
 #   --out FILE       where the markdown report goes (default benches/load/last-run.md)
 #   -h, --help       this text
 # Environment: CARGO_TARGET_DIR (default <repo>/target/bench, so that benchmark builds do
@@ -60,6 +70,10 @@ targets_csv="a,b,c,d,d+log,e,e+audit"
 port_base=18400
 build=1
 out="$here/last-run.md"
+ref_bin=""
+ref_bare=""
+profile=dist
+targets_given=0
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "run.sh: $*" >&2; exit 1; }
@@ -76,10 +90,13 @@ while (($#)); do
     --rounds) rounds="${2:?}"; shift 2 ;;
     --connections) connections="${2:?}"; shift 2 ;;
     --pin) pin="${2:?}"; shift 2 ;;
-    --targets) targets_csv="${2:?}"; shift 2 ;;
+    --targets) targets_csv="${2:?}"; targets_given=1; shift 2 ;;
     --port-base) port_base="${2:?}"; shift 2 ;;
     --no-build) build=0; shift ;;
     --out) out="${2:?}"; shift 2 ;;
+    --ref-bin) ref_bin="${2:?}"; shift 2 ;;
+    --ref-bare) ref_bare="${2:?}"; shift 2 ;;
+    --profile) profile="${2:?}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
@@ -89,13 +106,25 @@ done
 [[ $pin == auto || $pin == off ]] || die "--pin is auto or off"
 [[ $duration =~ ^[1-9][0-9]*[smh]?$ ]] || die "--duration: a whole number of s, m or h"
 [[ $warmup =~ ^(0|[1-9][0-9]*[smh]?)$ ]] || die "--warmup: 0 or a whole number of s, m or h"
+if [[ -n $ref_bin ]]; then
+    [[ -x $ref_bin ]] || die "--ref-bin $ref_bin is not an executable"
+    ref_bin="$(cd "$(dirname "$ref_bin")" && pwd)/$(basename "$ref_bin")"
+    ((targets_given)) || targets_csv+=",d@ref,e@ref"
+fi
+if [[ -n $ref_bare ]]; then
+    [[ -x $ref_bare ]] || die "--ref-bare $ref_bare is not an executable"
+    ((targets_given)) || targets_csv+=",c@ref"
+fi
 IFS=, read -r -a targets <<<"$targets_csv"
 for t in "${targets[@]}"; do
-    [[ $t =~ ^(a|b|c|d|d\+log|e|e\+audit)$ ]] || die "unknown target $t (a, b, c, d, d+log, e, e+audit)"
+    [[ $t =~ ^(a|b|c|d|d\+log|e|e\+audit|c@ref|d@ref|e@ref)$ ]] ||
+        die "unknown target $t (a, b, c, d, d+log, e, e+audit, c@ref, d@ref, e@ref)"
+    [[ $t != [de]@ref || -n $ref_bin ]] || die "target $t needs --ref-bin"
+    [[ $t != c@ref || -n $ref_bare ]] || die "target c@ref needs --ref-bare"
 done
 has_target() { [[ ",$targets_csv," == *",$1,"* ]]; }
 full_pipeline=0
-if has_target e || has_target e+audit; then full_pipeline=1; fi
+if has_target e || has_target e+audit || has_target e@ref; then full_pipeline=1; fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/bench}"
 
@@ -130,7 +159,7 @@ fi
 # --- build -------------------------------------------------------------------------
 if ((build)); then
     echo "building (CARGO_TARGET_DIR=$CARGO_TARGET_DIR) ..." >&2
-    artifacts="$(cd "$repo" && cargo build --release --locked --bin drawbridge \
+    artifacts="$(cd "$repo" && cargo build --profile "$profile" --locked --bin drawbridge \
         --bench bare_pingora --message-format=json-render-diagnostics)"
     exe_of() {
         python3 -c 'import json,sys
@@ -142,8 +171,8 @@ for line in sys.stdin:
     drawbridge_bin="$(exe_of drawbridge)"
     bare_bin="$(exe_of bare_pingora)"
 else
-    drawbridge_bin="$CARGO_TARGET_DIR/release/drawbridge"
-    bare_bin="$(ls -t "$CARGO_TARGET_DIR"/release/deps/bare_pingora-* 2>/dev/null |
+    drawbridge_bin="$CARGO_TARGET_DIR/$profile/drawbridge"
+    bare_bin="$(ls -t "$CARGO_TARGET_DIR/$profile"/deps/bare_pingora-* 2>/dev/null |
         grep -v '\.d$' | head -n1 || true)"
 fi
 [[ -x $drawbridge_bin ]] || die "no drawbridge binary (looked for '$drawbridge_bin')"
@@ -242,8 +271,10 @@ EOF
 p_a=$port_base p_b=$((port_base + 1)) p_c=$((port_base + 2))
 p_d=$((port_base + 3)) p_dlog=$((port_base + 4))
 p_e=$((port_base + 5)) p_eaudit=$((port_base + 6)) p_as=$((port_base + 7))
-for p in $p_a $p_b $p_c $p_d $p_dlog $p_e $p_eaudit $p_as $((port_base + 11)) \
-    $((port_base + 12)) $((port_base + 13)) $((port_base + 14)); do
+p_dref=$((port_base + 8)) p_eref=$((port_base + 9)) p_cref=$((port_base + 10))
+for p in $p_a $p_b $p_c $p_d $p_dlog $p_e $p_eaudit $p_as $p_dref $p_eref $p_cref \
+    $((port_base + 11)) $((port_base + 12)) $((port_base + 13)) $((port_base + 14)) \
+    $((port_base + 15)) $((port_base + 16)); do
     port_free "$p" || die "127.0.0.1:$p is in use (choose another --port-base)"
 done
 declare -A url proxy_of label
@@ -254,6 +285,9 @@ label[d]="(d) drawbridge, public route, log=warn"
 label[d+log]="(d+log) drawbridge, log=info (access log to /dev/null)"
 label[e]="(e) drawbridge, full pipeline, log=warn"
 label[e+audit]="(e+audit) drawbridge, full pipeline, audit=info (to /dev/null)"
+label[c@ref]="(c@ref) the reference bare Pingora"
+label[d@ref]="(d@ref) the reference binary, public route, log=warn"
+label[e@ref]="(e@ref) the reference binary, full pipeline, log=warn"
 
 # (a) The upstream: always running, every proxy forwards to it. Like an MCP server
 # (the TypeScript SDK's transport, for one), it answers a request that carries an
@@ -291,6 +325,12 @@ if has_target c; then
     wait_and_verify bare "http://127.0.0.1:$p_c/mcp"
     url[c]="http://127.0.0.1:$p_c/mcp" proxy_of[c]=bare
 fi
+if has_target c@ref; then
+    start bare-ref INT "${on_proxy[@]}" -- "$ref_bare" --listen "127.0.0.1:$p_cref" \
+        --upstream "127.0.0.1:$p_a" --threads 1
+    wait_and_verify bare-ref "http://127.0.0.1:$p_cref/mcp"
+    url[c@ref]="http://127.0.0.1:$p_cref/mcp" proxy_of[c@ref]=bare-ref
+fi
 
 drawbridge_conf() { # FILE PORT ADMIN-PORT
     cat >"$1" <<EOF
@@ -324,6 +364,13 @@ if has_target d+log; then
         'exec "$0" run --config "$1" 2>/dev/null' "$drawbridge_bin" "$tmp/gateway-info.yaml"
     wait_and_verify drawbridge-log "http://127.0.0.1:$p_dlog/mcp"
     url[d+log]="http://127.0.0.1:$p_dlog/mcp" proxy_of[d+log]=drawbridge-log
+fi
+if has_target d@ref; then
+    drawbridge_conf "$tmp/gateway-ref.yaml" "$p_dref" $((port_base + 15))
+    RUST_LOG=warn start drawbridge-ref INT "${on_proxy[@]}" -- "$ref_bin" run \
+        --config "$tmp/gateway-ref.yaml"
+    wait_and_verify drawbridge-ref "http://127.0.0.1:$p_dref/mcp"
+    url[d@ref]="http://127.0.0.1:$p_dref/mcp" proxy_of[d@ref]=drawbridge-ref
 fi
 
 # (e) and (e+audit): drawbridge with the full pipeline. The authorization server is
@@ -467,19 +514,20 @@ fail_full() { # NAME MESSAGE
     exit 1
 }
 
-# start_full TARGET NAME PORT ADMIN-PORT RUST_LOG: starts a full-pipeline gateway, waits
-# until it is ready (issuer keys fetched), obtains a sealed session and checks one
-# request end to end before anything is measured.
+# start_full TARGET NAME PORT ADMIN-PORT RUST_LOG [BINARY]: starts a full-pipeline
+# gateway, waits until it is ready (issuer keys fetched), obtains a sealed session and
+# checks one request end to end before anything is measured.
 start_full() {
-    local t="$1" name="$2" port="$3" admin="$4" log="$5" i status token sealed c0 c1 c2 c3
+    local t="$1" name="$2" port="$3" admin="$4" log="$5" bin="${6:-$drawbridge_bin}"
+    local i status token sealed c0 c1 c2 c3
     local u="http://127.0.0.1:$port/mcp"
     full_conf "$tmp/gateway-$name.yaml" "$port" "$admin"
     if [[ $log == warn ]]; then
-        RUST_LOG=$log start "$name" INT "${on_proxy[@]}" -- "$drawbridge_bin" run \
+        RUST_LOG=$log start "$name" INT "${on_proxy[@]}" -- "$bin" run \
             --config "$tmp/gateway-$name.yaml"
     else # audit events on: written, to /dev/null
         RUST_LOG=$log start "$name" INT "${on_proxy[@]}" -- sh -c \
-            'exec "$0" run --config "$1" 2>/dev/null' "$drawbridge_bin" "$tmp/gateway-$name.yaml"
+            'exec "$0" run --config "$1" 2>/dev/null' "$bin" "$tmp/gateway-$name.yaml"
     fi
     status=000
     for ((i = 0; i < 200; i++)); do
@@ -530,6 +578,9 @@ if has_target e; then
 fi
 if has_target e+audit; then
     start_full e+audit drawbridge-e-audit "$p_eaudit" $((port_base + 12)) warn,audit=info
+fi
+if has_target e@ref; then
+    start_full e@ref drawbridge-e-ref "$p_eref" $((port_base + 16)) warn "$ref_bin"
 fi
 token_calls_before="$(token_calls)"
 
@@ -623,7 +674,7 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 pipeline_args=()
 if ((full_pipeline)); then
     pipeline_args+=(--pipeline "token endpoint calls during warm-ups and measured runs: $(($(token_calls) - token_calls_before)) (set-up: 2 per gateway, one per scope set)")
-    for t in e e+audit; do
+    for t in e e+audit e@ref; do
         [[ -n ${admin_of[$t]:-} ]] || continue
         summary="$(curl -s -m 5 "http://127.0.0.1:${admin_of[$t]}/metrics" | python3 -c '
 import re, sys
@@ -659,12 +710,16 @@ rss_of() { # NAME -> kB summed over its process tree
     echo "$total"
 }
 rss_lines=""
-for name in upstream hop bare drawbridge drawbridge-log drawbridge-e drawbridge-e-audit; do
+for name in upstream hop bare bare-ref drawbridge drawbridge-log drawbridge-e \
+    drawbridge-e-audit drawbridge-ref drawbridge-e-ref; do
     [[ -n ${pid[$name]:-} ]] || continue
     rss_lines+="$name=$(rss_of "$name") "
 done
 
 # --- report ------------------------------------------------------------------------
+ref_meta=()
+[[ -z $ref_bin ]] || ref_meta+=(--meta "ref=$ref_bin (built $(stat -c %y "$ref_bin" | cut -d. -f1))")
+[[ -z $ref_bare ]] || ref_meta+=(--meta "ref_bare=$ref_bare (built $(stat -c %y "$ref_bare" | cut -d. -f1))")
 commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit+=" (+ uncommitted changes)"
 python3 "$here/report.py" \
@@ -677,6 +732,8 @@ python3 "$here/report.py" \
     --meta "nginx=$("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //')" \
     --meta "wrk=-t1 -c$connections -d$duration (warm-up $warmup), $rounds rounds, interleaved" \
     --meta "pin=$pin" \
-    --meta "command=benches/load/run.sh --duration $duration --warmup $warmup --rounds $rounds --connections $connections --pin $pin --targets $targets_csv" \
+    "${ref_meta[@]}" \
+    --meta "profile=$profile" \
+    --meta "command=benches/load/run.sh --duration $duration --warmup $warmup --rounds $rounds --connections $connections --pin $pin --profile $profile --targets $targets_csv${ref_bin:+ --ref-bin $ref_bin}${ref_bare:+ --ref-bare $ref_bare}" \
     | tee "$out"
 echo "report written to $out" >&2

@@ -54,14 +54,15 @@ impl Principal {
 /// later steps, so the token is hashed once per request).
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    pub principal: Principal,
+    /// Shared with the verified-token cache: a cache hit copies no strings.
+    pub principal: Arc<Principal>,
     pub token_key: TokenKey,
 }
 
 /// A verified token as cached: the principal plus what is checked per route.
 #[derive(Debug)]
 pub struct Verified {
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     /// Index into the configured issuers.
     pub issuer_index: usize,
     pub audiences: Vec<String>,
@@ -342,13 +343,13 @@ impl Authenticator {
         jwt::check_times(claims, unix_now(), issuer.config.leeway.as_secs() as i64)?;
         let subject = claims.sub.clone().ok_or(TokenError::MissingClaim)?;
         Ok(Verified {
-            principal: Principal {
+            principal: Arc::new(Principal {
                 issuer: iss.to_string(),
                 subject,
                 client_id: claims.client().map(str::to_string),
                 scopes: claims.scopes(),
                 expires_at: claims.exp.unwrap_or_default(),
-            },
+            }),
             issuer_index,
             audiences: claims.aud.clone(),
             cache_for: TOKEN_CACHE_MAX_TTL,
@@ -380,7 +381,7 @@ impl Authenticator {
             .exp
             .unwrap_or_else(|| unix_now() + settings.cache_max.as_secs() as i64);
         Ok(Verified {
-            principal: Principal {
+            principal: Arc::new(Principal {
                 issuer: issuer.config.issuer.clone(),
                 subject: resp.sub.clone().unwrap_or_default(),
                 client_id: resp.client_id.clone(),
@@ -390,7 +391,7 @@ impl Authenticator {
                     .map(|s| s.split_ascii_whitespace().map(str::to_string).collect())
                     .unwrap_or_default(),
                 expires_at,
-            },
+            }),
             issuer_index,
             audiences: resp.aud,
             cache_for: settings.cache_max,

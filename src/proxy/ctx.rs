@@ -37,7 +37,7 @@ pub struct RequestCtx {
     /// Set by the route step; every later phase relies on it.
     pub route: Option<RouteMatch>,
     /// Who is calling (protected routes), set by the authenticate step.
-    pub principal: Option<Principal>,
+    pub principal: Option<Arc<Principal>>,
     /// SHA-256 of the caller's token (cache key for the credential step).
     pub token_key: Option<crate::auth::TokenKey>,
     /// The header the upstream receives in place of the caller's token.

@@ -39,7 +39,7 @@ pub struct Handoff {
     pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
     pub upstream_session_id: Option<String>,
     pub pending_lists: crate::mcp::filter::PendingLists,
-    pub principal: Option<Principal>,
+    pub principal: Option<Arc<Principal>>,
     pub permit: Permit,
     pub inspected: Inspected,
     pub body_len: usize,

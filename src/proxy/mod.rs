@@ -180,7 +180,7 @@ impl Gateway {
 
 /// Who a session belongs to: the route and the caller's stable identity (anonymous on a
 /// public route).
-fn ctx_binding<'a>(principal: &'a Option<Principal>, route: &'a Route) -> Binding<'a> {
+fn ctx_binding<'a>(principal: &'a Option<Arc<Principal>>, route: &'a Route) -> Binding<'a> {
     match principal {
         Some(p) => Binding {
             route: &route.name,
