@@ -5,7 +5,9 @@
 //! the listeners stop and in-flight requests get `shutdown_grace` to finish.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +64,11 @@ pub fn build(config: &Config, config_path: PathBuf) -> Result<Process, String> {
     let state = gateway.state_handle();
 
     let mut readiness = Readiness::default();
+    // Pingora binds the listeners when the services start, and retries for ever when the
+    // address is taken: ready only once the MCP listener accepts a connection.
+    let listening = Arc::new(AtomicBool::new(false));
+    let accepting = listening.clone();
+    readiness.add_check(move || accepting.load(Ordering::Acquire));
     let issuers_state = state.clone();
     readiness.add_check(move || {
         issuers_state
@@ -90,6 +97,8 @@ pub fn build(config: &Config, config_path: PathBuf) -> Result<Process, String> {
 
     let supervisor = Supervisor {
         config_path,
+        probe: probe_address(&config.listen),
+        listening,
         listen: (config.listen.clone(), config.admin_listen.clone()),
         state,
         metrics,
@@ -98,7 +107,7 @@ pub fn build(config: &Config, config_path: PathBuf) -> Result<Process, String> {
     server.add_service(background_service("supervisor", supervisor));
     server.add_service(proxy);
     server.add_service(admin);
-    // Listeners are bound when the services start; issuers add their own check above.
+    // The listener and the issuers have their own checks above.
     readiness.set(true);
     Ok(Process {
         server,
@@ -173,9 +182,62 @@ impl ShutdownSignalWatch for DrainThenStop {
     }
 }
 
+/// The MCP listener's address, with a wildcard IP replaced by loopback (where a
+/// connection probe goes when `/proc` is not available). `None` when the address does
+/// not parse (then not checked).
+fn probe_address(listen: &str) -> Option<SocketAddr> {
+    let mut addr: SocketAddr = listen.parse().ok()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    Some(addr)
+}
+
+/// Waits (as long as it takes) until this process listens on the MCP address, then sets
+/// `listening`. Warns once if that takes long, e.g. because the address is in use.
+async fn await_listener(probe: Option<SocketAddr>, listening: Arc<AtomicBool>) {
+    const PATIENCE: Duration = Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    let mut warned = false;
+    if let Some(addr) = probe {
+        loop {
+            let bound = match crate::admin::listener::this_process_listens_on(addr.port()) {
+                Some(ours) => ours,
+                // No /proc: a connection that gets through is the next best sign.
+                None => matches!(
+                    tokio::time::timeout(
+                        Duration::from_secs(1),
+                        tokio::net::TcpStream::connect(addr)
+                    )
+                    .await,
+                    Ok(Ok(_))
+                ),
+            };
+            if bound {
+                break;
+            }
+            if !warned && started.elapsed() > PATIENCE {
+                warned = true;
+                tracing::warn!(%addr, "the MCP listener is not bound yet (address in use?); /readyz answers 503 until it is");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    listening.store(true, Ordering::Release);
+    if warned {
+        tracing::info!("the MCP listener is bound now");
+    }
+}
+
 /// Keeps issuer keys fresh, reloads on SIGHUP, and marks the gateway unready on shutdown.
 struct Supervisor {
     config_path: PathBuf,
+    /// Where the MCP listener is probed, and the flag readiness reads.
+    probe: Option<SocketAddr>,
+    listening: Arc<AtomicBool>,
     /// Addresses cannot change without a restart.
     listen: (String, String),
     state: Arc<ArcSwap<GatewayState>>,
@@ -246,6 +308,7 @@ impl Supervisor {
 #[async_trait]
 impl BackgroundService for Supervisor {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let probing = tokio::spawn(await_listener(self.probe, self.listening.clone()));
         let mut refreshers = Refreshers::new();
         self.sync_refreshers(&mut refreshers);
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -280,6 +343,7 @@ impl BackgroundService for Supervisor {
                 _ = shutdown.changed() => {
                     // Load balancers polling /readyz stop sending new traffic.
                     self.readiness.set(false);
+                    probing.abort();
                     for (_, (task, stop)) in refreshers.drain() {
                         let _ = stop.send(true);
                         task.abort();
@@ -290,5 +354,27 @@ impl BackgroundService for Supervisor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listener_is_probed_on_loopback_when_it_binds_every_address() {
+        assert_eq!(
+            probe_address("0.0.0.0:8080"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            probe_address("[::]:8080"),
+            Some("[::1]:8080".parse().unwrap())
+        );
+        assert_eq!(
+            probe_address("10.1.2.3:80"),
+            Some("10.1.2.3:80".parse().unwrap())
+        );
+        assert_eq!(probe_address("not an address"), None);
     }
 }

@@ -2,6 +2,8 @@
 //! `/healthz` (the process serves) and `/readyz` (the gateway can serve traffic; later
 //! issues add conditions such as "issuer keys fetched").
 
+pub mod listener;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 

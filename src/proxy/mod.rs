@@ -471,6 +471,13 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
+    /// A client that goes away mid-answer is normal (an MCP client closing an event
+    /// stream it no longer needs): no ERROR line from Pingora for it. The access log
+    /// still records the request (status 0 if nothing was written, the error type).
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        classify(e) == Failure::ClientGone
+    }
+
     /// The one place a failure becomes a response.
     async fn fail_to_proxy(
         &self,

@@ -62,8 +62,17 @@ impl Gateway {
         panic!("drawbridge did not start listening:\n{}", gw.log());
     }
 
+    /// Starts the gateway with its MCP listener on `port` (which may be taken) and
+    /// returns without waiting for anything.
+    pub fn spawn_on(port: u16, routes_yaml: &str, extra_yaml: &str) -> Gateway {
+        Self::spawn_with_port(port, routes_yaml, extra_yaml)
+    }
+
     fn spawn(routes_yaml: &str, extra_yaml: &str) -> Gateway {
-        let port = free_port();
+        Self::spawn_with_port(free_port(), routes_yaml, extra_yaml)
+    }
+
+    fn spawn_with_port(port: u16, routes_yaml: &str, extra_yaml: &str) -> Gateway {
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("gateway.yaml");

@@ -108,6 +108,36 @@ async fn readyz(gw: &Gateway) -> u16 {
 }
 
 #[tokio::test]
+async fn readyz_waits_for_the_mcp_listener() {
+    let up = Upstream::start().await;
+    // Someone else holds the port: Pingora keeps retrying the bind.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let gw = Gateway::spawn_on(port, &route("a", "/a/mcp", &up.url("/mcp")), "");
+    let admin = gw.admin_port;
+    eventually("the admin listener answers", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", admin))
+            .await
+            .is_ok()
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            readyz(&gw).await,
+            503,
+            "ready while the MCP port is not ours"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(squatter);
+    eventually("/readyz answers 200 once the listener is bound", || async {
+        readyz(&gw).await == 200
+    })
+    .await;
+    assert_eq!(status(&gw, "/a/mcp").await, 200);
+}
+
+#[tokio::test]
 async fn sigterm_turns_readyz_false_while_still_serving_then_stops_the_listeners() {
     let up = Upstream::start().await;
     let drain = Duration::from_secs(4);

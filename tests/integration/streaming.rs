@@ -83,18 +83,48 @@ async fn sse_streams_with_body_padding(padding: usize) {
     assert!(rest.is_ok(), "stream should end after the result");
     assert!(seen.ends_with("\r\n\r\n"), "{seen:?}");
     drop(body);
-    // The gauge drops when the gateway logs the finished request, which may come a
-    // moment after the client has read the last byte.
+    assert_eq!(active_streams_settled(&gw, "r").await, Some(0.0));
+}
+
+/// The `active_streams` gauge of a route once it stops changing to nonzero: it drops
+/// when the gateway logs the finished request, a moment after the client is done.
+async fn active_streams_settled(gw: &Gateway, route: &str) -> Option<f64> {
+    let name = format!(r#"drawbridge_active_streams{{route="{route}"}}"#);
     let mut active = None;
     for _ in 0..100 {
-        let metrics = gw.metrics().await;
-        active = sample(&metrics, r#"drawbridge_active_streams{route="r"}"#);
+        active = sample(&gw.metrics().await, &name);
         if active == Some(0.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(active, Some(0.0));
+    active
+}
+
+#[tokio::test]
+async fn a_client_closing_an_event_stream_is_logged_but_not_as_an_error() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
+    let resp = crate::harness::client()
+        .get(gw.url("/r/mcp"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "list_changed").await;
+    drop(body);
+    assert_eq!(active_streams_settled(&gw, "r").await, Some(0.0));
+    let log = gw.log();
+    assert!(!log.contains("Fail to proxy"), "{log}");
+    assert!(!log.contains(r#""level":"ERROR""#), "{log}");
+    // The access line is still written for it.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("drawbridge::access") && l.contains(r#""method":"GET""#)),
+        "{log}"
+    );
 }
 
 #[tokio::test]
