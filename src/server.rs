@@ -14,6 +14,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -82,7 +84,17 @@ pub fn build(config: &Config, config_path: PathBuf) -> Result<Process, String> {
 
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "drawbridge");
-    proxy.add_tcp(&config.listen);
+    // No L4 read buffer on client connections. Pingora's default is a 64 KiB buffer per
+    // connection, zero-filled when the connection is accepted, so every idle keep-alive
+    // connection and every open event stream held 64 KiB of resident memory (measured
+    // by benches/load/idle_streams.py). Pingora's HTTP/1 parser keeps its own header
+    // buffer and reads bodies in its own 64 KiB chunks, so little is lost.
+    proxy.add_listener(
+        ListenerConfig::tcp(&config.listen).l4_buffer(L4BufferSettings {
+            read: Some(0),
+            write: None,
+        }),
+    );
 
     let admin_app = AdminApp {
         metrics: metrics.clone(),
