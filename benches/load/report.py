@@ -28,6 +28,7 @@ ORDER = ["a", "b", "c", "d", "d+log", "e", "e+audit", "c@ref", "d@ref", "e@ref"]
 def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument("--results", required=True)
+    p.add_argument("--rate-results")
     p.add_argument("--clk-tck", type=int, required=True)
     p.add_argument("--rss", default="")
     p.add_argument("--meta", action="append", default=[])
@@ -83,6 +84,81 @@ def medians(rows):
     return out
 
 
+def load_rate_rows(path):
+    """The FIXED_RATE lines of benches/load/fixed_rate.py, one per (round, target)."""
+    rows = []
+    if not path:
+        return rows
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            fields = dict(kv.split("=", 1) for kv in r["line"].split()[1:] if "=" in kv)
+            rows.append({"round": int(r["round"]), "target": r["target"], **fields})
+    return rows
+
+
+def number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def rate_medians(rows):
+    out = {}
+    for t in ORDER:
+        mine = [r for r in rows if r["target"] == t]
+        if not mine:
+            continue
+        clean = [r for r in mine if number(r.get("errors")) == 0 and number(r.get("non2xx")) == 0]
+        used = clean or mine
+        med = {}
+        for k in ("achieved_rps", "p50_us", "p90_us", "p99_us", "p999_us", "client_demand_pct"):
+            values = [v for v in (number(r.get(k)) for r in used) if v is not None]
+            med[k] = statistics.median(values) if values else None
+        med["rounds"] = f"{len(clean)}/{len(mine)}"
+        out[t] = med
+    return out
+
+
+def print_rate_section(rows, meta):
+    med = rate_medians(rows)
+    if not med:
+        return
+    print("## Fixed rate, below saturation (medians over rounds)\n")
+    print(
+        f"{meta.get('rate', '')}. Open loop: latency runs from each request's *scheduled* "
+        "send time to the end of its answer (benches/load/fixed_rate.py), so it includes "
+        "the generator's own wake-up delay (a few hundred µs here), the same for every "
+        "target; compare targets, or read the columns against (a).\n"
+    )
+    print(
+        "| target | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs "
+        "| p50 added vs (a) | p99 added vs (a) | p50 added vs (b) | rounds used |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    def fmt(v):
+        return "–" if v is None else f"{v:.0f}"
+
+    def added(t, base, k):
+        x, y = med[t].get(k), med.get(base, {}).get(k)
+        return "–" if x is None or y is None or t == base else f"{x - y:+.0f}"
+
+    for t, m in med.items():
+        print(
+            f"| {LABELS[t]} | {fmt(m['achieved_rps'])} | {fmt(m['p50_us'])} | {fmt(m['p90_us'])} "
+            f"| {fmt(m['p99_us'])} | {fmt(m['p999_us'])} | {added(t, 'a', 'p50_us')} "
+            f"| {added(t, 'a', 'p99_us')} | {added(t, 'b', 'p50_us')} | {m['rounds']} |"
+        )
+    print()
+    demand = [m["client_demand_pct"] for m in med.values() if m["client_demand_pct"] is not None]
+    if demand and max(demand) >= 90:
+        print(
+            "⚠ The generator was running or waiting for a CPU ≥ 90% of the time in some "
+            "runs: its own delays inflate those latencies.\n"
+        )
+
+
 def ratio(x, y):
     return f"{x / y:.2f}" if x and y else "–"
 
@@ -95,7 +171,7 @@ def main():
     b = med.get("b")
 
     print("# drawbridge load benchmark: last run\n")
-    for key in ("date", "commit", "profile", "ref", "ref_bare", "machine", "load", "rustc", "nginx", "wrk", "pin", "command"):
+    for key in ("date", "commit", "profile", "ref", "ref_bare", "machine", "load", "rustc", "nginx", "wrk", "rate", "pin", "command"):
         if key in meta:
             print(f"- {key}: {meta[key]}")
     print()
@@ -173,6 +249,8 @@ def main():
             cost = med[x]["proxy_cpu"] - med[y]["proxy_cpu"]
             print(f"{what}: {cost:+.1f} µs CPU per request.\n")
 
+    print_rate_section(load_rate_rows(a.rate_results), meta)
+
     if a.pipeline:
         print("## Full pipeline checks\n")
         print(
@@ -214,8 +292,10 @@ def main():
     print("## Not measured in this run\n")
     if "e" not in med:
         print("- (e) the full pipeline (auth, policy, sessions, exchange): not in `--targets`.")
-    print("- Added latency at a fixed rate well below saturation: needs `wrk2`, which is not")
-    print("  packaged in Debian; skipped.")
+    if not a.rate_results or not load_rate_rows(a.rate_results):
+        print("- Added latency at a fixed rate: skipped (`--rate 0`).")
+    print("- Memory with many idle event streams: `benches/load/idle_streams.py` measures it")
+    print("  separately (docs/BENCHMARKS.md).")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@
 #   --warmup D       wrk warm-up before every measured run, 0 for none (default 1s)
 #   --rounds N       rounds (default 3)
 #   --connections N  wrk connections, one wrk thread (default 16)
+#   --rate R         after the wrk rounds, a fixed-rate run per target and round at R
+#                    requests/s (open loop, benches/load/fixed_rate.py) for the latency
+#                    a user feels below saturation; 0 to skip (default 1000)
+#   --rate-duration D  length of each fixed-rate run (default 5s)
 #   --pin MODE       off: let the scheduler place everything (default); auto: with >= 2
 #                    CPUs, the proxy under test on CPU 0, upstream nginx and wrk on CPU 1
 #                    (taskset). On 2 CPUs, wrk + upstream need ~30 us of CPU per request,
@@ -43,8 +47,9 @@
 #                    the default targets
 #   --port-base P    listeners use 127.0.0.1:P .. P+14 (default 18400)
 #   --no-build       use the binaries already in the target dir instead of `cargo build`
-#   --profile NAME   cargo profile to build and run (default dist: fat LTO, one codegen
-#                    unit, as shipped; `release` builds faster)
+#   --bin-dir DIR    run DIR/drawbridge and DIR/bare_pingora (copies of an earlier build)
+#                    instead of building
+#   --profile NAME   cargo profile to build and run (default release, as shipped)
 #   --ref-bare PATH  a bare_pingora binary to run as target c@ref (e.g. one built with
 #                    the system allocator); adds c@ref to the default targets
 #   --out FILE       where the markdown report goes (default benches/load/last-run.md)
@@ -70,9 +75,12 @@ targets_csv="a,b,c,d,d+log,e,e+audit"
 port_base=18400
 build=1
 out="$here/last-run.md"
+rate=1000
+rate_duration=5s
 ref_bin=""
 ref_bare=""
-profile=dist
+bin_dir=""
+profile=release
 targets_given=0
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
@@ -89,6 +97,8 @@ while (($#)); do
     --warmup) warmup="${2:?}"; shift 2 ;;
     --rounds) rounds="${2:?}"; shift 2 ;;
     --connections) connections="${2:?}"; shift 2 ;;
+    --rate) rate="${2:?}"; shift 2 ;;
+    --rate-duration) rate_duration="${2:?}"; shift 2 ;;
     --pin) pin="${2:?}"; shift 2 ;;
     --targets) targets_csv="${2:?}"; targets_given=1; shift 2 ;;
     --port-base) port_base="${2:?}"; shift 2 ;;
@@ -97,12 +107,15 @@ while (($#)); do
     --ref-bin) ref_bin="${2:?}"; shift 2 ;;
     --ref-bare) ref_bare="${2:?}"; shift 2 ;;
     --profile) profile="${2:?}"; shift 2 ;;
+    --bin-dir) bin_dir="${2:?}"; build=0; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
 done
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
 [[ $connections =~ ^[1-9][0-9]*$ ]] || die "--connections must be a positive integer"
+[[ $rate =~ ^[0-9]+$ ]] || die "--rate must be a whole number of requests per second"
+[[ $rate_duration =~ ^[1-9][0-9]*s?$ ]] || die "--rate-duration: a whole number of seconds"
 [[ $pin == auto || $pin == off ]] || die "--pin is auto or off"
 [[ $duration =~ ^[1-9][0-9]*[smh]?$ ]] || die "--duration: a whole number of s, m or h"
 [[ $warmup =~ ^(0|[1-9][0-9]*[smh]?)$ ]] || die "--warmup: 0 or a whole number of s, m or h"
@@ -170,6 +183,8 @@ for line in sys.stdin:
     }
     drawbridge_bin="$(exe_of drawbridge)"
     bare_bin="$(exe_of bare_pingora)"
+elif [[ -n $bin_dir ]]; then
+    drawbridge_bin="$bin_dir/drawbridge" bare_bin="$bin_dir/bare_pingora"
 else
     drawbridge_bin="$CARGO_TARGET_DIR/$profile/drawbridge"
     bare_bin="$(ls -t "$CARGO_TARGET_DIR/$profile"/deps/bare_pingora-* 2>/dev/null |
@@ -667,6 +682,29 @@ for ((round = 1; round <= rounds; round++)); do
         unset r
     done
 done
+
+# Fixed rate, well below saturation: what a request costs in latency when nothing
+# queues. Open loop (latency counted from each request's scheduled time); interleaved
+# rounds like the wrk runs.
+rate_results="$tmp/rate.tsv"
+printf 'round\ttarget\tline\n' >"$rate_results"
+if ((rate > 0)); then
+    echo "fixed rate: $rounds rounds x ${targets[*]}, $rate req/s for ${rate_duration%s}s each" >&2
+    for ((round = 1; round <= rounds; round++)); do
+        for t in "${targets[@]}"; do
+            raw="$tmp/raw/rate-round$round-$t.txt"
+            BENCH_AUTHORIZATION="${wrk_auth[$t]:-}" BENCH_SESSION_ID="${wrk_session[$t]:-}" \
+                timeout $((${rate_duration%s} + 60)) "${on_wrk[@]}" python3 "$here/fixed_rate.py" \
+                "${url[$t]}" --rate "$rate" --duration "${rate_duration%s}" --connections "$connections" \
+                --body "$body" >"$raw" 2>&1 || true
+            line="$(grep '^FIXED_RATE ' "$raw" || true)"
+            [[ -n $line ]] || { echo "  fixed rate, $t: no result: $(tail -n 3 "$raw")" >&2; continue; }
+            printf '%s\t%s\t%s\n' "$round" "$t" "$line" >>"$rate_results"
+            printf '  rate round %d %-7s %s\n' "$round" "$t" \
+                "$(grep -o 'achieved_rps=[^ ]* p50_us=[^ ]* p90_us=[^ ]* p99_us=[^ ]*' <<<"$line")" >&2
+        done
+    done
+fi
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Full pipeline: did the caches hold during the measured runs? The token endpoint's
@@ -723,7 +761,7 @@ ref_meta=()
 commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit+=" (+ uncommitted changes)"
 python3 "$here/report.py" \
-    --results "$results" --clk-tck "$clk_tck" --rss "$rss_lines" "${pipeline_args[@]}" \
+    --results "$results" --rate-results "$rate_results" --clk-tck "$clk_tck" --rss "$rss_lines" "${pipeline_args[@]}" \
     --meta "date=$(date -u +%Y-%m-%dT%H:%MZ)" \
     --meta "commit=$commit" \
     --meta "machine=$ncpu CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r)" \
@@ -733,7 +771,8 @@ python3 "$here/report.py" \
     --meta "wrk=-t1 -c$connections -d$duration (warm-up $warmup), $rounds rounds, interleaved" \
     --meta "pin=$pin" \
     "${ref_meta[@]}" \
-    --meta "profile=$profile" \
-    --meta "command=benches/load/run.sh --duration $duration --warmup $warmup --rounds $rounds --connections $connections --pin $pin --profile $profile --targets $targets_csv${ref_bin:+ --ref-bin $ref_bin}${ref_bare:+ --ref-bare $ref_bare}" \
+    --meta "profile=$([[ -n $bin_dir ]] && echo "binaries from $bin_dir" || echo "$profile")" \
+    --meta "rate=$rate req/s for $rate_duration per target and round (0: not run), $connections connections" \
+    --meta "command=benches/load/run.sh --duration $duration --warmup $warmup --rounds $rounds --connections $connections --rate $rate --rate-duration $rate_duration --pin $pin --profile $profile${bin_dir:+ --bin-dir $bin_dir} --targets $targets_csv${ref_bin:+ --ref-bin $ref_bin}${ref_bare:+ --ref-bare $ref_bare}" \
     | tee "$out"
 echo "report written to $out" >&2
