@@ -347,6 +347,12 @@ if has_target c@ref; then
     url[c@ref]="http://127.0.0.1:$p_cref/mcp" proxy_of[c@ref]=bare-ref
 fi
 
+must_validate() { # FILE: stop the run, with drawbridge's own errors, if FILE is not valid
+    "$drawbridge_bin" validate "$1" >/dev/null 2>&1 || {
+        "$drawbridge_bin" validate "$1" >&2 || true
+        die "generated $1 does not validate"
+    }
+}
 drawbridge_conf() { # FILE PORT ADMIN-PORT
     cat >"$1" <<EOF
 listen: 127.0.0.1:$2
@@ -360,10 +366,7 @@ routes:
     upstream:
       url: http://127.0.0.1:$p_a/mcp
 EOF
-    "$drawbridge_bin" validate "$1" >/dev/null 2>&1 || {
-        "$drawbridge_bin" validate "$1" >&2 || true
-        die "generated $1 does not validate"
-    }
+    must_validate "$1"
 }
 if has_target d; then
     drawbridge_conf "$tmp/gateway-warn.yaml" "$p_d" $((port_base + 13))
@@ -503,10 +506,7 @@ routes:
         audience: upstream
         scopes: per_operation
 EOF2
-    "$drawbridge_bin" validate "$1" >/dev/null 2>&1 || {
-        "$drawbridge_bin" validate "$1" >&2 || true
-        die "generated $1 does not validate"
-    }
+    must_validate "$1"
 }
 
 # post_as NAME URL OUTFILE BODY [HEADER...] -> status; response headers in OUTFILE.headers

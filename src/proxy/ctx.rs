@@ -66,8 +66,6 @@ pub struct RequestCtx {
     /// In a subrequest: where to report a JSON list answer that could not be filtered
     /// (the main request holds its header and makes it a 502).
     pub list_failure: Option<Arc<AtomicBool>>,
-    /// The status the client got, when it differs from the one this pipeline wrote.
-    pub status_sent: Option<u16>,
 }
 
 impl RequestCtx {
@@ -91,7 +89,14 @@ impl RequestCtx {
             upstream_error: None,
             delegated: false,
             list_failure: None,
-            status_sent: None,
         }
+    }
+
+    /// In a subrequest: its JSON list answer could not be filtered, so the main request
+    /// sent the client a 502 in place of the status this pipeline wrote.
+    pub fn list_answer_failed(&self) -> bool {
+        self.list_failure
+            .as_ref()
+            .is_some_and(|failed| failed.load(std::sync::atomic::Ordering::Acquire))
     }
 }

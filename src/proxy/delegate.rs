@@ -104,12 +104,12 @@ pub async fn forward(
         .user_ctx(Box::new(Some(handoff)))
         .build();
     let (prepared, handle) = spawner.create_subrequest(session.as_downstream(), sub_ctx);
-    let mut held = Held::default();
+    let mut held = Held::new(hold_json);
     let piped = pipe_subrequest(
         session,
         prepared,
         handle,
-        |task| held.take(task, hold_json),
+        |task| held.take(task),
         InputBodyType::Preset(InputBody::Bytes(vec![body])),
     )
     .await;
@@ -133,16 +133,25 @@ pub async fn forward(
 }
 
 /// The tasks of a JSON answer, kept back from the client until the answer is complete.
-#[derive(Default)]
 struct Held {
+    /// Whether a JSON answer is to be held at all.
+    hold_json: bool,
     holding: bool,
     tasks: Vec<HttpTask>,
 }
 
 impl Held {
+    fn new(hold_json: bool) -> Held {
+        Held {
+            hold_json,
+            holding: false,
+            tasks: Vec::new(),
+        }
+    }
+
     /// Passes a task on, or keeps it: from a JSON response header with a body to come
     /// until the end. A failure while holding fails the request (nothing was sent yet).
-    fn take(&mut self, task: HttpTask, hold_json: bool) -> Result<Option<HttpTask>> {
+    fn take(&mut self, task: HttpTask) -> Result<Option<HttpTask>> {
         if self.holding {
             if let HttpTask::Failed(e) = task {
                 return Err(e);
@@ -151,7 +160,9 @@ impl Held {
             return Ok(None);
         }
         match task {
-            HttpTask::Header(header, false) if hold_json && super::headers::is_json(&header) => {
+            HttpTask::Header(header, false)
+                if self.hold_json && super::headers::is_json(&header) =>
+            {
                 self.holding = true;
                 self.tasks.push(HttpTask::Header(header, false));
                 Ok(None)
@@ -213,13 +224,10 @@ mod tests {
 
     #[test]
     fn a_json_answer_is_held_until_released_with_its_length() {
-        let mut held = Held::default();
-        assert!(held
-            .take(header("application/json"), true)
-            .unwrap()
-            .is_none());
-        assert!(held.take(body("{\"a\":", false), true).unwrap().is_none());
-        assert!(held.take(body("1}", true), true).unwrap().is_none());
+        let mut held = Held::new(true);
+        assert!(held.take(header("application/json")).unwrap().is_none());
+        assert!(held.take(body("{\"a\":", false)).unwrap().is_none());
+        assert!(held.take(body("1}", true)).unwrap().is_none());
         let tasks = held.release(false).unwrap();
         assert_eq!(tasks.len(), 3);
         assert_eq!(status_and_length(&tasks), (200, "7".to_string()));
@@ -231,37 +239,28 @@ mod tests {
 
     #[test]
     fn a_failed_filter_turns_the_held_answer_into_a_502() {
-        let mut held = Held::default();
-        held.take(header("application/json"), true).unwrap();
-        held.take(body("{\"error\":{}}", true), true).unwrap();
+        let mut held = Held::new(true);
+        held.take(header("application/json")).unwrap();
+        held.take(body("{\"error\":{}}", true)).unwrap();
         assert_eq!(status_and_length(&held.release(true).unwrap()).0, 502);
     }
 
     #[test]
     fn event_streams_and_unheld_answers_pass_at_once() {
-        let mut held = Held::default();
-        assert!(held
-            .take(header("text/event-stream"), true)
-            .unwrap()
-            .is_some());
-        assert!(held
-            .take(body("data: 1\n\n", false), true)
-            .unwrap()
-            .is_some());
+        let mut held = Held::new(true);
+        assert!(held.take(header("text/event-stream")).unwrap().is_some());
+        assert!(held.take(body("data: 1\n\n", false)).unwrap().is_some());
         assert!(held.release(false).is_none());
-        let mut held = Held::default();
-        assert!(held
-            .take(header("application/json"), false)
-            .unwrap()
-            .is_some());
+        let mut held = Held::new(false);
+        assert!(held.take(header("application/json")).unwrap().is_some());
         assert!(held.release(true).is_none());
     }
 
     #[test]
     fn an_upstream_failure_while_holding_fails_the_request() {
-        let mut held = Held::default();
-        held.take(header("application/json"), true).unwrap();
+        let mut held = Held::new(true);
+        held.take(header("application/json")).unwrap();
         let failed = HttpTask::Failed(Error::new(ErrorType::ReadError));
-        assert!(held.take(failed, true).is_err());
+        assert!(held.take(failed).is_err());
     }
 }

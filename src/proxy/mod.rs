@@ -527,9 +527,11 @@ impl ProxyHttp for Gateway {
         if ctx.delegated {
             return; // the subrequest that carried it logs it
         }
-        let status = ctx
-            .status_sent
-            .unwrap_or_else(|| session.response_written().map_or(0, |r| r.status.as_u16()));
+        let status = if ctx.list_answer_failed() {
+            502
+        } else {
+            session.response_written().map_or(0, |r| r.status.as_u16())
+        };
         let req = session.req_header();
         let state = ctx.state.clone();
         let metrics = state

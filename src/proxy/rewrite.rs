@@ -82,7 +82,6 @@ impl Gateway {
                         // The main request holds this answer's header: it becomes a 502.
                         if let Some(failed) = &ctx.list_failure {
                             failed.store(true, std::sync::atomic::Ordering::Release);
-                            ctx.status_sent = Some(502);
                         }
                         match answers.len() {
                             1 => answers.concat().into_bytes(),
