@@ -46,6 +46,8 @@ struct RouteRuntime {
     route: Arc<Route>,
     /// Template peer (address resolved, TLS and timeouts set), cloned per request.
     peer: HttpPeer,
+    /// The upstream's authority, the `Host` it receives.
+    upstream_host: http::HeaderValue,
     metrics: RouteMetrics,
     /// `None` for a public route.
     guard: Option<RouteGuard>,
@@ -107,6 +109,8 @@ impl GatewayState {
             .map(|route| {
                 Ok(RouteRuntime {
                     peer: upstream_peer_for(route)?,
+                    upstream_host: http::HeaderValue::from_str(&route.upstream.authority)
+                        .map_err(|e| format!("route `{}`: upstream authority: {e}", route.name))?,
                     metrics: metrics.for_route(&route.name),
                     guard: RouteGuard::for_route(route),
                     credential: credential::CredentialSource::build(route, auth.issuers())?,
@@ -203,7 +207,7 @@ impl Gateway {
     fn seal_response_session(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
         let Some(upstream_id) = resp
             .headers
-            .get("mcp-session-id")
+            .get(&headers::MCP_SESSION_ID)
             .map(|v| v.to_str().map(str::to_string))
         else {
             return;
@@ -215,7 +219,7 @@ impl Gateway {
                 .seal_session(ctx_binding(&ctx.principal, route), &id),
             _ => None,
         };
-        resp.remove_header("mcp-session-id");
+        resp.remove_header(&headers::MCP_SESSION_ID);
         if let Some(sealed) = sealed {
             // Sealed ids are [A-Za-z0-9_.-] only.
             let _ = resp.insert_header("mcp-session-id", sealed);
@@ -410,22 +414,17 @@ impl ProxyHttp for Gateway {
         headers::prepare_upstream_request(
             upstream_request,
             &Forwarding {
-                upstream_authority: &rt.route.upstream.authority,
+                upstream_authority: &rt.upstream_host,
                 client_ip: session
                     .client_addr()
                     .and_then(|a| a.as_inet())
-                    .map(|a| a.ip().to_string()),
+                    .map(|a| a.ip()),
                 body_len: ctx.body_len,
+                session_id: ctx.upstream_session_id.as_deref(),
+                // After the caller's credentials were stripped: the route's own, if any.
+                credential: ctx.upstream_credential.as_ref(),
             },
-        )?;
-        if let Some(id) = &ctx.upstream_session_id {
-            upstream_request.insert_header("mcp-session-id", id.as_str())?;
-        }
-        // After the caller's credentials were stripped: the route's own, if any.
-        if let Some((name, value)) = &ctx.upstream_credential {
-            upstream_request.insert_header(name.clone(), value.clone())?;
-        }
-        Ok(())
+        )
     }
 
     /// Response header: hop-by-hop removal; event streams are counted and, for GETs,

@@ -11,6 +11,7 @@ use pingora::Result;
 use super::credential::CredentialRequest;
 use super::ctx::RequestCtx;
 use super::failure::{classify, Failure};
+use super::headers::{MCP_METHOD, MCP_NAME, MCP_SESSION_ID};
 use super::{cache_now, ctx_binding, delegate, Gateway};
 use crate::auth::bearer;
 use crate::auth::challenge::{www_authenticate, BearerErrorCode};
@@ -112,7 +113,7 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
         let req = session.req_header();
-        let mut values = req.headers.get_all("mcp-session-id").iter();
+        let mut values = req.headers.get_all(&MCP_SESSION_ID).iter();
         let header = values.next().map(|v| v.to_str().map(str::to_string));
         if values.next().is_some() || matches!(header, Some(Err(_))) {
             return self.refuse(session, ctx, Refusal::BadSessionHeader).await;
@@ -262,8 +263,8 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
         let headers = &session.req_header().headers;
-        let method = headers.get("mcp-method").map(|v| v.to_str().ok());
-        let name = headers.get("mcp-name").map(|v| v.to_str().ok());
+        let method = headers.get(&MCP_METHOD).map(|v| v.to_str().ok());
+        let name = headers.get(&MCP_NAME).map(|v| v.to_str().ok());
         if method.is_none() && name.is_none() {
             return Ok(false);
         }
