@@ -519,11 +519,11 @@ fn bench_exchange_cache<M: Clock>(c: &mut Criterion<M>) {
     let (first, _) =
         rt.block_on(
             cache.get_or_exchange(key(), Some(instant_at_unix(subject_exp)), || async {
-                Ok(IssuedToken {
-                    access_token: drawbridge::config::Secret::new("upstream-token".to_string()),
-                    token_type: "Bearer".to_string(),
-                    expires_at: Instant::now() + Duration::from_secs(3600),
-                })
+                IssuedToken::new(
+                    "upstream-token".to_string(),
+                    "Bearer",
+                    Instant::now() + Duration::from_secs(3600),
+                )
             }),
         );
     first.expect("pre-populated");

@@ -232,14 +232,9 @@ fn keep_until(token: &IssuedToken, subject_expires_at: Option<Instant>, now: Ins
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
     fn token(expires_in: u64, now: Instant) -> IssuedToken {
-        IssuedToken {
-            access_token: Secret::new("t".into()),
-            token_type: "Bearer".into(),
-            expires_at: now + Duration::from_secs(expires_in),
-        }
+        IssuedToken::new("t".into(), "Bearer", now + Duration::from_secs(expires_in)).unwrap()
     }
 
     #[test]

@@ -90,6 +90,29 @@ pub struct IssuedToken {
     /// the upstream is sent `Authorization: Bearer <access_token>`.
     pub token_type: String,
     pub expires_at: Instant,
+    /// `Bearer <access_token>`, built once (marked sensitive) rather than per request.
+    pub authorization: http::HeaderValue,
+}
+
+impl IssuedToken {
+    /// A token as issued; refused if it cannot travel in an `Authorization` header.
+    pub fn new(
+        access_token: String,
+        token_type: &str,
+        expires_at: Instant,
+    ) -> Result<IssuedToken, ExchangeError> {
+        let mut authorization = http::HeaderValue::from_str(&format!("Bearer {access_token}"))
+            .map_err(|_| {
+                ExchangeError::InvalidResponse("the issued token is not a valid header value")
+            })?;
+        authorization.set_sensitive(true);
+        Ok(IssuedToken {
+            access_token: Secret::new(access_token),
+            token_type: token_type.to_string(),
+            expires_at,
+            authorization,
+        })
+    }
 }
 
 /// Why no token was obtained. Carries no token, secret or error description from the

@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use super::client::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE};
 use super::{ExchangeError, IssuedToken};
-use crate::config::Secret;
 
 /// Lifetime assumed when the answer has no `expires_in` (RFC 6749 makes it optional).
 /// Short, so that a token of unknown life is not reused for long.
@@ -56,11 +55,7 @@ pub fn parse_success(body: &[u8], received_at: Instant) -> Result<IssuedToken, E
     let expires_at = received_at
         .checked_add(lifetime)
         .ok_or(ExchangeError::InvalidResponse("expires_in is invalid"))?;
-    Ok(IssuedToken {
-        access_token: Secret::new(access_token),
-        token_type: token_type.to_string(),
-        expires_at,
-    })
+    IssuedToken::new(access_token, token_type, expires_at)
 }
 
 /// Seconds as a non-negative JSON number, or (as some servers send it) a string of digits.

@@ -172,7 +172,7 @@ impl CredentialSource {
             CacheOutcome::Hit | CacheOutcome::Joined => counters.hit.inc(),
         }
         let token = result?;
-        Ok(Some(bearer_header(&token)?))
+        Ok(Some(bearer_header(&token)))
     }
 }
 
@@ -232,11 +232,6 @@ impl GrantRuntime {
     }
 }
 
-fn bearer_header(token: &IssuedToken) -> Result<(HeaderName, HeaderValue), ExchangeError> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.access_token.expose()))
-        .map_err(|_| {
-            ExchangeError::InvalidResponse("the issued token is not a valid header value")
-        })?;
-    value.set_sensitive(true);
-    Ok((http::header::AUTHORIZATION, value))
+fn bearer_header(token: &IssuedToken) -> (HeaderName, HeaderValue) {
+    (http::header::AUTHORIZATION, token.authorization.clone())
 }
