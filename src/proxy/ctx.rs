@@ -44,6 +44,9 @@ pub struct RequestCtx {
     pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
     /// The upstream's own session id, restored from the sealed one the client sent.
     pub upstream_session_id: Option<String>,
+    /// The sealed id the client presented, when the answer may hand it back unchanged
+    /// (see `session::Opened::reusable`).
+    pub reusable_seal: Option<String>,
     /// List requests whose answers must be filtered (routes with a policy).
     pub pending_lists: PendingLists,
     /// Set by the authorize step; forwarding requires it.
@@ -80,6 +83,7 @@ impl RequestCtx {
             token_key: None,
             upstream_credential: None,
             upstream_session_id: None,
+            reusable_seal: None,
             served_metadata: false,
             inspected: None,
             body_len: None,

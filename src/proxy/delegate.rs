@@ -38,6 +38,7 @@ pub struct Handoff {
     pub route: RouteMatch,
     pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
     pub upstream_session_id: Option<String>,
+    pub reusable_seal: Option<String>,
     pub pending_lists: crate::mcp::filter::PendingLists,
     pub principal: Option<Arc<Principal>>,
     pub permit: Permit,
@@ -76,6 +77,7 @@ pub fn adopt_handoff(session: &mut Session, ctx: &mut RequestCtx) -> bool {
         ctx.route = Some(h.route);
         ctx.upstream_credential = h.upstream_credential;
         ctx.upstream_session_id = h.upstream_session_id;
+        ctx.reusable_seal = h.reusable_seal;
         ctx.pending_lists = h.pending_lists;
         ctx.principal = h.principal;
         ctx.permit = Some(h.permit);

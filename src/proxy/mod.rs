@@ -205,18 +205,21 @@ impl Gateway {
     /// Replaces the upstream's `Mcp-Session-Id` with the sealed one; an id that cannot be
     /// sealed is removed, never passed on in clear.
     fn seal_response_session(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
-        let Some(upstream_id) = resp
-            .headers
-            .get(&headers::MCP_SESSION_ID)
-            .map(|v| v.to_str().map(str::to_string))
-        else {
+        let Some(value) = resp.headers.get(&headers::MCP_SESSION_ID) else {
             return;
         };
-        let route = ctx.route.as_ref().map(|m| &m.route);
-        let sealed = match (upstream_id, route) {
-            (Ok(id), Some(route)) => ctx
+        let sealed = match (value.to_str(), ctx.route.as_ref()) {
+            // The session the client presented (young, sealed with the current key): its
+            // sealed id is as good as a new one, and sealing costs a nonce and an AEAD.
+            (Ok(id), Some(_))
+                if ctx.reusable_seal.is_some()
+                    && ctx.upstream_session_id.as_deref() == Some(id) =>
+            {
+                ctx.reusable_seal.clone()
+            }
+            (Ok(id), Some(m)) => ctx
                 .state
-                .seal_session(ctx_binding(&ctx.principal, route), &id),
+                .seal_session(ctx_binding(&ctx.principal, &m.route), id),
             _ => None,
         };
         resp.remove_header(&headers::MCP_SESSION_ID);

@@ -126,7 +126,7 @@ impl Gateway {
         let binding = ctx_binding(&ctx.principal, &rt.route);
         let now = cache_now();
         let open = |sealed: &str| {
-            session::unseal(
+            session::open(
                 &state.sessions,
                 sealed,
                 &binding,
@@ -135,9 +135,12 @@ impl Gateway {
             )
         };
         let mut failure = None;
-        if let Some(sealed) = &header {
-            match open(sealed) {
-                Ok(id) => ctx.upstream_session_id = Some(id),
+        if let Some(sealed) = header {
+            match open(&sealed) {
+                Ok(opened) => {
+                    ctx.upstream_session_id = Some(opened.upstream_id);
+                    ctx.reusable_seal = opened.reusable.then_some(sealed);
+                }
                 Err(e) => failure = Some(e),
             }
         }
@@ -145,7 +148,7 @@ impl Gateway {
             let legacy_failure = std::cell::Cell::new(None);
             let rewritten = ctx.route.as_ref().and_then(|m| {
                 legacy::map_session_param(&m.upstream_path, &|sealed: &str| match open(sealed) {
-                    Ok(id) => Some(id),
+                    Ok(opened) => Some(opened.upstream_id),
                     Err(e) => {
                         legacy_failure.set(Some(e));
                         None
@@ -377,6 +380,7 @@ impl Gateway {
             route,
             pending_lists: ctx.pending_lists.clone(),
             upstream_session_id: ctx.upstream_session_id.clone(),
+            reusable_seal: ctx.reusable_seal.clone(),
             upstream_credential: ctx.upstream_credential.clone(),
             principal: ctx.principal.clone(),
             permit,

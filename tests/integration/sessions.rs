@@ -68,7 +68,7 @@ async fn initialize(gw: &Gateway, path: &str, auth: &str) -> String {
     sealed
 }
 
-async fn ping(gw: &Gateway, path: &str, auth: &str, session: &str) -> u16 {
+async fn send_ping(gw: &Gateway, path: &str, auth: &str, session: &str) -> reqwest::Response {
     client()
         .post(gw.url(path))
         .header("authorization", auth)
@@ -77,8 +77,10 @@ async fn ping(gw: &Gateway, path: &str, auth: &str, session: &str) -> u16 {
         .send()
         .await
         .unwrap()
-        .status()
-        .as_u16()
+}
+
+async fn ping(gw: &Gateway, path: &str, auth: &str, session: &str) -> u16 {
+    send_ping(gw, path, auth, session).await.status().as_u16()
 }
 
 #[tokio::test]
@@ -202,4 +204,37 @@ async fn gateways_sharing_keys_serve_each_others_sessions_and_rotate() {
         .to_str()
         .unwrap()
         .starts_with("v1.k2."));
+}
+
+/// The `Mcp-Session-Id` the gateway answers a ping within `session` with.
+async fn session_in_answer(gw: &Gateway, auth: &str, session: &str) -> String {
+    let resp = send_ping(gw, "/a/mcp", auth, session).await;
+    assert_eq!(resp.status(), 200);
+    resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_young_sealed_id_comes_back_unchanged_and_a_new_key_reseals_it() {
+    let (idp, up) = (Idp::start().await, Upstream::start().await);
+    let first = Gateway::start_with(&routes(&up), &config(&idp, &[("k1", 1)])).await;
+    let second = Gateway::start_with(&routes(&up), &config(&idp, &[("k2", 2), ("k1", 1)])).await;
+    let alice = token(&idp, RESOURCE_A, "alice", "agent");
+    let sealed = initialize(&first, "/a/mcp", &alice).await;
+    // The upstream names the same session in every answer: nothing to seal anew.
+    assert_eq!(session_in_answer(&first, &alice, &sealed).await, sealed);
+    // Where another key seals, the session moves to it.
+    let moved = session_in_answer(&second, &alice, &sealed).await;
+    assert!(moved.starts_with("v1.k2."), "{moved}");
+    assert_eq!(session_in_answer(&second, &alice, &moved).await, moved);
+    assert_eq!(
+        ping(&first, "/a/mcp", &alice, &moved).await,
+        404,
+        "k2 is unknown there"
+    );
+    for seen in &up.seen()[1..] {
+        assert_eq!(seen.headers["mcp-session-id"], "upstream-session-1");
+    }
 }

@@ -321,6 +321,22 @@ pub fn seal(
     Ok(out)
 }
 
+/// A sealed id younger than this, made with the current sealing key, is handed back as
+/// it is when the upstream answers with the same session id (see [`Opened::reusable`]).
+pub const RESEAL_AFTER_SECS: u64 = 60;
+
+/// What opening a sealed id gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The upstream's session id.
+    pub upstream_id: String,
+    /// Sealed with the key that seals now, less than [`RESEAL_AFTER_SECS`] ago: sealing
+    /// the same upstream id again for the same caller would give nothing new (a fresh
+    /// nonce, a slightly later `issued_at`), so the answer may carry this one. Older ids,
+    /// and ids sealed with a key being rotated out, are sealed afresh.
+    pub reusable: bool,
+}
+
 /// Opens a sealed id presented with a request and returns the upstream session id, if it
 /// was sealed by one of `keys` for this exact `binding` (and is young enough).
 pub fn unseal(
@@ -330,6 +346,17 @@ pub fn unseal(
     now_unix: u64,
     max_age: Option<Duration>,
 ) -> Result<String, UnsealError> {
+    open(keys, sealed, binding, now_unix, max_age).map(|opened| opened.upstream_id)
+}
+
+/// [`unseal`], also telling whether the sealed id may be handed back unchanged.
+pub fn open(
+    keys: &SessionKeys,
+    sealed: &str,
+    binding: &Binding<'_>,
+    now_unix: u64,
+    max_age: Option<Duration>,
+) -> Result<Opened, UnsealError> {
     if sealed.len() > MAX_SEALED_LEN {
         return Err(UnsealError::Malformed);
     }
@@ -389,7 +416,15 @@ pub fn unseal(
     if upstream_id.is_empty() || !upstream_id.iter().copied().all(is_visible_ascii) {
         return Err(UnsealError::Malformed);
     }
-    String::from_utf8(upstream_id.to_vec()).map_err(|_| UnsealError::Malformed)
+    let upstream_id =
+        String::from_utf8(upstream_id.to_vec()).map_err(|_| UnsealError::Malformed)?;
+    let issued_at = u64::from_be_bytes(*issued_at);
+    let current_key = keys.sealing_key().is_some_and(|(id, _)| id == key_id);
+    let young = issued_at <= now_unix && now_unix - issued_at < RESEAL_AFTER_SECS;
+    Ok(Opened {
+        upstream_id,
+        reusable: current_key && young,
+    })
 }
 
 fn valid_key_id(id: &str) -> bool {

@@ -604,3 +604,26 @@ fn generated_keys_decode_to_32_bytes_and_are_accepted() {
         Ok(UPSTREAM)
     );
 }
+
+#[test]
+fn only_young_ids_sealed_with_the_current_key_are_reusable() {
+    let current = keys(&[("k1", 1)]);
+    let sealed = sealed_for_alice(&current);
+    let reusable = |keys: &SessionKeys, now: u64| {
+        let opened = open(keys, &sealed, &alice(), now, None).expect("opens");
+        assert_eq!(opened.upstream_id, UPSTREAM);
+        opened.reusable
+    };
+    assert!(reusable(&current, NOW));
+    assert!(reusable(&current, NOW + RESEAL_AFTER_SECS - 1));
+    assert!(
+        !reusable(&current, NOW + RESEAL_AFTER_SECS),
+        "old enough to refresh"
+    );
+    assert!(!reusable(&current, NOW - 1), "issued in the future");
+    let rotating = keys(&[("k2", 2), ("k1", 1)]);
+    assert!(
+        !reusable(&rotating, NOW),
+        "sealed with a key being rotated out"
+    );
+}
