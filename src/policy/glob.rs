@@ -8,20 +8,27 @@
 pub struct Glob {
     pattern: Vec<char>,
     specificity: usize,
+    /// The pattern as written (metric label).
+    source: Box<str>,
 }
 
 impl Glob {
-    pub fn new(pattern: &str) -> Glob {
-        let pattern: Vec<char> = pattern.chars().collect();
+    pub fn new(source: &str) -> Glob {
+        let pattern: Vec<char> = source.chars().collect();
         let specificity = pattern.iter().filter(|c| !matches!(c, '*' | '?')).count();
         Glob {
             pattern,
             specificity,
+            source: source.into(),
         }
     }
 
     pub fn as_string(&self) -> String {
-        self.pattern.iter().collect()
+        self.source.to_string()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
     }
 
     pub fn is_exact(&self) -> bool {

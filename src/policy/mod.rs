@@ -228,10 +228,10 @@ impl Policy {
 
     /// Bounded metric label for a tool: its configured name, the pattern that matched,
     /// or `other`.
-    pub fn tool_label(&self, name: &str) -> String {
+    pub fn tool_label(&self, name: &str) -> &str {
         match self.tools.find(name) {
-            Some(rule) => rule.glob.as_string(),
-            None => "other".to_string(),
+            Some(rule) => rule.glob.as_str(),
+            None => "other",
         }
     }
 }

@@ -296,8 +296,8 @@ impl Gateway {
             let decision = v.decision.label();
             rt.metrics.operation(v.op.method(), decision);
             if let Operation::Tool(name) = v.op {
-                let label = policy.map_or_else(|| "other".to_string(), |p| p.tool_label(name));
-                rt.metrics.tool_call(&label, decision);
+                let label = policy.map_or("other", |p| p.tool_label(name));
+                rt.metrics.tool_call(label, decision);
             }
             let missing = match &v.decision {
                 Decision::MissingScopes { missing, .. } => missing.join(" "),

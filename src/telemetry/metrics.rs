@@ -3,11 +3,11 @@
 //! (route names from the config, fixed reason and kind words, known MCP methods, tool
 //! names from the config or `other`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Request-duration buckets, in seconds: sub-millisecond proxy hops up to long tool calls.
@@ -45,6 +45,39 @@ const KNOWN_METHODS: &[&str] = &[
     "notifications/roots/list_changed",
     "response",
 ];
+
+/// HTTP methods and statuses whose `drawbridge_requests_total` counters a route keeps
+/// resolved (others are looked up per request).
+const HTTP_METHODS: &[&str] = &["GET", "POST", "DELETE"];
+const COMMON_STATUSES: &[u16] = &[200, 202, 204, 400, 401, 403, 404, 413, 415, 502, 503, 504];
+/// Decisions of `drawbridge_mcp_operations_total`.
+const DECISIONS: &[&str] = &["allow", "deny"];
+
+/// Counters of one family resolved on first use and kept, one slot per label
+/// combination: `with_label_values` hashes the labels and takes a lock on every call.
+/// Series still appear only once counted.
+#[derive(Clone)]
+struct Resolved(Arc<[OnceLock<IntCounter>]>);
+
+impl Resolved {
+    fn new(slots: usize) -> Resolved {
+        Resolved((0..slots).map(|_| OnceLock::new()).collect())
+    }
+
+    /// Increments the counter in `slot` (resolved by `resolve` the first time), or, for a
+    /// combination without a slot, the one `resolve` gives.
+    fn inc(&self, slot: Option<usize>, resolve: impl FnOnce() -> IntCounter) {
+        match slot.and_then(|i| self.0.get(i)) {
+            Some(cell) => cell.get_or_init(resolve).inc(),
+            None => resolve().inc(),
+        }
+    }
+}
+
+/// Position of `(a, b)` in a table of `a_len * b_len` slots.
+fn slot(a: Option<usize>, b: Option<usize>, b_len: usize) -> Option<usize> {
+    Some(a? * b_len + b?)
+}
 
 pub fn method_label(method: &str) -> &str {
     if KNOWN_METHODS.contains(&method) {
@@ -86,15 +119,23 @@ pub struct RouteMetrics {
     pub duration: prometheus::Histogram,
     pub active_streams: IntGauge,
     families: Arc<Families>,
+    requests: Resolved,
+    operations: Resolved,
 }
 
 impl RouteMetrics {
     pub fn request(&self, method: &str, status: u16) {
-        let mut code = itoa::Buffer::new();
-        self.families
-            .requests
-            .with_label_values(&[self.name.as_str(), method, code.format(status)])
-            .inc();
+        let method_at = HTTP_METHODS.iter().position(|m| *m == method);
+        let status_at = COMMON_STATUSES.iter().position(|s| *s == status);
+        self.requests
+            .inc(slot(method_at, status_at, COMMON_STATUSES.len()), || {
+                let mut code = itoa::Buffer::new();
+                self.families.requests.with_label_values(&[
+                    self.name.as_str(),
+                    method,
+                    code.format(status),
+                ])
+            });
     }
 
     pub fn upstream_error(&self, kind: &str) {
@@ -113,10 +154,21 @@ impl RouteMetrics {
 
     /// One MCP operation's decision (`method` is bounded here).
     pub fn operation(&self, method: &str, decision: &str) {
-        self.families
-            .mcp_operations
-            .with_label_values(&[self.name.as_str(), method_label(method), decision])
-            .inc();
+        let method = method_label(method);
+        // `other` takes the slot after the known methods.
+        let method_at = KNOWN_METHODS
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(KNOWN_METHODS.len());
+        let decision_at = DECISIONS.iter().position(|d| *d == decision);
+        self.operations
+            .inc(slot(Some(method_at), decision_at, DECISIONS.len()), || {
+                self.families.mcp_operations.with_label_values(&[
+                    self.name.as_str(),
+                    method,
+                    decision,
+                ])
+            });
     }
 
     /// Items removed from a list answer by the policy.
@@ -323,6 +375,8 @@ impl Metrics {
             duration: self.families.duration.with_label_values(&[name]),
             active_streams: self.families.active_streams.with_label_values(&[name]),
             families: self.families.clone(),
+            requests: Resolved::new(HTTP_METHODS.len() * COMMON_STATUSES.len()),
+            operations: Resolved::new((KNOWN_METHODS.len() + 1) * DECISIONS.len()),
         }
     }
 
@@ -395,5 +449,33 @@ mod tests {
             r#"drawbridge_tool_calls_total{decision="allow",route="everything",tool="echo"} 1"#
         ));
         assert!(text.contains("drawbridge_build_info{version="));
+    }
+
+    #[test]
+    fn resolved_and_looked_up_counters_count_alike() {
+        let m = Metrics::new().unwrap();
+        let r = m.for_route("a");
+        let again = m.for_route("a"); // a reload: new handles, same series
+        for (method, status) in [("POST", 200), ("PATCH", 200), ("POST", 299), ("GET", 504)] {
+            r.request(method, status);
+            again.request(method, status);
+        }
+        for (method, decision) in [("ping", "allow"), ("made/up", "deny"), ("ping", "maybe")] {
+            r.operation(method, decision);
+            again.operation(method, decision);
+        }
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in [
+            r#"drawbridge_requests_total{method="POST",route="a",status="200"} 2"#,
+            r#"drawbridge_requests_total{method="PATCH",route="a",status="200"} 2"#,
+            r#"drawbridge_requests_total{method="POST",route="a",status="299"} 2"#,
+            r#"drawbridge_requests_total{method="GET",route="a",status="504"} 2"#,
+            r#"drawbridge_mcp_operations_total{decision="allow",method="ping",route="a"} 2"#,
+            r#"drawbridge_mcp_operations_total{decision="deny",method="other",route="a"} 2"#,
+            r#"drawbridge_mcp_operations_total{decision="maybe",method="ping",route="a"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(!text.contains(r#"status="404""#), "unused series appear");
     }
 }
