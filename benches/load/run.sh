@@ -52,6 +52,12 @@
 #   --profile NAME   cargo profile to build and run (default release, as shipped)
 #   --ref-bare PATH  a bare_pingora binary to run as target c@ref (e.g. one built with
 #                    the system allocator); adds c@ref to the default targets
+#   --wrap CMD       run every drawbridge process under CMD (split on spaces), for
+#                    profiling, e.g. --wrap "valgrind --tool=callgrind --instr-atstart=no"
+#                    (then `callgrind_control -i on` during the measured run); the
+#                    report's numbers are then those of the profiler, not drawbridge's.
+#                    The log-enabled variants (d+log, e+audit) run through `sh -c exec`
+#                    and are not profiled this way
 #   --out FILE       where the markdown report goes (default benches/load/last-run.md)
 #   -h, --help       this text
 # Environment: CARGO_TARGET_DIR (default <repo>/target/bench, so that benchmark builds do
@@ -80,6 +86,7 @@ rate_duration=5s
 ref_bin=""
 ref_bare=""
 bin_dir=""
+wrap=()
 profile=release
 targets_given=0
 
@@ -108,6 +115,7 @@ while (($#)); do
     --ref-bare) ref_bare="${2:?}"; shift 2 ;;
     --profile) profile="${2:?}"; shift 2 ;;
     --bin-dir) bin_dir="${2:?}"; build=0; shift 2 ;;
+    --wrap) read -r -a wrap <<<"${2:?}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
@@ -229,6 +237,7 @@ start() {
     shift 2
     while [[ $1 != -- ]]; do cpus+=("$1"); shift; done
     shift
+    [[ $name == drawbridge* ]] && set -- "${wrap[@]}" "$@"
     "${cpus[@]}" "$@" >"$tmp/$name.log" 2>&1 &
     pid[$name]=$!
     stop_signal[$name]=$sig

@@ -44,7 +44,10 @@ fn connection_tokens(headers: &http::HeaderMap) -> impl Iterator<Item = HeaderNa
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        // The usual tokens name no header to remove (Keep-Alive is hop-by-hop anyway).
+        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
 }
 
 /// The names in `headers` that `doomed` selects, plus those listed in `Connection` that
