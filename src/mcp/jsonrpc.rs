@@ -97,6 +97,14 @@ const REASONS: [&str; 6] = [
 
 /// Reads a body as a JSON-RPC message or batch.
 pub fn inspect(body: &[u8]) -> Result<Inspected, Malformed> {
+    match fast::single_message(body) {
+        Some(message) => finish(vec![message], false),
+        None => inspect_with_serde(body),
+    }
+}
+
+/// The reading of every body; [`fast`] only takes plain single messages off its hands.
+fn inspect_with_serde(body: &[u8]) -> Result<Inspected, Malformed> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = Top
         .deserialize(&mut de)
@@ -526,5 +534,6 @@ pub fn error_body(inspected: Option<&Inspected>, code: i64, message: &str) -> St
     }
 }
 
+mod fast;
 #[cfg(test)]
 mod tests;
