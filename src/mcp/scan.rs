@@ -57,6 +57,30 @@ impl<'a> JsonStr<'a> {
     }
 }
 
+/// Skips plain string content eight bytes at a time; returns the position of the first
+/// byte of the word holding a stop byte (`"`, `\\`, or a control character), or of the
+/// last partial word, for the byte-wise loop to finish.
+fn skip_plain(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Flags (high bit) bytes of `x` below `n` (n <= 0x80). Borrows only run upwards from
+    // a flagged byte, so a word without stop bytes has no flag.
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let mut chunk = [0u8; 8];
+        chunk.copy_from_slice(word);
+        let x = u64::from_le_bytes(chunk);
+        let stops = below(x, 0x20)
+            | below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1);
+        if stops != 0 {
+            break;
+        }
+        i += 8;
+    }
+    i
+}
+
 pub struct Scanner<'a> {
     text: &'a str,
     pos: usize,
@@ -221,6 +245,7 @@ impl<'a> Scanner<'a> {
         let mut i = start + 1;
         let mut escaped = false;
         loop {
+            i = skip_plain(bytes, i);
             while bytes.get(i).is_some_and(|&b| !STRING_STOP[b as usize]) {
                 i += 1;
             }
@@ -348,6 +373,40 @@ mod tests {
         for text in cases {
             let serde = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
             assert_eq!(whole(text), serde, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn strings_end_at_the_right_byte_wherever_it_falls_in_a_word() {
+        for len in 0..40 {
+            for (at, stop) in (0..len)
+                .flat_map(|at| [b'"', b'\\', 0x01, 0x1f, 0x7f, 0xc3].map(move |stop| (at, stop)))
+            {
+                let mut content = vec![b'a'; len];
+                content[at] = stop;
+                if stop == 0xc3 {
+                    content.insert(at + 1, 0xa9); // é: not a stop
+                }
+                if stop == b'\\' && at + 1 < len {
+                    content[at + 1] = b'n'; // a valid escape
+                }
+                let mut text = vec![b'"'];
+                text.extend_from_slice(&content);
+                text.extend_from_slice(b"\"x");
+                let Ok(text) = std::str::from_utf8(&text) else {
+                    continue;
+                };
+                let mut s = Scanner::new(text);
+                let got = s.string().map(|_| s.pos());
+                let expected = match stop {
+                    b'"' => Ok(at + 2),
+                    b'\\' if content.get(at + 1).is_some() => Ok(len + 2),
+                    b'\\' => Err(NotJson),
+                    0x01 | 0x1f => Err(NotJson),
+                    _ => Ok(text.len() - 1),
+                };
+                assert_eq!(got, expected, "{text:?}");
+            }
         }
     }
 

@@ -148,9 +148,13 @@ fn checked(s: &mut Scanner<'_>, depth: u32) -> Result<Range<usize>, Defer> {
     }
 }
 
-/// The keys of one object so far.
+/// The keys of one object so far; the first few without allocating.
 #[derive(Default)]
-struct Keys<'a>(Vec<&'a str>);
+struct Keys<'a> {
+    first: [&'a str; 8],
+    len: usize,
+    more: Vec<&'a str>,
+}
 
 impl<'a> Keys<'a> {
     /// Records `key`; a repeat is left to the serde reading (which refuses it).
@@ -159,10 +163,15 @@ impl<'a> Keys<'a> {
             Cow::Borrowed(key) => key,
             Cow::Owned(_) => return Err(Defer),
         };
-        if self.0.contains(&key) {
+        let inline = self.len.min(self.first.len());
+        if self.first[..inline].contains(&key) || self.more.contains(&key) {
             return Err(Defer);
         }
-        self.0.push(key);
+        match self.first.get_mut(self.len) {
+            Some(slot) => *slot = key,
+            None => self.more.push(key),
+        }
+        self.len += 1;
         Ok(key)
     }
 }

@@ -266,6 +266,9 @@ const TEMPLATES: &[&str] = &[
     r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":12}}"#,
     r#"{"jsonrpc":"2.0","id":1e400,"method":"ping","params":{"n":123456789012345678901234567890}}"#,
     r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+    r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"many","arguments":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10}}}"#,
+    r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"many","arguments":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"a":10}}}"#,
+    r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"many","arguments":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"i":10}}}"#,
 ];
 
 #[test]
@@ -345,5 +348,5 @@ fn the_fast_path_reads_every_body_as_serde_does() {
             "{template}"
         );
     }
-    assert!(fast > total / 4, "fast path taken {fast} of {total} times");
+    assert!(fast > total / 5, "fast path taken {fast} of {total} times");
 }
