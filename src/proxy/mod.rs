@@ -20,6 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::utils::tls::{parse_x509, WrappedX509};
@@ -312,16 +313,29 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
 
 #[async_trait]
 impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
+    // Boxed: Pingora keeps the context inline in the future of every downstream
+    // connection (more than once: it is moved between nested futures), and that future
+    // lives as long as the connection, idle event streams included. Inline, the
+    // context pushed the allocation into the next allocator size class.
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.state.load_full())
+    /// No downstream modules. Pingora's default adds a response compression module,
+    /// disabled (level 0), that drawbridge never enables; its per-request state is held
+    /// for the life of every connection, idle event streams included.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::new(RequestCtx::new(self.state.load_full()))
     }
 
     /// Route, authenticate and inspect: metadata requests are answered here; otherwise
     /// the route is picked, the caller authenticated, and a POST body read and parsed
     /// whole, all before any upstream connection exists. `Ok(true)`: the gateway answered.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Box<RequestCtx>,
+    ) -> Result<bool> {
         if delegate::adopt_handoff(session, ctx) {
             // A subrequest: the main request already routed and inspected it.
             return Ok(false);
@@ -374,7 +388,7 @@ impl ProxyHttp for Gateway {
     }
 
     /// Pingora prepares a subrequest spawner only for requests that may need one.
-    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &Box<RequestCtx>) -> bool {
         delegate::may_need_subrequest(session)
     }
 
@@ -382,7 +396,7 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
         let state = ctx.state.clone();
         let rt = state
@@ -405,7 +419,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let state = ctx.state.clone();
         let (Some(found), Some(rt)) = (ctx.route.as_ref(), state.route_runtime(ctx)) else {
@@ -436,7 +450,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         headers::prepare_client_response(upstream_response);
         self.seal_response_session(upstream_response, ctx);
@@ -465,7 +479,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Option<std::time::Duration>> {
         if !matches!(ctx.response_mode, ResponseMode::PassThrough) {
             self.rewrite_body(body, end_of_stream, ctx);
@@ -476,7 +490,7 @@ impl ProxyHttp for Gateway {
     /// A client that goes away mid-answer is normal (an MCP client closing an event
     /// stream it no longer needs): no ERROR line from Pingora for it. The access log
     /// still records the request (status 0 if nothing was written, the error type).
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Box<RequestCtx>, e: &Error) -> bool {
         classify(e) == Failure::ClientGone
     }
 
@@ -485,7 +499,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> FailToProxy {
         let (refusal, upstream_kind) = match classify(e) {
             Failure::Respond {
@@ -525,7 +539,7 @@ impl ProxyHttp for Gateway {
     }
 
     /// Metrics and the access line, once per request.
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
         if ctx.delegated {
             return; // the subrequest that carried it logs it
         }
@@ -563,7 +577,7 @@ impl ProxyHttp for Gateway {
 
     /// What Pingora's own error log says about a request: method and path, no query
     /// (legacy session ids travel there) and no headers.
-    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+    fn request_summary(&self, session: &Session, _ctx: &Box<RequestCtx>) -> String {
         let req = session.req_header();
         format!("{} {}", req.method, req.uri.path())
     }
