@@ -4,6 +4,8 @@
 //! Access lines are emitted by the proxy on target `drawbridge::access`; nothing logs a
 //! header value, a token or a request body.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -16,8 +18,11 @@ pub enum LogFormat {
 /// Installs the global subscriber; call once, at start-up.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: escape codes in a log file or a
+    // collector are noise (and formatting them costs time on every line).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Json => builder

@@ -110,3 +110,40 @@ fn keygen_prints_a_fresh_valid_key() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "ok\n");
 }
+
+#[test]
+fn human_readable_logs_to_a_file_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.yaml");
+    let (port, admin) = (crate::harness::free_port(), crate::harness::free_port());
+    std::fs::write(
+        &file,
+        format!(
+            "listen: 127.0.0.1:{port}\nadmin:\n  listen: 127.0.0.1:{admin}\nshutdown_drain: 0s\nroutes:\n  - name: a\n    match: {{ path: /a/mcp }}\n    upstream:\n      url: http://127.0.0.1:9/mcp\n"
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("drawbridge.log");
+    let mut child = Command::new(drawbridge_bin())
+        .args(["--log-format", "pretty", "run", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("INFO") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(log.contains("INFO"), "no log line within 5 s:\n{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a log file:\n{log:?}"
+    );
+}
