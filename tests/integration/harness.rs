@@ -174,6 +174,20 @@ impl Gateway {
         text
     }
 
+    /// The Prometheus text from `/metrics` once `sample` reads `value` (counters move in
+    /// the logging phase, just after the answer went out), or after 2 s.
+    pub async fn metrics_when(&self, sample_name: &str, value: f64) -> String {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = self.metrics().await;
+            if sample(&text, sample_name) == Some(value) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        text
+    }
+
     /// The Prometheus text from `/metrics`.
     pub async fn metrics(&self) -> String {
         reqwest::get(self.admin_url("/metrics"))

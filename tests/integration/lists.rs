@@ -206,7 +206,12 @@ async fn an_unfilterable_list_is_an_error_never_the_list() {
     assert_eq!(body["id"], 9);
     assert_eq!(body["error"]["code"], -32002);
     assert!(!text.contains("not a list"));
-    let m = gw.metrics().await;
+    let m = gw
+        .metrics_when(
+            r#"drawbridge_requests_total{method="POST",route="l",status="502"}"#,
+            1.0,
+        )
+        .await;
     assert_eq!(
         sample(&m, r#"drawbridge_list_filter_failures_total{route="l"}"#),
         Some(1.0)

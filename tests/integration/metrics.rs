@@ -22,7 +22,8 @@ async fn metrics_count_requests_by_route_method_and_status() {
         404
     );
 
-    let m = gw.metrics().await;
+    let unrouted = r#"drawbridge_requests_total{method="GET",route="none",status="404"}"#;
+    let m = gw.metrics_when(unrouted, 1.0).await;
     assert_eq!(
         sample(
             &m,

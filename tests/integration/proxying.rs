@@ -218,7 +218,12 @@ async fn bodies_beyond_64_kib_arrive_byte_identical_and_are_counted_once() {
     }
     assert_eq!(seen[3].body, body.as_bytes());
     assert_eq!(seen[3].headers["content-length"], body.len().to_string());
-    let m = gw.metrics().await;
+    let m = gw
+        .metrics_when(
+            r#"drawbridge_requests_total{method="POST",route="r",status="200"}"#,
+            4.0,
+        )
+        .await;
     assert_eq!(
         crate::harness::sample(
             &m,
