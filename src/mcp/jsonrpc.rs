@@ -318,6 +318,7 @@ impl<'de> Deserialize<'de> for StringOrOther<'de> {
 }
 
 /// One message as parsed, before its shape is judged.
+#[derive(Default)]
 struct RawMessage {
     version_ok: bool,
     id: Option<Box<str>>,
@@ -363,13 +364,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawMessage, A::Error> {
         let mut keys = KeySet::default();
-        let mut msg = RawMessage {
-            version_ok: false,
-            id: None,
-            method: None,
-            params: None,
-            has_result_or_error: false,
-        };
+        let mut msg = RawMessage::default();
         while let Some(Text(key)) = map.next_key::<Text>()? {
             match key.as_ref() {
                 "jsonrpc" => {

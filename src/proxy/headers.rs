@@ -200,21 +200,12 @@ fn forwarded_for(prior: Option<&HeaderValue>, ip: IpAddr) -> HeaderValue {
         }
         IpAddr::V6(v6) => {
             use std::fmt::Write;
-            let _ = write!(WriteBytes(&mut value), "{v6}");
+            let _ = write!(value, "{v6}");
         }
     }
     // Cannot fail: a valid header value, ", " and an address's characters.
     HeaderValue::from_maybe_shared(Bytes::from(value))
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
-struct WriteBytes<'a>(&'a mut BytesMut);
-
-impl std::fmt::Write for WriteBytes<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.put_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 /// Removes hop-by-hop headers from an upstream response (framing headers stay: the

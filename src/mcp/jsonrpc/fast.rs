@@ -50,13 +50,7 @@ pub(super) fn single_message(body: &[u8]) -> Option<RawMessage> {
 }
 
 fn message(s: &mut Scanner<'_>) -> Result<RawMessage, Defer> {
-    let mut msg = RawMessage {
-        version_ok: false,
-        id: None,
-        method: None,
-        params: None,
-        has_result_or_error: false,
-    };
+    let mut msg = RawMessage::default();
     let mut keys = Keys::default();
     s.object(|s, key| {
         let key = keys.insert(key)?;
@@ -115,8 +109,12 @@ fn plain_string<'a>(s: &mut Scanner<'a>) -> Result<&'a str, Defer> {
     if s.peek() != Some(b'"') {
         return Err(Defer);
     }
-    let quoted = s.string()?.decode().ok_or(Defer)?;
-    match quoted {
+    as_written(s.string()?)
+}
+
+/// A string's value as it stands in the body; one that needs decoding is deferred.
+fn as_written(string: JsonStr<'_>) -> Result<&str, Defer> {
+    match string.decode().ok_or(Defer)? {
         Cow::Borrowed(value) => Ok(value),
         Cow::Owned(_) => Err(Defer),
     }
@@ -159,10 +157,7 @@ struct Keys<'a> {
 impl<'a> Keys<'a> {
     /// Records `key`; a repeat is left to the serde reading (which refuses it).
     fn insert(&mut self, key: JsonStr<'a>) -> Result<&'a str, Defer> {
-        let key = match key.decode().ok_or(Defer)? {
-            Cow::Borrowed(key) => key,
-            Cow::Owned(_) => return Err(Defer),
-        };
+        let key = as_written(key)?;
         let inline = self.len.min(self.first.len());
         if self.first[..inline].contains(&key) || self.more.contains(&key) {
             return Err(Defer);
