@@ -32,6 +32,8 @@ use challenge::BearerErrorCode;
 use issuer::IssuerRuntime;
 use jwt::TokenError;
 
+use crate::mcp::session::IdentityDigest;
+
 /// Who is calling, as established by a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -42,9 +44,34 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// Unix seconds.
     pub expires_at: i64,
+    /// What sealed session ids bind of this caller (issuer, subject, client), hashed once
+    /// here rather than on every request that presents a session.
+    session_identity: IdentityDigest,
 }
 
 impl Principal {
+    pub fn new(
+        issuer: String,
+        subject: String,
+        client_id: Option<String>,
+        scopes: Vec<String>,
+        expires_at: i64,
+    ) -> Principal {
+        let session_identity = IdentityDigest::of(&issuer, &subject, client_id.as_deref());
+        Principal {
+            issuer,
+            subject,
+            client_id,
+            scopes,
+            expires_at,
+            session_identity,
+        }
+    }
+
+    pub fn session_identity(&self) -> IdentityDigest {
+        self.session_identity
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
@@ -343,13 +370,13 @@ impl Authenticator {
         jwt::check_times(claims, unix_now(), issuer.config.leeway.as_secs() as i64)?;
         let subject = claims.sub.clone().ok_or(TokenError::MissingClaim)?;
         Ok(Verified {
-            principal: Arc::new(Principal {
-                issuer: iss.to_string(),
+            principal: Arc::new(Principal::new(
+                iss.to_string(),
                 subject,
-                client_id: claims.client().map(str::to_string),
-                scopes: claims.scopes(),
-                expires_at: claims.exp.unwrap_or_default(),
-            }),
+                claims.client().map(str::to_string),
+                claims.scopes(),
+                claims.exp.unwrap_or_default(),
+            )),
             issuer_index,
             audiences: claims.aud.clone(),
             cache_for: TOKEN_CACHE_MAX_TTL,
@@ -381,20 +408,53 @@ impl Authenticator {
             .exp
             .unwrap_or_else(|| unix_now() + settings.cache_max.as_secs() as i64);
         Ok(Verified {
-            principal: Arc::new(Principal {
-                issuer: issuer.config.issuer.clone(),
-                subject: resp.sub.clone().unwrap_or_default(),
-                client_id: resp.client_id.clone(),
-                scopes: resp
-                    .scope
+            principal: Arc::new(Principal::new(
+                issuer.config.issuer.clone(),
+                resp.sub.clone().unwrap_or_default(),
+                resp.client_id.clone(),
+                resp.scope
                     .as_deref()
                     .map(|s| s.split_ascii_whitespace().map(str::to_string).collect())
                     .unwrap_or_default(),
                 expires_at,
-            }),
+            )),
             issuer_index,
             audiences: resp.aud,
             cache_for: settings.cache_max,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The digest a principal carries is the session binding of its own fields, so a
+    /// session sealed for one caller never opens for another.
+    #[test]
+    fn principal_carries_its_session_identity() {
+        let p = |sub: &str, client: Option<&str>| {
+            Principal::new(
+                "https://idp.example".to_string(),
+                sub.to_string(),
+                client.map(str::to_string),
+                vec!["mcp".to_string()],
+                0,
+            )
+        };
+        let alice = p("alice", Some("agent"));
+        assert_eq!(
+            alice.session_identity(),
+            IdentityDigest::of("https://idp.example", "alice", Some("agent"))
+        );
+        assert_ne!(
+            alice.session_identity(),
+            p("bob", Some("agent")).session_identity()
+        );
+        assert_ne!(
+            alice.session_identity(),
+            p("alice", None).session_identity()
+        );
+        assert_ne!(alice.session_identity(), IdentityDigest::anonymous());
     }
 }

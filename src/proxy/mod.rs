@@ -34,7 +34,7 @@ use crate::auth::{Authenticator, RouteGuard};
 use crate::config::{Config, Route, Router};
 use crate::exchange::CredentialCache;
 use crate::mcp::jsonrpc;
-use crate::mcp::session::{self, Binding, SessionKeys};
+use crate::mcp::session::{self, Digests, IdentityDigest, RouteDigest, SessionKeys};
 use crate::refusal::Refusal;
 use crate::telemetry::metrics::NO_ROUTE;
 use crate::telemetry::{Metrics, RouteMetrics};
@@ -50,6 +50,8 @@ struct RouteRuntime {
     /// The upstream's authority, the `Host` it receives.
     upstream_host: http::HeaderValue,
     metrics: RouteMetrics,
+    /// What sealed session ids bind of this route.
+    session_route: RouteDigest,
     /// `None` for a public route.
     guard: Option<RouteGuard>,
     credential: credential::CredentialSource,
@@ -113,6 +115,7 @@ impl GatewayState {
                     upstream_host: http::HeaderValue::from_str(&route.upstream.authority)
                         .map_err(|e| format!("route `{}`: upstream authority: {e}", route.name))?,
                     metrics: metrics.for_route(&route.name),
+                    session_route: RouteDigest::of(&route.name),
                     guard: RouteGuard::for_route(route),
                     credential: credential::CredentialSource::build(route, auth.issuers())?,
                     route: route.clone(),
@@ -153,12 +156,18 @@ impl GatewayState {
     }
 
     /// Seals an upstream session id for the caller; `None` (logged) when it cannot be.
-    fn seal_session(&self, binding: Binding<'_>, upstream_id: &str) -> Option<String> {
-        match session::seal(&self.sessions, upstream_id, &binding, cache_now()) {
+    fn seal_session(
+        &self,
+        rt: &RouteRuntime,
+        principal: &Option<Arc<Principal>>,
+        upstream_id: &str,
+    ) -> Option<String> {
+        let binding = ctx_binding(principal, rt);
+        match session::seal(&self.sessions, upstream_id, binding, cache_now()) {
             Ok(sealed) => Some(sealed),
             Err(e) => {
                 tracing::error!(
-                    route = binding.route,
+                    route = %rt.route.name,
                     reason = e.reason(),
                     "cannot seal the upstream session id; it is withheld"
                 );
@@ -184,21 +193,14 @@ impl Gateway {
 }
 
 /// Who a session belongs to: the route and the caller's stable identity (anonymous on a
-/// public route).
-fn ctx_binding<'a>(principal: &'a Option<Arc<Principal>>, route: &'a Route) -> Binding<'a> {
-    match principal {
-        Some(p) => Binding {
-            route: &route.name,
-            issuer: &p.issuer,
-            subject: &p.subject,
-            client_id: p.client_id.as_deref(),
-        },
-        None => Binding {
-            route: &route.name,
-            issuer: "",
-            subject: "",
-            client_id: None,
-        },
+/// public route), as the digests a seal binds — computed once per route and once per
+/// verified token, not per request.
+fn ctx_binding(principal: &Option<Arc<Principal>>, rt: &RouteRuntime) -> Digests {
+    Digests {
+        route: rt.session_route,
+        identity: principal
+            .as_ref()
+            .map_or_else(IdentityDigest::anonymous, |p| p.session_identity()),
     }
 }
 
@@ -218,9 +220,10 @@ impl Gateway {
             {
                 ctx.reusable_seal.clone()
             }
-            (Ok(id), Some(m)) => ctx
+            (Ok(id), Some(_)) => ctx
                 .state
-                .seal_session(ctx_binding(&ctx.principal, &m.route), id),
+                .route_runtime(ctx)
+                .and_then(|rt| ctx.state.seal_session(rt, &ctx.principal, id)),
             _ => None,
         };
         resp.remove_header(&headers::MCP_SESSION_ID);

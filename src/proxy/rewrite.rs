@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use super::ctx::{RequestCtx, ResponseMode};
-use super::{ctx_binding, Gateway};
+use super::Gateway;
 use crate::mcp::filter::{failure_answers, ListKind};
 use crate::mcp::legacy::EndpointRewriter;
 use crate::policy::Operation;
@@ -51,7 +51,7 @@ impl Gateway {
             ResponseMode::PassThrough => return,
             ResponseMode::Discard => Vec::new(),
             ResponseMode::LegacyEndpoint(rewriter) => {
-                let seal = |id: &str| state.seal_session(ctx_binding(&ctx.principal, route), id);
+                let seal = |id: &str| state.seal_session(rt, &ctx.principal, id);
                 rewriter.rewrite(route, &seal, chunk, end)
             }
             ResponseMode::FilterSse(rewriter) => {

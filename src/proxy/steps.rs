@@ -123,16 +123,10 @@ impl Gateway {
         if header.is_none() && legacy.is_none() {
             return Ok(false);
         }
-        let binding = ctx_binding(&ctx.principal, &rt.route);
+        let binding = ctx_binding(&ctx.principal, rt);
         let now = cache_now();
         let open = |sealed: &str| {
-            session::open(
-                &state.sessions,
-                sealed,
-                &binding,
-                now,
-                state.session_max_age,
-            )
+            session::open(&state.sessions, sealed, binding, now, state.session_max_age)
         };
         let mut failure = None;
         if let Some(sealed) = header {

@@ -206,6 +206,73 @@ pub struct Binding<'a> {
     pub client_id: Option<&'a str>,
 }
 
+/// The digest of a route's name that seals bind; computed once per route (at start-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteDigest([u8; SHA256_OUTPUT_LEN]);
+
+impl RouteDigest {
+    pub fn of(route: &str) -> RouteDigest {
+        let mut ctx = Context::new(&SHA256);
+        ctx.update(b"drawbridge session route v1\0");
+        update_field(&mut ctx, route);
+        RouteDigest(digest_bytes(ctx.finish()))
+    }
+}
+
+/// The digest of a caller's identity that seals bind; computed once per verified token
+/// (it travels with the principal), so a request with a cached token hashes nothing here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityDigest([u8; SHA256_OUTPUT_LEN]);
+
+impl IdentityDigest {
+    /// The client id is optional, so its presence is hashed too: "no client" and an empty
+    /// client id are different identities.
+    pub fn of(issuer: &str, subject: &str, client_id: Option<&str>) -> IdentityDigest {
+        let mut ctx = Context::new(&SHA256);
+        ctx.update(b"drawbridge session identity v1\0");
+        update_field(&mut ctx, issuer);
+        update_field(&mut ctx, subject);
+        match client_id {
+            Some(client_id) => {
+                ctx.update(&[1]);
+                update_field(&mut ctx, client_id);
+            }
+            None => ctx.update(&[0]),
+        }
+        IdentityDigest(digest_bytes(ctx.finish()))
+    }
+
+    /// The caller on a public route: no issuer, no subject, no client.
+    pub fn anonymous() -> IdentityDigest {
+        static ANONYMOUS: std::sync::LazyLock<IdentityDigest> =
+            std::sync::LazyLock::new(|| IdentityDigest::of("", "", None));
+        *ANONYMOUS
+    }
+}
+
+/// What a seal binds: a [`Binding`] in the form the wire format stores. `seal` and `open`
+/// take either; the proxy passes digests it computed earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digests {
+    pub route: RouteDigest,
+    pub identity: IdentityDigest,
+}
+
+impl From<&Binding<'_>> for Digests {
+    fn from(b: &Binding<'_>) -> Digests {
+        Digests {
+            route: RouteDigest::of(b.route),
+            identity: IdentityDigest::of(b.issuer, b.subject, b.client_id),
+        }
+    }
+}
+
+fn digest_bytes(d: Digest) -> [u8; SHA256_OUTPUT_LEN] {
+    let mut out = [0u8; SHA256_OUTPUT_LEN];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 /// Why an upstream session id was not sealed. The caller answers 502: the upstream sent
 /// something the gateway will not hand on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,9 +352,10 @@ impl std::error::Error for UnsealError {}
 pub fn seal(
     keys: &SessionKeys,
     upstream_id: &str,
-    binding: &Binding<'_>,
+    binding: impl Into<Digests>,
     issued_at_unix: u64,
 ) -> Result<String, SealError> {
+    let bound = binding.into();
     if upstream_id.len() > MAX_UPSTREAM_ID_LEN {
         return Err(SealError::UpstreamIdTooLong);
     }
@@ -303,8 +371,8 @@ pub fn seal(
     let mut payload = Vec::with_capacity(NONCE_LEN + HEADER_LEN + upstream_id.len() + TAG_LEN);
     payload.extend_from_slice(&nonce);
     payload.extend_from_slice(&issued_at_unix.to_be_bytes());
-    payload.extend_from_slice(route_digest(binding).as_ref());
-    payload.extend_from_slice(identity_digest(binding).as_ref());
+    payload.extend_from_slice(&bound.route.0);
+    payload.extend_from_slice(&bound.identity.0);
     payload.extend_from_slice(upstream_id.as_bytes());
     let plaintext = payload.get_mut(NONCE_LEN..).ok_or(SealError::Crypto)?;
     let tag = key
@@ -342,7 +410,7 @@ pub struct Opened {
 pub fn unseal(
     keys: &SessionKeys,
     sealed: &str,
-    binding: &Binding<'_>,
+    binding: impl Into<Digests>,
     now_unix: u64,
     max_age: Option<Duration>,
 ) -> Result<String, UnsealError> {
@@ -353,7 +421,7 @@ pub fn unseal(
 pub fn open(
     keys: &SessionKeys,
     sealed: &str,
-    binding: &Binding<'_>,
+    binding: impl Into<Digests>,
     now_unix: u64,
     max_age: Option<Duration>,
 ) -> Result<Opened, UnsealError> {
@@ -399,10 +467,11 @@ pub fn open(
     let (identity, upstream_id) = rest
         .split_at_checked(SHA256_OUTPUT_LEN)
         .ok_or(UnsealError::Malformed)?;
-    if route != route_digest(binding).as_ref() {
+    let bound = binding.into();
+    if route != &bound.route.0[..] {
         return Err(UnsealError::WrongRoute);
     }
-    if identity != identity_digest(binding).as_ref() {
+    if identity != &bound.identity.0[..] {
         return Err(UnsealError::WrongIdentity);
     }
     if let Some(max_age) = max_age {
@@ -444,30 +513,6 @@ fn distinct_bytes(bytes: &[u8]) -> usize {
 
 fn is_visible_ascii(b: u8) -> bool {
     (0x21..=0x7E).contains(&b)
-}
-
-fn route_digest(binding: &Binding<'_>) -> Digest {
-    let mut ctx = Context::new(&SHA256);
-    ctx.update(b"drawbridge session route v1\0");
-    update_field(&mut ctx, binding.route);
-    ctx.finish()
-}
-
-/// The client id is optional, so its presence is hashed too: "no client" and an empty
-/// client id are different identities.
-fn identity_digest(binding: &Binding<'_>) -> Digest {
-    let mut ctx = Context::new(&SHA256);
-    ctx.update(b"drawbridge session identity v1\0");
-    update_field(&mut ctx, binding.issuer);
-    update_field(&mut ctx, binding.subject);
-    match binding.client_id {
-        Some(client_id) => {
-            ctx.update(&[1]);
-            update_field(&mut ctx, client_id);
-        }
-        None => ctx.update(&[0]),
-    }
-    ctx.finish()
 }
 
 /// Length-prefixed, so that field boundaries cannot shift ("ab" + "c" vs "a" + "bc").

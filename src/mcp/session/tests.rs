@@ -162,6 +162,60 @@ fn no_client_and_empty_client_are_different_identities() {
     );
 }
 
+/// The proxy binds seals with digests computed once per route and per verified token;
+/// they must be exactly what a `Binding` of the same names gives, either way round.
+#[test]
+fn precomputed_digests_are_the_binding() {
+    let keys = keys(&[("k1", 1)]);
+    let b = alice();
+    let precomputed = Digests {
+        route: RouteDigest::of(b.route),
+        identity: IdentityDigest::of(b.issuer, b.subject, b.client_id),
+    };
+    assert_eq!(precomputed, Digests::from(&b));
+    let sealed = seal(&keys, UPSTREAM, precomputed, NOW).expect("seals");
+    assert_eq!(
+        unseal(&keys, &sealed, &alice(), NOW, None).as_deref(),
+        Ok(UPSTREAM)
+    );
+    let sealed = sealed_for_alice(&keys);
+    assert_eq!(
+        unseal(&keys, &sealed, precomputed, NOW, None).as_deref(),
+        Ok(UPSTREAM)
+    );
+    // Each part binds: another route's or another caller's digest does not open it.
+    let other_route = Digests {
+        route: RouteDigest::of("github"),
+        ..precomputed
+    };
+    assert_eq!(
+        unseal(&keys, &sealed, other_route, NOW, None),
+        Err(UnsealError::WrongRoute)
+    );
+    let other_caller = Digests {
+        identity: IdentityDigest::of(b.issuer, "bob", b.client_id),
+        ..precomputed
+    };
+    assert_eq!(
+        unseal(&keys, &sealed, other_caller, NOW, None),
+        Err(UnsealError::WrongIdentity)
+    );
+}
+
+/// The anonymous caller of a public route is no issuer, subject or client, which is not
+/// the same as an empty client id.
+#[test]
+fn anonymous_identity_is_the_empty_binding() {
+    assert_eq!(
+        IdentityDigest::anonymous(),
+        IdentityDigest::of("", "", None)
+    );
+    assert_ne!(
+        IdentityDigest::anonymous(),
+        IdentityDigest::of("", "", Some(""))
+    );
+}
+
 #[test]
 fn another_route_is_wrong_route() {
     let keys = keys(&[("k1", 1)]);
