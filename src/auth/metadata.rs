@@ -60,18 +60,33 @@ pub fn document(route: &Route, authorization_servers: &[String]) -> String {
     serde_json::Value::Object(doc).to_string()
 }
 
-/// Where each metadata document is served: (host or any, path) → body.
+/// Where each metadata document is served: (host or any, path) → route and body.
 #[derive(Debug, Default)]
 pub struct MetadataIndex {
-    entries: Vec<(Option<String>, String, Bytes)>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// `None`: any host.
+    host: Option<String>,
+    path: String,
+    /// The route the document describes (its position in the configuration).
+    route: usize,
+    body: Bytes,
 }
 
 impl MetadataIndex {
     /// `routes` with their authorization servers (issuer identifiers).
     pub fn new(routes: &[(&Route, Vec<String>)]) -> MetadataIndex {
         let mut entries = Vec::new();
-        let protected: Vec<_> = routes.iter().filter(|(r, _)| r.auth.is_some()).collect();
-        for (route, servers) in &protected {
+        // Positions in `routes`, so that a metadata request is counted under its route.
+        let protected: Vec<_> = routes
+            .iter()
+            .enumerate()
+            .filter(|(_, (r, _))| r.auth.is_some())
+            .collect();
+        for (index, (route, servers)) in &protected {
             let body = Bytes::from(document(route, servers));
             let mut paths = vec![metadata_path(&route.path_prefix)];
             if let Some(url) = &route.public_url {
@@ -84,22 +99,28 @@ impl MetadataIndex {
             // its host (or the only protected route at all, for host-less routes).
             let same_host = protected
                 .iter()
-                .filter(|(other, _)| other.host == route.host)
+                .filter(|(_, (other, _))| other.host == route.host)
                 .count();
             if same_host == 1 && (route.host.is_some() || protected.len() == 1) {
                 paths.push(WELL_KNOWN.to_string());
             }
             for path in paths {
-                entries.push((route.host.clone(), path, body.clone()));
+                entries.push(Entry {
+                    host: route.host.clone(),
+                    path,
+                    route: *index,
+                    body: body.clone(),
+                });
             }
         }
         // Host-specific entries first, so they win over host-less ones.
-        entries.sort_by_key(|(host, _, _)| host.is_none());
+        entries.sort_by_key(|e| e.host.is_none());
         MetadataIndex { entries }
     }
 
-    /// The document for a request, if its path is a metadata path of some route.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<Bytes> {
+    /// The document for a request, if its path is a metadata path of some route, with
+    /// that route's position in the list given to [`MetadataIndex::new`].
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<(usize, Bytes)> {
         if !path.starts_with(WELL_KNOWN) {
             return None;
         }
@@ -107,13 +128,13 @@ impl MetadataIndex {
         let host = host.map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h));
         self.entries
             .iter()
-            .find(|(want_host, p, _)| {
-                p == path
-                    && want_host
+            .find(|e| {
+                e.path == path
+                    && e.host
                         .as_deref()
                         .is_none_or(|w| host.is_some_and(|h| h.eq_ignore_ascii_case(w)))
             })
-            .map(|(_, _, body)| body.clone())
+            .map(|e| (e.route, e.body.clone()))
     }
 }
 

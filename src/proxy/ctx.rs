@@ -51,8 +51,9 @@ pub struct RequestCtx {
     pub pending_lists: PendingLists,
     /// Set by the authorize step; forwarding requires it.
     pub permit: Option<Permit>,
-    /// The request was for protected resource metadata, answered by the gateway.
-    pub served_metadata: bool,
+    /// The request was for protected resource metadata, answered by the gateway: the
+    /// position of the route it describes (for its metrics).
+    pub metadata_of: Option<usize>,
     /// The JSON-RPC content of a POST body, read before the upstream is contacted.
     pub inspected: Option<Inspected>,
     /// Length of the body the gateway read (and the upstream receives).
@@ -84,7 +85,7 @@ impl RequestCtx {
             upstream_credential: None,
             upstream_session_id: None,
             reusable_seal: None,
-            served_metadata: false,
+            metadata_of: None,
             inspected: None,
             body_len: None,
             refusal: None,

@@ -345,8 +345,8 @@ impl ProxyHttp for Gateway {
         }
         let state = ctx.state.clone();
         let req = session.req_header();
-        if let Some(doc) = state.metadata.find(request_host(req), req.uri.path()) {
-            return self.serve_metadata(session, ctx, doc).await;
+        if let Some((route, doc)) = state.metadata.find(request_host(req), req.uri.path()) {
+            return self.serve_metadata(session, ctx, route, doc).await;
         }
         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let Some(found) = state.router.find(request_host(req), path) else {
@@ -553,8 +553,10 @@ impl ProxyHttp for Gateway {
         };
         let req = session.req_header();
         let state = ctx.state.clone();
+        // A metadata request counts under the route whose document it got.
         let metrics = state
             .route_runtime(ctx)
+            .or_else(|| ctx.metadata_of.and_then(|i| state.routes.get(i)))
             .map_or(&state.unrouted, |rt| &rt.metrics);
         metrics.request(req.method.as_str(), status);
         let elapsed = ctx.started.elapsed();

@@ -63,13 +63,15 @@ impl Gateway {
         }
     }
 
-    /// Serves RFC 9728 metadata (GET, HEAD, and CORS preflight).
+    /// Serves RFC 9728 metadata (GET, HEAD, and CORS preflight) of the route at `route`.
     pub(super) async fn serve_metadata(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
+        route: usize,
         body: Bytes,
     ) -> Result<bool> {
+        ctx.metadata_of = Some(route);
         let method = session.req_header().method.clone();
         let (status, body) = match method {
             http::Method::GET => (200, body),
@@ -95,7 +97,6 @@ impl Gateway {
         }
         session.write_response_header(Box::new(resp), false).await?;
         session.write_response_body(Some(body), true).await?;
-        ctx.served_metadata = true;
         Ok(true)
     }
 

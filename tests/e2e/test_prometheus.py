@@ -428,11 +428,16 @@ def test_prometheus_scraped_the_traffic_request_for_request(scraped):
     routes = {"/public/mcp": "public", "/everything/mcp": "everything", "/whoami/mcp": "whoami",
               "/whoami-wide/mcp": "whoami-wide", "/dead/mcp": "dead"}
     expected = Counter()
+    well_known = "/.well-known/oauth-protected-resource"
     for method, path, status in scraped.traffic.answers:
         route = next((r for prefix, r in routes.items() if path == prefix or path.startswith(prefix + "/")),
                      None)
-        # Protected-resource metadata (/.well-known/oauth-protected-resource/...) is served
-        # by the gateway itself and counted as route `none`, like paths no route matches.
+        # Protected-resource metadata (/.well-known/oauth-protected-resource/<route path>)
+        # is served by the gateway itself and counted under the route it describes; a
+        # metadata path it does not serve (404) is a path no route matches: `none`.
+        if path.startswith(well_known + "/") and status != 404:
+            route = routes.get(path[len(well_known):])
+            assert route, f"metadata served for no known route: {path}"
         expected[(route or "none", method, str(status))] += 1
 
     result = instant(scraped.prometheus,

@@ -451,6 +451,26 @@ async fn protected_resource_metadata_is_served_from_public_url() {
         .unwrap();
     assert_eq!(root.status(), 404);
     assert!(s.up.seen().is_empty());
+    // Each metadata request counts under the route it describes; the ambiguous root form
+    // matched none.
+    let m =
+        s.gw.metrics_when(
+            r#"drawbridge_requests_total{method="GET",route="none",status="404"}"#,
+            1.0,
+        )
+        .await;
+    for (sample_name, want) in [
+        (
+            r#"drawbridge_requests_total{method="GET",route="secure",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"drawbridge_requests_total{method="OPTIONS",route="other",status="204"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&m, sample_name), Some(want), "{sample_name}\n{m}");
+    }
 }
 
 #[tokio::test]
