@@ -8,6 +8,14 @@ wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 
+-- run.sh --body-bytes: the same call with its argument padded, from a file.
+local body_file = os.getenv("BENCH_BODY_FILE")
+if body_file and body_file ~= "" then
+  local f = assert(io.open(body_file, "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+end
+
 -- Target (e): run.sh passes the user's bearer token and the sealed session id.
 local authorization = os.getenv("BENCH_AUTHORIZATION")
 if authorization and authorization ~= "" then

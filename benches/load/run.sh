@@ -2,7 +2,8 @@
 # Load benchmark (issue 9, first cut): MCP `tools/call` JSON-RPC POSTs at a fixed
 # concurrency through
 #   (a)     the upstream directly: nginx answering every POST with a static JSON-RPC result
-#   (b)     a plain nginx reverse-proxy hop (keepalive upstream) in front of (a)
+#   (b)     a plain nginx reverse-proxy hop (keepalive upstream, request bodies up to 1 MiB
+#           held in memory rather than in temporary files) in front of (a)
 #   (c)     a bare Pingora proxy with no logic (benches/bare_pingora.rs) in front of (a)
 #   (d)     drawbridge, one public route, RUST_LOG=warn, in front of (a)
 #   (d+log) the same with RUST_LOG=info: one access line per request, written to /dev/null
@@ -45,6 +46,10 @@
 #   --ref-bin PATH   the drawbridge binary of the @ref targets (e.g. one built from
 #                    another commit or with other settings); also adds d@ref and e@ref to
 #                    the default targets
+#   --body-bytes N   send a tools/call body of exactly N bytes (its argument padded),
+#                    e.g. 60000 for a body near drawbridge's 64 KiB in-memory inspection
+#                    path, or more for the streamed one; 0: the plain 100-byte call
+#                    (default)
 #   --port-base P    listeners use 127.0.0.1:P .. P+14 (default 18400)
 #   --no-build       use the binaries already in the target dir instead of `cargo build`
 #   --bin-dir DIR    run DIR/drawbridge and DIR/bare_pingora (copies of an earlier build)
@@ -85,6 +90,7 @@ rate=1000
 rate_duration=5s
 ref_bin=""
 ref_bare=""
+body_bytes=0
 bin_dir=""
 wrap=()
 profile=release
@@ -109,6 +115,7 @@ while (($#)); do
     --pin) pin="${2:?}"; shift 2 ;;
     --targets) targets_csv="${2:?}"; targets_given=1; shift 2 ;;
     --port-base) port_base="${2:?}"; shift 2 ;;
+    --body-bytes) body_bytes="${2:?}"; shift 2 ;;
     --no-build) build=0; shift ;;
     --out) out="${2:?}"; shift 2 ;;
     --ref-bin) ref_bin="${2:?}"; shift 2 ;;
@@ -125,6 +132,8 @@ done
 [[ $rate =~ ^[0-9]+$ ]] || die "--rate must be a whole number of requests per second"
 [[ $rate_duration =~ ^[1-9][0-9]*s?$ ]] || die "--rate-duration: a whole number of seconds"
 [[ $pin == auto || $pin == off ]] || die "--pin is auto or off"
+[[ $body_bytes =~ ^[0-9]+$ ]] && ((body_bytes == 0 || (body_bytes >= 100 && body_bytes <= 4000000))) ||
+    die "--body-bytes: 0, or 100 to 4000000 (drawbridge's default body limit is 4 MiB)"
 [[ $duration =~ ^[1-9][0-9]*[smh]?$ ]] || die "--duration: a whole number of s, m or h"
 [[ $warmup =~ ^(0|[1-9][0-9]*[smh]?)$ ]] || die "--warmup: 0 or a whole number of s, m or h"
 if [[ -n $ref_bin ]]; then
@@ -244,11 +253,16 @@ start() {
 }
 
 body='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}'
+if ((body_bytes > 0)); then # the same call, its message padded to the size asked for
+    body="${body%hi\"\}\}\}}$(printf "%$((body_bytes - 98))s" '' | tr ' ' x)\"}}}"
+    ((${#body} == body_bytes)) || die "internal: padded body is ${#body} bytes, not $body_bytes"
+fi
+printf '%s' "$body" >"$tmp/body.json"
 expected='{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}'
 
 post() { # URL OUTFILE -> prints the status code (000: no answer)
     curl -s -m 5 -o "$2" -w '%{http_code}' -X POST -H 'content-type: application/json' \
-        -H 'accept: application/json, text/event-stream' --data-binary "$body" "$1" || true
+        -H 'accept: application/json, text/event-stream' --data-binary "@$tmp/body.json" "$1" || true
 }
 
 # Waits until NAME answers at URL, then checks it answers 200 with the expected body.
@@ -335,7 +349,8 @@ proxy_of[a]=""
 
 if has_target b; then
     nginx_conf hop "$p_b" \
-        'location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }' \
+        'location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";
+            client_body_buffer_size 1m; }' \
         "upstream up { server 127.0.0.1:$p_a; keepalive 64; keepalive_requests 1000000; }"
     start hop QUIT "${on_proxy[@]}" -- "$nginx_bin" -p "$tmp/hop" -c "$tmp/hop/nginx.conf" \
         -e "$tmp/hop/error.log"
@@ -573,7 +588,7 @@ start_full() {
     c1="$(token_calls)"
     # The measured request, once, marked for the upstream's verification log.
     : >"$tmp/upstream/verify.log"
-    status="$(post_as "$name" "$u" "$tmp/$name.verify" "$body" "authorization: Bearer $token" \
+    status="$(post_as "$name" "$u" "$tmp/$name.verify" "@$tmp/body.json" "authorization: Bearer $token" \
         "mcp-session-id: $sealed" 'x-bench-verify: 1')"
     [[ $status == 200 && "$(cat "$tmp/$name.verify")" == "$expected" ]] ||
         fail_full "$name" "tools/call answered $status, body: $(head -c 300 "$tmp/$name.verify")"
@@ -583,7 +598,7 @@ start_full() {
         fail_full "$name" "the upstream received: $(cat "$tmp/upstream/verify.log")"
     c2="$(token_calls)"
     # The same request again: the exchanged token must come from the cache now.
-    status="$(post_as "$name" "$u" "$tmp/$name.verify" "$body" "authorization: Bearer $token" \
+    status="$(post_as "$name" "$u" "$tmp/$name.verify" "@$tmp/body.json" "authorization: Bearer $token" \
         "mcp-session-id: $sealed")"
     c3="$(token_calls)"
     [[ $status == 200 ]] || fail_full "$name" "second tools/call answered $status"
@@ -646,8 +661,10 @@ to_ms() { # 1m2.345s -> 62345
 }
 
 run_wrk() { # TARGET DURATION; a hung wrk is killed a minute after it should have ended
-    # post.lua adds Authorization and Mcp-Session-Id from these when they are not empty.
+    # post.lua adds Authorization and Mcp-Session-Id from these when they are not empty,
+    # and sends the body in BENCH_BODY_FILE.
     BENCH_AUTHORIZATION="${wrk_auth[$1]:-}" BENCH_SESSION_ID="${wrk_session[$1]:-}" \
+        BENCH_BODY_FILE="$tmp/body.json" \
         timeout $(($(seconds_of "$2") + 60)) "${on_wrk[@]}" wrk -t1 -c"$connections" -d"$2" \
         --latency -s "$here/post.lua" "${url[$1]}"
 }
@@ -705,7 +722,7 @@ if ((rate > 0)); then
             BENCH_AUTHORIZATION="${wrk_auth[$t]:-}" BENCH_SESSION_ID="${wrk_session[$t]:-}" \
                 timeout $((${rate_duration%s} + 60)) "${on_wrk[@]}" python3 "$here/fixed_rate.py" \
                 "${url[$t]}" --rate "$rate" --duration "${rate_duration%s}" --connections "$connections" \
-                --body "$body" >"$raw" 2>&1 || true
+                --body-file "$tmp/body.json" >"$raw" 2>&1 || true
             line="$(grep '^FIXED_RATE ' "$raw" || true)"
             [[ -n $line ]] || { echo "  fixed rate, $t: no result: $(tail -n 3 "$raw")" >&2; continue; }
             printf '%s\t%s\t%s\n' "$round" "$t" "$line" >>"$rate_results"
@@ -782,6 +799,6 @@ python3 "$here/report.py" \
     "${ref_meta[@]}" \
     --meta "profile=$([[ -n $bin_dir ]] && echo "binaries from $bin_dir" || echo "$profile")" \
     --meta "rate=$rate req/s for $rate_duration per target and round (0: not run), $connections connections" \
-    --meta "command=benches/load/run.sh --duration $duration --warmup $warmup --rounds $rounds --connections $connections --rate $rate --rate-duration $rate_duration --pin $pin --profile $profile${bin_dir:+ --bin-dir $bin_dir} --targets $targets_csv${ref_bin:+ --ref-bin $ref_bin}${ref_bare:+ --ref-bare $ref_bare}" \
+    --meta "command=benches/load/run.sh --duration $duration --warmup $warmup --rounds $rounds --connections $connections --rate $rate --rate-duration $rate_duration --body-bytes $body_bytes --pin $pin --profile $profile${bin_dir:+ --bin-dir $bin_dir} --targets $targets_csv${ref_bin:+ --ref-bin $ref_bin}${ref_bare:+ --ref-bare $ref_bare}" \
     | tee "$out"
 echo "report written to $out" >&2
