@@ -275,6 +275,16 @@ impl Authenticator {
         query: Option<&str>,
     ) -> Result<Authenticated, AuthFailure> {
         let token = bearer::bearer_token(headers, query).map_err(AuthFailure::Bearer)?;
+        self.authenticate_token(guard, token).await
+    }
+
+    /// [`Authenticator::authenticate`] for a bearer token the caller already took from
+    /// the request (with [`bearer::bearer_token`]).
+    pub async fn authenticate_token(
+        &self,
+        guard: &RouteGuard,
+        token: &str,
+    ) -> Result<Authenticated, AuthFailure> {
         let token_key = token_key(token);
         let verified = self
             .verify(guard, token, &token_key)

@@ -13,8 +13,8 @@ use super::ctx::RequestCtx;
 use super::failure::{classify, Failure};
 use super::headers::{MCP_METHOD, MCP_NAME, MCP_SESSION_ID};
 use super::{cache_now, ctx_binding, delegate, Gateway};
-use crate::auth::bearer;
 use crate::auth::challenge::{www_authenticate, BearerErrorCode};
+use crate::auth::{bearer, AuthFailure};
 use crate::mcp::filter::{ListKind, PendingLists};
 use crate::mcp::jsonrpc::{Inspected, MessageKind};
 use crate::mcp::legacy;
@@ -38,11 +38,19 @@ impl Gateway {
             return Ok(false);
         };
         let req = session.req_header();
-        match state
-            .auth
-            .authenticate(guard, &req.headers, req.uri.query())
-            .await
-        {
+        let outcome = match bearer::bearer_token(&req.headers, req.uri.query()) {
+            Ok(token) => {
+                let outcome = state.auth.authenticate_token(guard, token).await;
+                // A token exchange sends this very token on; keep it rather than
+                // finding and checking it in the headers again.
+                if outcome.is_ok() && rt.credential.exchanges_subject_token() {
+                    ctx.subject_token = Some(token.to_owned());
+                }
+                outcome
+            }
+            Err(e) => Err(AuthFailure::Bearer(e)),
+        };
+        match outcome {
             Ok(authenticated) => {
                 ctx.principal = Some(authenticated.principal);
                 ctx.token_key = Some(authenticated.token_key);
@@ -185,15 +193,11 @@ impl Gateway {
         let Some(rt) = state.route_runtime(ctx) else {
             return self.refuse(session, ctx, Refusal::Internal).await;
         };
-        let headers = &session.req_header().headers;
-        // Only a token exchange needs the caller's token itself (already validated).
-        let subject_token = if rt.credential.exchanges_subject_token() {
-            bearer::bearer_token(headers, None).ok()
-        } else {
-            None
-        };
+        // Only a token exchange needs the caller's token itself, kept by `authenticate`
+        // and not held past this step.
+        let subject_token = ctx.subject_token.take();
         let request = CredentialRequest {
-            subject_token,
+            subject_token: subject_token.as_deref(),
             subject_key: ctx.token_key,
             subject_expires_at: ctx.principal.as_ref().map(|p| p.expires_at),
             permit_scopes: ctx.permit.as_ref().map_or(&[][..], |p| &p.scopes[..]),
