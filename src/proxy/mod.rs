@@ -135,6 +135,15 @@ impl GatewayState {
                 (r.as_ref(), servers)
             })
             .collect();
+        let sessions = session_keys(config)?;
+        // Shown only for configured keys: a process-local key is never shared.
+        let checks: Vec<(&str, String)> = config.sessions.as_ref().map_or_else(Vec::new, |s| {
+            s.keys
+                .iter()
+                .map(|(id, secret)| (id.as_str(), session::key_check(secret.expose())))
+                .collect()
+        });
+        metrics.session_keys(&checks);
         Ok(GatewayState {
             router: Router::new(&config.routes),
             routes,
@@ -142,7 +151,7 @@ impl GatewayState {
             max_body: config.max_body_bytes,
             auth,
             metadata: MetadataIndex::new(&with_servers),
-            sessions: session_keys(config)?,
+            sessions,
             session_max_age: config.sessions.as_ref().and_then(|s| s.max_age),
         })
     }

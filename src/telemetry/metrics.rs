@@ -103,6 +103,7 @@ struct Families {
     list_filter_failures: IntCounterVec,
     jwks_refreshes: IntCounterVec,
     config_reloads: IntCounterVec,
+    session_keys: IntGaugeVec,
 }
 
 /// All metric families, registered in one registry.
@@ -339,6 +340,15 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         registry.register(Box::new(build_info))?;
+        let session_keys = IntGaugeVec::new(
+            Opts::new(
+                "drawbridge_session_key_info",
+                "Always 1, one series per configured session key: its id, a check value of \
+                 its secret (replicas sharing the key show the same), and whether it seals.",
+            ),
+            &["key", "check", "seals"],
+        )?;
+        registry.register(Box::new(session_keys.clone()))?;
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
         }
@@ -360,6 +370,7 @@ impl Metrics {
                 list_filter_failures,
                 jwks_refreshes,
                 config_reloads,
+                session_keys,
             }),
         })
     }
@@ -390,6 +401,19 @@ impl Metrics {
     /// `drawbridge_jwks_refresh_total`, for issuers to count their fetches.
     pub fn jwks_refreshes(&self) -> IntCounterVec {
         self.families.jwks_refreshes.clone()
+    }
+
+    /// The configured session keys as (id, check value), the sealing key first; replaces
+    /// what an earlier configuration showed.
+    pub fn session_keys(&self, keys: &[(&str, String)]) {
+        let family = &self.families.session_keys;
+        family.reset();
+        for (i, (id, check)) in keys.iter().enumerate() {
+            let seals = if i == 0 { "true" } else { "false" };
+            family
+                .with_label_values(&[id, check.as_str(), seals])
+                .set(1);
+        }
     }
 
     /// Counts one reload attempt (`success` or `failure`).
@@ -449,6 +473,22 @@ mod tests {
             r#"drawbridge_tool_calls_total{decision="allow",route="everything",tool="echo"} 1"#
         ));
         assert!(text.contains("drawbridge_build_info{version="));
+    }
+
+    #[test]
+    fn session_keys_are_shown_and_replaced_on_reload() {
+        let m = Metrics::new().unwrap();
+        m.session_keys(&[("new", "0a0b0c0d".into()), ("old", "01020304".into())]);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text
+            .contains(r#"drawbridge_session_key_info{check="0a0b0c0d",key="new",seals="true"} 1"#));
+        assert!(text.contains(
+            r#"drawbridge_session_key_info{check="01020304",key="old",seals="false"} 1"#
+        ));
+        m.session_keys(&[("new", "0a0b0c0d".into())]);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(r#"key="new""#));
+        assert!(!text.contains(r#"key="old""#), "{text}");
     }
 
     #[test]

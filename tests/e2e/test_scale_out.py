@@ -156,3 +156,25 @@ def test_a_replica_with_another_key_refuses_the_session(scaled_out):
     reasons = {dict(re.findall(r'(\w+)="([^"]*)"', labels))["reason"]: float(value)
                for labels, value in rejections}
     assert reasons == {"tampered": 1.0}, reasons
+
+
+def session_key_checks(admin_url: str) -> dict[str, str]:
+    """drawbridge_session_key_info of one replica: key id -> check value."""
+    status, text = http_get(f"{admin_url}/metrics")
+    assert status == 200, text
+    series = re.findall(r"^drawbridge_session_key_info\{([^}]*)\}\s+1$", text, re.MULTILINE)
+    labels = [dict(re.findall(r'(\w+)="([^"]*)"', s)) for s in series]
+    return {l["key"]: l["check"] for l in labels}
+
+
+def test_key_checks_tell_a_shared_key_from_a_same_named_other_secret(scaled_out):
+    """What DrawbridgeSessionKeySecretMismatch compares across replicas: the same key
+    id with the same check where the secret is shared, another check where it is not
+    (the case the rejections can only call `tampered`). The secret itself is not shown."""
+    shared = [session_key_checks(url) for url in scaled_out.replica_admin_urls]
+    other = session_key_checks(scaled_out.other_key_admin_url)
+    assert set(shared[0]) == {"shared"}, shared
+    assert shared[0] == shared[1], shared
+    assert set(other) == {"shared"}, other
+    assert other["shared"] != shared[0]["shared"], (other, shared)
+    assert re.fullmatch(r"[0-9a-f]{8}", other["shared"]), other

@@ -204,6 +204,35 @@ async fn gateways_sharing_keys_serve_each_others_sessions_and_rotate() {
         .to_str()
         .unwrap()
         .starts_with("v1.k2."));
+    // The key check values: the same secret shows the same check on both processes, the
+    // sealing key is marked, and another key another check.
+    let key_info = |m: &str| -> Vec<(String, String, String)> {
+        m.lines()
+            .filter_map(|l| l.strip_prefix("drawbridge_session_key_info{"))
+            .map(|l| {
+                let label = |name: &str| {
+                    let at = l.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+                    l[at..at + l[at..].find('"').unwrap()].to_string()
+                };
+                (label("key"), label("check"), label("seals"))
+            })
+            .collect()
+    };
+    let first_keys = key_info(&first.metrics().await);
+    let mut second_keys = key_info(&second.metrics().await);
+    second_keys.sort();
+    assert_eq!(first_keys.len(), 1, "{first_keys:?}");
+    let (k1, k1_check, k1_seals) = &first_keys[0];
+    assert_eq!((k1.as_str(), k1_seals.as_str()), ("k1", "true"));
+    assert_eq!(k1_check.len(), 8);
+    assert_eq!(second_keys.len(), 2, "{second_keys:?}");
+    assert_eq!(
+        second_keys[0],
+        ("k1".to_string(), k1_check.clone(), "false".to_string())
+    );
+    assert_eq!(second_keys[1].0, "k2");
+    assert_eq!(second_keys[1].2, "true");
+    assert_ne!(&second_keys[1].1, k1_check);
 }
 
 /// The `Mcp-Session-Id` the gateway answers a ping within `session` with.

@@ -187,6 +187,24 @@ impl SessionKeys {
     }
 }
 
+/// A key check value: 8 hex digits that name a session key's secret without revealing
+/// it (the first 4 bytes of a domain-separated SHA-256 of the 32 random bytes). Replicas
+/// that share a key show the same check; replicas whose key has the same id but another
+/// secret do not, which AES-GCM alone cannot tell from tampering. Exported as
+/// `drawbridge_session_key_info`.
+pub fn key_check(secret: &[u8]) -> String {
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(b"drawbridge session key check v1\0");
+    ctx.update(secret);
+    let digest = ctx.finish();
+    digest
+        .as_ref()
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A freshly generated key: 32 random bytes, base64 (standard, padded). For
 /// `drawbridge keygen`.
 pub fn generate_key() -> Result<String, String> {

@@ -681,3 +681,20 @@ fn only_young_ids_sealed_with_the_current_key_are_reusable() {
         "sealed with a key being rotated out"
     );
 }
+
+#[test]
+fn key_checks_name_the_secret_without_revealing_it() {
+    let a = key_check(&key_bytes(1));
+    assert_eq!(a.len(), 8);
+    assert!(a.bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
+    // The same secret always gives the same check (replicas compare them) ...
+    assert_eq!(a, key_check(&key_bytes(1)));
+    // ... another secret another one, also for a one-bit difference.
+    assert_ne!(a, key_check(&key_bytes(2)));
+    let mut flipped = key_bytes(1);
+    flipped[31] ^= 1;
+    assert_ne!(a, key_check(&flipped));
+    // Not a slice of the secret itself.
+    let hex: String = key_bytes(1).iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!hex.contains(&a));
+}
