@@ -24,6 +24,10 @@ struct Cli {
     /// Configuration file used when no subcommand is given.
     #[arg(long, default_value = "gateway.yaml")]
     config: PathBuf,
+    /// Reload when the configuration file, or a file it names, changes (polled every
+    /// INTERVAL, default 2s), as well as on SIGHUP. When no subcommand is given.
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s")]
+    watch: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -35,6 +39,11 @@ enum Command {
         /// The gateway.yaml to serve.
         #[arg(long, default_value = "gateway.yaml")]
         config: PathBuf,
+        /// Reload when the configuration file, or a file it names (secret_file,
+        /// value_file, private_key_file, ca_file), changes: polled every INTERVAL
+        /// (default 2s), as well as on SIGHUP. For mounted ConfigMaps and Secrets.
+        #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s")]
+        watch: Option<String>,
     },
     /// Check a configuration file: prints `ok`, or every error and exits 2.
     Validate {
@@ -49,9 +58,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Validate { file }) => validate(&file),
-        Some(Command::Run { config }) => run(&config, cli.log_format),
+        Some(Command::Run { config, watch }) => run(&config, watch.as_deref(), cli.log_format),
         Some(Command::Keygen) => keygen(),
-        None => run(&cli.config, cli.log_format),
+        None => run(&cli.config, cli.watch.as_deref(), cli.log_format),
     }
 }
 
@@ -90,8 +99,19 @@ fn validate(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(file: &std::path::Path, log_format: LogFormat) -> ExitCode {
+fn run(file: &std::path::Path, watch: Option<&str>, log_format: LogFormat) -> ExitCode {
     logging::init(log_format);
+    let watch = match watch.map(config::parse_duration).transpose() {
+        Ok(Some(interval)) if interval.is_zero() => {
+            eprintln!("--watch: the interval must be more than 0");
+            return ExitCode::from(2);
+        }
+        Ok(interval) => interval,
+        Err(e) => {
+            eprintln!("--watch: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let loaded = match config::load_file(file) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -102,7 +122,7 @@ fn run(file: &std::path::Path, log_format: LogFormat) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let process = match drawbridge::server::build(&loaded.config, file.to_path_buf()) {
+    let process = match drawbridge::server::build(&loaded, file.to_path_buf(), watch) {
         Ok(process) => process,
         Err(e) => {
             tracing::error!("cannot start: {e}");
@@ -113,6 +133,7 @@ fn run(file: &std::path::Path, log_format: LogFormat) -> ExitCode {
         listen = %loaded.config.listen,
         admin = %loaded.config.admin_listen,
         routes = loaded.config.routes.len(),
+        watch = watch.map(|w| format!("{}s", w.as_secs_f64())),
         "drawbridge serving"
     );
     process.run()

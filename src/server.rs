@@ -24,7 +24,8 @@ use pingora::services::listening::Service;
 use crate::admin::{AdminApp, Readiness};
 use crate::auth::issuer::{keep_fresh, IssuerRuntime};
 use crate::auth::Authenticator;
-use crate::config::{self, Config};
+use crate::config;
+use crate::config::watch::{Signature, Watch};
 use crate::proxy::{Gateway, GatewayState};
 use crate::telemetry::Metrics;
 
@@ -48,9 +49,15 @@ impl Process {
     }
 }
 
-/// Builds the server; [`Process::run`] serves until a signal stops it.
-/// `config_path` is re-read on SIGHUP.
-pub fn build(config: &Config, config_path: PathBuf) -> Result<Process, String> {
+/// Builds the server from `loaded` (read from `config_path`); [`Process::run`] serves
+/// until a signal stops it. `config_path` is re-read on SIGHUP, and also when it or a file
+/// it names changes if `watch` gives a poll interval.
+pub fn build(
+    loaded: &config::Loaded,
+    config_path: PathBuf,
+    watch: Option<Duration>,
+) -> Result<Process, String> {
+    let config = &loaded.config;
     let conf = ServerConf {
         threads: config.workers,
         grace_period_seconds: Some(config.shutdown_grace.as_secs().max(1)),
@@ -108,6 +115,7 @@ pub fn build(config: &Config, config_path: PathBuf) -> Result<Process, String> {
     admin.add_tcp(&config.admin_listen);
 
     let supervisor = Supervisor {
+        watch: watch.map(|interval| (interval, watched_files(&config_path, &loaded.files))),
         config_path,
         probe: probe_address(&config.listen),
         listening,
@@ -247,6 +255,8 @@ async fn await_listener(probe: Option<SocketAddr>, listening: Arc<AtomicBool>) {
 /// Keeps issuer keys fresh, reloads on SIGHUP, and marks the gateway unready on shutdown.
 struct Supervisor {
     config_path: PathBuf,
+    /// `--watch`: the poll interval and the files the running configuration came from.
+    watch: Option<(Duration, Vec<PathBuf>)>,
     /// Where the MCP listener is probed, and the flag readiness reads.
     probe: Option<SocketAddr>,
     listening: Arc<AtomicBool>,
@@ -289,8 +299,31 @@ impl Supervisor {
         }
     }
 
+    /// Reloads (see [`Supervisor::reload`]), counts and logs the outcome. Returns the files
+    /// the configuration now comes from, when the reload was accepted.
+    fn reload_and_report(
+        &self,
+        refreshers: &mut Refreshers,
+        trigger: &'static str,
+    ) -> Option<Vec<PathBuf>> {
+        match self.reload() {
+            Ok((routes, files)) => {
+                self.metrics.config_reload("success");
+                self.sync_refreshers(refreshers);
+                tracing::info!(routes, trigger, path = %self.config_path.display(), "configuration reloaded");
+                Some(watched_files(&self.config_path, &files))
+            }
+            Err(e) => {
+                self.metrics.config_reload("failure");
+                tracing::error!(error = %e, trigger, path = %self.config_path.display(), "reload refused; the previous configuration stays");
+                None
+            }
+        }
+    }
+
     /// Re-reads and checks the configuration; swaps it in whole only if all of it is good.
-    fn reload(&self) -> Result<usize, String> {
+    /// Returns the number of routes and the files the configuration names.
+    fn reload(&self) -> Result<(usize, Vec<PathBuf>), String> {
         let loaded = config::load_file(&self.config_path).map_err(|errors| {
             errors
                 .iter()
@@ -313,7 +346,7 @@ impl Supervisor {
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
-        Ok(new.routes.len())
+        Ok((new.routes.len(), loaded.files))
     }
 }
 
@@ -331,6 +364,12 @@ impl BackgroundService for Supervisor {
                 None
             }
         };
+        // `--watch`: what the files looked like when the running configuration was read.
+        let mut watched = self.watch.as_ref().map(|(interval, files)| {
+            let mut ticks = tokio::time::interval(*interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            (ticks, files.clone(), Watch::new(Signature::of(files)))
+        });
         loop {
             let signal = async {
                 match hangup.as_mut() {
@@ -338,17 +377,28 @@ impl BackgroundService for Supervisor {
                     None => std::future::pending().await,
                 }
             };
+            let tick = async {
+                match watched.as_mut() {
+                    Some((ticks, _, _)) => ticks.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = signal => {
-                    match self.reload() {
-                        Ok(routes) => {
-                            self.metrics.config_reload("success");
-                            self.sync_refreshers(&mut refreshers);
-                            tracing::info!(routes, path = %self.config_path.display(), "configuration reloaded");
+                    let files = self.reload_and_report(&mut refreshers, "signal");
+                    if let Some((_, paths, watch)) = watched.as_mut() {
+                        if let Some(files) = files {
+                            *paths = files;
                         }
-                        Err(e) => {
-                            self.metrics.config_reload("failure");
-                            tracing::error!(error = %e, path = %self.config_path.display(), "reload refused; the previous configuration stays");
+                        watch.settle(Signature::of(paths));
+                    }
+                }
+                _ = tick => {
+                    let Some((_, paths, watch)) = watched.as_mut() else { continue };
+                    if watch.poll(Signature::of(paths)) {
+                        if let Some(files) = self.reload_and_report(&mut refreshers, "file change") {
+                            *paths = files;
+                            watch.settle(Signature::of(paths));
                         }
                     }
                 }
@@ -367,6 +417,17 @@ impl BackgroundService for Supervisor {
             }
         }
     }
+}
+
+/// What `--watch` polls: the configuration file and the files it names.
+fn watched_files(config_path: &std::path::Path, named: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = vec![config_path.to_path_buf()];
+    for f in named {
+        if !files.contains(f) {
+            files.push(f.clone());
+        }
+    }
+    files
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod router;
 mod secret;
 mod units;
 mod validate;
+pub mod watch;
 
 use std::fmt;
 use std::path::Path;
@@ -217,6 +218,8 @@ impl fmt::Display for ConfigError {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
+    /// The files the configuration names (secrets, keys, CA bundles) that were read.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Reads and checks a configuration file.

@@ -29,12 +29,14 @@ pub(super) fn validate(file: &str, text: &str) -> Result<Loaded, Vec<ConfigError
         locations: &locations,
         errors: Vec::new(),
         warnings: Vec::new(),
+        files: Vec::new(),
     };
     let config = checker.config(raw);
     match config {
         Some(config) if checker.errors.is_empty() => Ok(Loaded {
             config,
             warnings: checker.warnings,
+            files: checker.files,
         }),
         _ => Err(checker.errors),
     }
@@ -100,9 +102,23 @@ struct Checker<'a> {
     locations: &'a Locations,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
+    /// Every file the configuration names and that was read, for `--watch`.
+    files: Vec<std::path::PathBuf>,
 }
 
 impl Checker<'_> {
+    /// Reads a file the configuration names, and remembers it.
+    fn read(&mut self, path: &str) -> std::io::Result<Vec<u8>> {
+        self.files.push(path.into());
+        std::fs::read(path)
+    }
+
+    /// [`Checker::read`], as UTF-8 text.
+    fn read_text(&mut self, path: &str) -> std::io::Result<String> {
+        String::from_utf8(self.read(path)?)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+    }
+
     fn error(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: self.file.to_string(),
@@ -262,7 +278,7 @@ impl Checker<'_> {
                 (Some(s), None) => self.expand(&format!("{at}.secret"), s)?,
                 (None, Some(path)) => {
                     let path = self.expand(&format!("{at}.secret_file"), path)?;
-                    match std::fs::read_to_string(&path) {
+                    match self.read_text(&path) {
                         Ok(text) => text,
                         Err(e) => {
                             self.error(
@@ -616,7 +632,7 @@ impl Checker<'_> {
             (None, Some(path)) => {
                 let at = format!("{at}.value_file");
                 let path = self.expand(&at, path)?;
-                match std::fs::read_to_string(&path) {
+                match self.read_text(&path) {
                     Ok(v) => v.trim_end_matches(['\n', '\r']).to_string(),
                     Err(e) => {
                         self.error(&at, format!("cannot read `{path}`: {e}"));
@@ -701,7 +717,7 @@ impl Checker<'_> {
                     return None;
                 };
                 let path = self.expand(&key_at, path)?;
-                let pem = match std::fs::read_to_string(&path) {
+                let pem = match self.read_text(&path) {
                     Ok(pem) => pem,
                     Err(e) => {
                         self.error(&key_at, format!("cannot read `{path}`: {e}"));
@@ -955,7 +971,7 @@ impl Checker<'_> {
     /// Reads a PEM file of CA certificates; each must parse as X.509.
     fn ca_file(&mut self, at: &str, path: &str) -> Option<Vec<Vec<u8>>> {
         let path = self.expand(at, path)?;
-        let pem = match std::fs::read(&path) {
+        let pem = match self.read(&path) {
             Ok(pem) => pem,
             Err(e) => {
                 self.error(at, format!("cannot read `{path}`: {e}"));

@@ -68,11 +68,22 @@ impl Gateway {
         Self::spawn_with_port(port, routes_yaml, extra_yaml)
     }
 
+    /// Like [`Gateway::start_with`], with extra arguments to `drawbridge run`.
+    pub async fn start_args(routes_yaml: &str, extra_yaml: &str, args: &[&str]) -> Gateway {
+        let mut gw = Self::spawn_full(free_port(), routes_yaml, extra_yaml, args);
+        gw.wait_ready().await;
+        gw
+    }
+
     fn spawn(routes_yaml: &str, extra_yaml: &str) -> Gateway {
         Self::spawn_with_port(free_port(), routes_yaml, extra_yaml)
     }
 
     fn spawn_with_port(port: u16, routes_yaml: &str, extra_yaml: &str) -> Gateway {
+        Self::spawn_full(port, routes_yaml, extra_yaml, &[])
+    }
+
+    fn spawn_full(port: u16, routes_yaml: &str, extra_yaml: &str, args: &[&str]) -> Gateway {
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("gateway.yaml");
@@ -86,6 +97,7 @@ impl Gateway {
         let child = Command::new(drawbridge_bin())
             .args(["--log-format", "json", "run", "--config"])
             .arg(&config)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -125,6 +137,12 @@ impl Gateway {
 
     /// Rewrites the configuration file (same listeners) and sends SIGHUP.
     pub fn reload_with(&self, routes_yaml: &str, extra_yaml: &str) {
+        self.rewrite_config(routes_yaml, extra_yaml);
+        self.signal("-HUP");
+    }
+
+    /// Rewrites the configuration file (same listeners), nothing more.
+    pub fn rewrite_config(&self, routes_yaml: &str, extra_yaml: &str) {
         let text = format!(
             "listen: 127.0.0.1:{}\nadmin:\n  listen: 127.0.0.1:{}\n{}{extra_yaml}routes:\n{routes_yaml}",
             self.port,
@@ -132,7 +150,6 @@ impl Gateway {
             process_settings(extra_yaml)
         );
         std::fs::write(&self.config_path, text).expect("rewrite config");
-        self.signal("-HUP");
     }
 
     /// Sends a signal (`-HUP`, `-TERM`) to the gateway process.

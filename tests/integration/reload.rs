@@ -319,3 +319,98 @@ async fn reload_under_load_fails_no_request_and_applies_new_rules_to_new_request
     assert_eq!(call(both.clone()).await, 200);
     assert_eq!(status(&gw, "/b/mcp").await, 200);
 }
+
+/// The session key's check value as /metrics shows it.
+async fn key_check(gw: &Gateway) -> Option<String> {
+    let m = gw.metrics().await;
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("drawbridge_session_key_info{"))?;
+    let at = line.find("check=\"")? + "check=\"".len();
+    Some(line[at..at + 8].to_string())
+}
+
+fn reloads(m: &str, result: &str) -> Option<f64> {
+    sample(
+        m,
+        &format!(r#"drawbridge_config_reloads_total{{result="{result}"}}"#),
+    )
+}
+
+#[tokio::test]
+async fn with_watch_a_changed_file_reloads_without_a_signal() {
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("session.key");
+    let key = |seed: u8| {
+        use base64::Engine;
+        let bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(13) ^ seed).collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    std::fs::write(&secret, key(1)).unwrap();
+    let sessions = format!(
+        "sessions:\n  keys:\n    - id: k1\n      secret_file: {}\n",
+        secret.display()
+    );
+    let gw = Gateway::start_args(
+        &route("a", "/a/mcp", &a.url("/mcp")),
+        &sessions,
+        &["--watch", "100ms"],
+    )
+    .await;
+    assert_eq!(status(&gw, "/a/mcp").await, 200);
+    let first_check = key_check(&gw).await.expect("the configured key is shown");
+
+    // The configuration file changes; no signal is sent.
+    gw.rewrite_config(&route("b", "/b/mcp", &b.url("/mcp")), &sessions);
+    eventually("route b served after the file changed", || async {
+        status(&gw, "/b/mcp").await == 200
+    })
+    .await;
+    assert_eq!(status(&gw, "/a/mcp").await, 404);
+    assert_eq!(reloads(&gw.metrics().await, "success"), Some(1.0));
+    assert!(gw.log().contains("file change"), "{}", gw.log());
+
+    // A broken file is refused once, and not retried while it stays the same.
+    gw.rewrite_config("  - name: broken\n    match: { path: nope }\n", &sessions);
+    eventually("the broken file is refused", || async {
+        reloads(&gw.metrics().await, "failure") == Some(1.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let m = gw.metrics().await;
+    assert_eq!(reloads(&m, "failure"), Some(1.0), "retried: {m}");
+    assert_eq!(
+        status(&gw, "/b/mcp").await,
+        200,
+        "the old configuration stays"
+    );
+
+    // A file the configuration names (the session key's secret_file) is watched too.
+    gw.rewrite_config(&route("b", "/b/mcp", &b.url("/mcp")), &sessions);
+    eventually("the fixed file is loaded", || async {
+        reloads(&gw.metrics().await, "success") == Some(2.0)
+    })
+    .await;
+    std::fs::write(&secret, key(2)).unwrap();
+    eventually("the new secret is in use", || async {
+        key_check(&gw).await.is_some_and(|c| c != first_check)
+    })
+    .await;
+    assert_eq!(reloads(&gw.metrics().await, "success"), Some(3.0));
+}
+
+#[tokio::test]
+async fn without_watch_a_changed_file_waits_for_sighup() {
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    let gw = Gateway::start(&route("a", "/a/mcp", &a.url("/mcp"))).await;
+    gw.rewrite_config(&route("b", "/b/mcp", &b.url("/mcp")), "");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(status(&gw, "/a/mcp").await, 200, "not reloaded by itself");
+    assert_eq!(status(&gw, "/b/mcp").await, 404);
+    gw.signal("-HUP");
+    eventually("route b served after SIGHUP", || async {
+        status(&gw, "/b/mcp").await == 200
+    })
+    .await;
+}
