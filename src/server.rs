@@ -396,7 +396,10 @@ impl BackgroundService for Supervisor {
                 _ = tick => {
                     let Some((_, paths, watch)) = watched.as_mut() else { continue };
                     if watch.poll(Signature::of(paths)) {
-                        if let Some(files) = self.reload_and_report(&mut refreshers, "file change") {
+                        // The poll settled on what it saw, which is what was just read;
+                        // only a new set of files needs looking at again.
+                        let files = self.reload_and_report(&mut refreshers, "file change");
+                        if let Some(files) = files.filter(|f| f != paths) {
                             *paths = files;
                             watch.settle(Signature::of(paths));
                         }
