@@ -102,7 +102,8 @@ fn first_control(run: &[u8]) -> Option<usize> {
     for block in &mut blocks {
         // A fixed-size block with no early exit inside, so that it compiles to vector
         // compares rather than a branch per byte.
-        let fixed: [u8; BLOCK] = block.try_into().unwrap_or([0; BLOCK]);
+        let mut fixed = [0u8; BLOCK];
+        fixed.copy_from_slice(block); // `chunks_exact`: always BLOCK bytes
         if fixed
             .iter()
             .fold(0u8, |seen, b| seen | u8::from(is_control(b)))
