@@ -16,9 +16,15 @@ pub use glob::Glob;
 
 use crate::mcp::jsonrpc::{Inspected, MessageKind};
 
-/// Methods that, without a `methods` rule, need only the route's `required_scopes`.
+/// Methods that, without a `methods` rule, need only the route's `required_scopes`:
+/// the lifecycle (`initialize`; MCP 2026-07-28's `server/discover`, which replaces the
+/// handshake), utilities, the list methods (whose answers are filtered) and MCP
+/// 2026-07-28's `subscriptions/listen` (which replaces the GET stream; what flows on it
+/// is filtered like any other server-to-client message).
 pub const ROUTE_LEVEL_METHODS: &[&str] = &[
     "initialize",
+    "server/discover",
+    "subscriptions/listen",
     "ping",
     "tools/list",
     "resources/list",

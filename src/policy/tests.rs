@@ -80,6 +80,8 @@ fn allow_deny_matrix() {
             "deny",
         ),
         (Operation::Method("initialize"), &[], "allow"),
+        (Operation::Method("server/discover"), &[], "allow"),
+        (Operation::Method("subscriptions/listen"), &[], "allow"),
         (Operation::Method("tools/list"), &[], "allow"),
         (Operation::Method("notifications/initialized"), &[], "allow"),
         (Operation::Method("tasks/get"), &[], "deny"),

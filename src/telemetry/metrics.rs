@@ -23,6 +23,8 @@ pub const NO_ROUTE: &str = "none";
 /// method a client sends is counted as `other`.
 const KNOWN_METHODS: &[&str] = &[
     "initialize",
+    "server/discover",
+    "subscriptions/listen",
     "ping",
     "tools/list",
     "tools/call",
