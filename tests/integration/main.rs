@@ -14,6 +14,7 @@ mod exchange_idp;
 mod idp_selftest;
 mod lists;
 mod metrics;
+mod modern;
 mod policy;
 mod proxying;
 mod reload;
