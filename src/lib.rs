@@ -1,6 +1,6 @@
 //! drawbridge: an authorizing gateway for MCP servers, on Pingora.
 //!
-//! The request path (DESIGN.md): route → authenticate → inspect → authorize → session →
+//! The request path (docs/ARCHITECTURE.md): route → authenticate → inspect → authorize → session →
 //! credential → upstream, and back through list filtering, session sealing and metrics.
 //! `proxy` orchestrates the steps; each step lives in the module that owns it.
 #![forbid(unsafe_code)]

@@ -1,4 +1,4 @@
-//! Upstream credentials (DESIGN.md step 6): the tokens the gateway obtains for an
+//! Upstream credentials (step 6 of docs/ARCHITECTURE.md): the tokens the gateway obtains for an
 //! upstream in place of the caller's token, which never leaves the gateway.
 //!
 //! This module owns talking to an authorization server's token endpoint — RFC 8693

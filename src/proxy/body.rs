@@ -3,7 +3,7 @@
 //! Pingora only reads a body after it has connected upstream and sent the header. To
 //! inspect first, the body is read in `request_filter` with Pingora's retry buffer
 //! enabled; Pingora then replays that buffer to the upstream. The buffer holds 64 KiB;
-//! larger bodies go through `delegate` (see ../shared/notes/pingora-request-body.md).
+//! larger bodies go through `delegate` (see docs/ARCHITECTURE.md, "Holding the whole body").
 
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;

@@ -4,7 +4,7 @@
 //! The body has already been read and inspected whole in the main request. The same
 //! pipeline runs again with a fresh context, fed the held body, and its response is piped
 //! back to the client. The main request's decisions travel in a [`Handoff`] so the
-//! subrequest does not redo them; see ../shared/notes/pingora-request-body.md for the
+//! subrequest does not redo them; see docs/ARCHITECTURE.md ("Holding the whole body") for the
 //! mechanics and caveats (HTTP/1 only here: the listener speaks HTTP/1.1).
 //!
 //! Why list requests: in the normal proxy path Pingora writes the response header before

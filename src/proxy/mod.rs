@@ -1,6 +1,6 @@
 //! The Pingora `ProxyHttp` implementation: one method per phase, each reading the
 //! request context, calling the step that owns the decision, and writing the context.
-//! The order of DESIGN.md's request path is the order of the methods below.
+//! The order of the request path in docs/ARCHITECTURE.md is the order of the methods below.
 //!
 //! Nothing here parses protocols or decides policy; see `config::Router` (route),
 //! `mcp` (inspect), `proxy::headers` (header hygiene) and `refusal` (error answers).

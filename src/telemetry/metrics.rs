@@ -1,4 +1,4 @@
-//! The Prometheus registry and every metric family of DESIGN.md that the gateway records.
+//! The Prometheus registry and every metric family of docs/ARCHITECTURE.md that the gateway records.
 //! Names and labels are the contract for dashboards and alerts; label values are bounded
 //! (route names from the config, fixed reason and kind words, known MCP methods, tool
 //! names from the config or `other`).
