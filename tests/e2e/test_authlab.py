@@ -5,11 +5,13 @@ auditor would, and asserting on each of its findings: `mcp-authlab login URL --n
 registers a client at the e2e authorization server, signs in headlessly (it follows the
 server's redirects with plain HTTP requests and no cookies; authserver/README.md says how
 the development server allows that) and probes the authorization server (the ASF checks);
-`mcp-authlab scan URL --tool echo --format json` then probes the gateway's protected
-`everything` route (challenge, RFC 9728 metadata, token validation, sessions, Origin,
-protocol version) and grades it. The report's JSON is parsed; every check has the outcome
-written in EXPECTED below, and no MUST check may fail. docs/security/authlab.md records
-what the scanner checks and each finding. Starting the peers is conftest.py's job.
+`mcp-authlab scan URL --tool echo --format json` then probes one of the gateway's
+protected routes (challenge, RFC 9728 metadata, token validation, sessions, Origin,
+protocol version) and grades it: `everything` (JWT access tokens) and `opaque` (opaque
+tokens the gateway introspects), both in front of server-everything. The report's JSON
+is parsed; every check has the outcome written in EXPECTED below, and no MUST check may
+fail. docs/security/authlab.md records what the scanner checks and each finding.
+Starting the peers is conftest.py's job.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import pytest
 
 SCANNER = [sys.executable, "-m", "mcp_authlab"]
 COMMAND_TIMEOUT_S = 120.0
-# What the scan's token may do on the everything route: initialize (mcp:tools) and call
+# The routes scanned (OAuthGateway attributes), each in front of server-everything.
+ROUTES = {"everything": "everything_url", "opaque": "opaque_url"}
+# What the scan's token may do on those routes: initialize (mcp:tools) and call
 # echo (tools:echo), so that echo is listed and SCOPE-01 can call it.
 LOGIN_SCOPE = "mcp:tools tools:echo"
 TOOL = "echo"
@@ -39,10 +43,10 @@ DEFAULT_SCOPE = "mcp:tools"
 # (a strict xfail), so the entry has to go when that change lands.
 PENDING = {
     "ORIG-01": "Origin validation is issue 16 item 12 (branch edge); "
-               "the everything upstream itself does not check Origin",
+               "server-everything itself does not check Origin",
 }
 
-# Every check of mcp-authlab 0.2.2 and its outcome against drawbridge's everything route.
+# Every check of mcp-authlab 0.2.2 and its outcome against each route in ROUTES.
 EXPECTED = {
     # http://127.0.0.1: the scanner accepts plain HTTP on loopback only, as a warning
     # (half credit for a MUST); anything but https elsewhere is a MUST failure.
@@ -97,14 +101,14 @@ def stored_token_claims(token_store: Path, url: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-@pytest.fixture(scope="module")
-def scan(oauth_gateway, tmp_path_factory) -> Scan:
-    """login + scan of the everything route, once for the module."""
+@pytest.fixture(scope="module", params=sorted(ROUTES))
+def scan(request, oauth_gateway, tmp_path_factory) -> Scan:
+    """login + scan of one route, once per route for the module."""
     if importlib.util.find_spec("mcp_authlab") is None:
         pytest.fail("mcp-authlab missing: run scripts/setup-e2e.sh", pytrace=False)
-    directory = tmp_path_factory.mktemp("authlab")
+    directory = tmp_path_factory.mktemp(f"authlab-{request.param}")
     tokens, report = directory / "tokens.json", directory / "report.json"
-    url = oauth_gateway.everything_url
+    url = getattr(oauth_gateway, ROUTES[request.param])
     started = time.monotonic()
     signed_in = login(url, tokens, LOGIN_SCOPE)
     assert signed_in.returncode == 0, f"login failed:\n{signed_in.stdout}\n{signed_in.stderr}"
