@@ -8,7 +8,9 @@
 //   - authorization code + PKCE with a headless sign-in: /interaction/:uid signs in the
 //     user named by `login_hint` (default $AUTH_DEFAULT_USER) and consents to everything
 //     requested, answering with redirects only, so a plain HTTP client following
-//     Location headers ends up at the client's redirect_uri with a code;
+//     Location headers ends up at the client's redirect_uri with a code (even one that
+//     keeps no cookies, such as mcp-authlab's `login --no-browser`: see README.md);
+//   - an authorization request without `scope` gets DEFAULT_SCOPE (RFC 6749 section 3.3);
 //   - client credentials, introspection (opaque tokens only, see OPAQUE_PATHS);
 //   - RFC 8693 token exchange for the confidential client `drawbridge`.
 //
@@ -23,6 +25,8 @@
 //   OPAQUE_PATHS               comma-separated URL path prefixes (e.g. /opaque/): resources
 //                              under them get opaque (introspectable) access tokens, not JWTs
 //   ACCESS_TOKEN_TTL           seconds (default 600)
+//   DEFAULT_SCOPE              what an authorization request without `scope` asks for
+//                              (default "mcp:tools", RFC 6749 section 3.3)
 import { generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
 
@@ -58,6 +62,7 @@ const resourceScopes = list(env(
 ));
 const opaquePaths = list(env('OPAQUE_PATHS', ''));
 const accessTokenTtl = Number(env('ACCESS_TOKEN_TTL', '600'));
+const defaultScope = list(env('DEFAULT_SCOPE', 'mcp:tools')).join(' ');
 
 // One RSA signing key per run: tokens die with the process, which is what tests want.
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -116,7 +121,9 @@ const configuration = {
     };
   },
   interactions: {
-    url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    // Absolute: a user agent that follows Location headers verbatim (mcp-authlab's
+    // headless login, on urllib) cannot resolve a relative one.
+    url: (_ctx, interaction) => `${issuer}/interaction/${interaction.uid}`,
   },
   features: {
     devInteractions: { enabled: false },
@@ -167,6 +174,16 @@ const configuration = {
 
 const provider = new Provider(issuer, configuration);
 provider.proxy = false;
+
+// RFC 6749 section 3.3: a client that omits `scope` gets a pre-defined default rather
+// than a failure. oidc-provider would grant nothing and end the sign-in in access_denied
+// ("no scope was granted"); mcp-authlab's login omits `scope` unless told one.
+provider.use(async (ctx, next) => {
+  if (ctx.method === 'GET' && ctx.path === '/auth' && ctx.query.scope === undefined) {
+    ctx.query = { ...ctx.query, scope: defaultScope };
+  }
+  await next();
+});
 
 // ---- RFC 8693 token exchange --------------------------------------------------------
 
@@ -320,9 +337,66 @@ async function interaction(req, res) {
   throw new Error(`unexpected prompt ${prompt.name}`);
 }
 
+// ---- user agents without cookies ------------------------------------------------------
+
+// oidc-provider ties the steps of a sign-in together with cookies (`_interaction` on
+// /interaction/<uid>, `_interaction_resume` on /auth/<uid>, `_session`). A user agent that
+// follows redirects without keeping cookies (mcp-authlab's `login --no-browser`) would be
+// stopped with SessionNotFound at the first step. For such a user agent only (a request
+// that carries no Cookie header at all), the server keeps the cookies it set on each step
+// and hands them back on the next one, keyed by the interaction uid in the redirect: the
+// uid is the only thing such a client carries from one step to the next. Clients with a
+// cookie jar (headless_oauth.py, ts_client.mjs) send their own cookies and are untouched.
+// A development-server convenience: the uid becomes a bearer of the sign-in session.
+const COOKIELESS_JAR_TTL_MS = 10 * 60 * 1000;
+const cookielessJars = new Map(); // interaction uid -> Map(cookie name -> value)
+
+// The interaction uid of /interaction/<uid> and /auth/<uid> (the resume endpoint).
+function flowUidOf(pathname) {
+  const match = /^\/(?:interaction|auth)\/([A-Za-z0-9_-]+)$/.exec(pathname);
+  return match ? match[1] : undefined;
+}
+
+function withSetCookies(jar, setCookies) {
+  const next = new Map(jar);
+  for (const line of [].concat(setCookies ?? [])) {
+    const pair = String(line).split(';', 1)[0];
+    const eq = pair.indexOf('=');
+    if (eq <= 0) continue;
+    const name = pair.slice(0, eq).trim();
+    const value = pair.slice(eq + 1).trim();
+    if (value === '') next.delete(name); // oidc-provider clears a cookie with an empty value
+    else next.set(name, value);
+  }
+  return next;
+}
+
+// For a request without cookies: send back the cookies remembered for its uid, and
+// remember the ones its answer sets for the uid its redirect leads to.
+function carryCookiesForCookielessAgent(req, res, pathname) {
+  if (req.headers.cookie !== undefined) return;
+  const uid = flowUidOf(pathname);
+  const jar = (uid && cookielessJars.get(uid)) || new Map();
+  if (jar.size) req.headers.cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+  const writeHead = res.writeHead;
+  res.writeHead = function writeHeadRememberingCookies(...args) {
+    const location = res.getHeader('location');
+    if (location) {
+      const target = new URL(String(location), issuer);
+      const nextUid = target.origin === issuer ? flowUidOf(target.pathname) : undefined;
+      if (nextUid) {
+        cookielessJars.set(nextUid, withSetCookies(jar, res.getHeader('set-cookie')));
+        setTimeout(() => cookielessJars.delete(nextUid), COOKIELESS_JAR_TTL_MS).unref();
+      }
+    }
+    return writeHead.apply(this, args);
+  };
+}
+
 const providerCallback = provider.callback();
 const server = http.createServer((req, res) => {
   const path = new URL(req.url, issuer).pathname;
+  carryCookiesForCookielessAgent(req, res, path);
   if (req.method === 'GET' && path.startsWith('/interaction/')) {
     interaction(req, res).catch((e) => {
       log('interaction_error', { message: e.message });
