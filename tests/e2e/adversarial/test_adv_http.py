@@ -67,6 +67,10 @@ def test_a_call_body_on_another_method_never_reaches_the_server(client_factory, 
             assert not chunked and all(v.strip() == "0" for v in lengths), entry
     if method in ("GET", "DELETE"):
         assert 400 <= reply.status < 500, (reply.status, reply.text())
+    elif method == "OPTIONS":
+        # A gateway answering CORS preflights answers OPTIONS itself: any non-error
+        # answer of its own is fine, as long as nothing was forwarded (checked above).
+        assert 200 <= reply.status < 500 and reply.status != 0, (reply.status, reply.text())
     else:
         assert reply.status == 405, (reply.status, reply.text())
 
@@ -256,4 +260,6 @@ def test_duplicated_mcp_headers_are_refused(client_factory, route, headers):
     for entry in received:
         names = [k for k, _ in header_pairs(entry) if k.startswith("mcp-")]
         assert len(names) == len(set(names)), f"duplicated Mcp-* headers reached it: {entry}"
-    assert reply.status == 400, (reply.status, reply.text())
+    # 400; two session ids may also be answered as an unknown session (404).
+    assert reply.status == 400 or (reply.status == 404 and "session" in str(headers).lower()), (
+        reply.status, reply.text())
