@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 import uvicorn
+from starlette.routing import Route
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 
@@ -162,7 +163,12 @@ def main() -> None:
     port, exec_log_path = int(sys.argv[1]), sys.argv[2]
     app = server.streamable_http_app(host=LOOPBACK, event_store=OrderedEventStore())
     # The legacy transport's routes, on the same app (and the same tools).
-    app.router.routes.extend(server.sse_app(host=LOOPBACK).routes)
+    legacy = server.sse_app(host=LOOPBACK)
+    app.router.routes.extend(legacy.routes)
+    # The same stream under /outside/: it still announces `/messages/?session_id=…`, a
+    # path outside /outside/, which a gateway whose upstream base is /outside/ cannot map.
+    sse = next(r for r in legacy.routes if isinstance(r, Route) and r.path == "/sse")
+    app.router.routes.append(Route("/outside/sse", endpoint=sse.endpoint, methods=["GET"]))
     uvicorn.run(request_logger(app), host=LOOPBACK, port=port, log_level="warning")
 
 

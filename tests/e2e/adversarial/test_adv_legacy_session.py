@@ -6,17 +6,19 @@ lets a caller post into a session it does not own (here: a victim session opened
 directly on the server, standing for an id that leaked or was guessed).
 Rule: one query parser decoding names as upstream frameworks do; a second session
 parameter, or an encoded spelling of one, is refused; a session id the client sees is
-never the upstream's raw id. Asserted on the servers' execution logs: nothing runs in
+never the upstream's raw id, even when the `endpoint` event cannot be mapped into the
+route (a path outside the upstream base path). Asserted on the servers' execution logs: nothing runs in
 the victim's session."""
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from typing import Iterator
 
 import pytest
 
-from .wire import Legacy, marker, tools_call
+from .wire import EventStream, Legacy, encode, marker, request, tools_call
 
 # {sealed}: the caller's own sealed id (from the gateway's endpoint event);
 # {raw}: the victim's raw upstream id.
@@ -89,3 +91,47 @@ def test_the_endpoint_event_never_carries_the_raw_session_id(client_factory, leg
     raw = run["session"]
     assert raw and raw not in client.session.endpoint, (raw, client.session.endpoint)
     assert raw not in client.session.stream.raw_text()
+
+
+def live_raw_ids(server_base: str, legacy_path: str, text: str) -> list[str]:
+    """The values in `text` shaped like an SDK session id (a UUID, or 32 hex digits) that
+    the server accepts as a live legacy session: a raw id that escaped."""
+    live = []
+    for value in set(re.findall(r"[0-9a-fA-F][0-9a-fA-F-]{30,34}[0-9a-fA-F]", text)):
+        name = "sessionId" if legacy_path == "/messages" else "session_id"
+        probe = request(server_base, "POST", f"{legacy_path}?{name}={value}",
+                        [("Content-Type", "application/json")],
+                        encode({"jsonrpc": "2.0", "id": "probe", "method": "ping"}))
+        if probe.status == 202:
+            live.append(value)
+    return live
+
+
+@pytest.mark.parametrize("outside_route", ["ts-outside", "py-outside"])
+def test_an_endpoint_outside_the_base_path_never_reaches_the_client_raw(adv_gateway,
+                                                                        outside_route):
+    """The server announces `/messages…` while the route's upstream base is `/outside/`:
+    the gateway cannot map the endpoint, so the stream must end with an error — never
+    pass the raw id on."""
+    server = adv_gateway.server_of(outside_route)
+    legacy_path = "/messages" if server.name == "ts" else "/messages/"
+    has_endpoint = lambda stream: any(e.event == "endpoint" for e in stream.events)  # noqa: E731
+
+    # Control: directly, the stream carries a raw id and the detector finds it live.
+    direct = EventStream(server.base, "/outside/sse", [("Accept", "text/event-stream")])
+    try:
+        assert direct.wait(lambda: has_endpoint(direct)), direct.raw_text()
+        assert live_raw_ids(server.base, legacy_path, direct.raw_text()), direct.raw_text()
+    finally:
+        direct.close()
+
+    token = adv_gateway.tokens[outside_route]
+    stream = EventStream(adv_gateway.base, adv_gateway.prefix(outside_route) + "/sse",
+                         [("Accept", "text/event-stream"), ("Authorization", f"Bearer {token}")])
+    try:
+        stream.wait(lambda: has_endpoint(stream), timeout=5)
+        # Probed while the stream is open: the server drops the session when it closes.
+        leaked = live_raw_ids(server.base, legacy_path, stream.raw_text())
+    finally:
+        stream.close()
+    assert leaked == [], f"the client received the raw session id: {stream.raw_text()!r}"

@@ -137,7 +137,7 @@ app.all('/mcp', async (req, res) => {
 // --- Legacy HTTP+SSE ---------------------------------------------------------------
 const legacy = {}; // session id -> transport
 
-app.get('/sse', async (req, res) => {
+async function openLegacy(res) {
   const transport = new SSEServerTransport('/messages', res);
   legacy[transport.sessionId] = transport;
   res.on('close', () => {
@@ -145,7 +145,12 @@ app.get('/sse', async (req, res) => {
   });
   const server = buildServer('sse', () => transport.sessionId);
   await server.connect(transport);
-});
+}
+
+app.get('/sse', (req, res) => openLegacy(res));
+// The same stream under /outside/: it still announces `/messages?sessionId=…`, a path
+// outside /outside/, which a gateway whose upstream base is /outside/ cannot map.
+app.get('/outside/sse', (req, res) => openLegacy(res));
 
 app.post('/messages', async (req, res) => {
   // As in the SDK's documentation: the session is named by the query's `sessionId`.
