@@ -172,7 +172,7 @@ def ts_server(peer_log_dir) -> Iterator[Server]:
     port = free_port()
     log = peer_log_dir / "adv-ts-exec.jsonl"
     log.touch()
-    _peer_logs["adv-ts execution log"] = log  # attached to failing tests' reports
+    _peer_logs["adv-ts-exec"] = log  # attached to failing tests' reports
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(peer_log_dir),
            "PORT": str(port), "EXEC_LOG": str(log)}
     proc = _start_server("ts", ["node", str(TS_SERVER)], port, peer_log_dir, env)
@@ -187,7 +187,7 @@ def py_server(peer_log_dir) -> Iterator[Server]:
     port = free_port()
     log = peer_log_dir / "adv-py-exec.jsonl"
     log.touch()
-    _peer_logs["adv-py execution log"] = log
+    _peer_logs["adv-py-exec"] = log
     proc = _start_server("py", [sys.executable, str(PY_SERVER), str(port), str(log)], port,
                          peer_log_dir)
     try:
@@ -332,3 +332,20 @@ def client_factory(adv_gateway) -> Iterator:
 def route(request) -> str:
     """Each of the four routes: TypeScript and Python, Streamable HTTP and legacy SSE."""
     return request.param
+
+
+# Peers whose logs matter to an adversarial case; tests/e2e/conftest.py attaches every
+# peer's log to a failing test, and the other peers' logs only bury these.
+OWN_LOGS = ("adv-", "drawbridge-adversarial")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep only this suite's peers' logs in the report of a failing adversarial case.
+    Registered after tests/e2e/conftest.py's wrapper, so it runs outside it and sees the
+    sections that one appended."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        report.sections = [(title, text) for title, text in report.sections
+                           if not title.endswith(" (tail)") or title.startswith(OWN_LOGS)]
