@@ -288,7 +288,9 @@ class Client:
     def settle(self) -> None:
         """Everything sent so far has been handled: on the legacy transport a POST is
         answered 202 before it runs, so an allowed call is sent and its run awaited."""
-        if self.legacy:
+        if self.legacy and not self.session.stream.ended:
+            # (A stream the gateway has ended carries nothing more to the client, and its
+            # session is gone upstream: only the barrier below applies.)
             value = marker()
             reply = self.send(tools_call("echo", {"message": value}, "settle-" + value))
             assert reply.status == 202, (reply.status, reply.text())

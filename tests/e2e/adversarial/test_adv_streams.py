@@ -93,11 +93,22 @@ def test_list_answers_to_unusual_request_ids_are_filtered(client_factory, route,
     assert leaked(client.received(reply)) == [], client.received(reply)
 
 
+BATCHES = {
+    "ids-1-forms": (b'[{"jsonrpc":"2.0","id":"1","method":"tools/list"},'
+                    b'{"jsonrpc":"2.0","id":1,"method":"prompts/list"},'
+                    b'{"jsonrpc":"2.0","id":1.0,"method":"resources/list"}]'),
+    "same-id-two-kinds": (b'[{"jsonrpc":"2.0","id":1,"method":"prompts/list"},'
+                          b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}]'),
+    "same-id-twice": (b'[{"jsonrpc":"2.0","id":7,"method":"tools/list"},'
+                      b'{"jsonrpc":"2.0","id":7,"method":"tools/list"}]'),
+    "list-and-ping-same-id": (b'[{"jsonrpc":"2.0","id":3,"method":"ping"},'
+                              b'{"jsonrpc":"2.0","id":3,"method":"tools/list"}]'),
+}
+
+
+@pytest.mark.parametrize("body", list(BATCHES.values()), ids=list(BATCHES))
 @pytest.mark.parametrize("route_name", ["ts-mcp", "py-mcp"])
-def test_list_answers_in_a_batch_are_filtered(adv_gateway, client_factory, route_name):
+def test_list_answers_in_a_batch_are_filtered(adv_gateway, client_factory, route_name, body):
     client = client_factory(route_name)
-    body = (b'[{"jsonrpc":"2.0","id":"1","method":"tools/list"},'
-            b'{"jsonrpc":"2.0","id":1,"method":"prompts/list"},'
-            b'{"jsonrpc":"2.0","id":1.0,"method":"resources/list"}]')
     reply = client.send(body)
     assert leaked(reply.text()) == [], reply.text()
