@@ -21,7 +21,8 @@ import urllib.parse
 
 import pytest
 
-from .wire import Legacy, Reply, encode, header_pairs, marker, request, tools_call
+from .wire import (EventStream, Legacy, Reply, barrier, encode, header_pairs, marker, request,
+                   tools_call)
 
 STREAM_WAIT_S = 2.0
 
@@ -153,6 +154,24 @@ def test_a_token_as_a_path_parameter_is_refused(client_factory, route):
     assert not log.executed_marker(value, mark, timeout=0), "the call ran"
     # 400, or the 401 invalid_request the gateway gives a plain `access_token` parameter.
     assert reply.status in (400, 401), (reply.status, reply.text())
+
+
+@pytest.mark.parametrize("query", ["access%5Ftoken={tok}", "ACCESS_TOKEN={tok}"],
+                         ids=["encoded-underscore", "upper"])
+def test_a_token_in_a_stream_url_never_reaches_the_server(adv_gateway, route, query):
+    """The GET that opens an event stream (Streamable HTTP's, or the legacy `/sse`)."""
+    server, token = adv_gateway.server_of(route), adv_gateway.tokens[route]
+    path = adv_gateway.prefix(route) + ("/sse" if route.endswith("legacy") else "")
+    mark = server.log.mark()
+    stream = EventStream(adv_gateway.base, f"{path}?{query.format(tok=token)}",
+                         [("Accept", "text/event-stream"), ("Authorization", f"Bearer {token}")])
+    try:
+        stream.wait(lambda: bool(stream.events), timeout=STREAM_WAIT_S)
+    finally:
+        stream.close()
+    barrier(server.base, server.log)
+    assert token not in server.log.text(mark), "the caller's token reached the server"
+    assert stream.status in (400, 401), (stream.status, stream.raw_text())
 
 
 # --- 12: Origin ----------------------------------------------------------------------
