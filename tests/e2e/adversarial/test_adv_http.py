@@ -199,6 +199,10 @@ def test_a_hostile_origin_is_refused_and_runs_nothing(client_factory, route, ori
     reply = client.send(tools_call("echo", {"message": value}, 1201), extra=[("Origin", origin)])
     client.settle()
     assert not log.executed_marker(value, mark, timeout=0), f"ran for Origin {origin}"
+    # The gateway refuses it: the server (the Python SDK checks Origin itself) never
+    # has to.
+    reached = [r for r in log.requests(mark) if ("origin", origin) in header_pairs(r)]
+    assert reached == [], f"a request with Origin {origin} reached the server"
     assert reply.status == 403, (reply.status, reply.text())
 
 

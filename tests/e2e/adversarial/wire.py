@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -328,10 +328,9 @@ class Legacy:
 
 # --- What the servers received and executed --------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class ExecLog:
     path: Path
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def mark(self) -> int:
         """The log's current length: entries after it belong to what follows."""
