@@ -9,6 +9,8 @@
   `access_token`, in any case, is refused (400); the token never reaches a server.
 - 12, Origin: a request carrying an Origin the route does not allow is refused (403) and
   runs nothing (DNS rebinding from a hostile page).
+- 13, pipelining: two requests written at once are both served, or the first answer
+  closes the connection; a keep-alive answer never hides a dropped second request.
 - 14, Cookie and duplicated Mcp-* headers: a Cookie never reaches the server; two
   `Mcp-Name` (or any duplicated `Mcp-*`) headers are refused.
 """
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
+import time
 import urllib.parse
 
 import pytest
 
 from .wire import (EventStream, Legacy, Reply, barrier, encode, header_pairs, marker, request,
-                   tools_call)
+                   split_base, tools_call)
 
 STREAM_WAIT_S = 2.0
 
@@ -286,3 +290,46 @@ def test_duplicated_mcp_headers_are_refused(client_factory, route, headers):
     # 400; two session ids may also be answered as an unknown session (404).
     assert reply.status == 400 or (reply.status == 404 and "session" in str(headers).lower()), (
         reply.status, reply.text())
+
+
+# --- 13: pipelined requests -----------------------------------------------------------
+
+def raw_request_bytes(client, message: dict) -> bytes:
+    host, port = split_base(client.gateway.base)
+    body = encode(message)
+    lines = [f"POST {target_for(client)} HTTP/1.1", f"Host: {host}:{port}"]
+    lines += [f"{name}: {value}" for name, value in client.session.headers()]
+    lines += [f"Content-Length: {len(body)}", "", ""]
+    return "\r\n".join(lines).encode() + body
+
+
+@pytest.mark.parametrize("route_name", ["ts-mcp", "py-mcp"])
+def test_pipelined_requests_are_each_served_or_the_connection_is_closed(client_factory,
+                                                                       route_name):
+    """Two requests written at once on one connection: either both are forwarded and
+    answered, or the first answer says `Connection: close` — never a keep-alive answer
+    followed by silence while the second request is dropped."""
+    client = client_factory(route_name)
+    log, mark = client.server.log, client.server.log.mark()
+    first, second = marker(), marker()
+    data = (raw_request_bytes(client, tools_call("echo", {"message": first}, 1301))
+            + raw_request_bytes(client, tools_call("echo", {"message": second}, 1302)))
+    received = b""
+    with socket.create_connection(split_base(client.gateway.base), timeout=STREAM_WAIT_S) as sock:
+        sock.sendall(data)
+        deadline = time.monotonic() + 2 * STREAM_WAIT_S
+        while time.monotonic() < deadline and received.count(b"HTTP/1.1 ") < 2:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            received += chunk
+    assert log.executed_marker(first, mark), received
+    head = received.split(b"\r\n\r\n", 1)[0].lower()
+    if b"connection: close" in head:
+        return  # the gateway said it would not read on: dropping the second is honest
+    assert log.executed_marker(second, mark, timeout=STREAM_WAIT_S), (
+        f"the second request was dropped: {received!r}")
+    assert received.count(b"HTTP/1.1 ") >= 2, received
