@@ -9,8 +9,9 @@
   `access_token`, in any case, is refused (400); the token never reaches a server.
 - 12, Origin: a request carrying an Origin the route does not allow is refused (403) and
   runs nothing (DNS rebinding from a hostile page).
-- 13, pipelining: two requests written at once are both served, or the first answer
-  closes the connection; a keep-alive answer never hides a dropped second request.
+- 13, pipelining and framing: two requests written at once are both served, or the first
+  answer closes the connection; Content-Length and Transfer-Encoding in conflict never
+  run what the gateway did not check, and get 400 (or the connection is closed).
 - 14, Cookie and duplicated Mcp-* headers: a Cookie never reaches the server; two
   `Mcp-Name` (or any duplicated `Mcp-*`) headers are refused.
 """
@@ -333,3 +334,65 @@ def test_pipelined_requests_are_each_served_or_the_connection_is_closed(client_f
     assert log.executed_marker(second, mark, timeout=STREAM_WAIT_S), (
         f"the second request was dropped: {received!r}")
     assert received.count(b"HTTP/1.1 ") >= 2, received
+
+
+# --- 13: conflicting framing ----------------------------------------------------------
+
+def framed(client, headers: list[str], body: bytes) -> bytes:
+    host, port = split_base(client.gateway.base)
+    lines = [f"POST {target_for(client)} HTTP/1.1", f"Host: {host}:{port}"]
+    lines += [f"{name}: {value}" for name, value in client.session.headers()]
+    return "\r\n".join(lines + headers + ["", ""]).encode() + body
+
+
+def chunked(payload: bytes) -> bytes:
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload)
+
+
+FRAMINGS = {
+    # Content-Length covers the allowed call; chunked framing covers the forbidden one.
+    "cl-and-te": lambda allowed, forbidden: (
+        [f"Content-Length: {len(allowed)}", "Transfer-Encoding: chunked"],
+        allowed + chunked(forbidden)),
+    "te-and-cl": lambda allowed, forbidden: (
+        ["Transfer-Encoding: chunked", f"Content-Length: {len(chunked(allowed))}"],
+        chunked(allowed) + forbidden),
+    "te-identity-then-chunked": lambda allowed, forbidden: (
+        ["Transfer-Encoding: identity", "Transfer-Encoding: chunked",
+         f"Content-Length: {len(allowed)}"],
+        allowed + chunked(forbidden)),
+    "two-content-lengths": lambda allowed, forbidden: (
+        [f"Content-Length: {len(allowed)}", f"Content-Length: {len(forbidden)}"],
+        allowed + forbidden),
+}
+
+
+@pytest.mark.parametrize("framing", list(FRAMINGS.values()), ids=list(FRAMINGS))
+@pytest.mark.parametrize("route_name", ["ts-mcp", "py-mcp"])
+def test_conflicting_framing_never_runs_what_the_gateway_did_not_check(client_factory,
+                                                                       route_name, framing):
+    client = client_factory(route_name)
+    log, mark = client.server.log, client.server.log.mark()
+    allowed = encode(tools_call("echo", {"message": marker()}, 1311))
+    forbidden = encode(tools_call("admin-delete", {"target": "everything"}, 1312))
+    headers, body = framing(allowed, forbidden)
+    received = b""
+    with socket.create_connection(split_base(client.gateway.base), timeout=STREAM_WAIT_S) as sock:
+        sock.sendall(framed(client, headers, body))
+        deadline = time.monotonic() + STREAM_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    barrier(client.server.base, log)
+    assert log.forbidden_executions(mark) == [], f"smuggled: {received[:300]!r}"
+    # RFC 9112 §6.1/§6.3: refuse (400), or act on Transfer-Encoding alone and close the
+    # connection after answering; never a 5xx, never keep reading after such a request.
+    head = received.split(b"\r\n\r\n", 1)[0].lower()
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"http/1.1 ") else 0
+    closes = b"connection: close" in head
+    assert status == 400 or (200 <= status < 300 and closes), received[:300]
