@@ -20,3 +20,4 @@ mod reload;
 mod sessions;
 mod streaming;
 mod tls;
+mod url_forms;
