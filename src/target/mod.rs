@@ -159,6 +159,7 @@ mod tests {
             ("/m?sessionId.x=raw", Spelling),
             ("/m?sessionId%3D=raw", Spelling),
             ("/m?+sessionId=raw", Spelling),
+            ("/m?%C5%BFessionId=raw", Spelling),
         ] {
             assert_eq!(check(raw), Err(TargetError::Session(error)), "{raw}");
         }

@@ -108,11 +108,22 @@ impl Query {
 
 /// What a name means to the most liberal framework: the part before any `[`, `]`, `.`
 /// (qs reads `a[]`, `a[x]` and, with `allowDots`, `a.x` as `a`) or `=` (a name
-/// `a%3D` decodes to `a=`), without surrounding whitespace, in ASCII lower case.
-/// Rules compare this to the lower-case names they protect.
+/// `a%3D` decodes to `a=`), without surrounding whitespace, in lower case. The few
+/// non-ASCII letters whose case mapping lands in ASCII (`ſ`→`S`, `K`→`k`, `ı`→`I`,
+/// `İ`→`i`; Java's `equalsIgnoreCase` folds them) are folded too. Rules compare this to
+/// the lower-case names they protect.
 pub fn base_name(name: &str) -> String {
     let cut = name.find(['[', ']', '.', '=']).unwrap_or(name.len());
-    name[..cut].trim().to_ascii_lowercase()
+    name[..cut]
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '\u{17F}' => 's',
+            '\u{212A}' => 'k',
+            '\u{130}' | '\u{131}' => 'i',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
 }
 
 /// Decodes `+` and `%XX`; strict (see the module documentation).
@@ -260,6 +271,8 @@ mod tests {
             ("access_token]", "access_token"),
             ("my_access_token", "my_access_token"),
             ("[x]", ""),
+            ("acce\u{17F}\u{17F}_to\u{212A}en", "access_token"),
+            ("sess\u{131}on\u{130}d", "sessionid"),
         ] {
             assert_eq!(base_name(name), base, "{name}");
         }

@@ -15,7 +15,7 @@ use crate::upstream::Upstream;
 const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 
 /// Sends one request with exactly `target` in its request line; returns the status and
-/// the body (the connection is closed by the request).
+/// the whole answer, head and body (the connection is closed by the request).
 async fn raw(gw: &Gateway, method: &str, target: &str, extra_headers: &str) -> (u16, String) {
     let base = gw.url("");
     let addr = base
@@ -44,11 +44,7 @@ async fn raw(gw: &Gateway, method: &str, target: &str, extra_headers: &str) -> (
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {answer:?}"));
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    (status, answer)
 }
 
 fn seen_targets(up: &Upstream) -> Vec<String> {
@@ -161,6 +157,12 @@ async fn tokens_in_any_spelling_of_the_query_never_reach_the_upstream() {
             assert_eq!(got, status, "{target}: {body}");
             assert!(body.contains(error), "{target}: {body}");
             assert!(!body.contains("stolen"), "{target}: {body}");
+            assert_eq!(
+                body.to_ascii_lowercase()
+                    .contains("www-authenticate: bearer"),
+                status == 401,
+                "{target}: {body}"
+            );
         }
     }
     assert_eq!(seen_targets(&up), ["/mcp?my_access_token=1"]);
