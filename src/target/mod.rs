@@ -102,7 +102,7 @@ mod tests {
                 "/m/messages?session_id=v1.k.x;x=1",
                 "/m/messages?session_id=v1.k.x&x=1",
             ),
-            ("/%6Dcp?a=%41+b", "/mcp?a=A+b"),
+            ("/%6Dcp?a=%41+b", "/mcp?a=A%20b"),
             ("/mcp?my_access_token=1", "/mcp?my_access_token=1"),
         ] {
             assert_eq!(check(raw).as_deref(), Ok(target), "{raw}");
@@ -136,6 +136,28 @@ mod tests {
             Refusal::from(check(&long_query).unwrap_err()),
             Refusal::UriTooLong
         );
+    }
+
+    #[test]
+    fn refusals_name_the_rule_and_echo_nothing() {
+        for (raw, status, kind) in [
+            ("/mcp/%2e%2e/secret-path", 400, "bad_path"),
+            ("http://secret-host/mcp", 400, "bad_path"),
+            ("/mcp?sessionId=a&sessionId=secret-id", 400, "bad_query"),
+            ("/mcp?secret=%zz", 400, "bad_query"),
+        ] {
+            let refusal = Refusal::from(check(raw).unwrap_err());
+            assert_eq!(refusal.status(), status, "{raw}");
+            assert_eq!(refusal.kind(), kind, "{raw}");
+            assert_eq!(refusal.jsonrpc_code(), -32600, "{raw}");
+            let body = refusal.body(None);
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["error"], kind, "{raw}");
+            assert!(!body.to_string().contains("secret"), "{raw}: {body}");
+        }
+        assert_eq!(Refusal::UriTooLong.status(), 414);
+        assert_eq!(Refusal::TokenInQuery.status(), 400);
+        assert_eq!(Refusal::TokenInQuery.kind(), "token_in_query");
     }
 
     #[test]

@@ -88,18 +88,19 @@ impl Query {
         Ok(Query { params })
     }
 
-    /// The query as the gateway writes it: names and values form-encoded (space as `+`,
-    /// every byte but `A-Z a-z 0-9 * - . _` as `%XX`), joined by `&`.
+    /// The query as the gateway writes it: every byte of names and values but the
+    /// unreserved `A-Z a-z 0-9 - . _ ~` as `%XX` (a space as `%20`, which form decoding
+    /// and plain percent-decoding read alike, where `+` would differ), joined by `&`.
     pub fn canonical(&self) -> String {
         let mut out = String::new();
         for (i, p) in self.params.iter().enumerate() {
             if i > 0 {
                 out.push('&');
             }
-            out.extend(url::form_urlencoded::byte_serialize(p.name.as_bytes()));
+            encode_into(&mut out, &p.name);
             if let Some(value) = &p.value {
                 out.push('=');
-                out.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+                encode_into(&mut out, value);
             }
         }
         out
@@ -124,6 +125,19 @@ pub fn base_name(name: &str) -> String {
             c => c.to_ascii_lowercase(),
         })
         .collect()
+}
+
+fn encode_into(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
 }
 
 /// Decodes `+` and `%XX`; strict (see the module documentation).
@@ -236,8 +250,9 @@ mod tests {
             ("a=1;b=2", "a=1&b=2"),
             ("a=x;y", "a=x&y"),
             ("a=%3B%26%3D%2B", "a=%3B%26%3D%2B"),
-            ("q=a+b%20c", "q=a+b+c"),
-            ("e%5Fx=%7e", "e_x=%7E"),
+            ("q=a+b%20c", "q=a%20b%20c"),
+            ("e%5Fx=%7e", "e_x=~"),
+            ("s=*!'()", "s=%2A%21%27%28%29"),
             ("flag&empty=", "flag&empty="),
             ("n=é", "n=%C3%A9"),
             ("sessionId=v1.k-x_y", "sessionId=v1.k-x_y"),

@@ -249,7 +249,7 @@ async fn legacy_session_ids_in_disguise_never_reach_the_upstream() {
     drop(stream);
     assert_eq!(
         seen_targets(&up),
-        ["/sse", "/messages?sessionId=abc&x=a+b%2C&y"]
+        ["/sse", "/messages?sessionId=abc&x=a%20b%2C&y"]
     );
 }
 
