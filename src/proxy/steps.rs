@@ -36,7 +36,12 @@ impl Gateway {
         };
         let Some(guard) = &rt.guard else {
             // A public route takes no token, and forwards none in its URL either.
-            if (session.req_header().uri.query()).is_some_and(bearer::query_has_token) {
+            if session
+                .req_header()
+                .uri
+                .query()
+                .is_some_and(bearer::query_has_token)
+            {
                 return self.refuse(session, ctx, Refusal::TokenInQuery).await;
             }
             return Ok(false);

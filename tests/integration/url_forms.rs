@@ -17,6 +17,16 @@ const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 /// Sends one request with exactly `target` in its request line; returns the status and
 /// the whole answer, head and body (the connection is closed by the request).
 async fn raw(gw: &Gateway, method: &str, target: &str, extra_headers: &str) -> (u16, String) {
+    raw_with_body(gw, method, target, extra_headers, PING).await
+}
+
+async fn raw_with_body(
+    gw: &Gateway,
+    method: &str,
+    target: &str,
+    extra_headers: &str,
+    body: &str,
+) -> (u16, String) {
     let base = gw.url("");
     let addr = base
         .strip_prefix("http://")
@@ -26,8 +36,8 @@ async fn raw(gw: &Gateway, method: &str, target: &str, extra_headers: &str) -> (
         .await
         .expect("connect to the gateway");
     let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{PING}",
-        PING.len()
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
+        body.len()
     );
     stream
         .write_all(request.as_bytes())
@@ -246,10 +256,18 @@ async fn legacy_session_ids_in_disguise_never_reach_the_upstream() {
     let target = format!("{endpoint};x=a+b%2c&y");
     let (status, body) = raw(&gw, "POST", &target, "").await;
     assert_eq!(status, 202, "{body}");
+    // Also when the request is handed to a subrequest (list answers to filter).
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let (status, body) = raw_with_body(&gw, "POST", &format!("{endpoint};z"), "", list).await;
+    assert_eq!(status, 202, "{body}");
     drop(stream);
     assert_eq!(
         seen_targets(&up),
-        ["/sse", "/messages?sessionId=abc&x=a%20b%2C&y"]
+        [
+            "/sse",
+            "/messages?sessionId=abc&x=a%20b%2C&y",
+            "/messages?sessionId=abc&z"
+        ]
     );
 }
 
