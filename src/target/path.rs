@@ -2,8 +2,7 @@
 //! it again after its own decoding and normalisation: wherever the two could disagree
 //! about which resource a path names, the request is refused.
 //!
-//! Refused: dot segments (`.`, `..`, raw or percent-encoded in any case, also before a
-//! `;`), encoded slashes and backslashes (`%2F`, `%5C`) and raw backslashes, empty
+//! Refused: dot segments (`.`, `..`, raw or percent-encoded in any case), encoded slashes and backslashes (`%2F`, `%5C`) and raw backslashes, empty
 //! segments (`//`: some frameworks merge them, and `//host/x` reads as a host to a URL
 //! parser), `;` (path parameters: `..;` is `..` to some servers), `%25` (double
 //! encoding), encoded control characters (`%00`, `%0A`, …), malformed escapes and

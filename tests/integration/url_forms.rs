@@ -175,6 +175,10 @@ async fn tokens_in_any_spelling_of_the_query_never_reach_the_upstream() {
             );
         }
     }
+    // A request line the HTTP parser itself refuses (a raw `"` in the query), with the
+    // valid header: 400, and Pingora's error (which quotes the request) is not logged.
+    let (status, _) = raw(&gw, "POST", "/secure/mcp?access_token=stolen\"", &auth).await;
+    assert_eq!(status, 400);
     assert_eq!(seen_targets(&up), ["/mcp?my_access_token=1"]);
     // No log line carries the query's secret.
     let log = gw.log();
