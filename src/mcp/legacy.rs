@@ -128,10 +128,14 @@ pub fn session_param_of(query: &Query) -> Result<Option<&str>, SessionParamError
     Ok(Some(p.value.as_deref().unwrap_or("")))
 }
 
-/// Replaces the value of the session parameter in `path_and_query` with `map(value)`;
-/// the query comes back in the canonical form (`Query::canonical`). Unchanged when there
-/// is no session parameter; `None` when `map` refuses the value or the query is
-/// ambiguous (see [`session_param_of`]).
+/// Replaces the value of every parameter a framework could read as the session id
+/// ([`is_session_name`]) in `path_and_query` with `map(value)`; the query comes back in
+/// the canonical form (`Query::canonical`). Unchanged when there is no such parameter;
+/// `None` when `map` refuses a value or the query cannot be read.
+///
+/// A request's query was checked to hold at most one, plainly spelled, before it gets
+/// here; an endpoint the upstream announces may hold several, and none of them may
+/// reach the client unmapped.
 pub fn map_session_param(
     path_and_query: &str,
     map: &dyn Fn(&str) -> Option<String>,
@@ -140,14 +144,11 @@ pub fn map_session_param(
         return Some(path_and_query.to_string());
     };
     let mut query = Query::parse(query).ok()?;
-    let Some(id) = session_param_of(&query).ok()? else {
+    if !query.params.iter().any(|p| is_session_name(&p.name)) {
         return Some(path_and_query.to_string());
-    };
-    let mapped = map(id)?;
-    for p in &mut query.params {
-        if SESSION_PARAMS.contains(&p.name.as_str()) {
-            p.value = Some(mapped.clone());
-        }
+    }
+    for p in query.params.iter_mut().filter(|p| is_session_name(&p.name)) {
+        p.value = Some(map(p.value.as_deref().unwrap_or(""))?);
     }
     Some(format!("{path}?{}", query.canonical()))
 }
@@ -254,15 +255,21 @@ mod tests {
             Ok(Some("v1.k.x".to_string()))
         );
         assert_eq!(session_param("a=1"), Ok(None));
-        // Ambiguous queries are never mapped or read.
-        for query in ["sessionId=a&sessionId=b", "session%5Fid=a", "sessionId[]=a"] {
+        // Ambiguous queries are never read; every value a framework could take for the
+        // session id is mapped (an announced endpoint passes no raw id on).
+        for (query, mapped) in [
+            ("sessionId=a&sessionId=b", "sessionId=A&sessionId=B"),
+            ("session%5Fid=a;x=1", "session_id=A&x=1"),
+            ("sessionId[]=a", "sessionId%5B%5D=A"),
+        ] {
             assert_eq!(
                 map_session_param(&format!("/m?{query}"), &up),
-                None,
+                Some(format!("/m?{mapped}")),
                 "{query}"
             );
             assert!(session_param(query).is_err(), "{query}");
         }
+        assert_eq!(map_session_param("/m?sessionId=%zz", &up), None);
         assert_eq!(session_param("a=%zz"), Err(SessionParamError::Unreadable));
     }
 
