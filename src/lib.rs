@@ -14,4 +14,5 @@ pub mod policy;
 pub mod proxy;
 pub mod refusal;
 pub mod server;
+pub mod target;
 pub mod telemetry;

@@ -51,6 +51,16 @@ pub enum Refusal {
         failure: AuthFailure,
         challenge: String,
     },
+    /// The request target is not a plain path, or its path could be read differently by
+    /// the upstream (dot segments, encoded separators, …); the text says which rule.
+    BadPath(&'static str),
+    /// The query string could be read differently by the upstream (malformed, repeated or
+    /// disguised session parameter, …); the text says which rule.
+    BadQuery(&'static str),
+    /// A query parameter that some framework reads as `access_token`.
+    TokenInQuery,
+    /// The request target is longer than the gateway accepts.
+    UriTooLong,
 }
 
 impl Refusal {
@@ -73,6 +83,8 @@ impl Refusal {
             Refusal::Credential(FailureKind::Denied) => 403,
             Refusal::Credential(FailureKind::Unavailable) => 503,
             Refusal::Credential(FailureKind::BadGateway) => 502,
+            Refusal::BadPath(_) | Refusal::BadQuery(_) | Refusal::TokenInQuery => 400,
+            Refusal::UriTooLong => 414,
         }
     }
 
@@ -111,6 +123,10 @@ impl Refusal {
             Refusal::Credential(_) => -32006,
             Refusal::SessionNotFound => -32001,
             Refusal::BadSessionHeader => -32600,
+            Refusal::BadPath(_)
+            | Refusal::BadQuery(_)
+            | Refusal::TokenInQuery
+            | Refusal::UriTooLong => -32600,
         }
     }
 
@@ -134,6 +150,10 @@ impl Refusal {
             Refusal::Credential(FailureKind::Denied) => "upstream_credential_denied",
             Refusal::Credential(FailureKind::Unavailable) => "authorization_server_unavailable",
             Refusal::Credential(FailureKind::BadGateway) => "upstream_credential_failed",
+            Refusal::BadPath(_) => "bad_path",
+            Refusal::BadQuery(_) => "bad_query",
+            Refusal::TokenInQuery => "token_in_query",
+            Refusal::UriTooLong => "uri_too_long",
         }
     }
 
@@ -168,6 +188,12 @@ impl Refusal {
             Refusal::Credential(FailureKind::BadGateway) => {
                 "the gateway could not obtain a credential for the upstream".into()
             }
+            Refusal::BadPath(what) => format!("bad request path: {what}"),
+            Refusal::BadQuery(what) => format!("bad query string: {what}"),
+            Refusal::TokenInQuery => {
+                "send the access token in the Authorization header, not the URL".into()
+            }
+            Refusal::UriTooLong => "the request target is longer than the gateway accepts".into(),
         }
     }
 

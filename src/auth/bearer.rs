@@ -4,6 +4,8 @@
 
 use http::HeaderMap;
 
+use crate::target::query::{base_name, Query};
+
 /// Longest token accepted; real access tokens are a few KiB at most.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
@@ -99,10 +101,16 @@ fn is_token68(b: u8) -> bool {
         | (b == b'=')
 }
 
-fn query_has_token(query: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("access_token"))
+/// True when any parameter could be read as `access_token` by some framework (decoded,
+/// in any case, `;`-separated, `access_token%3D=…`: see `target::query::base_name`).
+/// A query that cannot be read counts as carrying one.
+pub fn query_has_token(query: &str) -> bool {
+    Query::parse(query).map_or(true, |q| q.params.iter().any(|p| is_token_name(&p.name)))
+}
+
+/// True when a framework could read the parameter `name` (decoded) as `access_token`.
+pub fn is_token_name(name: &str) -> bool {
+    base_name(name) == "access_token"
 }
 
 #[cfg(test)]
@@ -247,5 +255,29 @@ mod tests {
             bearer_token(&headers(&["Bearer a"]), Some("my_access_token=1")),
             Ok("a")
         );
+        for query in [
+            "access_token=t",
+            "access_token",
+            "ACCESS_TOKEN=t",
+            "Access_Token=t",
+            "access%5Ftoken=t",
+            "access%5ftoken=t",
+            "%61ccess_token=t",
+            "x=1;access_token=t",
+            "access_token%3D=t",
+            "access_token%3Dt",
+            "+access_token=t",
+            "access_token%20=t",
+            "access_token[]=t",
+            "access_token[0]=t",
+            "access_token.x=t",
+            "a=%zz",
+        ] {
+            assert_eq!(
+                bearer_token(&headers(&["Bearer a"]), Some(query)),
+                Err(BearerError::InQuery),
+                "{query}"
+            );
+        }
     }
 }

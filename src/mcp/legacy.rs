@@ -9,6 +9,7 @@
 //! therefore costs one event's worth of scanning.
 
 use crate::config::{public_path_for, Route};
+use crate::target::query::{base_name, Query};
 
 use super::sse::{event_type_and_data, fields, with_data, EventSplitter};
 
@@ -72,11 +73,69 @@ impl EndpointRewriter {
 }
 
 /// Query parameters that carry the legacy transport's session id (TypeScript and Python
-/// SDKs respectively).
+/// SDKs respectively), in the only spelling the gateway accepts.
 pub const SESSION_PARAMS: [&str; 2] = ["sessionId", "session_id"];
 
-/// Replaces the value of the session parameter in `path_and_query` with `map(value)`.
-/// Unchanged when there is no such parameter; `None` when `map` refuses the value.
+/// Why a query's session parameter is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionParamError {
+    /// More than one parameter a framework could read as the session id: frameworks
+    /// disagree about which one counts (Starlette the last, `qs` makes an array).
+    Repeated,
+    /// A session parameter spelled other than exactly `sessionId` or `session_id`
+    /// (encoded, another case, `sessionId[]`): the gateway would not check it, and a
+    /// framework that decodes or folds names would read it.
+    Spelling,
+    /// The query cannot be read at all.
+    Unreadable,
+}
+
+impl SessionParamError {
+    pub fn message(self) -> &'static str {
+        match self {
+            SessionParamError::Repeated => "the query has more than one session parameter",
+            SessionParamError::Spelling => {
+                "the session parameter must be spelled exactly sessionId or session_id"
+            }
+            SessionParamError::Unreadable => "the query string cannot be read",
+        }
+    }
+}
+
+/// True when a framework could read `name` as the session parameter: its base name
+/// (see [`base_name`]) is `sessionid` or `session_id` in any case.
+pub fn is_session_name(name: &str) -> bool {
+    let base = base_name(name);
+    SESSION_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&base))
+}
+
+/// The session id a query carries: `None` without a session parameter, the value of the
+/// one plainly spelled session parameter, or a refusal (see [`SessionParamError`]).
+pub fn session_param_of(query: &Query) -> Result<Option<&str>, SessionParamError> {
+    let mut found = None;
+    for p in query.params.iter().filter(|p| is_session_name(&p.name)) {
+        if found.is_some() {
+            return Err(SessionParamError::Repeated);
+        }
+        found = Some(p);
+    }
+    let Some(p) = found else {
+        return Ok(None);
+    };
+    if p.name_encoded || !SESSION_PARAMS.contains(&p.name.as_str()) {
+        return Err(SessionParamError::Spelling);
+    }
+    Ok(Some(p.value.as_deref().unwrap_or("")))
+}
+
+/// Replaces the value of every parameter a framework could read as the session id
+/// ([`is_session_name`]) in `path_and_query` with `map(value)`; the query comes back in
+/// the canonical form (`Query::canonical`). Unchanged when there is no such parameter;
+/// `None` when `map` refuses a value or the query cannot be read.
+///
+/// A request's query was checked to hold at most one, plainly spelled, before it gets
+/// here; an endpoint the upstream announces may hold several, and none of them may
+/// reach the client unmapped.
 pub fn map_session_param(
     path_and_query: &str,
     map: &dyn Fn(&str) -> Option<String>,
@@ -84,35 +143,20 @@ pub fn map_session_param(
     let Some((path, query)) = path_and_query.split_once('?') else {
         return Some(path_and_query.to_string());
     };
-    let mut out = String::with_capacity(path_and_query.len() + 64);
-    out.push_str(path);
-    out.push('?');
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        match pair.split_once('=') {
-            Some((name, value)) if SESSION_PARAMS.contains(&name) => {
-                let decoded: String = url::form_urlencoded::parse(format!("v={value}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
-                let mapped = map(&decoded)?;
-                out.push_str(name);
-                out.push('=');
-                out.extend(url::form_urlencoded::byte_serialize(mapped.as_bytes()));
-            }
-            _ => out.push_str(pair),
-        }
+    let mut query = Query::parse(query).ok()?;
+    if !query.params.iter().any(|p| is_session_name(&p.name)) {
+        return Some(path_and_query.to_string());
     }
-    Some(out)
+    for p in query.params.iter_mut().filter(|p| is_session_name(&p.name)) {
+        p.value = Some(map(p.value.as_deref().unwrap_or(""))?);
+    }
+    Some(format!("{path}?{}", query.canonical()))
 }
 
-/// The session id a legacy POST carries in its query, if any.
-pub fn session_param(query: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| SESSION_PARAMS.contains(&name.as_ref()))
-        .map(|(_, v)| v.into_owned())
+/// The session id a legacy request carries in its query, if any.
+pub fn session_param(query: &str) -> Result<Option<String>, SessionParamError> {
+    let query = Query::parse(query).map_err(|_| SessionParamError::Unreadable)?;
+    Ok(session_param_of(&query)?.map(str::to_string))
 }
 
 /// The announced endpoint as a path under the route, or `None` if it cannot be mapped.
@@ -207,10 +251,26 @@ mod tests {
         assert_eq!(map_session_param("/m?x=1", &up).as_deref(), Some("/m?x=1"));
         assert_eq!(map_session_param("/m?sessionId=a", &|_: &str| None), None);
         assert_eq!(
-            session_param("a=1&sessionId=v1.k.x").as_deref(),
-            Some("v1.k.x")
+            session_param("a=1&sessionId=v1.k.x"),
+            Ok(Some("v1.k.x".to_string()))
         );
-        assert_eq!(session_param("a=1"), None);
+        assert_eq!(session_param("a=1"), Ok(None));
+        // Ambiguous queries are never read; every value a framework could take for the
+        // session id is mapped (an announced endpoint passes no raw id on).
+        for (query, mapped) in [
+            ("sessionId=a&sessionId=b", "sessionId=A&sessionId=B"),
+            ("session%5Fid=a;x=1", "session_id=A&x=1"),
+            ("sessionId[]=a", "sessionId%5B%5D=A"),
+        ] {
+            assert_eq!(
+                map_session_param(&format!("/m?{query}"), &up),
+                Some(format!("/m?{mapped}")),
+                "{query}"
+            );
+            assert!(session_param(query).is_err(), "{query}");
+        }
+        assert_eq!(map_session_param("/m?sessionId=%zz", &up), None);
+        assert_eq!(session_param("a=%zz"), Err(SessionParamError::Unreadable));
     }
 
     #[test]

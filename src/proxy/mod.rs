@@ -357,8 +357,11 @@ impl ProxyHttp for Gateway {
         if let Some((route, doc)) = state.metadata.find(request_host(req), req.uri.path()) {
             return self.serve_metadata(session, ctx, route, doc).await;
         }
-        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let Some(found) = state.router.find(request_host(req), path) else {
+        let path = match crate::target::checked_target(req.raw_path()) {
+            Ok(target) => target,
+            Err(e) => return self.refuse(session, ctx, e.into()).await,
+        };
+        let Some(found) = state.router.find(request_host(req), &path) else {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
         ctx.route = Some(found);

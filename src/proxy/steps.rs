@@ -35,6 +35,15 @@ impl Gateway {
             return Ok(false);
         };
         let Some(guard) = &rt.guard else {
+            // A public route takes no token, and forwards none in its URL either.
+            if session
+                .req_header()
+                .uri
+                .query()
+                .is_some_and(bearer::query_has_token)
+            {
+                return self.refuse(session, ctx, Refusal::TokenInQuery).await;
+            }
             return Ok(false);
         };
         let req = session.req_header();
@@ -128,7 +137,19 @@ impl Gateway {
             return self.refuse(session, ctx, Refusal::BadSessionHeader).await;
         }
         let header = header.and_then(|h| h.ok());
-        let legacy = req.uri.query().and_then(legacy::session_param);
+        // The query the upstream will receive: the canonical one the route match holds.
+        let query = ctx
+            .route
+            .as_ref()
+            .and_then(|m| m.upstream_path.split_once('?'));
+        let legacy = match query.map(|(_, q)| legacy::session_param(q)).transpose() {
+            Ok(id) => id.flatten(),
+            Err(e) => {
+                return self
+                    .refuse(session, ctx, Refusal::BadQuery(e.message()))
+                    .await
+            }
+        };
         if header.is_none() && legacy.is_none() {
             return Ok(false);
         }

@@ -21,3 +21,4 @@ mod reload;
 mod sessions;
 mod streaming;
 mod tls;
+mod url_forms;
