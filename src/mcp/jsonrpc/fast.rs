@@ -71,6 +71,10 @@ fn message(s: &mut Scanner<'_>) -> Result<RawMessage, Defer> {
                 checked(s, 1)?;
                 msg.has_result_or_error = true;
             }
+            // Another spelling of a decided key: the serde reading refuses it.
+            other if super::key_spelling_of(other, &super::MESSAGE_KEYS).is_some() => {
+                return Err(Defer)
+            }
             _ => {
                 checked(s, 1)?;
             }
@@ -90,6 +94,9 @@ fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
                 match keys.insert(key)? {
                     "name" => params.name = Some(plain_string(s)?.to_string()),
                     "uri" => params.uri = Some(plain_string(s)?.to_string()),
+                    other if super::key_spelling_of(other, &super::PARAMS_KEYS).is_some() => {
+                        return Err(Defer)
+                    }
                     _ => {
                         checked(s, 2)?;
                     }
