@@ -154,12 +154,13 @@ fn checked(s: &mut Scanner<'_>, depth: u32) -> Result<Range<usize>, Defer> {
     }
 }
 
-/// The keys of one object so far; the first few without allocating.
+/// The keys of one object so far; the first few without allocating, the rest hashed (so
+/// that a wide object costs linear time).
 #[derive(Default)]
 struct Keys<'a> {
     first: [&'a str; 8],
     len: usize,
-    more: Vec<&'a str>,
+    more: std::collections::HashSet<&'a str>,
 }
 
 impl<'a> Keys<'a> {
@@ -172,7 +173,9 @@ impl<'a> Keys<'a> {
         }
         match self.first.get_mut(self.len) {
             Some(slot) => *slot = key,
-            None => self.more.push(key),
+            None => {
+                self.more.insert(key);
+            }
         }
         self.len += 1;
         Ok(key)
