@@ -245,6 +245,7 @@ impl Refusal {
                     | Refusal::NotJsonRpc(_)
                     | Refusal::InvalidParams(_)
                     | Refusal::BadMediaType(_)
+                    | Refusal::BatchTooLong
             );
         if rpc {
             return error_body(inspected, self.jsonrpc_code(), &self.message());

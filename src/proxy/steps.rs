@@ -274,6 +274,8 @@ impl Gateway {
     ) -> Result<bool> {
         let headers = &session.req_header().headers;
         if let Err(why) = form::check_json_content_type(headers) {
+            // The body is never read: the connection must not be read from again.
+            session.set_keepalive(None);
             return self.refuse(session, ctx, Refusal::BadMediaType(why)).await;
         }
         let coded = headers
@@ -301,6 +303,9 @@ impl Gateway {
         let refusal = if !form::batches_allowed(&session.req_header().headers) {
             Refusal::BatchNotSupported
         } else if inspected.messages.len() > ctx.state.max_batch {
+            // One error answers it, not one per message: the refusal stays small however
+            // long the batch.
+            ctx.inspected = None;
             Refusal::BatchTooLong
         } else {
             return Ok(false);

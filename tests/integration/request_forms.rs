@@ -343,8 +343,12 @@ async fn batches_are_capped_and_refused_from_2025_06_18() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400, "a batch of 101");
-    let answers = error_of(resp).await;
-    assert_eq!(answers[0]["error"]["code"], -32600, "{answers}");
+    let answer = error_of(resp).await;
+    assert_eq!(
+        answer["error"]["code"], -32600,
+        "one error, not 101: {answer}"
+    );
+    assert!(answer["id"].is_null());
     untouched(&up, "a batch of 101");
     for version in ["2025-06-18", "2025-11-25", "2026-07-28", "latest"] {
         let resp = http
