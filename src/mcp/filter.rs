@@ -815,6 +815,47 @@ mod scale {
         (text, pending)
     }
 
+    #[test]
+    fn pending_ids_match_by_json_value() {
+        let mut p = PendingLists::default();
+        for id in ["1", "\"a\"", "-0.0", "1e2", "\"\\u00e9\""] {
+            p.add(id, ListKind::Tools);
+        }
+        for (answer, pending) in [
+            ("1", true),
+            ("1.0", false),
+            ("\"1\"", false),
+            ("\"\\u0061\"", true),
+            ("\"a\"", true),
+            ("0.0", true),
+            ("100.0", true),
+            ("100", false),
+            ("\"é\"", true),
+            ("2", false),
+        ] {
+            assert_eq!(p.kind_of(answer).is_some(), pending, "{answer}");
+        }
+        // The same id twice: each answer settles one, oldest first.
+        let mut twice = PendingLists::default();
+        twice.add("7", ListKind::Tools);
+        twice.add("7", ListKind::Prompts);
+        twice.remove("7");
+        assert_eq!(twice.kind_of("7"), Some(ListKind::Prompts));
+        twice.remove("7");
+        assert!(twice.is_empty());
+        // Failure answers come in the order the requests were made.
+        let mut many = PendingLists::default();
+        for id in ["3", "1", "2"] {
+            many.add(id, ListKind::Tools);
+        }
+        let ids: Vec<serde_json::Value> = failure_answers(&mut many)
+            .iter()
+            .map(|a| serde_json::from_str::<serde_json::Value>(a).unwrap()["id"].clone())
+            .collect();
+        assert_eq!(ids, [3, 1, 2]);
+        assert!(many.is_empty());
+    }
+
     /// Figures for the brief (run with `--ignored --nocapture`): the time to filter a
     /// batch answer grows with its length, linearly once ids are looked up by value.
     #[test]
