@@ -34,6 +34,9 @@ pub enum Refusal {
     BodyNotAllowed,
     /// An `Mcp-*` request header sent more than once.
     DuplicateMcpHeader,
+    /// `X-HTTP-Method-Override` and its kin: the upstream could act on another method
+    /// than the one the gateway judged.
+    MethodOverride,
     /// A JSON-RPC batch longer than `limits.max_batch`.
     BatchTooLong,
     /// A JSON-RPC batch under MCP 2025-06-18 or later, which has none.
@@ -77,6 +80,7 @@ impl Refusal {
             | Refusal::HeaderMismatch
             | Refusal::BodyNotAllowed
             | Refusal::DuplicateMcpHeader
+            | Refusal::MethodOverride
             | Refusal::BatchTooLong
             | Refusal::BatchNotSupported => 400,
             Refusal::UnsupportedMediaType | Refusal::BadMediaType(_) => 415,
@@ -131,6 +135,7 @@ impl Refusal {
             | Refusal::MethodNotAllowed
             | Refusal::BodyNotAllowed
             | Refusal::DuplicateMcpHeader
+            | Refusal::MethodOverride
             | Refusal::BatchTooLong
             | Refusal::BatchNotSupported => -32600,
             Refusal::InvalidParams(_) => -32602,
@@ -160,6 +165,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::BodyNotAllowed => "body_not_allowed",
             Refusal::DuplicateMcpHeader => "duplicate_mcp_header",
+            Refusal::MethodOverride => "method_override",
             Refusal::BatchTooLong => "batch_too_long",
             Refusal::BatchNotSupported => "batch_not_supported",
             Refusal::UpstreamUnreachable => "upstream_unreachable",
@@ -199,6 +205,10 @@ impl Refusal {
             }
             Refusal::BodyNotAllowed => "a GET or DELETE request must not carry a body".into(),
             Refusal::DuplicateMcpHeader => "each Mcp-* request header may appear once".into(),
+            Refusal::MethodOverride => {
+                "method override headers are not accepted: send the request with its own method"
+                    .into()
+            }
             Refusal::BatchTooLong => {
                 "the batch has more messages than the gateway accepts (limits.max_batch)".into()
             }

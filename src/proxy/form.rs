@@ -31,6 +31,9 @@ pub enum Form {
 /// MCP uses POST for messages, GET for streams and DELETE to end a session. Method names
 /// are case-sensitive (RFC 9110 §9.1): `post` is not POST, and is refused like any other.
 pub fn request_form(method: &Method, headers: &HeaderMap) -> Result<Form, Refusal> {
+    if METHOD_OVERRIDES.iter().any(|h| headers.contains_key(*h)) {
+        return Err(Refusal::MethodOverride);
+    }
     if method == Method::POST {
         Ok(Form::Message)
     } else if method == Method::GET || method == Method::DELETE {
@@ -44,6 +47,14 @@ pub fn request_form(method: &Method, headers: &HeaderMap) -> Result<Form, Refusa
         Err(Refusal::MethodNotAllowed)
     }
 }
+
+/// Headers with which frameworks (Express's method-override, Rails, Symfony, some Go
+/// routers) let a request claim another method than the one it was sent with.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Any `Transfer-Encoding`, or a `Content-Length` that is not exactly `0`.
 fn carries_body(headers: &HeaderMap) -> bool {
@@ -336,6 +347,20 @@ mod tests {
                 Err(Refusal::MethodNotAllowed),
                 "{method}"
             );
+        }
+    }
+
+    #[test]
+    fn method_override_headers_are_refused() {
+        for name in METHOD_OVERRIDES {
+            let h = headers(&[(name, "DELETE")]);
+            for method in [Method::POST, Method::GET] {
+                assert_eq!(
+                    request_form(&method, &h),
+                    Err(Refusal::MethodOverride),
+                    "{name}"
+                );
+            }
         }
     }
 

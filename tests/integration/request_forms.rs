@@ -250,6 +250,22 @@ async fn methods_mcp_does_not_use_get_405_and_bodies_on_get_or_delete_400() {
         assert!(head.starts_with("HTTP/1.1 400"), "{method} chunked: {head}");
         untouched(&up, "chunked GET/DELETE");
     }
+    for header in [
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+    ] {
+        let resp = http
+            .post(gw.url("/r/mcp"))
+            .header(header, "GET")
+            .body(CALL)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{header}");
+        assert_eq!(error_of(resp).await["error"], "method_override");
+        untouched(&up, header);
+    }
     // Bodiless GET and DELETE still pass.
     let resp = http
         .get(gw.url("/r/mcp"))
