@@ -447,3 +447,40 @@ async fn cookies_stay_at_the_gateway_unless_the_route_forwards_them() {
     assert!(up.seen()[0].headers.get("cookie").is_none());
     assert_eq!(keeps.seen()[0].headers["cookie"], "sid=browser-session");
 }
+
+#[tokio::test]
+async fn huge_batches_do_not_hold_up_another_callers_request() {
+    let up = Upstream::start().await;
+    let gw = gateway(&up).await;
+    let huge = batch(15_000);
+    assert!(huge.len() > 700 << 10, "about the reported attack's size");
+    let flood: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, url, body) = (client(), gw.url("/r/mcp"), huge.clone());
+            tokio::spawn(async move { http.post(url).body(body).send().await })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let resp = client()
+        .post(gw.url("/r/mcp"))
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the other caller waited {:?}",
+        started.elapsed()
+    );
+    for task in flood {
+        let resp = task.await.unwrap().unwrap();
+        assert_eq!(resp.status(), 400);
+    }
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1, "only the ping reached the upstream");
+    assert_eq!(
+        seen[0].body,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.as_bytes()
+    );
+}
