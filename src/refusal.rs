@@ -25,6 +25,22 @@ pub enum Refusal {
     UnsupportedMediaType,
     /// `Mcp-Method` / `Mcp-Name` headers disagree with the body.
     HeaderMismatch,
+    /// The body's media type, charset or encoding is not the one reading the gateway
+    /// judges (UTF-8 JSON); says which (a fixed text).
+    BadMediaType(&'static str),
+    /// An HTTP method MCP does not use on this route (405, with `Allow`).
+    MethodNotAllowed,
+    /// A GET or DELETE that carries a body.
+    BodyNotAllowed,
+    /// An `Mcp-*` request header sent more than once.
+    DuplicateMcpHeader,
+    /// `X-HTTP-Method-Override` and its kin: the upstream could act on another method
+    /// than the one the gateway judged.
+    MethodOverride,
+    /// A JSON-RPC batch longer than `limits.max_batch`.
+    BatchTooLong,
+    /// A JSON-RPC batch under MCP 2025-06-18 or later, which has none.
+    BatchNotSupported,
     /// The upstream refused the connection, reset it, or failed TLS.
     UpstreamUnreachable,
     /// The upstream did not connect or answer in time.
@@ -71,8 +87,14 @@ impl Refusal {
             Refusal::NotJson
             | Refusal::NotJsonRpc(_)
             | Refusal::InvalidParams(_)
-            | Refusal::HeaderMismatch => 400,
-            Refusal::UnsupportedMediaType => 415,
+            | Refusal::HeaderMismatch
+            | Refusal::BodyNotAllowed
+            | Refusal::DuplicateMcpHeader
+            | Refusal::MethodOverride
+            | Refusal::BatchTooLong
+            | Refusal::BatchNotSupported => 400,
+            Refusal::UnsupportedMediaType | Refusal::BadMediaType(_) => 415,
+            Refusal::MethodNotAllowed => 405,
             Refusal::UpstreamUnreachable => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::Internal => 500,
@@ -105,6 +127,14 @@ impl Refusal {
         }
     }
 
+    /// The `Allow` header value, for a method the route does not accept.
+    pub fn allow(&self) -> Option<&'static str> {
+        match self {
+            Refusal::MethodNotAllowed => Some("GET, POST, DELETE"),
+            _ => None,
+        }
+    }
+
     /// JSON-RPC error code: the standard ones where they fit, -320xx for gateway conditions.
     pub fn jsonrpc_code(&self) -> i64 {
         match self {
@@ -112,7 +142,14 @@ impl Refusal {
             Refusal::NotJsonRpc(_)
             | Refusal::BodyTooLarge
             | Refusal::UnsupportedMediaType
-            | Refusal::HeaderMismatch => -32600,
+            | Refusal::HeaderMismatch
+            | Refusal::BadMediaType(_)
+            | Refusal::MethodNotAllowed
+            | Refusal::BodyNotAllowed
+            | Refusal::DuplicateMcpHeader
+            | Refusal::MethodOverride
+            | Refusal::BatchTooLong
+            | Refusal::BatchNotSupported => -32600,
             Refusal::InvalidParams(_) => -32602,
             Refusal::NoRoute => -32004,
             Refusal::UpstreamUnreachable => -32002,
@@ -140,6 +177,13 @@ impl Refusal {
             Refusal::InvalidParams(_) => "invalid_params",
             Refusal::UnsupportedMediaType => "unsupported_media_type",
             Refusal::HeaderMismatch => "header_mismatch",
+            Refusal::BadMediaType(_) => "unsupported_media_type",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::BodyNotAllowed => "body_not_allowed",
+            Refusal::DuplicateMcpHeader => "duplicate_mcp_header",
+            Refusal::MethodOverride => "method_override",
+            Refusal::BatchTooLong => "batch_too_long",
+            Refusal::BatchNotSupported => "batch_not_supported",
             Refusal::UpstreamUnreachable => "upstream_unreachable",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::Internal => "internal_error",
@@ -171,6 +215,26 @@ impl Refusal {
             }
             Refusal::HeaderMismatch => {
                 "the Mcp-Method or Mcp-Name header does not match the body".into()
+            }
+            Refusal::BadMediaType(why) => format!(
+                "the body must be UTF-8 JSON sent as Content-Type application/json (no charset, or charset=utf-8): {why}"
+            ),
+            Refusal::MethodNotAllowed => {
+                "MCP routes accept POST (messages), GET (streams) and DELETE (end a session)"
+                    .into()
+            }
+            Refusal::BodyNotAllowed => "a GET or DELETE request must not carry a body".into(),
+            Refusal::DuplicateMcpHeader => "each Mcp-* request header may appear once".into(),
+            Refusal::MethodOverride => {
+                "method override headers are not accepted: send the request with its own method"
+                    .into()
+            }
+            Refusal::BatchTooLong => {
+                "the batch has more messages than the gateway accepts (limits.max_batch)".into()
+            }
+            Refusal::BatchNotSupported => {
+                "MCP 2025-06-18 and later have no JSON-RPC batches: send one message per request"
+                    .into()
             }
             Refusal::UpstreamUnreachable => "the upstream MCP server is unreachable".into(),
             Refusal::UpstreamTimeout => "the upstream MCP server did not answer in time".into(),
@@ -213,7 +277,11 @@ impl Refusal {
         let rpc = inspected.is_some()
             || matches!(
                 self,
-                Refusal::NotJson | Refusal::NotJsonRpc(_) | Refusal::InvalidParams(_)
+                Refusal::NotJson
+                    | Refusal::NotJsonRpc(_)
+                    | Refusal::InvalidParams(_)
+                    | Refusal::BadMediaType(_)
+                    | Refusal::BatchTooLong
             );
         if rpc {
             return error_body(inspected, self.jsonrpc_code(), &self.message());
@@ -229,6 +297,7 @@ impl From<Malformed> for Refusal {
             Malformed::NotJson => Refusal::NotJson,
             Malformed::NotJsonRpc(why) => Refusal::NotJsonRpc(why),
             Malformed::InvalidParams(why) => Refusal::InvalidParams(why),
+            Malformed::Encoding(why) => Refusal::BadMediaType(why),
         }
     }
 }

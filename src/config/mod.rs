@@ -36,6 +36,8 @@ pub struct Config {
     pub workers: usize,
     /// Largest request body the gateway reads before refusing with 413.
     pub max_body_bytes: usize,
+    /// Most messages in one JSON-RPC batch; longer batches are refused with 400.
+    pub max_batch: usize,
     /// After SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
     /// After SIGTERM, before the listeners stop: `/readyz` answers 503 while requests are
@@ -177,11 +179,16 @@ pub struct Upstream {
     pub stream_idle_timeout: Duration,
     /// DER certificates trusted for this upstream instead of the system roots.
     pub ca_certs: Option<Vec<Vec<u8>>>,
+    /// The client's `Cookie` header reaches this upstream (otherwise it is removed).
+    pub forward_cookies: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_MAX_BODY: usize = 4 << 20;
+pub const DEFAULT_MAX_BATCH: usize = 100;
+/// Largest `limits.max_batch` accepted: bounds the work one request can ask for.
+pub const MAX_MAX_BATCH: usize = 10_000;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);

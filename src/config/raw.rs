@@ -38,6 +38,8 @@ pub struct RawAdmin {
 pub struct RawLimits {
     /// Largest request body the gateway reads, e.g. `4MiB` or `65536`.
     pub max_body: Option<String>,
+    /// Most messages in one JSON-RPC batch (default 100).
+    pub max_batch: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +68,8 @@ pub struct RawUpstream {
     pub url: String,
     pub timeouts: Option<RawTimeouts>,
     pub tls: Option<RawUpstreamTls>,
+    /// Forward the client's `Cookie` header to this upstream (default false: removed).
+    pub forward_cookies: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,8 +14,8 @@ use super::{
     env, units, Config, ConfigError, Grant, GrantClient, GrantScopes, Introspection, Issuer,
     Loaded, Route, RouteAuth, Secret, SecretBytes, Sessions, Upstream, UpstreamAuth,
     DEFAULT_ADMIN_LISTEN, DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRANT_TIMEOUT,
-    DEFAULT_INTROSPECTION_CACHE_MAX, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_MAX_BODY,
-    DEFAULT_READ_TIMEOUT, DEFAULT_STREAM_IDLE_TIMEOUT,
+    DEFAULT_INTROSPECTION_CACHE_MAX, DEFAULT_LEEWAY, DEFAULT_LISTEN, DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY, DEFAULT_READ_TIMEOUT, DEFAULT_STREAM_IDLE_TIMEOUT, MAX_MAX_BATCH,
 };
 use crate::auth::jwt::Algorithm;
 use crate::mcp::session::SessionKeys;
@@ -188,6 +188,17 @@ impl Checker<'_> {
                 }
             },
         };
+        let max_batch = match raw.limits.as_ref().and_then(|l| l.max_batch) {
+            None => DEFAULT_MAX_BATCH,
+            Some(n) if (1..=MAX_MAX_BATCH).contains(&n) => n,
+            Some(_) => {
+                self.error(
+                    "limits.max_batch",
+                    format!("must be between 1 and {MAX_MAX_BATCH}"),
+                );
+                DEFAULT_MAX_BATCH
+            }
+        };
         let shutdown_grace = self.shutdown_duration(
             "shutdown_grace",
             raw.shutdown_grace.as_deref(),
@@ -245,6 +256,7 @@ impl Checker<'_> {
             admin_listen: admin_listen?,
             workers,
             max_body_bytes,
+            max_batch,
             shutdown_grace,
             shutdown_drain,
             issuers,
@@ -964,6 +976,7 @@ impl Checker<'_> {
             read_timeout,
             stream_idle_timeout,
             ca_certs,
+            forward_cookies: raw.upstream.forward_cookies.unwrap_or(false),
             url,
         })
     }
@@ -1106,6 +1119,25 @@ routes:
         let bad = errors(&format!("shutdown_drain: 2h\nshutdown_grace: soon\n{GOOD}"));
         assert!(bad.iter().any(|e| e.contains("shutdown_drain")), "{bad:?}");
         assert!(bad.iter().any(|e| e.contains("shutdown_grace")), "{bad:?}");
+    }
+
+    #[test]
+    fn batch_limit_and_cookie_forwarding_default_and_are_checked() {
+        let loaded = validate("gw.yaml", GOOD).unwrap();
+        assert_eq!(loaded.config.max_batch, crate::config::DEFAULT_MAX_BATCH);
+        assert!(!loaded.config.routes[0].upstream.forward_cookies);
+        let set = format!("limits: {{ max_batch: 5 }}\n{GOOD}")
+            .replace("      url:", "      forward_cookies: true\n      url:");
+        let loaded = validate("gw.yaml", &set).unwrap();
+        assert_eq!(loaded.config.max_batch, 5);
+        assert!(loaded.config.routes[0].upstream.forward_cookies);
+        for bad in ["0", "10001"] {
+            let errs = errors(&format!("limits: {{ max_batch: {bad} }}\n{GOOD}"));
+            assert!(
+                errs.len() == 1 && errs[0].contains("limits.max_batch"),
+                "{errs:?}"
+            );
+        }
     }
 
     #[test]

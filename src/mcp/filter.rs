@@ -10,6 +10,7 @@
 //! never passes the list on unfiltered.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
@@ -67,15 +68,25 @@ impl ListKind {
     }
 }
 
-/// List requests sent upstream and not yet answered: (raw id, kind).
+/// One list request: (order added, raw id as the client wrote it, kind).
+type PendingList = (usize, Box<str>, ListKind);
+
+/// List requests sent upstream and not yet answered, looked up by the id's JSON value
+/// (one hash lookup per answer: a batch of n answers costs n lookups, not n²).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PendingLists {
-    pending: Vec<(Box<str>, ListKind)>,
+    /// Canonical id → the requests with that id, oldest first.
+    pending: HashMap<Box<str>, Vec<PendingList>>,
+    added: usize,
 }
 
 impl PendingLists {
     pub fn add(&mut self, id: &str, kind: ListKind) {
-        self.pending.push((Box::from(id), kind));
+        self.added += 1;
+        self.pending
+            .entry(canonical_id(id))
+            .or_default()
+            .push((self.added, Box::from(id), kind));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,30 +95,56 @@ impl PendingLists {
 
     fn kind_of(&self, id: &str) -> Option<ListKind> {
         self.pending
-            .iter()
-            .find(|(p, _)| same_id(p, id))
-            .map(|(_, k)| *k)
+            .get(&canonical_id(id))
+            .and_then(|same| same.first())
+            .map(|(_, _, kind)| *kind)
     }
 
     fn remove(&mut self, id: &str) {
-        if let Some(at) = self.pending.iter().position(|(p, _)| same_id(p, id)) {
-            self.pending.swap_remove(at);
+        let key = canonical_id(id);
+        if let Some(same) = self.pending.get_mut(&key) {
+            if !same.is_empty() {
+                same.remove(0);
+            }
+            if same.is_empty() {
+                self.pending.remove(&key);
+            }
         }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.pending.contains_key(&canonical_id(id))
+    }
+
+    /// Every pending (raw id, kind), in the order added; none is pending afterwards.
+    fn drain(&mut self) -> Vec<(Box<str>, ListKind)> {
+        let mut all: Vec<_> = self.pending.drain().flat_map(|(_, same)| same).collect();
+        all.sort_unstable_by_key(|(order, _, _)| *order);
+        all.into_iter().map(|(_, raw, kind)| (raw, kind)).collect()
     }
 }
 
-/// Ids are compared as JSON values: `1` and `1.0` differ as text but `"a"` and `"\u0061"`
-/// are the same string.
-fn same_id(a: &str, b: &str) -> bool {
-    if a == b {
-        return true;
+/// One spelling per JSON value, so that ids compare as JSON values: `1` and `1.0` differ
+/// as text and as values, but `"a"` and `"\u0061"` are the same string. Plain integers
+/// and strings without escapes are their own canonical form; the rest is re-serialised.
+fn canonical_id(raw: &str) -> Box<str> {
+    let plain_integer = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    let plain_string =
+        raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') && !raw.contains('\\');
+    if plain_integer || plain_string {
+        return Box::from(raw);
     }
-    match (
-        serde_json::from_str::<serde_json::Value>(a),
-        serde_json::from_str::<serde_json::Value>(b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(value) => {
+            let text = value.to_string();
+            // `-0.0 == 0.0` as values.
+            if text == "-0.0" {
+                Box::from("0.0")
+            } else {
+                text.into_boxed_str()
+            }
+        }
+        Err(_) => Box::from(raw),
     }
 }
 
@@ -365,7 +402,7 @@ pub fn answers_pending(text: &str, pending: &PendingLists) -> bool {
     serde_json::from_str::<IdOnly>(text)
         .ok()
         .and_then(|m| m.id)
-        .is_some_and(|id| pending.pending.iter().any(|(p, _)| same_id(p, id.get())))
+        .is_some_and(|id| pending.contains(id.get()))
 }
 
 /// Largest JSON list answer the gateway buffers to filter; a larger one fails closed.
@@ -375,8 +412,8 @@ pub const MAX_JSON_BODY: usize = 16 << 20;
 /// error for every pending list id (which are then no longer pending).
 pub fn failure_answers(pending: &mut PendingLists) -> Vec<String> {
     pending
-        .pending
-        .drain(..)
+        .drain()
+        .into_iter()
         .map(|(id, _)| {
             super::jsonrpc::error_object(
                 Some(&id),
@@ -754,5 +791,83 @@ mod stream_tests {
         let mut r = JsonListRewriter::default();
         assert!(r.push(b"not json", true, &mut p, &only_echo).is_err());
         assert_eq!(failure_answers(&mut p).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod scale {
+    use super::*;
+
+    /// A batch answer to `n` `tools/list` requests with ids `1..=n` (and the pending set).
+    fn batch_answer(n: usize) -> (String, PendingLists) {
+        let mut pending = PendingLists::default();
+        let mut text = String::from("[");
+        for i in 1..=n {
+            pending.add(&i.to_string(), ListKind::Tools);
+            if i > 1 {
+                text.push(',');
+            }
+            text.push_str(&format!(
+                r#"{{"jsonrpc":"2.0","id":{i},"result":{{"tools":[{{"name":"echo"}},{{"name":"admin-delete"}}]}}}}"#
+            ));
+        }
+        text.push(']');
+        (text, pending)
+    }
+
+    #[test]
+    fn pending_ids_match_by_json_value() {
+        let mut p = PendingLists::default();
+        for id in ["1", "\"a\"", "-0.0", "1e2", "\"\\u00e9\""] {
+            p.add(id, ListKind::Tools);
+        }
+        for (answer, pending) in [
+            ("1", true),
+            ("1.0", false),
+            ("\"1\"", false),
+            ("\"\\u0061\"", true),
+            ("\"a\"", true),
+            ("0.0", true),
+            ("100.0", true),
+            ("100", false),
+            ("\"é\"", true),
+            ("2", false),
+        ] {
+            assert_eq!(p.kind_of(answer).is_some(), pending, "{answer}");
+        }
+        // The same id twice: each answer settles one, oldest first.
+        let mut twice = PendingLists::default();
+        twice.add("7", ListKind::Tools);
+        twice.add("7", ListKind::Prompts);
+        twice.remove("7");
+        assert_eq!(twice.kind_of("7"), Some(ListKind::Prompts));
+        twice.remove("7");
+        assert!(twice.is_empty());
+        // Failure answers come in the order the requests were made.
+        let mut many = PendingLists::default();
+        for id in ["3", "1", "2"] {
+            many.add(id, ListKind::Tools);
+        }
+        let ids: Vec<serde_json::Value> = failure_answers(&mut many)
+            .iter()
+            .map(|a| serde_json::from_str::<serde_json::Value>(a).unwrap()["id"].clone())
+            .collect();
+        assert_eq!(ids, [3, 1, 2]);
+        assert!(many.is_empty());
+    }
+
+    /// Figures for the brief (run with `--ignored --nocapture`): the time to filter a
+    /// batch answer grows with its length, linearly once ids are looked up by value.
+    #[test]
+    #[ignore]
+    fn batch_answer_filtering_time_by_length() {
+        for n in [1_000, 5_000, 15_000] {
+            let (text, mut pending) = batch_answer(n);
+            let started = std::time::Instant::now();
+            let filtered = filter_message(&text, &mut pending, &|_, name| name == "echo");
+            let elapsed = started.elapsed();
+            assert!(filtered.is_ok() && pending.is_empty());
+            println!("{n} answers: {elapsed:?}");
+        }
     }
 }

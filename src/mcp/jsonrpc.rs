@@ -6,7 +6,9 @@
 //! Strict, because the gateway and the upstream must never disagree about what is being
 //! called: UTF-8 JSON only, nothing after the value, no duplicate object keys anywhere
 //! (parsers that keep the first and parsers that keep the last would read different
-//! calls), `\u` escapes decoded before judging, nesting bounded by serde_json's recursion
+//! calls), no member whose key differs from one the gateway decides on (`method`,
+//! `params`, `name`, …) only by case (see [`key_spelling_of`]), `\u` escapes decoded
+//! before judging, nesting bounded by serde_json's recursion
 //! limit (128) so deep bodies fail instead of overflowing the stack. One pass over the
 //! bytes: parsing, duplicate detection and target extraction happen together.
 //!
@@ -66,6 +68,9 @@ pub enum Malformed {
     NotJsonRpc(&'static str),
     /// A method that names a target lacks it or has the wrong type (code -32602).
     InvalidParams(&'static str),
+    /// Bytes an upstream could decode as something other than the UTF-8 the gateway
+    /// reads: a byte order mark, UTF-16/32 (refused with 415).
+    Encoding(&'static str),
 }
 
 /// Methods whose `params` name what they act on, and which member names it.
@@ -85,9 +90,12 @@ const BAD_VERSION: &str = "a message without \"jsonrpc\": \"2.0\"";
 const BAD_ID: &str = "an id that is not a string or number";
 const NO_KIND: &str = "a message that is neither a request, a notification nor a response";
 const EMPTY_BATCH: &str = "an empty batch";
+const KEY_SPELLING: &str =
+    "a member whose key differs only in case from one the gateway reads (e.g. \"Name\" beside \"name\")";
 const BAD_TARGET: &str = "params lacks the string member naming the tool, prompt or resource";
-const REASONS: [&str; 6] = [
+const REASONS: [&str; 7] = [
     DUPLICATE_KEY,
+    KEY_SPELLING,
     NOT_OBJECT,
     BAD_VERSION,
     BAD_ID,
@@ -95,8 +103,52 @@ const REASONS: [&str; 6] = [
     EMPTY_BATCH,
 ];
 
+/// The members of a message the gateway decides on.
+const MESSAGE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+/// The members of `params` the gateway decides on (the target of a call).
+const PARAMS_KEYS: [&str; 2] = ["name", "uri"];
+
+/// The decided key that `key` spells differently: equal under Unicode simple case
+/// folding, not byte for byte. Upstreams that match keys case-insensitively (Go's
+/// `encoding/json` folds `Name`, `NAME`, `ſ` U+017F as `s`, `K` U+212A as `k`) could
+/// read such a member in place of the one the gateway judged. The decided keys are
+/// ASCII, and the only other characters that fold to ASCII letters are U+017F and U+212A.
+pub fn key_spelling_of(key: &str, decided: &[&'static str]) -> Option<&'static str> {
+    let fold = |c: char| match c {
+        '\u{17F}' => 's',
+        '\u{212A}' => 'k',
+        c => c.to_ascii_lowercase(),
+    };
+    decided.iter().copied().find(|d| {
+        key != *d
+            // Folding maps a character to one of at most 3 bytes: a cheap first cut.
+            && key.len() >= d.len()
+            && key.len() <= 3 * d.len()
+            && key.chars().map(fold).eq(d.chars())
+    })
+}
+
+/// A body an upstream could decode other than as UTF-8: a byte order mark (which
+/// body-parser and Python's `json.loads` strip), or NUL bytes among the first four
+/// (from which `json.loads` guesses UTF-16 or UTF-32). None is JSON to the gateway
+/// either; they are refused as an encoding, not a syntax, error.
+fn foreign_encoding(body: &[u8]) -> Option<&'static str> {
+    if body.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        Some("the body starts with a byte order mark")
+    } else if body.starts_with(&[0xFE, 0xFF]) || body.starts_with(&[0xFF, 0xFE]) {
+        Some("the body starts with a UTF-16 or UTF-32 byte order mark")
+    } else if body.iter().take(4).any(|b| *b == 0) {
+        Some("the body looks like UTF-16 or UTF-32 (NUL bytes)")
+    } else {
+        None
+    }
+}
+
 /// Reads a body as a JSON-RPC message or batch.
 pub fn inspect(body: &[u8]) -> Result<Inspected, Malformed> {
+    if let Some(why) = foreign_encoding(body) {
+        return Err(Malformed::Encoding(why));
+    }
     match fast::single_message(body) {
         Some(message) => finish(vec![message], false),
         None => inspect_with_serde(body),
@@ -161,16 +213,30 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
-/// Remembers the keys of one object and refuses a repeat.
+/// Remembers the keys of one object and refuses a repeat. A few keys are compared in a
+/// list; past that they are hashed, so an object with n members costs n lookups, not n²
+/// comparisons (a 4 MiB body can hold hundreds of thousands of members).
 #[derive(Default)]
-struct KeySet<'de>(Vec<Cow<'de, str>>);
+struct KeySet<'de> {
+    few: Vec<Cow<'de, str>>,
+    many: std::collections::HashSet<Cow<'de, str>>,
+}
+
+/// Keys compared in a list before they are hashed.
+const FEW_KEYS: usize = 16;
 
 impl<'de> KeySet<'de> {
     fn insert<E: de::Error>(&mut self, key: Cow<'de, str>) -> Result<(), E> {
-        if self.0.contains(&key) {
+        if self.few.len() < FEW_KEYS {
+            if self.few.contains(&key) {
+                return Err(E::custom(DUPLICATE_KEY));
+            }
+            self.few.push(key);
+            return Ok(());
+        }
+        if self.few.contains(&key) || !self.many.insert(key) {
             return Err(E::custom(DUPLICATE_KEY));
         }
-        self.0.push(key);
         Ok(())
     }
 }
@@ -256,6 +322,9 @@ impl<'de> Deserialize<'de> for Params {
                             *slot = map.next_value::<StringOrOther>()?.0.map(Cow::into_owned)
                         }
                         None => {
+                            if key_spelling_of(&key, &PARAMS_KEYS).is_some() {
+                                return Err(de::Error::custom(KEY_SPELLING));
+                            }
                             map.next_value::<Checked>()?;
                         }
                     }
@@ -393,6 +462,9 @@ impl<'de> Visitor<'de> for MessageVisitor {
                     msg.has_result_or_error = true;
                 }
                 _ => {
+                    if key_spelling_of(&key, &MESSAGE_KEYS).is_some() {
+                        return Err(de::Error::custom(KEY_SPELLING));
+                    }
                     map.next_value::<Checked>()?;
                 }
             }

@@ -85,6 +85,8 @@ pub struct Forwarding<'a> {
     pub session_id: Option<&'a str>,
     /// The route's credential for the upstream, set after the caller's were removed.
     pub credential: Option<&'a (HeaderName, HeaderValue)>,
+    /// The route lets the client's `Cookie` header through (`upstream.forward_cookies`).
+    pub forward_cookies: bool,
 }
 
 /// Rewrites the request header for the upstream.
@@ -108,8 +110,12 @@ fn too_many(_: MaxSizeReached) -> Box<pingora::Error> {
 }
 
 /// New headers at most: Host, X-Forwarded-{Host,Proto,For}, Content-Length,
-/// Mcp-Session-Id, the route's credential.
-const ADDED_HEADERS: usize = 7;
+/// Content-Type, Mcp-Session-Id, the route's credential.
+const ADDED_HEADERS: usize = 8;
+
+/// The only `Content-Type` an upstream receives with a body: the one form the gateway
+/// read (UTF-8 JSON), written by the gateway, never the client's spelling of it.
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 fn rewrite_request_headers(headers: &mut http::HeaderMap, fwd: &Forwarding<'_>) -> Result<()> {
     let holds_body = fwd.body_len.is_some();
@@ -120,8 +126,12 @@ fn rewrite_request_headers(headers: &mut http::HeaderMap, fwd: &Forwarding<'_>) 
                 || is_hop_by_hop(name)
                 // The gateway answered any `Expect: 100-continue` itself.
                 || name == header::EXPECT
-                // A body the gateway holds is re-framed with Content-Length.
-                || (holds_body && name == header::TRANSFER_ENCODING)
+                // A body the gateway holds is re-framed with Content-Length, and
+                // described with the gateway's own Content-Type.
+                || (holds_body && (name == header::TRANSFER_ENCODING || name == header::CONTENT_TYPE))
+                // Cookies are for the site the client thinks it talks to; an upstream
+                // behind the gateway gets none unless the route says so.
+                || (!fwd.forward_cookies && name == header::COOKIE)
         },
         |_| true,
     );
@@ -148,6 +158,9 @@ fn rewrite_request_headers(headers: &mut http::HeaderMap, fwd: &Forwarding<'_>) 
             .map_err(too_many)?;
     }
     if let Some(len) = fwd.body_len {
+        headers
+            .try_insert(header::CONTENT_TYPE, JSON.clone())
+            .map_err(too_many)?;
         if !content_length_is(headers, len) {
             headers
                 .try_insert(header::CONTENT_LENGTH, HeaderValue::from(len))
@@ -287,6 +300,7 @@ mod tests {
                     header::AUTHORIZATION,
                     HeaderValue::from_static("Bearer for-the-upstream"),
                 )),
+                forward_cookies: false,
             },
         )
         .unwrap();
@@ -326,6 +340,7 @@ mod tests {
                 body_len,
                 session_id: None,
                 credential: None,
+                forward_cookies: false,
             },
         )
         .unwrap();
@@ -450,5 +465,42 @@ mod tests {
             resp.append_header("content-type", value).unwrap();
             assert_eq!(is_event_stream(&resp), expected, "{value}");
         }
+    }
+
+    #[test]
+    fn a_held_body_gets_the_gateways_content_type_and_cookies_stay_behind() {
+        let mut req = RequestHeader::build("POST", b"/mcp", None).unwrap();
+        for (k, v) in [
+            ("Content-Type", "application/json; charset=UTF-8"),
+            ("Content-Type", "text/plain"),
+            ("Cookie", "session=secret"),
+            ("Cookie", "other=1"),
+        ] {
+            req.append_header(k, v).unwrap();
+        }
+        let mut kept = req.clone();
+        forward(&mut req, "127.0.0.1", Some(2));
+        let types: Vec<_> = req.headers.get_all("content-type").iter().collect();
+        assert_eq!(types, ["application/json"]);
+        assert!(req.headers.get("cookie").is_none());
+
+        prepare_upstream_request(
+            &mut kept,
+            &Forwarding {
+                upstream_authority: &HeaderValue::from_static("up.internal"),
+                client_ip: None,
+                body_len: None,
+                session_id: None,
+                credential: None,
+                forward_cookies: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(kept.headers.get_all("cookie").iter().count(), 2);
+        assert_eq!(
+            kept.headers.get_all("content-type").iter().count(),
+            2,
+            "no body held: nothing to describe"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod credential;
 mod ctx;
 mod delegate;
 mod failure;
+mod form;
 mod headers;
 mod rewrite;
 mod steps;
@@ -64,6 +65,8 @@ pub struct GatewayState {
     routes: Vec<RouteRuntime>,
     unrouted: RouteMetrics,
     max_body: usize,
+    /// Most messages in one batch (`limits.max_batch`).
+    max_batch: usize,
     auth: Arc<Authenticator>,
     metadata: MetadataIndex,
     sessions: SessionKeys,
@@ -149,6 +152,7 @@ impl GatewayState {
             routes,
             unrouted: metrics.for_route(NO_ROUTE),
             max_body: config.max_body_bytes,
+            max_batch: config.max_batch,
             auth,
             metadata: MetadataIndex::new(&with_servers),
             sessions,
@@ -308,6 +312,9 @@ async fn write_json(
     if let Some(challenge) = refusal.www_authenticate() {
         resp.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
     }
+    if let Some(methods) = refusal.allow() {
+        resp.insert_header(http::header::ALLOW, methods)?;
+    }
     if let Some(seconds) = refusal.retry_after() {
         resp.insert_header(http::header::RETRY_AFTER, seconds)?;
     }
@@ -365,7 +372,7 @@ impl ProxyHttp for Gateway {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
         ctx.route = Some(found);
-        if self.authenticate(session, ctx).await? {
+        if self.check_request_form(session, ctx).await? || self.authenticate(session, ctx).await? {
             return Ok(true);
         }
         // Inspect: only POSTs carry JSON-RPC; GET streams and DELETE carry no operation.
@@ -383,7 +390,8 @@ impl ProxyHttp for Gateway {
                 Ok(inspected) => ctx.inspected = Some(inspected),
                 Err(malformed) => return self.refuse(session, ctx, malformed.into()).await,
             }
-            if self.check_mcp_headers(session, ctx).await? {
+            if self.check_mcp_headers(session, ctx).await? || self.check_batch(session, ctx).await?
+            {
                 return Ok(true);
             }
             post_body = Some(body);
@@ -455,6 +463,7 @@ impl ProxyHttp for Gateway {
                 session_id: ctx.upstream_session_id.as_deref(),
                 // After the caller's credentials were stripped: the route's own, if any.
                 credential: ctx.upstream_credential.as_ref(),
+                forward_cookies: rt.route.upstream.forward_cookies,
             },
         )
     }

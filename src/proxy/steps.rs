@@ -11,6 +11,7 @@ use pingora::Result;
 use super::credential::CredentialRequest;
 use super::ctx::RequestCtx;
 use super::failure::{classify, Failure};
+use super::form::{self, Form};
 use super::headers::{MCP_METHOD, MCP_NAME, MCP_SESSION_ID};
 use super::{cache_now, ctx_binding, delegate, Gateway};
 use crate::auth::challenge::{www_authenticate, BearerErrorCode};
@@ -254,29 +255,83 @@ impl Gateway {
         }
     }
 
-    /// The body must be plain JSON: `Content-Type: application/json` and no content
-    /// coding (the gateway judges the bytes the upstream will parse).
+    /// The form of the request, before anything is read or authenticated: a method MCP
+    /// uses (POST, GET, DELETE; OPTIONS is left to the CORS handling), no body on GET or
+    /// DELETE, no `Mcp-*` header twice, and no `Mcp-Method` / `Mcp-Name` without a
+    /// message for them to match. A refused request's connection is not reused (its
+    /// body, if any, is never read).
+    pub(super) async fn check_request_form(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let req = session.req_header();
+        let refusal = match form::request_form(&req.method, &req.headers) {
+            Err(refusal) => Some(refusal),
+            Ok(_) if form::has_duplicate_mcp_header(&req.headers) => {
+                Some(Refusal::DuplicateMcpHeader)
+            }
+            Ok(Form::Bodiless) if form::has_message_headers(&req.headers) => {
+                Some(Refusal::HeaderMismatch)
+            }
+            Ok(_) => None,
+        };
+        match refusal {
+            Some(refusal) => {
+                session.set_keepalive(None);
+                self.refuse(session, ctx, refusal).await
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The body must be plain UTF-8 JSON: one `Content-Type: application/json` with no
+    /// charset but UTF-8, and no content coding (the gateway judges the bytes the
+    /// upstream will parse, and the upstream gets the gateway's own `Content-Type`).
     pub(super) async fn check_body_framing(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
         let headers = &session.req_header().headers;
-        let json = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if let Err(why) = form::check_json_content_type(headers) {
+            // The body is never read: the connection must not be read from again.
+            session.set_keepalive(None);
+            return self.refuse(session, ctx, Refusal::BadMediaType(why)).await;
+        }
         let coded = headers
             .get_all(http::header::CONTENT_ENCODING)
             .iter()
             .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        if !json || coded {
+        if coded {
             return self
                 .refuse(session, ctx, Refusal::UnsupportedMediaType)
                 .await;
         }
         Ok(false)
+    }
+
+    /// A batch: at most `limits.max_batch` messages (the work one request may ask for is
+    /// bounded), and none at all under MCP 2025-06-18 or later.
+    pub(super) async fn check_batch(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        let Some(inspected) = ctx.inspected.as_ref().filter(|i| i.batch) else {
+            return Ok(false);
+        };
+        let refusal = if !form::batches_allowed(&session.req_header().headers) {
+            Refusal::BatchNotSupported
+        } else if inspected.messages.len() > ctx.state.max_batch {
+            // One error answers it, not one per message: the refusal stays small however
+            // long the batch.
+            ctx.inspected = None;
+            Refusal::BatchTooLong
+        } else {
+            return Ok(false);
+        };
+        self.refuse(session, ctx, refusal).await
     }
 
     /// `Mcp-Method` / `Mcp-Name` (MCP 2026-07-28) must say what the body says.

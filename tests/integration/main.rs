@@ -18,6 +18,7 @@ mod modern;
 mod policy;
 mod proxying;
 mod reload;
+mod request_forms;
 mod sessions;
 mod streaming;
 mod tls;

@@ -173,7 +173,7 @@ async fn evasion_suite_never_reaches_the_upstream() {
         ("escaped method and tool", r#"{"jsonrpc":"2.0","id":1,"method":"tools\/c\u0061ll","params":{"name":"delete\u005frepo"}}"#.into(), None, 403),
         ("tool name in another case", tool_call(1, "ECHO"), None, 403),
         ("text/plain content type", tool_call(1, "echo"), Some("text/plain"), 415),
-        ("byte order mark", format!("\u{feff}{}", tool_call(1, "echo")), None, 400),
+        ("byte order mark", format!("\u{feff}{}", tool_call(1, "echo")), None, 415),
         ("trailing garbage", format!("{} {}", tool_call(1, "echo"), tool_call(2, "delete_repo")), None, 400),
         ("nesting 10,000 deep", deep, None, 400),
         ("10 MiB body", huge, None, 413),

@@ -71,6 +71,10 @@ fn message(s: &mut Scanner<'_>) -> Result<RawMessage, Defer> {
                 checked(s, 1)?;
                 msg.has_result_or_error = true;
             }
+            // Another spelling of a decided key: the serde reading refuses it.
+            other if super::key_spelling_of(other, &super::MESSAGE_KEYS).is_some() => {
+                return Err(Defer)
+            }
             _ => {
                 checked(s, 1)?;
             }
@@ -90,6 +94,9 @@ fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
                 match keys.insert(key)? {
                     "name" => params.name = Some(plain_string(s)?.to_string()),
                     "uri" => params.uri = Some(plain_string(s)?.to_string()),
+                    other if super::key_spelling_of(other, &super::PARAMS_KEYS).is_some() => {
+                        return Err(Defer)
+                    }
                     _ => {
                         checked(s, 2)?;
                     }
@@ -147,12 +154,13 @@ fn checked(s: &mut Scanner<'_>, depth: u32) -> Result<Range<usize>, Defer> {
     }
 }
 
-/// The keys of one object so far; the first few without allocating.
+/// The keys of one object so far; the first few without allocating, the rest hashed (so
+/// that a wide object costs linear time).
 #[derive(Default)]
 struct Keys<'a> {
     first: [&'a str; 8],
     len: usize,
-    more: Vec<&'a str>,
+    more: std::collections::HashSet<&'a str>,
 }
 
 impl<'a> Keys<'a> {
@@ -165,7 +173,9 @@ impl<'a> Keys<'a> {
         }
         match self.first.get_mut(self.len) {
             Some(slot) => *slot = key,
-            None => self.more.push(key),
+            None => {
+                self.more.insert(key);
+            }
         }
         self.len += 1;
         Ok(key)

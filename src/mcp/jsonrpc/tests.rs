@@ -1,4 +1,7 @@
 use super::*;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
 
 fn call(id: Option<&str>, method: &str, target: Option<&str>) -> Message {
     Message {
@@ -85,7 +88,6 @@ fn refuses_what_is_not_strict_json_rpc() {
         b"",
         b"{not json",
         b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} trailing",
-        b"\xEF\xBB\xBF{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
         b"{\"jsonrpc\":\"2.0\",/*c*/\"id\":1,\"method\":\"ping\"}",
         b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\xFFing\"}",
     ];
@@ -269,6 +271,9 @@ const TEMPLATES: &[&str] = &[
     r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"many","arguments":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10}}}"#,
     r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"many","arguments":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"a":10}}}"#,
     r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"many","arguments":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"i":10}}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"admin-delete"}}"#,
+    r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","method":"ping"}"#,
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"Name":"fine"}}}"#,
 ];
 
 #[test]
@@ -299,6 +304,11 @@ fn the_fast_path_reads_every_body_as_serde_does() {
         r#""id":[1],"#,
         r#""jsonrpc":"2.0","#,
         r#"{"a":{"a":1,"a":2}}"#,
+        r#""Name":"x","#,
+        r#""METHOD":"x","#,
+        "\u{17f}",
+        "\u{212a}",
+        "N",
     ];
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move || {
@@ -349,4 +359,256 @@ fn the_fast_path_reads_every_body_as_serde_does() {
         );
     }
     assert!(fast > total / 5, "fast path taken {fast} of {total} times");
+}
+
+#[test]
+fn a_body_in_another_encoding_is_refused_as_such() {
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let with_bom = [&[0xEF, 0xBB, 0xBF][..], ping.as_bytes()].concat();
+    let utf16le: Vec<u8> = ping.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let utf16be: Vec<u8> = ping.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    let utf16_bom = [&[0xFF, 0xFE][..], &utf16le].concat();
+    let utf32le: Vec<u8> = ping
+        .chars()
+        .flat_map(|c| (c as u32).to_le_bytes())
+        .collect();
+    for body in [with_bom, utf16le, utf16be, utf16_bom, utf32le] {
+        assert!(
+            matches!(inspect(&body), Err(Malformed::Encoding(_))),
+            "{body:?}"
+        );
+    }
+    assert!(inspect(ping.as_bytes()).is_ok());
+}
+
+#[test]
+fn other_spellings_of_decided_keys_are_refused() {
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"admin-delete"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"admin-delete","name":"echo"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","NAME":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","nAmE":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","N\u0061me":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","\u004eame":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a://b","URI":"c://d"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"Name":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"tools/call"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","METHOD":"tools/call"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"Params":{"name":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"param\u017f":{"name":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"paramſ":{"name":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"},"PARAMſ":{"name":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","JSONRPC":"1.0"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","Id":2}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","ID":2}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","Result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","ERROR":{}}"#,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping","Method":"x"}]"#,
+    ] {
+        assert_eq!(
+            inspect(body.as_bytes()),
+            Err(Malformed::NotJsonRpc(KEY_SPELLING)),
+            "{body}"
+        );
+        assert!(fast::single_message(body.as_bytes()).is_none(), "{body}");
+    }
+    // Kelvin sign: no decided key has a `k`, so it only matters with one that would.
+    assert_eq!(key_spelling_of("\u{212a}ey", &["key"]), Some("key"));
+    assert_eq!(key_spelling_of("\u{17f}", &["s"]), Some("s"));
+    assert_eq!(key_spelling_of("key", &["key"]), None);
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","names":"x","Nam":"y","arguments":{"Name":"z","METHOD":"w"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"Name":"x"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","idx":2,"_meta":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","ıd":2}"#,
+    ] {
+        assert!(inspect(body.as_bytes()).is_ok(), "{body}");
+    }
+}
+
+/// A JSON document with object members in document order.
+enum Doc {
+    Obj(Vec<(String, Doc)>),
+    Arr(Vec<Doc>),
+    Str(String),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Doc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Doc, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Doc;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, Doc>()? {
+                    members.push(member);
+                }
+                Ok(Doc::Obj(members))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Doc, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Doc>()? {
+                    items.push(item);
+                }
+                Ok(Doc::Arr(items))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Doc, E> {
+                Ok(Doc::Str(v.to_string()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Doc, E> {
+                Ok(Doc::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Doc, E> {
+                Ok(Doc::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Doc, E> {
+                Ok(Doc::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Doc, E> {
+                Ok(Doc::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Doc, E> {
+                Ok(Doc::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What an upstream that matches keys case-insensitively (Go's `encoding/json`: Unicode
+/// simple folding, the last matching member in the document wins) would call.
+fn folding_upstream_view(body: &[u8]) -> Vec<(String, Option<String>)> {
+    fn fold(s: &str) -> String {
+        s.chars()
+            .map(|c| match c {
+                '\u{17F}' => 's',
+                '\u{212A}' => 'k',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect()
+    }
+    fn get<'a>(members: &'a [(String, Doc)], key: &str) -> Option<&'a Doc> {
+        members
+            .iter()
+            .rev()
+            .find(|(k, _)| fold(k) == key)
+            .map(|(_, v)| v)
+    }
+    fn string(doc: &Doc) -> Option<String> {
+        match doc {
+            Doc::Str(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+    let Ok(doc) = serde_json::from_slice::<Doc>(body) else {
+        return vec![];
+    };
+    let items = match doc {
+        Doc::Arr(items) => items,
+        other => vec![other],
+    };
+    items
+        .iter()
+        .filter_map(|m| {
+            let Doc::Obj(m) = m else { return None };
+            let method = string(get(m, "method")?)?;
+            let target = match get(m, "params") {
+                Some(Doc::Obj(p)) => get(p, "name").and_then(string),
+                _ => None,
+            };
+            Some((method, target))
+        })
+        .collect()
+}
+
+#[test]
+fn whatever_a_case_folding_upstream_would_call_the_inspector_sees() {
+    let base = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"x":"y"},"xame":"delete_repo"}},{"jsonrpc":"2.0","id":3,"method":"ping","xethod":"tools/call","params":{"name":"echo"}}]"#;
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut accepted = 0;
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        // Respell one or two `x` as the letter it hides, in some case, and change the case
+        // of a letter somewhere.
+        let mut chars: Vec<String> = base.chars().map(String::from).collect();
+        let xs: Vec<usize> = (0..chars.len()).filter(|i| chars[*i] == "x").collect();
+        for pick in [state % 7, (state >> 8) % 7] {
+            let at = xs[(pick as usize) % xs.len()];
+            let next = chars.get(at + 1).cloned().unwrap_or_default();
+            chars[at] = match (next.as_str(), (state >> 16) % 3) {
+                ("a", 0) => "n".into(),
+                ("a", _) => "N".into(),
+                ("e", 0) => "m".into(),
+                ("e", _) => "M".into(),
+                ("r", 0) => "P".into(),
+                ("r", _) => "p".into(),
+                _ => "x".into(),
+            };
+        }
+        let flip = ((state >> 24) as usize) % chars.len();
+        if chars[flip].len() == 1 {
+            chars[flip] = match chars[flip].as_str() {
+                "s" => "\u{17f}".into(),
+                c => c.to_ascii_uppercase(),
+            };
+        }
+        let body = chars.concat();
+        let Ok(inspected) = inspect(body.as_bytes()) else {
+            continue;
+        };
+        accepted += 1;
+        let ours: Vec<(String, Option<String>)> = inspected
+            .messages
+            .iter()
+            .filter_map(|m| match &m.kind {
+                MessageKind::Call { method, target } => Some((method.clone(), target.clone())),
+                MessageKind::Response => None,
+            })
+            .collect();
+        let calls = |v: Vec<(String, Option<String>)>| {
+            v.into_iter()
+                .filter(|(m, _)| m == "tools/call")
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            calls(ours),
+            calls(folding_upstream_view(body.as_bytes())),
+            "{body}"
+        );
+    }
+    assert!(accepted > 100, "only {accepted} bodies accepted");
+}
+
+/// Figures for the brief (run with `--ignored --nocapture`): inspecting a message whose
+/// arguments hold `n` members, and a batch of `n` `tools/list` requests.
+#[test]
+#[ignore]
+fn inspection_time_by_width() {
+    for n in [1_000, 5_000, 15_000] {
+        let members: Vec<String> = (0..n).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let wide = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{{}}}}}}}"#,
+            members.join(",")
+        );
+        let escaped = wide.replace("\"k", "\"\\u006b");
+        let items: Vec<String> = (1..=n)
+            .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/list"}}"#))
+            .collect();
+        let batch = format!("[{}]", items.join(","));
+        for (what, body) in [
+            ("wide", &wide),
+            ("wide, escaped", &escaped),
+            ("batch", &batch),
+        ] {
+            let started = std::time::Instant::now();
+            assert!(inspect(body.as_bytes()).is_ok());
+            println!("{what} {n}: {:?}", started.elapsed());
+        }
+    }
 }
