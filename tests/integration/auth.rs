@@ -746,3 +746,95 @@ async fn opaque_tokens_are_introspected_and_cached() {
     );
     assert_eq!(up.seen().len(), 2);
 }
+
+/// Waits (bounded) until the wall clock is past `unix` seconds.
+async fn wait_until_past(unix: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while crate::idp::unix_now() <= unix {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock did not move"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cached_token_stops_working_when_it_expires() {
+    let idp = Idp::start().await;
+    let up = Upstream::start().await;
+    let routes = format!(
+        "  - name: secure\n    match: {{ path: /secure/mcp }}\n    public_url: {RESOURCE}\n    upstream: {{ url: '{}' }}\n    auth: {{ issuers: [corp], required_scopes: [mcp:tools] }}\n",
+        up.url("/mcp")
+    );
+    let issuers = format!(
+        "issuers:\n  - name: corp\n    issuer: {}\n    leeway: 0s\n",
+        idp.issuer
+    );
+    let gw = Gateway::start_with(&routes, &issuers).await;
+    let mut claims = idp.claims(RESOURCE, "mcp:tools");
+    let exp = crate::idp::unix_now() + 3;
+    claims["exp"] = json!(exp);
+    let token = bearer(&idp.mint(Alg::RS256, &claims));
+    assert_eq!(post(&gw, "/secure/mcp", &[&token]).await.status(), 200);
+    assert_eq!(post(&gw, "/secure/mcp", &[&token]).await.status(), 200);
+    let hit = r#"drawbridge_cache_requests_total{cache="token",result="hit"}"#;
+    let m = gw.metrics_when(hit, 1.0).await;
+    assert_eq!(sample(&m, hit), Some(1.0), "the token is cached: {m}");
+    wait_until_past(exp).await;
+    let resp = post(&gw, "/secure/mcp", &[&token]).await;
+    assert_eq!(resp.status(), 401, "a cached token outlived its exp");
+    assert!(challenge(&resp).contains(r#"error="invalid_token""#));
+    let expired = r#"drawbridge_auth_failures_total{reason="expired",route="secure"}"#;
+    let m = gw.metrics_when(expired, 1.0).await;
+    assert_eq!(sample(&m, expired), Some(1.0), "{m}");
+    // The cache entry itself ended with the token (the refusal above would also come
+    // from the per-request `exp` check on a stale entry).
+    let miss = r#"drawbridge_cache_requests_total{cache="token",result="miss"}"#;
+    assert_eq!(
+        sample(&m, miss),
+        Some(2.0),
+        "the cache kept an expired token: {m}"
+    );
+    assert_eq!(up.seen().len(), 2, "the expired token reached the upstream");
+}
+
+#[tokio::test]
+async fn an_introspection_answer_is_reused_no_longer_than_cache_max() {
+    let idp = Idp::start().await;
+    let up = Upstream::start().await;
+    let routes = format!(
+        "  - name: secure\n    match: {{ path: /secure/mcp }}\n    public_url: {RESOURCE}\n    upstream: {{ url: '{}' }}\n    auth: {{ issuers: [corp], required_scopes: [mcp:tools] }}\n",
+        up.url("/mcp")
+    );
+    let issuers = format!(
+        "issuers:\n  - name: corp\n    issuer: {}\n    introspection: {{ client_id: {INTROSPECTION_CLIENT_ID}, client_secret: {INTROSPECTION_CLIENT_SECRET}, cache_max: 2s }}\n",
+        idp.issuer
+    );
+    let gw = Gateway::start_with(&routes, &issuers).await;
+    let exp = crate::idp::unix_now() as i64 + 300;
+    let opaque = "opaque-revoked-later-7f3a9c";
+    idp.register_opaque(opaque, json!({"active": true, "iss": idp.issuer, "sub": "bob", "aud": RESOURCE, "scope": "mcp:tools", "exp": exp}));
+    let auth = bearer(opaque);
+    let cached_at = std::time::Instant::now();
+    assert_eq!(post(&gw, "/secure/mcp", &[&auth]).await.status(), 200);
+    // Revoked at the authorization server: the cached answer may serve until cache_max.
+    idp.register_opaque(opaque, json!({"active": false}));
+    let second = post(&gw, "/secure/mcp", &[&auth]).await.status();
+    if cached_at.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(second, 200, "the answer is cached");
+        assert_eq!(idp.introspections(), 1);
+    }
+    let deadline = cached_at + Duration::from_secs(2);
+    tokio::time::sleep_until(deadline.into()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resp = post(&gw, "/secure/mcp", &[&auth]).await;
+    assert_eq!(
+        resp.status(),
+        401,
+        "an introspection answer outlived cache_max"
+    );
+    assert!(idp.introspections() >= 2);
+    let forwarded = if second == 200 { 2 } else { 1 };
+    assert_eq!(up.seen().len(), forwarded);
+}
