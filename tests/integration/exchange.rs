@@ -155,9 +155,23 @@ async fn an_expiring_upstream_token_is_exchanged_again() {
     assert_eq!(call(&gw, &alice, "echo").await.status(), 200);
     assert_eq!(call(&gw, &alice, "echo").await.status(), 200);
     assert_eq!(idp.token_requests(), 1);
-    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let first = upstream_claims(&up, 0);
+    assert_eq!(upstream_claims(&up, 1)["jti"], first["jti"], "cached");
+    // Wait (bounded) until the exchanged token has expired by the clock.
+    let exp = first["exp"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while crate::idp::unix_now() <= exp {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(call(&gw, &alice, "echo").await.status(), 200);
     assert_eq!(idp.token_requests(), 2);
+    let renewed = upstream_claims(&up, 2);
+    assert_ne!(
+        renewed["jti"], first["jti"],
+        "an expired token was sent upstream"
+    );
+    assert!(renewed["exp"].as_u64().unwrap() > crate::idp::unix_now());
 }
 
 #[tokio::test]

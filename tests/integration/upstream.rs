@@ -1,7 +1,8 @@
 //! An in-process stand-in for an MCP server, on loopback: it records what reaches it and
 //! answers in the shapes MCP servers use (JSON, SSE on POST, a GET event stream, 202 for
 //! notifications, DELETE, and the legacy HTTP+SSE transport). Test controls:
-//! `x-test-mode: sse | slow | truncated | chunked` on a POST.
+//! `x-test-mode: sse | slow | truncated | chunked | malformed-list | sse-malformed-list`
+//! on a POST.
 //!
 //! The leak check. Every caller token a test mints (or registers with
 //! [`register_caller_token`]) is remembered process-wide; each request that reaches any
@@ -357,6 +358,15 @@ async fn post(shared: Arc<Shared>, mode: &str, body: &Bytes) -> Response {
                 }
             });
             sse_response(out)
+        }
+        "sse-malformed-list" => {
+            // A progress event, then the list answer cut short inside its entries: an
+            // event the gateway cannot filter, carrying tools the caller may not see.
+            let id = result["id"].to_string();
+            let text = format!(
+                "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progress\":1}}}}\n\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"tools\":[{{\"name\":\"echo\"}},{{\"name\":\"secret-tool\"}},{{\"name\":\"delete_repo\"\n\n"
+            );
+            sse_response(Body::from(text))
         }
         "slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
