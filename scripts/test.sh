@@ -12,6 +12,14 @@ echo "== cargo test (unit + integration)"
 cargo build --locked --bins
 cargo test --locked
 
+# What the count covers: integration tests named `double_*` check the test doubles (the
+# in-process IdP) on their own, not the gateway; report them apart.
+listed="$(cargo test --locked --test integration -- --list 2>/dev/null | grep ': test$' || true)"
+all_tests="$(printf '%s\n' "$listed" | grep -c ': test$' || true)"
+double_tests="$(printf '%s\n' "$listed" | grep -cE '(^|::)double_[A-Za-z0-9_]*: test$' || true)"
+echo "== integration: $((all_tests - double_tests)) tests of the gateway," \
+  "$double_tests self-tests of the test doubles (double_*)"
+
 echo "== end-to-end tests (real server-everything, real MCP client)"
 DRAWBRIDGE_BIN="$repo_root/target/debug/drawbridge" scripts/test-e2e.sh
 

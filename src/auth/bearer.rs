@@ -70,6 +70,10 @@ pub fn bearer_token<'h>(
         .rposition(|&b| b != b' ')
         .map_or(start, |i| i + 1);
     let token = &token[start..end];
+    // The check above bounds the header cheaply; this one is the limit itself.
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(BearerError::TooLarge);
+    }
     // token68 (RFC 9110 §11.2). This runs on every request over a token of a KiB or
     // more: no early exit and no branches per byte, so the compiler checks many bytes
     // per instruction.
@@ -237,6 +241,16 @@ mod tests {
         assert_eq!(
             bearer_token(&headers(&["Bearer a", "Bearer b"]), None),
             Err(BearerError::Multiple)
+        );
+        let at_limit = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN));
+        assert_eq!(
+            bearer_token(&headers(&[&at_limit]), None).map(str::len),
+            Ok(MAX_TOKEN_LEN)
+        );
+        let one_over = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(
+            bearer_token(&headers(&[&one_over]), None),
+            Err(BearerError::TooLarge)
         );
         let huge = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 100));
         assert_eq!(

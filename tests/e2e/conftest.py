@@ -101,6 +101,12 @@ def peer_log_text(name: str) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
+def upstream_requests(name: str) -> list[str]:
+    """The requests an upstream that keeps a request log (whoami) has received so far,
+    one line each: method, path, headers."""
+    return peer_log_text(f"{name}.requests").splitlines()
+
+
 def log_tail(path: Path) -> str:
     text = path.read_text(errors="replace") if path.exists() else ""
     return text[-LOG_TAIL_CHARS:] or "(empty)"
@@ -283,8 +289,11 @@ def authserver(peer_log_dir) -> Iterator[AuthServer]:
 def whoami_server(peer_log_dir) -> Iterator[str]:
     """The whoami upstream's MCP endpoint: it reports the Authorization it received."""
     port = free_port()
+    request_log = peer_log_dir / "whoami.requests"
+    request_log.write_text("")
+    _peer_logs["whoami.requests"] = request_log
     proc = start_peer("whoami", [sys.executable, str(WHOAMI_ENTRY), str(port)], peer_log_dir,
-                      cwd=E2E_DIR)
+                      cwd=E2E_DIR, env={**os.environ, "WHOAMI_REQUEST_LOG": str(request_log)})
     try:
         wait_until(lambda: accepts_connections(port), proc, "whoami")
         yield f"http://{LOOPBACK}:{port}/mcp"
@@ -670,3 +679,13 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         for name, path in _peer_logs.items():
             report.sections.append((f"{name} log (tail)", log_tail(path)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Counts the cases that exercise only a peer (the `[upstream]` baselines, which reach
+    the MCP server directly) apart from those that go through the gateway."""
+    passed = terminalreporter.stats.get("passed", [])
+    baseline = [r for r in passed if r.nodeid.endswith("[upstream]")]
+    terminalreporter.write_line(
+        f"e2e: {len(passed) - len(baseline)} passed through the gateway, "
+        f"{len(baseline)} passed baselines against the peer alone ([upstream])")

@@ -27,7 +27,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from conftest import E2E_DIR, WHOAMI_AUDIENCE, http_get, peer_log_text
+from conftest import E2E_DIR, WHOAMI_AUDIENCE, http_get, peer_log_text, upstream_requests
 from headless_oauth import OAuthClient
 
 SCENARIO_TIMEOUT_S = 60.0
@@ -312,6 +312,7 @@ def test_upstream_receives_an_exchanged_token_never_the_clients(oauth_gateway):
     gateway_log = peer_log_text("drawbridge-oauth")
     assert client_token not in gateway_log and upstream_token not in gateway_log
     assert client_token not in peer_log_text("whoami")
+    assert not any(client_token in line for line in upstream_requests("whoami"))
 
 
 def test_session_is_bound_to_the_user_not_to_the_id(oauth_gateway):
@@ -380,6 +381,12 @@ def test_typescript_sdk_from_bare_url_with_step_up(oauth_gateway):
     assert out["echo"] == "Echo: from typescript"  # after a step-up
     assert set(out["tools_after"]) == POLICY_TOOLS
     assert out["get_env"].startswith("refused: ")
+    # Not any exception: the gateway refused with 403 and the JSON-RPC code for a policy
+    # refusal (get-env is in no rule, so no scope helps: no step-up challenge), and the SDK
+    # did not crash on it.
+    assert out["get_env_raw"] == {"status": 403, "code": -32005, "insufficient_scope": False}, out
+    assert out["get_env_error"]["name"] not in {"TypeError", "ReferenceError", "SyntaxError",
+                                                "RangeError"}, out
     assert out["authorization_scopes"][:2] == ["mcp:tools", "mcp:tools tools:echo"]
     assert out["token"]["aud"] == oauth_gateway.everything_url
     assert out["token"]["sub"] == "bob"
@@ -393,7 +400,7 @@ def test_refused_token_exchange_fails_closed_before_the_upstream(oauth_gateway):
     server refuses (invalid_scope), so the gateway must refuse too, and the upstream must
     see nothing."""
     client = OAuthClient(oauth_gateway.whoami_wide_url, user="alice")
-    upstream_log_before = peer_log_text("whoami")
+    requests_before = upstream_requests("whoami")  # whoami's own request log
 
     async def scenario():
         with pytest.raises(Exception) as failed:  # the SDK wraps it in ExceptionGroups
@@ -407,4 +414,4 @@ def test_refused_token_exchange_fails_closed_before_the_upstream(oauth_gateway):
     assert response.status_code == 403, response.text
     assert "www-authenticate" not in response.headers  # no step-up would help
     assert client.access_token not in response.text
-    assert peer_log_text("whoami") == upstream_log_before
+    assert upstream_requests("whoami") == requests_before

@@ -221,11 +221,17 @@ def drive_traffic(gw) -> Traffic:
     wide = OAuthClient(gw.whoami_wide_url, user="alice")
 
     async def wide_session():
-        with pytest.raises(Exception):  # the SDK wraps the 403 in ExceptionGroups
+        with pytest.raises(Exception) as failed:  # the SDK wraps the 403 in ExceptionGroups
             async with session_on(gw.whoami_wide_url, recorder, wide):
                 pass
+        return failed.value
 
-    run(wide_session)
+    failure = run(wide_session)
+    # Not any exception: the gateway's refusal of the exchange, as a 403 with its code.
+    assert "refused a token for the upstream" in repr(failure), repr(failure)
+    refused = post(recorder, gw.whoami_wide_url, jsonrpc("tools/list"), wide.access_token)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == -32006, refused.text
 
     return Traffic(recorder.answers, settled_metrics(gw.admin_url), notes)
 
@@ -469,6 +475,13 @@ def test_alert_rules_are_all_loaded_and_healthy(scraped):
     assert not unhealthy, unhealthy
     states = {rule["name"]: rule["state"] for rule in rules if rule["state"] != "inactive"}
     print(f"\nalert states after the traffic (all others inactive): {states or 'none'}")
+    assert all(rule["state"] in {"inactive", "pending", "firing"} for rule in rules), rules
+    # Nothing in this run is down or unreachable: these must not even be pending. (Alerts
+    # the test traffic does provoke, such as refused tokens or unknown session keys, may
+    # be pending or, on a slow run, firing.)
+    for quiet in ["DrawbridgeInstanceDown", "DrawbridgeIssuerUnavailable",
+                  "DrawbridgeJwksRefreshFailing", "DrawbridgeTokenExchangeUnavailable"]:
+        assert quiet not in states, (quiet, states)
 
 
 def test_every_dashboard_and_alert_query_works_on_real_data(scraped):

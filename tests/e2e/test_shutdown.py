@@ -75,26 +75,37 @@ def terminated(everything_server, peer_log_dir) -> Observed:
                             # The first progress event: the call is in flight. Stop now.
                             proc.send_signal(signal.SIGTERM)
                             sent_at = time.monotonic()
-                            time.sleep(0.2)
                             # New connections, as a load balancer's probe and a new client
-                            # would open them.
-                            try:
-                                with httpx2.Client(timeout=5.0) as probe:
-                                    readyz_after = probe.get(f"{admin_url}/readyz").status_code
-                            except httpx2.HTTPError as error:
-                                readyz_after = type(error).__name__
+                            # would open them. Readiness turns false once the signal is
+                            # handled: poll for it (bounded by the drain).
+                            while True:
+                                try:
+                                    with httpx2.Client(timeout=5.0) as probe:
+                                        readyz_after = probe.get(f"{admin_url}/readyz").status_code
+                                except httpx2.HTTPError as error:
+                                    readyz_after = type(error).__name__
+                                if readyz_after == 503 or time.monotonic() > sent_at + DRAIN_S:
+                                    break
+                                time.sleep(0.1)
                             try:
                                 with httpx2.Client(timeout=5.0) as other:
                                     ping_after = other.post(url, headers=headers, json={
                                         "jsonrpc": "2.0", "id": 3, "method": "ping"}).status_code
                             except httpx2.HTTPError as error:
                                 ping_after = type(error).__name__
-                            time.sleep(max(0.0, sent_at + DRAIN_S + 0.5 - time.monotonic()))
-                            try:
-                                socket.create_connection((LOOPBACK, listen_port), timeout=1).close()
-                                new_connection = "accepted"
-                            except OSError:
-                                new_connection = "refused"
+                            # The listener closes when the drain ends: from then on, poll
+                            # (bounded) until a new connection is refused.
+                            time.sleep(max(0.0, sent_at + DRAIN_S - time.monotonic()))
+                            new_connection = "accepted"
+                            close_deadline = time.monotonic() + 10.0
+                            while time.monotonic() < close_deadline:
+                                try:
+                                    socket.create_connection((LOOPBACK, listen_port),
+                                                             timeout=1).close()
+                                except OSError:
+                                    new_connection = "refused"
+                                    break
+                                time.sleep(0.1)
             except httpx2.HTTPError:
                 cut_after = time.monotonic() - sent_at if sent_at else None
             assert sent_at is not None, "no progress event arrived"

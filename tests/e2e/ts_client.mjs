@@ -112,6 +112,31 @@ async function withSignIn(provider, transport, step) {
   }
 }
 
+// The same call as a plain HTTP POST with the client's token and session: the status and
+// JSON-RPC error code the gateway answers, whatever the SDK makes of them.
+async function rawToolCall(routeUrl, accessToken, sessionId, name) {
+  const headers = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    authorization: `Bearer ${accessToken}`,
+  };
+  if (sessionId) headers['mcp-session-id'] = sessionId;
+  const response = await fetch(routeUrl, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'tools/call', params: { name, arguments: {} } }),
+    signal: AbortSignal.timeout(STEP_TIMEOUT_MS),
+  });
+  const text = await response.text();
+  let code = null;
+  try { code = JSON.parse(text)?.error?.code ?? null; } catch { code = null; }
+  return {
+    status: response.status,
+    code,
+    insufficient_scope: (response.headers.get('www-authenticate') ?? '').includes('insufficient_scope'),
+  };
+}
+
 async function main() {
   const [routeUrl, user = 'alice'] = process.argv.slice(2);
   if (!routeUrl) {
@@ -151,8 +176,13 @@ async function main() {
     await withSignIn(provider, transport, () => client.callTool({ name: 'get-env', arguments: {} }));
     out.get_env = 'allowed';
   } catch (e) {
+    // Any exception lands here, a crash as well as a refusal: record what it was, and ask
+    // the gateway directly below, so the test can tell a 403 from a 500.
     out.get_env = `refused: ${e.constructor.name}: ${e.message}`;
+    out.get_env_error = { name: e.constructor.name, code: e.code ?? null };
   }
+  out.get_env_raw = await rawToolCall(routeUrl, provider.tokens()?.access_token,
+    transport.sessionId, 'get-env');
 
   out.authorization_scopes = provider.authorizationUrls.map(
     (u) => new URL(u).searchParams.get('scope'),

@@ -6,6 +6,11 @@ verification: this server trusts nobody's signature, it only shows a test what a
 Written with the Python SDK's MCPServer (the 2.x name of FastMCP), Streamable HTTP on
 127.0.0.1 only.
 
+Every HTTP request it receives is appended, as it arrives, to the request log named by
+WHOAMI_REQUEST_LOG (one line: method, path, and every header name and value), so a test
+can assert what reached the upstream, or that nothing did, without relying on what the
+SDK or uvicorn happen to print (uvicorn's access lines are block-buffered on stdout).
+
 Usage: whoami_server.py PORT   (or WHOAMI_PORT in the environment)
 """
 
@@ -52,13 +57,36 @@ async def whoami(ctx: Context) -> str:
     return json.dumps(report)
 
 
+def with_request_log(app: Any, log_path: str) -> Any:
+    """An ASGI app that appends one line per HTTP request to `log_path`, then runs `app`."""
+
+    async def logged(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            headers = " ".join(
+                f"{name.decode('latin-1')}={value.decode('latin-1')}"
+                for name, value in scope.get("headers", [])
+            )
+            line = f"{scope.get('method')} {scope.get('path')} {headers}\n"
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(line)
+        await app(scope, receive, send)
+
+    return logged
+
+
 def main() -> None:
+    import uvicorn
+
     port = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("WHOAMI_PORT")
     if not port:
         sys.exit(__doc__)
     # host=127.0.0.1 makes the SDK turn on its DNS-rebinding check with loopback Host
     # values allowed; drawbridge sends the upstream's own authority as Host, so it passes.
-    server.run("streamable-http", host=LOOPBACK, port=int(port))
+    app = server.streamable_http_app(host=LOOPBACK)
+    request_log = os.environ.get("WHOAMI_REQUEST_LOG")
+    if request_log:
+        app = with_request_log(app, request_log)
+    uvicorn.run(app, host=LOOPBACK, port=int(port), log_level="info")
 
 
 if __name__ == "__main__":

@@ -155,9 +155,23 @@ async fn an_expiring_upstream_token_is_exchanged_again() {
     assert_eq!(call(&gw, &alice, "echo").await.status(), 200);
     assert_eq!(call(&gw, &alice, "echo").await.status(), 200);
     assert_eq!(idp.token_requests(), 1);
-    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let first = upstream_claims(&up, 0);
+    assert_eq!(upstream_claims(&up, 1)["jti"], first["jti"], "cached");
+    // Wait (bounded) until the exchanged token has expired by the clock.
+    let exp = first["exp"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while crate::idp::unix_now() <= exp {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(call(&gw, &alice, "echo").await.status(), 200);
     assert_eq!(idp.token_requests(), 2);
+    let renewed = upstream_claims(&up, 2);
+    assert_ne!(
+        renewed["jti"], first["jti"],
+        "an expired token was sent upstream"
+    );
+    assert!(renewed["exp"].as_u64().unwrap() > crate::idp::unix_now());
 }
 
 #[tokio::test]
@@ -277,4 +291,59 @@ async fn private_key_jwt_client_authentication() {
     let form = idp.last_token_request().unwrap();
     assert!(form.iter().any(|(k, _)| k == "client_assertion"));
     assert_eq!(upstream_claims(&up, 0)["act"]["sub"], "gw-jwt");
+}
+
+#[tokio::test]
+async fn denied_and_unreachable_exchanges_are_refused_and_audited() {
+    let (idp, up) = (Idp::start().await, Upstream::start().await);
+    let gw = start(&idp, &up, &exchange_block("per_operation")).await;
+    let mut tokens = Vec::new();
+    for (i, code) in ["access_denied", "invalid_scope"].into_iter().enumerate() {
+        idp.set_token_response(Some((400, format!(r#"{{"error":"{code}"}}"#))));
+        let token = user_token(&idp, &format!("denied-{i}"));
+        let resp = call(&gw, &token, "echo").await;
+        assert_eq!(resp.status(), 403, "{code}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], -32006, "{code}: {body}");
+        assert_eq!(body["id"], 1, "{code}");
+        tokens.push(token);
+    }
+    idp.set_token_response(None);
+
+    // A token endpoint nobody listens on.
+    let closed = crate::harness::free_port();
+    let unreachable = format!("{{ token_exchange: {{ token_endpoint: 'http://127.0.0.1:{closed}/token', client_id: {EXCHANGE_CLIENT_ID}, client_secret: {EXCHANGE_CLIENT_SECRET}, audience: upstream-aud, scopes: per_operation }} }}");
+    let gw2 = start(&idp, &up, &unreachable).await;
+    let token = user_token(&idp, "carol");
+    let resp = call(&gw2, &token, "echo").await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32006, "{body}");
+    tokens.push(token);
+
+    assert!(up.seen().is_empty(), "the upstream received a request");
+    assert_eq!(up.connections(), 0);
+    let rejected = r#"drawbridge_token_exchange_total{result="rejected",route="x"}"#;
+    let m = gw.metrics_when(rejected, 2.0).await;
+    assert_eq!(sample(&m, rejected), Some(2.0), "{m}");
+    let transport = r#"drawbridge_token_exchange_total{result="transport_error",route="x"}"#;
+    let m = gw2.metrics_when(transport, 1.0).await;
+    assert_eq!(sample(&m, transport), Some(1.0), "{m}");
+
+    for (gw, subjects) in [(&gw, vec!["denied-0", "denied-1"]), (&gw2, vec!["carol"])] {
+        let log = crate::harness::log_when(gw, |log| {
+            crate::harness::audit_events(log, "upstream_credential_failed").len() >= subjects.len()
+        })
+        .await;
+        let events = crate::harness::audit_events(&log, "upstream_credential_failed");
+        let seen: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e["subject"].as_str())
+            .collect();
+        assert_eq!(seen, subjects, "{events:?}");
+        assert!(events.iter().all(|e| e["route"] == "x"));
+        let secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        crate::harness::assert_log_free_of(&log, &secrets);
+    }
 }

@@ -2,6 +2,9 @@
 //! exchange and client credentials, client authentication by secret and by assertion,
 //! and its refusals. The last tests drive it with drawbridge's own `TokenClient`, which
 //! shows the two agree on the wire before any proxy is involved.
+//!
+//! Tests named `double_*` exercise only the test double; scripts/test.sh counts them apart
+//! from the gateway's tests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +100,7 @@ async fn verifies_with_jwks(idp: &Idp, token: &str) -> bool {
 }
 
 #[tokio::test]
-async fn exchange_issues_an_audience_bound_token_for_the_same_user() {
+async fn double_idp_exchange_issues_an_audience_bound_token_for_the_same_user() {
     let idp = Idp::start().await;
     let subject = subject(&idp);
     let form = exchange_form(
@@ -136,7 +139,7 @@ async fn exchange_issues_an_audience_bound_token_for_the_same_user() {
 }
 
 #[tokio::test]
-async fn exchange_defaults_scopes_and_audience_and_honours_the_lifetime_setting() {
+async fn double_idp_exchange_defaults_scopes_and_audience_and_honours_the_lifetime_setting() {
     let idp = Idp::start().await;
     idp.set_exchange_lifetime(40);
     // Any of the IdP's algorithms makes an acceptable subject.
@@ -157,7 +160,7 @@ async fn exchange_defaults_scopes_and_audience_and_honours_the_lifetime_setting(
 }
 
 #[tokio::test]
-async fn exchange_refuses_scope_widening() {
+async fn double_idp_exchange_refuses_scope_widening() {
     let idp = Idp::start().await;
     let subject = subject(&idp);
     let form = exchange_form(
@@ -172,7 +175,7 @@ async fn exchange_refuses_scope_widening() {
 }
 
 #[tokio::test]
-async fn token_endpoint_refuses_unknown_or_wrong_clients() {
+async fn double_idp_token_endpoint_refuses_unknown_or_wrong_clients() {
     let idp = Idp::start().await;
     let subject = subject(&idp);
     let form = exchange_form(&subject, &[("audience", "everything-server")]);
@@ -205,7 +208,7 @@ async fn token_endpoint_refuses_unknown_or_wrong_clients() {
 }
 
 #[tokio::test]
-async fn exchange_refuses_subject_tokens_it_did_not_issue() {
+async fn double_idp_exchange_refuses_subject_tokens_it_did_not_issue() {
     let idp = Idp::start().await;
     let other = Idp::start().await;
     let claims = idp.claims(GATEWAY_AUD, USER_SCOPES);
@@ -255,7 +258,7 @@ async fn exchange_refuses_subject_tokens_it_did_not_issue() {
 }
 
 #[tokio::test]
-async fn client_credentials_issues_a_token_for_the_client() {
+async fn double_idp_client_credentials_issues_a_token_for_the_client() {
     let idp = Idp::start().await;
     let form = [
         ("grant_type", "client_credentials"),
@@ -278,7 +281,7 @@ async fn client_credentials_issues_a_token_for_the_client() {
 }
 
 #[tokio::test]
-async fn canned_answers_delay_and_outage_are_counted_and_recorded() {
+async fn double_idp_canned_answers_delay_and_outage_are_counted_and_recorded() {
     let idp = Idp::start().await;
     idp.set_token_response(Some((502, "not json".into())));
     idp.set_token_delay(Duration::from_millis(50));

@@ -274,3 +274,38 @@ pub async fn sealed_session(gw: &Gateway, path: &str) -> String {
     assert!(sealed.starts_with("v1."), "not sealed: {sealed}");
     sealed
 }
+
+/// The audit events named `event` in a JSON log (target `audit`), each as its JSON line.
+pub fn audit_events(log: &str, event: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "audit" && v["event"] == event)
+        .collect()
+}
+
+/// Fails if any of `secrets` (tokens, session ids, tool-argument values) appears in any
+/// log line.
+pub fn assert_log_free_of(log: &str, secrets: &[&str]) {
+    for (n, line) in log.lines().enumerate() {
+        for (i, secret) in secrets.iter().enumerate() {
+            assert!(
+                !line.contains(secret),
+                "secret #{i} appears in log line {n}: {}",
+                line.chars().take(200).collect::<String>()
+            );
+        }
+    }
+}
+
+/// Everything the gateway logged once `done` holds for it, or after 15 s (the log is
+/// written just after the answer went out).
+pub async fn log_when(gw: &Gateway, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = gw.log();
+        if done(&log) || Instant::now() >= deadline {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -2,6 +2,7 @@
 //! that every token it mints verifies (with `ring`, not with anything drawbridge uses)
 //! against the key it publishes, that the deliberately bad tokens are bad in the intended
 //! way, and that its test controls (rotation, outage, cache header, introspection) work.
+//! Each test is named `double_*`: scripts/test.sh counts them apart from the gateway's.
 
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,7 @@ async fn introspect(idp: &Idp, auth: Option<(&str, &str)>, token: &str) -> reqwe
 }
 
 #[tokio::test]
-async fn idp_oidc_discovery_document_points_at_a_working_jwks() {
+async fn double_idp_oidc_discovery_document_points_at_a_working_jwks() {
     let idp = Idp::start().await;
     let doc = get_json(&format!("{}/.well-known/openid-configuration", idp.issuer)).await;
     assert_eq!(doc["issuer"], idp.issuer);
@@ -163,7 +164,7 @@ async fn idp_oidc_discovery_document_points_at_a_working_jwks() {
 }
 
 #[tokio::test]
-async fn idp_oauth_only_serves_rfc8414_metadata_at_the_path_inserted_location() {
+async fn double_idp_oauth_only_serves_rfc8414_metadata_at_the_path_inserted_location() {
     let idp = Idp::start_oauth_only().await;
     let origin = format!("http://{}", idp.addr);
     assert_eq!(idp.issuer, format!("{origin}/realms/corp"));
@@ -194,7 +195,7 @@ async fn idp_oauth_only_serves_rfc8414_metadata_at_the_path_inserted_location() 
 }
 
 #[tokio::test]
-async fn idp_tokens_of_every_alg_verify_against_the_published_jwk() {
+async fn double_idp_tokens_of_every_alg_verify_against_the_published_jwk() {
     let idp = Idp::start().await;
     let other = Idp::start().await;
     let jwks = get_json(&idp.jwks_url()).await;
@@ -235,7 +236,7 @@ async fn idp_tokens_of_every_alg_verify_against_the_published_jwk() {
 }
 
 #[tokio::test]
-async fn idp_mint_with_header_merges_and_removes_members() {
+async fn double_idp_mint_with_header_merges_and_removes_members() {
     let idp = Idp::start().await;
     let claims = idp.claims("aud", "");
     let token = idp.mint_with_header(
@@ -267,7 +268,7 @@ async fn idp_mint_with_header_merges_and_removes_members() {
 }
 
 #[tokio::test]
-async fn idp_forged_tokens_are_forged_as_intended() {
+async fn double_idp_forged_tokens_are_forged_as_intended() {
     let idp = Idp::start().await;
     let jwks = get_json(&idp.jwks_url()).await;
     let rsa = jwk(&jwks, "rsa-1").expect("rsa-1");
@@ -319,7 +320,7 @@ async fn idp_forged_tokens_are_forged_as_intended() {
 }
 
 #[tokio::test]
-async fn idp_rotation_changes_the_kid_and_the_jwks() {
+async fn double_idp_rotation_changes_the_kid_and_the_jwks() {
     let idp = Idp::start().await;
     let claims = idp.claims("aud", "");
     let before = idp.mint(Alg::RS256, &claims);
@@ -358,7 +359,7 @@ async fn idp_rotation_changes_the_kid_and_the_jwks() {
 }
 
 #[tokio::test]
-async fn idp_outage_answers_503_everywhere_and_counts() {
+async fn double_idp_outage_answers_503_everywhere_and_counts() {
     let idp = Idp::start().await;
     idp.set_down(true);
     assert_eq!(status_of(&idp.metadata_url()).await, 503);
@@ -393,7 +394,7 @@ async fn idp_outage_answers_503_everywhere_and_counts() {
 }
 
 #[tokio::test]
-async fn idp_introspection_needs_the_right_client() {
+async fn double_idp_introspection_needs_the_right_client() {
     let idp = Idp::start().await;
     let active = json!({ "active": true, "sub": "bob", "scope": "mcp:tools", "client_id": "c" });
     idp.register_opaque("opaque-1", active.clone());
@@ -424,7 +425,7 @@ async fn idp_introspection_needs_the_right_client() {
 }
 
 #[tokio::test]
-async fn idp_stops_when_dropped() {
+async fn double_idp_stops_when_dropped() {
     let idp = Idp::start().await;
     let url = idp.jwks_url();
     let client = reqwest::Client::new();

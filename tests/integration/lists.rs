@@ -275,3 +275,51 @@ async fn a_json_list_answer_in_many_pieces_is_filtered_whole_with_its_length() {
     );
     assert_eq!(body["result"]["nextCursor"], "page-2");
 }
+
+#[tokio::test]
+async fn an_unfilterable_list_in_an_event_stream_ends_in_an_error_event() {
+    let (idp, up, gw) = setup().await;
+    let resp = client()
+        .post(gw.url("/l/mcp"))
+        .header("authorization", bearer(&idp, "tools:echo"))
+        .header("accept", "application/json, text/event-stream")
+        .header("x-test-mode", "sse-malformed-list")
+        .body(json!({"jsonrpc":"2.0","id":9,"method":"tools/list"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the stream's status went out first");
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let text = tokio::time::timeout(std::time::Duration::from_secs(15), resp.text())
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    assert_eq!(up.seen().len(), 1);
+    for hidden in ["secret-tool", "delete_repo"] {
+        assert!(
+            !text.contains(hidden),
+            "an unfiltered entry reached the client: {text}"
+        );
+    }
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .flat_map(|event| event.lines())
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|data| serde_json::from_str(data.trim()).unwrap())
+        .collect();
+    assert_eq!(
+        events.first().map(|e| e["method"].clone()),
+        Some(json!("notifications/progress")),
+        "{text}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["id"], 9, "{text}");
+    assert_eq!(last["error"]["code"], -32002, "{text}");
+    assert!(last.get("result").is_none(), "{text}");
+    let failures = r#"drawbridge_list_filter_failures_total{route="l"}"#;
+    let m = gw.metrics_when(failures, 1.0).await;
+    assert_eq!(sample(&m, failures), Some(1.0), "{m}");
+}

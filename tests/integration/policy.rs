@@ -273,3 +273,128 @@ async fn a_large_allowed_call_carries_its_permit_through_the_subrequest() {
     assert_eq!(send(&s, &user, denied).await.status(), 403);
     assert_eq!(s.up.seen().len(), 1);
 }
+
+#[tokio::test]
+async fn escaped_names_are_decoded_on_a_route_that_allows_by_default() {
+    // Under `default: allow`, an undecoded spelling would be an unlisted name and pass:
+    // only decoding the escapes finds the rule that denies it.
+    let idp = Idp::start().await;
+    let up = Upstream::start().await;
+    let routes = format!(
+        r#"  - name: open
+    match: {{ path: /open/mcp }}
+    public_url: {RESOURCE}
+    upstream: {{ url: '{}' }}
+    auth: {{ issuers: [corp], required_scopes: [mcp:tools] }}
+    policy:
+      default: allow
+      tools:
+        delete_repo: [repo:admin]
+      prompts:
+        secret-prompt: [prompts:admin]
+      resources:
+        "file:///*": [files:admin]
+"#,
+        up.url("/mcp")
+    );
+    let issuers = format!("issuers:\n  - name: corp\n    issuer: {}\n", idp.issuer);
+    let gw = Gateway::start_with(&routes, &issuers).await;
+    let user = token(&idp, "mcp:tools");
+    let send = |body: &'static str| {
+        client()
+            .post(gw.url("/open/mcp"))
+            .header("authorization", &user)
+            .body(body)
+            .send()
+    };
+    let denied: [(&str, &'static str); 5] = [
+        (
+            "escaped tool name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete\u005frepo"}}"#,
+        ),
+        (
+            "escaped method",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools\/c\u0061ll","params":{"name":"delete_repo"}}"#,
+        ),
+        (
+            "escaped method and tool",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools\/c\u0061ll","params":{"name":"d\u0065lete_repo"}}"#,
+        ),
+        (
+            "escaped prompt name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"secret\u002dprompt"}}"#,
+        ),
+        (
+            "escaped resource URI",
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:\/\/\/etc\/passwd"}}"#,
+        ),
+    ];
+    for (case, body) in denied {
+        let resp = send(body).await.unwrap();
+        assert_eq!(resp.status(), 403, "{case}");
+    }
+    assert!(up.seen().is_empty(), "a denied call reached the upstream");
+    // The default still allows what no rule names, escaped or not.
+    let allowed = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ech\u006f"}}"#;
+    assert_eq!(send(allowed).await.unwrap().status(), 200);
+    assert_eq!(up.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn decisions_are_audited_without_tokens_or_arguments() {
+    let s = setup().await;
+    let user = token(&s.idp, "mcp:tools tools:echo");
+    let argument = "argument-value-4b1d9e0c";
+    let call = |name: &str| {
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":name,"arguments":{"text":argument}}}).to_string()
+    };
+    assert_eq!(send(&s, &user, call("echo")).await.status(), 200);
+    assert_eq!(send(&s, &user, call("delete_repo")).await.status(), 403);
+    let forged = format!("{}x", user);
+    assert_eq!(send(&s, &forged, call("echo")).await.status(), 401);
+    let resp = client()
+        .post(s.gw.url("/tools/mcp"))
+        .body(call("echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
+    let log = crate::harness::log_when(&s.gw, |log| {
+        crate::harness::audit_events(log, "authentication_refused").len() >= 2
+            && crate::harness::audit_events(log, "authorization").len() >= 2
+    })
+    .await;
+    let decisions = crate::harness::audit_events(&log, "authorization");
+    let allow = decisions
+        .iter()
+        .find(|e| e["name"] == "echo")
+        .unwrap_or_else(|| panic!("no decision for echo: {decisions:?}"));
+    assert_eq!(allow["method"], "tools/call");
+    assert_eq!(allow["decision"], "allow", "{allow}");
+    assert_eq!(allow["subject"], "alice");
+    assert_eq!(allow["route"], "tools");
+    let deny = decisions
+        .iter()
+        .find(|e| e["name"] == "delete_repo")
+        .unwrap_or_else(|| panic!("no decision for delete_repo: {decisions:?}"));
+    assert_eq!(deny["method"], "tools/call");
+    assert_ne!(deny["decision"], "allow", "{deny}");
+    assert_eq!(deny["missing"], "repo:admin", "{deny}");
+    let refused = crate::harness::audit_events(&log, "authentication_refused");
+    let reasons: Vec<&str> = refused
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(reasons.contains(&"missing_token"), "{refused:?}");
+    assert!(refused.iter().all(|e| e["route"] == "tools"), "{refused:?}");
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    crate::harness::assert_log_free_of(
+        &log,
+        &[
+            user.trim_start_matches("Bearer "),
+            forged.trim_start_matches("Bearer "),
+            argument,
+        ],
+    );
+}

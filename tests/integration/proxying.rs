@@ -13,6 +13,7 @@ async fn post_is_routed_rewritten_and_answered() {
         + &route("other", "/other", &other.url("/base/"));
     let gw = Gateway::start(&routes).await;
     let client = crate::harness::client();
+    crate::upstream::register_caller_token("user-token-must-not-leak");
 
     let resp = client
         .post(gw.url("/everything/mcp?trace=1"))
@@ -178,6 +179,7 @@ async fn bodies_beyond_64_kib_arrive_byte_identical_and_are_counted_once() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
     let client = crate::harness::client();
+    crate::upstream::register_caller_token("must-not-leak");
     let sizes = [64 * 1024 + 1, 1 << 20, 3 << 20];
     for size in sizes {
         let body = tools_call_of_size(size);

@@ -152,11 +152,9 @@ async fn sigterm_turns_readyz_false_while_still_serving_then_stops_the_listeners
     // Probes on new admin connections see 503 at once ...
     eventually("/readyz answers 503", || async { readyz(&gw).await == 503 }).await;
     // ... while the MCP listener still takes new connections and serves them.
+    // (On a busy machine these checks may run late; a 200 still proves the listener
+    // served after readiness turned false, and the close is timed from `sent` below.)
     assert_eq!(status(&gw, "/a/mcp").await, 200, "{}", gw.log());
-    assert!(
-        sent.elapsed() < drain,
-        "the drain was over before the checks ran"
-    );
     let port = gw.port;
     eventually("the listener is closed", || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -164,8 +162,10 @@ async fn sigterm_turns_readyz_false_while_still_serving_then_stops_the_listeners
             .is_err()
     })
     .await;
+    // `sent` was taken before the signal, so a close at the drain's end is never early
+    // by this clock: no margin is needed.
     assert!(
-        sent.elapsed() >= drain - Duration::from_millis(100),
+        sent.elapsed() >= drain,
         "the listener closed {:?} after SIGTERM, before the drain ended",
         sent.elapsed()
     );

@@ -5,7 +5,7 @@
 use base64::Engine;
 use serde_json::json;
 
-use crate::harness::{client, sample, Gateway};
+use crate::harness::{assert_log_free_of, audit_events, client, log_when, sample, Gateway};
 use crate::idp::{Alg, Idp};
 use crate::upstream::Upstream;
 
@@ -161,6 +161,40 @@ async fn a_session_id_is_useless_to_anyone_else() {
         .await
         .unwrap();
     assert_eq!(twice.status(), 400);
+
+    // Each hijack attempt is audited with its reason and the presenting caller; no log
+    // line carries a token or a session id, sealed or raw.
+    let log = log_when(&gw, |log| audit_events(log, "session_rejected").len() >= 7).await;
+    let rejected = audit_events(&log, "session_rejected");
+    let wrong_identity: Vec<_> = rejected
+        .iter()
+        .filter(|e| e["reason"] == "wrong_identity")
+        .collect();
+    assert_eq!(wrong_identity.len(), 4, "{rejected:?}");
+    assert!(
+        wrong_identity
+            .iter()
+            .any(|e| e["subject"] == "bob" && e["route"] == "a"),
+        "{rejected:?}"
+    );
+    assert!(
+        rejected
+            .iter()
+            .any(|e| e["reason"] == "wrong_route" && e["route"] == "b"),
+        "{rejected:?}"
+    );
+    let bare = |t: &str| t.trim_start_matches("Bearer ").to_string();
+    assert_log_free_of(
+        &log,
+        &[
+            &bare(&alice),
+            &bare(&bob),
+            &bare(&refreshed),
+            &sealed,
+            &tampered,
+            "upstream-session-1",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -266,4 +300,42 @@ async fn a_young_sealed_id_comes_back_unchanged_and_a_new_key_reseals_it() {
     for seen in &up.seen()[1..] {
         assert_eq!(seen.headers["mcp-session-id"], "upstream-session-1");
     }
+}
+
+#[tokio::test]
+async fn a_session_older_than_max_age_is_not_found() {
+    let (idp, up) = (Idp::start().await, Upstream::start().await);
+    let extra = config(&idp, &[("k1", 1)]) + "  max_age: 2s\n";
+    let gw = Gateway::start_with(&routes(&up), &extra).await;
+    let alice = token(&idp, RESOURCE_A, "alice", "agent");
+    let sealed = initialize(&gw, "/a/mcp", &alice).await;
+    let sealed_at = std::time::Instant::now();
+    assert_eq!(ping(&gw, "/a/mcp", &alice, &sealed).await, 200);
+    // Poll (bounded) until the id has aged out; ages count in whole seconds.
+    let mut status = 200;
+    let mut forwarded = 2;
+    while status == 200 && sealed_at.elapsed() < std::time::Duration::from_secs(15) {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        status = ping(&gw, "/a/mcp", &alice, &sealed).await;
+        if status == 200 {
+            forwarded += 1;
+        }
+    }
+    assert_eq!(status, 404, "a sealed id outlived max_age");
+    assert!(
+        sealed_at.elapsed() >= std::time::Duration::from_secs(1),
+        "refused before max_age: {:?}",
+        sealed_at.elapsed()
+    );
+    assert_eq!(
+        up.seen().len(),
+        forwarded,
+        "the expired session reached the upstream"
+    );
+    let expired = r#"drawbridge_session_rejections_total{reason="expired",route="a"}"#;
+    let m = gw.metrics_when(expired, 1.0).await;
+    assert_eq!(sample(&m, expired), Some(1.0), "{m}");
+    // The same caller starts over with a new session.
+    let fresh = initialize(&gw, "/a/mcp", &alice).await;
+    assert_eq!(ping(&gw, "/a/mcp", &alice, &fresh).await, 200);
 }

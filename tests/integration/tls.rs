@@ -10,11 +10,13 @@ use tokio_rustls::rustls::{self, ServerConfig};
 
 use crate::harness::{sample, Gateway};
 
-/// A one-answer HTTPS server with a certificate for `localhost` signed by its own CA.
+/// A one-answer HTTPS server with a certificate signed by its own CA.
 struct TlsUpstream {
     addr: SocketAddr,
     ca_pem: String,
     sni: Arc<Mutex<Vec<Option<String>>>>,
+    /// Bytes of HTTP received after a completed handshake, over all connections.
+    received: Arc<Mutex<Vec<u8>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -25,12 +27,18 @@ impl Drop for TlsUpstream {
 }
 
 async fn tls_upstream() -> TlsUpstream {
+    tls_upstream_for("localhost").await
+}
+
+/// Like [`tls_upstream`], with a leaf certificate issued for `cert_name` only (the
+/// server still listens where `localhost` resolves).
+async fn tls_upstream_for(cert_name: &str) -> TlsUpstream {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+    let leaf = rcgen::CertificateParams::new(vec![cert_name.to_string()])
         .unwrap()
         .signed_by(&leaf_key, &ca, &ca_key)
         .unwrap();
@@ -51,10 +59,13 @@ async fn tls_upstream() -> TlsUpstream {
     let addr = listener.local_addr().unwrap();
     let sni = Arc::new(Mutex::new(Vec::new()));
     let seen = sni.clone();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let got = received.clone();
     let task = tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             let seen = seen.clone();
+            let got = got.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
@@ -66,7 +77,10 @@ async fn tls_upstream() -> TlsUpstream {
                 while !String::from_utf8_lossy(&buf).contains("\"method\"") {
                     match tls.read(&mut chunk).await {
                         Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Ok(n) => {
+                            buf.extend_from_slice(&chunk[..n]);
+                            got.lock().unwrap().extend_from_slice(&chunk[..n]);
+                        }
                     }
                 }
                 let body = r#"{"jsonrpc":"2.0","id":1,"result":{"tls":true}}"#;
@@ -83,6 +97,7 @@ async fn tls_upstream() -> TlsUpstream {
         addr,
         ca_pem: ca.pem(),
         sni,
+        received,
         task,
     }
 }
@@ -129,7 +144,12 @@ async fn https_upstream_with_an_untrusted_certificate_is_refused() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 502);
-    let m = gw.metrics().await;
+    let m = gw
+        .metrics_when(
+            r#"drawbridge_upstream_errors_total{kind="tls",route="secure"}"#,
+            1.0,
+        )
+        .await;
     assert_eq!(
         sample(
             &m,
@@ -137,5 +157,45 @@ async fn https_upstream_with_an_untrusted_certificate_is_refused() {
         ),
         Some(1.0),
         "{m}"
+    );
+    assert!(
+        up.received.lock().unwrap().is_empty(),
+        "an upstream whose certificate failed got a request"
+    );
+}
+
+#[tokio::test]
+async fn https_upstream_with_a_certificate_for_another_name_is_refused() {
+    // Signed by the configured CA, so only the hostname check can refuse it.
+    let up = tls_upstream_for("not-the-upstream.example").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &up.ca_pem).unwrap();
+    let gw = Gateway::start(&https_route(up.addr.port(), Some(&ca))).await;
+    let resp = crate::harness::client()
+        .post(gw.url("/secure/mcp"))
+        .body(PING)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502, "{}", gw.log());
+    let m = gw
+        .metrics_when(
+            r#"drawbridge_upstream_errors_total{kind="tls",route="secure"}"#,
+            1.0,
+        )
+        .await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"drawbridge_upstream_errors_total{kind="tls",route="secure"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        up.received.lock().unwrap().is_empty(),
+        "an upstream whose certificate names another host got a request: {:?}",
+        String::from_utf8_lossy(&up.received.lock().unwrap())
     );
 }

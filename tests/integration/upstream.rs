@@ -1,7 +1,16 @@
 //! An in-process stand-in for an MCP server, on loopback: it records what reaches it and
 //! answers in the shapes MCP servers use (JSON, SSE on POST, a GET event stream, 202 for
 //! notifications, DELETE, and the legacy HTTP+SSE transport). Test controls:
-//! `x-test-mode: sse | slow | truncated | chunked` on a POST.
+//! `x-test-mode: sse | slow | truncated | chunked | malformed-list | sse-malformed-list`
+//! on a POST.
+//!
+//! The leak check. Every caller token a test mints (or registers with
+//! [`register_caller_token`]) is remembered process-wide; each request that reaches any
+//! stub is searched for the raw bytes of every one of them — in the request line, in every
+//! header (`Authorization`, `Proxy-Authorization`, `Cookie`, any other) and in the body —
+//! and a JWT in `Authorization` whose audience is a test gateway also counts. The search
+//! runs when the stub is dropped (not while the gateway waits for an answer), and a stub
+//! that saw one fails its test.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,7 +37,67 @@ struct Shared {
     seen: Mutex<Vec<Seen>>,
     release: Notify,
     connections: std::sync::atomic::AtomicUsize,
-    leaked_caller_tokens: std::sync::atomic::AtomicUsize,
+}
+
+/// Every caller token minted or registered in this test process.
+static CALLER_TOKENS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Remembers `token` as a caller's credential: it must never reach an upstream.
+pub fn register_caller_token(token: &str) {
+    // Very short strings would match by accident; no test mints one.
+    if token.len() >= 8 {
+        if let Ok(mut tokens) = CALLER_TOKENS.lock() {
+            tokens.push(token.to_string());
+        }
+    }
+}
+
+/// Where in this request a caller's token appears: `request line`, `header <name>`,
+/// `body`, or nothing.
+fn caller_token_leaks(seen: &Seen, tokens: &TokenIndex) -> Vec<String> {
+    let mut leaks = Vec::new();
+    let line = format!("{} {}", seen.method, seen.path_and_query);
+    if tokens.found_in(line.as_bytes()) {
+        leaks.push("request line".to_string());
+    }
+    for (name, value) in &seen.headers {
+        if tokens.found_in(value.as_bytes()) {
+            leaks.push(format!("header {name}"));
+        }
+    }
+    if tokens.found_in(&seen.body) {
+        leaks.push("body".to_string());
+    }
+    if is_callers_token(&seen.headers) {
+        leaks.push("header authorization (a gateway-audience JWT)".to_string());
+    }
+    leaks
+}
+
+/// The registered tokens by their first 8 bytes: one pass over a text finds any of them
+/// (a naive search per token is too slow for megabyte bodies in a debug build).
+struct TokenIndex(std::collections::HashMap<[u8; 8], Vec<String>>);
+
+impl TokenIndex {
+    fn now() -> TokenIndex {
+        let mut index: std::collections::HashMap<[u8; 8], Vec<String>> = Default::default();
+        for token in CALLER_TOKENS.lock().map(|t| t.clone()).unwrap_or_default() {
+            let mut head = [0u8; 8];
+            head.copy_from_slice(&token.as_bytes()[..8]);
+            index.entry(head).or_default().push(token);
+        }
+        TokenIndex(index)
+    }
+
+    fn found_in(&self, text: &[u8]) -> bool {
+        text.windows(8).enumerate().any(|(at, head)| {
+            let mut key = [0u8; 8];
+            key.copy_from_slice(head);
+            self.0
+                .get(&key)
+                .is_some_and(|tokens| tokens.iter().any(|t| text[at..].starts_with(t.as_bytes())))
+        })
+    }
 }
 
 /// A running stub. Stops when dropped.
@@ -90,11 +159,16 @@ impl Drop for Upstream {
         self.task.abort();
         // The invariant, checked for every request of every test that used this stub.
         if !std::thread::panicking() {
-            let leaked = self
-                .shared
-                .leaked_caller_tokens
-                .load(std::sync::atomic::Ordering::SeqCst);
-            assert_eq!(leaked, 0, "a caller's token reached the upstream");
+            let tokens = TokenIndex::now();
+            let leaks: Vec<String> = self
+                .seen()
+                .iter()
+                .flat_map(|seen| caller_token_leaks(seen, &tokens))
+                .collect();
+            assert!(
+                leaks.is_empty(),
+                "a caller's token reached the upstream, in: {leaks:?}"
+            );
         }
     }
 }
@@ -162,26 +236,16 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .await
         .unwrap_or_default();
     let path = parts.uri.path().to_string();
-    if is_callers_token(&parts.headers) {
-        shared
-            .leaked_caller_tokens
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-    shared
-        .seen
-        .lock()
-        .map(|mut s| {
-            s.push(Seen {
-                method: parts.method.clone(),
-                path_and_query: parts
-                    .uri
-                    .path_and_query()
-                    .map_or(path.clone(), |p| p.to_string()),
-                headers: parts.headers.clone(),
-                body: body.clone(),
-            })
-        })
-        .ok();
+    let seen = Seen {
+        method: parts.method.clone(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map_or(path.clone(), |p| p.to_string()),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    };
+    shared.seen.lock().map(|mut s| s.push(seen)).ok();
     let mode = parts
         .headers
         .get("x-test-mode")
@@ -294,6 +358,15 @@ async fn post(shared: Arc<Shared>, mode: &str, body: &Bytes) -> Response {
                 }
             });
             sse_response(out)
+        }
+        "sse-malformed-list" => {
+            // A progress event, then the list answer cut short inside its entries: an
+            // event the gateway cannot filter, carrying tools the caller may not see.
+            let id = result["id"].to_string();
+            let text = format!(
+                "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progress\":1}}}}\n\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"tools\":[{{\"name\":\"echo\"}},{{\"name\":\"secret-tool\"}},{{\"name\":\"delete_repo\"\n\n"
+            );
+            sse_response(Body::from(text))
         }
         "slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
