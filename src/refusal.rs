@@ -51,6 +51,9 @@ pub enum Refusal {
         failure: AuthFailure,
         challenge: String,
     },
+    /// The token could not be checked now: too many introspection calls to its issuer
+    /// are in flight (503, try again shortly).
+    IntrospectionBusy,
 }
 
 impl Refusal {
@@ -73,6 +76,7 @@ impl Refusal {
             Refusal::Credential(FailureKind::Denied) => 403,
             Refusal::Credential(FailureKind::Unavailable) => 503,
             Refusal::Credential(FailureKind::BadGateway) => 502,
+            Refusal::IntrospectionBusy => 503,
         }
     }
 
@@ -80,6 +84,7 @@ impl Refusal {
     pub fn retry_after(&self) -> Option<u32> {
         match self {
             Refusal::Credential(FailureKind::Unavailable) => Some(5),
+            Refusal::IntrospectionBusy => Some(1),
             _ => None,
         }
     }
@@ -111,6 +116,7 @@ impl Refusal {
             Refusal::Credential(_) => -32006,
             Refusal::SessionNotFound => -32001,
             Refusal::BadSessionHeader => -32600,
+            Refusal::IntrospectionBusy => -32001,
         }
     }
 
@@ -134,6 +140,7 @@ impl Refusal {
             Refusal::Credential(FailureKind::Denied) => "upstream_credential_denied",
             Refusal::Credential(FailureKind::Unavailable) => "authorization_server_unavailable",
             Refusal::Credential(FailureKind::BadGateway) => "upstream_credential_failed",
+            Refusal::IntrospectionBusy => "introspection_busy",
         }
     }
 
@@ -167,6 +174,9 @@ impl Refusal {
             }
             Refusal::Credential(FailureKind::BadGateway) => {
                 "the gateway could not obtain a credential for the upstream".into()
+            }
+            Refusal::IntrospectionBusy => {
+                "too many token checks are in progress; try again shortly".into()
             }
         }
     }

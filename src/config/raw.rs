@@ -96,6 +96,10 @@ pub struct RawIssuer {
     /// Clock skew allowed on `exp`, `nbf` and `iat` (default 30s).
     pub leeway: Option<String>,
     pub introspection: Option<RawIntrospection>,
+    /// Accept plain-http identity endpoints off loopback (test setups only).
+    pub allow_insecure_http: Option<bool>,
+    /// Accepted JWT `typ` values (`at+jwt`, `JWT`); default both (and no `typ`).
+    pub token_types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +111,10 @@ pub struct RawIntrospection {
     pub endpoint: Option<String>,
     /// Longest time an introspection answer is reused (default 60s, never past `exp`).
     pub cache_max: Option<String>,
+    /// Most introspection calls in flight at once (default 32); past it, 503.
+    pub max_in_flight: Option<usize>,
+    /// Accepted `token_type` values of an answer (default: access tokens only).
+    pub token_types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +176,10 @@ pub struct RawGrant {
     /// `per_operation` or a list of scopes.
     pub scopes: Option<Value>,
     pub timeout: Option<String>,
+    /// With `scopes: per_operation`: what to request when an operation needs no scope.
+    pub base_scopes: Option<Vec<String>>,
+    /// Accept a plain-http `token_endpoint` off loopback (test setups only).
+    pub allow_insecure_http: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -327,16 +327,30 @@ impl Checker<'_> {
 
     fn issuer(&mut self, at: &str, raw: &RawIssuer) -> Option<Issuer> {
         self.name(&format!("{at}.name"), &raw.name);
+        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+        if allow_insecure_http {
+            self.warnings.push(format!(
+                "{at}: allow_insecure_http is on: keys, introspection answers and client secrets of issuer `{}` may travel over plain HTTP (test setups only)",
+                raw.name
+            ));
+        }
         let issuer = self.expand(&format!("{at}.issuer"), &raw.issuer)?;
-        let issuer_url = self.http_url(&format!("{at}.issuer"), &issuer)?;
+        let issuer_url =
+            self.identity_url(&format!("{at}.issuer"), &issuer, allow_insecure_http)?;
         let jwks_uri = match &raw.jwks_uri {
             None => None,
             Some(u) => {
                 let at = format!("{at}.jwks_uri");
                 let u = self.expand(&at, u)?;
-                Some(self.http_url(&at, &u)?)
+                Some(self.identity_url(&at, &u, allow_insecure_http)?)
             }
         };
+        let token_types = self.token_types(
+            &format!("{at}.token_types"),
+            raw.token_types.as_deref(),
+            &["at+jwt", "jwt"],
+            &crate::config::DEFAULT_JWT_TYPES,
+        );
         let algorithms = match &raw.algorithms {
             None => Algorithm::DEFAULT.to_vec(),
             Some(names) => {
@@ -374,7 +388,9 @@ impl Checker<'_> {
         };
         let introspection = match &raw.introspection {
             None => None,
-            Some(i) => Some(self.introspection(&format!("{at}.introspection"), i)?),
+            Some(i) => {
+                Some(self.introspection(&format!("{at}.introspection"), i, allow_insecure_http)?)
+            }
         };
         Some(Issuer {
             name: raw.name.clone(),
@@ -384,10 +400,61 @@ impl Checker<'_> {
             algorithms,
             leeway,
             introspection,
+            allow_insecure_http,
+            token_types,
         })
     }
 
-    fn introspection(&mut self, at: &str, raw: &RawIntrospection) -> Option<Introspection> {
+    /// A list of token kinds drawn from `known` (compared case-insensitively, without an
+    /// `application/` prefix), lower-cased; `default` when the key is absent.
+    fn token_types(
+        &mut self,
+        at: &str,
+        raw: Option<&[String]>,
+        known: &[&str],
+        default: &[&str],
+    ) -> Vec<String> {
+        let Some(raw) = raw else {
+            return default.iter().map(|t| t.to_string()).collect();
+        };
+        if raw.is_empty() {
+            self.error(at, "list at least one token type");
+        }
+        let mut types = Vec::new();
+        for (i, name) in raw.iter().enumerate() {
+            let normal = crate::auth::jwt::normalize_media_type(name);
+            if known.contains(&normal.as_str()) {
+                types.push(normal);
+            } else {
+                self.error(
+                    &format!("{at}[{i}]"),
+                    format!("unknown token type (use {})", known.join(", ")),
+                );
+            }
+        }
+        types
+    }
+
+    /// [`Checker::http_url`] for an identity endpoint (issuer, JWKS, introspection, token
+    /// endpoint): `https`, unless the host is loopback or the operator opted out.
+    fn identity_url(&mut self, at: &str, value: &str, allow_insecure: bool) -> Option<url::Url> {
+        let url = self.http_url(at, value)?;
+        if !allow_insecure && crate::auth::discovery::needs_tls(&url) {
+            self.error(
+                at,
+                "identity endpoints must use https (plain http is allowed on loopback only; `allow_insecure_http: true` opts out for test setups)",
+            );
+            return None;
+        }
+        Some(url)
+    }
+
+    fn introspection(
+        &mut self,
+        at: &str,
+        raw: &RawIntrospection,
+        allow_insecure_http: bool,
+    ) -> Option<Introspection> {
         let client_id = self.expand(&format!("{at}.client_id"), &raw.client_id)?;
         let client_secret = self.expand(&format!("{at}.client_secret"), &raw.client_secret)?;
         if client_id.is_empty() || client_secret.is_empty() {
@@ -399,7 +466,7 @@ impl Checker<'_> {
             Some(u) => {
                 let at = format!("{at}.endpoint");
                 let u = self.expand(&at, u)?;
-                Some(self.http_url(&at, &u)?)
+                Some(self.identity_url(&at, &u, allow_insecure_http)?)
             }
         };
         let cache_max = match &raw.cache_max {
@@ -412,11 +479,35 @@ impl Checker<'_> {
                 }
             },
         };
+        let max_in_flight = match raw.max_in_flight {
+            None => crate::config::DEFAULT_INTROSPECTION_MAX_IN_FLIGHT,
+            Some(0) => {
+                self.error(&format!("{at}.max_in_flight"), "must be at least 1");
+                1
+            }
+            Some(n) => n,
+        };
+        let token_types = self.token_types(
+            &format!("{at}.token_types"),
+            raw.token_types.as_deref(),
+            &[
+                "access_token",
+                "bearer",
+                "urn:ietf:params:oauth:token-type:access_token",
+                "refresh_token",
+                "urn:ietf:params:oauth:token-type:refresh_token",
+                "n_a",
+                "dpop",
+            ],
+            &crate::config::DEFAULT_INTROSPECTION_TOKEN_TYPES,
+        );
         Some(Introspection {
             client_id,
             client_secret: Secret::new(client_secret),
             endpoint,
             cache_max,
+            max_in_flight,
+            token_types,
         })
     }
 
@@ -675,12 +766,18 @@ impl Checker<'_> {
                 }
             },
         };
+        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+        if allow_insecure_http {
+            self.warnings.push(format!(
+                "{at}: allow_insecure_http is on: client secrets and subject tokens may travel over plain HTTP (test setups only)"
+            ));
+        }
         let token_endpoint = match &raw.token_endpoint {
             None => None,
             Some(u) => {
                 let at = format!("{at}.token_endpoint");
                 let u = self.expand(&at, u)?;
-                Some(self.http_url(&at, &u)?)
+                Some(self.identity_url(&at, &u, allow_insecure_http)?)
             }
         };
         if issuer.is_none() && token_endpoint.is_none() {
@@ -790,6 +887,21 @@ impl Checker<'_> {
                 }
             },
         };
+        let base_scopes = raw.base_scopes.clone().unwrap_or_default();
+        if !base_scopes.iter().all(|s| valid_scope(s)) {
+            self.error(&format!("{at}.base_scopes"), "a list of scope strings");
+        }
+        if raw.base_scopes.is_some() && scopes != GrantScopes::PerOperation {
+            self.error(
+                &format!("{at}.base_scopes"),
+                "base_scopes applies to `scopes: per_operation` only",
+            );
+        }
+        if scopes == GrantScopes::PerOperation && base_scopes.is_empty() {
+            self.warnings.push(format!(
+                "{at}: scopes: per_operation without base_scopes: requests whose operations need no scope (initialize, list methods) are refused rather than given the authorization server's default scope"
+            ));
+        }
         Some(Grant {
             issuer,
             token_endpoint,
@@ -798,6 +910,8 @@ impl Checker<'_> {
             resource,
             scopes,
             timeout,
+            base_scopes,
+            allow_insecure_http,
         })
     }
 
