@@ -14,6 +14,9 @@ mod units;
 mod validate;
 pub mod watch;
 
+#[cfg(test)]
+mod credential_tests;
+
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use std::time::Duration;
 pub use env::{interpolate, InterpolationError};
 pub use locate::Position;
 pub use router::{public_path_for, RouteMatch, Router};
-pub use secret::{Secret, SecretBytes};
+pub use secret::{RawSecret, Secret, SecretBytes};
 pub use units::{parse_duration, parse_size};
 
 /// The checked configuration the gateway runs with.

@@ -7,6 +7,8 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use super::RawSecret;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -106,7 +108,7 @@ pub struct RawIssuer {
 #[serde(deny_unknown_fields)]
 pub struct RawIntrospection {
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: RawSecret,
     /// Defaults to the issuer's discovered `introspection_endpoint`.
     pub endpoint: Option<String>,
     /// Longest time an introspection answer is reused (default 60s, never past `exp`).
@@ -165,7 +167,7 @@ pub struct RawGrant {
     pub issuer: Option<String>,
     pub token_endpoint: Option<String>,
     pub client_id: String,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<RawSecret>,
     /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
     pub client_auth: Option<String>,
     /// PEM private key for `private_key_jwt`.
@@ -186,7 +188,7 @@ pub struct RawGrant {
 #[serde(deny_unknown_fields)]
 pub struct RawStatic {
     pub header: String,
-    pub value: Option<String>,
+    pub value: Option<RawSecret>,
     pub value_file: Option<String>,
 }
 
@@ -204,6 +206,6 @@ pub struct RawSessions {
 pub struct RawSessionKey {
     pub id: String,
     /// 32 random bytes, base64 (`drawbridge keygen` makes one).
-    pub secret: Option<String>,
+    pub secret: Option<RawSecret>,
     pub secret_file: Option<String>,
 }

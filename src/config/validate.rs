@@ -70,7 +70,7 @@ fn parse_structure(
         vec![ConfigError {
             file: file.to_string(),
             position,
-            message: strip_serde_position(&inner.to_string(), &path),
+            message: redact_values(&strip_serde_position(&inner.to_string(), &path)),
             path,
         }]
     })
@@ -87,6 +87,22 @@ fn strip_serde_position(message: &str, path: &str) -> String {
         Some((prefix, rest)) if !prefix.is_empty() && path.starts_with(prefix) => rest.to_string(),
         _ => message.to_string(),
     }
+}
+
+/// A shape error names the kind of value found, never the value: `invalid type: string
+/// "Bearer sk-live-…", expected …` becomes `invalid type: string, expected …` (the value
+/// may be a secret written where a mapping was expected).
+fn redact_values(message: &str) -> String {
+    for marker in ["invalid type: ", "invalid value: "] {
+        if let Some(start) = message.find(marker) {
+            let after = start + marker.len();
+            let rest = &message[after..];
+            let end = rest.find(", expected").unwrap_or(rest.len());
+            let kind = rest[..end].split(' ').next().unwrap_or_default();
+            return format!("{}{kind}{}", &message[..after], &rest[end..]);
+        }
+    }
+    message.to_string()
 }
 
 /// A scope token (RFC 6749 §3.3), also safe inside a quoted challenge parameter.
@@ -117,6 +133,25 @@ impl Checker<'_> {
     fn read_text(&mut self, path: &str) -> std::io::Result<String> {
         String::from_utf8(self.read(path)?)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+    }
+
+    /// [`Checker::read_text`] for a file holding a secret: warns when group or others
+    /// may read it.
+    fn read_secret(&mut self, at: &str, path: &str) -> std::io::Result<String> {
+        let text = self.read_text(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    self.warnings.push(format!(
+                        "{at}: `{path}` holds a secret but is readable by group or others (mode {mode:o}); make it 0600 or 0400"
+                    ));
+                }
+            }
+        }
+        Ok(text)
     }
 
     fn error(&mut self, path: &str, message: impl Into<String>) {
@@ -278,7 +313,7 @@ impl Checker<'_> {
                 (Some(s), None) => self.expand(&format!("{at}.secret"), s)?,
                 (None, Some(path)) => {
                     let path = self.expand(&format!("{at}.secret_file"), path)?;
-                    match self.read_text(&path) {
+                    match self.read_secret(&format!("{at}.secret_file"), &path) {
                         Ok(text) => text,
                         Err(e) => {
                             self.error(
@@ -723,7 +758,7 @@ impl Checker<'_> {
             (None, Some(path)) => {
                 let at = format!("{at}.value_file");
                 let path = self.expand(&at, path)?;
-                match self.read_text(&path) {
+                match self.read_secret(&at, &path) {
                     Ok(v) => v.trim_end_matches(['\n', '\r']).to_string(),
                     Err(e) => {
                         self.error(&at, format!("cannot read `{path}`: {e}"));
@@ -814,7 +849,7 @@ impl Checker<'_> {
                     return None;
                 };
                 let path = self.expand(&key_at, path)?;
-                let pem = match self.read_text(&path) {
+                let pem = match self.read_secret(&key_at, &path) {
                     Ok(pem) => pem,
                     Err(e) => {
                         self.error(&key_at, format!("cannot read `{path}`: {e}"));

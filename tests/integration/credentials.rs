@@ -246,10 +246,16 @@ async fn without_session_keys_a_reload_keeps_sessions_open() {
 #[tokio::test]
 async fn a_reload_that_repoints_the_upstream_invalidates_sealed_sessions() {
     let (a, b) = (Upstream::start().await, Upstream::start().await);
-    let gw = Gateway::start(&route("r", "/r/mcp", &a.url("/mcp"))).await;
+    // Configured keys: the same key seals before and after the reload.
+    let keys = "sessions:\n  keys:\n    - { id: k1, secret: 'c2Vzc2lvbi1rZXktZm9yLXRlc3RzLTAxMjM0NTY3ODk=' }\n";
+    let gw = Gateway::start_with(&route("r", "/r/mcp", &a.url("/mcp")), keys).await;
     let sealed = sealed_session(&gw, "/r/mcp").await;
-    gw.reload_with(&route("r", "/r/mcp", &b.url("/mcp")), "");
+    // A reload that changes nothing keeps the session.
+    gw.reload_with(&route("r", "/r/mcp", &a.url("/mcp")), keys);
     eventually_reloaded(&gw, 1.0).await;
+    assert_eq!(with_session(&gw, "/r/mcp", &sealed).await, 200);
+    gw.reload_with(&route("r", "/r/mcp", &b.url("/mcp")), keys);
+    eventually_reloaded(&gw, 2.0).await;
     assert_eq!(with_session(&gw, "/r/mcp", &sealed).await, 404);
     assert!(
         b.seen().is_empty(),
@@ -401,18 +407,22 @@ async fn introspected_refresh_tokens_are_refused_unless_the_issuer_accepts_them(
     let answer = |t: &str| json!({"active": true, "iss": idp.issuer, "sub": "bob", "aud": RESOURCE, "scope": "mcp:tools", "exp": exp, "token_type": t});
     idp.register_opaque("opaque-access", answer("access_token"));
     idp.register_opaque("opaque-refresh", answer("refresh_token"));
-    // A secret with ':' and '%' works only when form-encoded inside Basic (RFC 6749
-    // §2.3.1), which the test IdP checks.
-    idp.set_introspection_secret("s:e%cret");
+    // A secret with '%', '+' and ':' works only when form-encoded inside Basic (RFC 6749
+    // §2.3.1), which the test IdP checks: sent raw, it decodes to "pAss w:rd".
+    idp.set_introspection_secret("p%41ss+w:rd");
     let gw = Gateway::start_with(
         &secure_route(&up, ""),
         &issuer_yaml(
             &idp,
-            &format!("    introspection: {{ client_id: {INTROSPECTION_CLIENT_ID}, client_secret: 's:e%cret' }}\n"),
+            &format!("    introspection: {{ client_id: {INTROSPECTION_CLIENT_ID}, client_secret: 'p%41ss+w:rd' }}\n"),
         ),
     )
     .await;
-    assert_eq!(ping(&gw, "opaque-access").await.status(), 200);
+    assert_eq!(
+        ping(&gw, "opaque-access").await.status(),
+        200,
+        "introspection client authentication failed"
+    );
     assert_eq!(ping(&gw, "opaque-refresh").await.status(), 401);
     assert_eq!(up.seen().len(), 1);
 
@@ -420,7 +430,7 @@ async fn introspected_refresh_tokens_are_refused_unless_the_issuer_accepts_them(
         &secure_route(&up, ""),
         &issuer_yaml(
             &idp,
-            &format!("    introspection: {{ client_id: {INTROSPECTION_CLIENT_ID}, client_secret: 's:e%cret', token_types: [access_token, refresh_token] }}\n"),
+            &format!("    introspection: {{ client_id: {INTROSPECTION_CLIENT_ID}, client_secret: 'p%41ss+w:rd', token_types: [access_token, refresh_token] }}\n"),
         ),
     )
     .await;
