@@ -131,10 +131,8 @@ impl IssuerRuntime {
     /// (endpoints move); a failed re-discovery keeps the last good document.
     async fn current_metadata(&self) -> Result<Option<Arc<ServerMetadata>>, String> {
         let current = self.metadata();
-        let due = self.metadata_fetched.lock().map_or(true, |at| {
-            at.is_none_or(|t| t.elapsed() >= METADATA_REFRESH)
-        });
-        if current.is_some() && !due {
+        let fetched = self.metadata_fetched.lock().map_or(None, |at| *at);
+        if current.is_some() && !metadata_due(fetched, Instant::now()) {
             return Ok(current);
         }
         let discovered = discover(&self.http, &self.config.issuer)
@@ -209,6 +207,11 @@ impl IssuerRuntime {
     }
 }
 
+/// Whether metadata discovered at `fetched` should be discovered again at `now`.
+fn metadata_due(fetched: Option<Instant>, now: Instant) -> bool {
+    fetched.is_none_or(|at| now.saturating_duration_since(at) >= METADATA_REFRESH)
+}
+
 /// `max-age=N` from a Cache-Control value.
 fn max_age(value: &str) -> Option<Duration> {
     value.split(',').find_map(|d| {
@@ -250,6 +253,14 @@ pub async fn keep_fresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_is_discovered_again_after_an_hour() {
+        let now = Instant::now();
+        assert!(metadata_due(None, now));
+        assert!(!metadata_due(Some(now), now + Duration::from_secs(60)));
+        assert!(metadata_due(Some(now), now + METADATA_REFRESH));
+    }
 
     #[test]
     fn reads_max_age() {
