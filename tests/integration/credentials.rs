@@ -77,6 +77,8 @@ async fn introspection_floods_are_coalesced_negatively_cached_and_bounded() {
     );
 
     // 30 distinct junk tokens at once: at most `max_in_flight` calls; the rest get 503.
+    // (The slow answer keeps both slots taken while all 30 arrive, even on a busy host.)
+    idp.set_introspection_delay(Duration::from_millis(1500));
     let distinct = (1..=30).map(|i| {
         let gw = &gw;
         async move { ping(gw, &format!("junk-token-{i}")).await }
