@@ -77,6 +77,9 @@ pub enum Refusal {
     TokenInQuery,
     /// The request target is longer than the gateway accepts.
     UriTooLong,
+    /// The token could not be checked now: too many introspection calls to its issuer
+    /// are in flight (503, try again shortly).
+    IntrospectionBusy,
 }
 
 impl Refusal {
@@ -107,6 +110,7 @@ impl Refusal {
             Refusal::Credential(FailureKind::BadGateway) => 502,
             Refusal::BadPath(_) | Refusal::BadQuery(_) | Refusal::TokenInQuery => 400,
             Refusal::UriTooLong => 414,
+            Refusal::IntrospectionBusy => 503,
         }
     }
 
@@ -114,6 +118,7 @@ impl Refusal {
     pub fn retry_after(&self) -> Option<u32> {
         match self {
             Refusal::Credential(FailureKind::Unavailable) => Some(5),
+            Refusal::IntrospectionBusy => Some(1),
             _ => None,
         }
     }
@@ -164,6 +169,7 @@ impl Refusal {
             | Refusal::BadQuery(_)
             | Refusal::TokenInQuery
             | Refusal::UriTooLong => -32600,
+            Refusal::IntrospectionBusy => -32001,
         }
     }
 
@@ -198,6 +204,7 @@ impl Refusal {
             Refusal::BadQuery(_) => "bad_query",
             Refusal::TokenInQuery => "token_in_query",
             Refusal::UriTooLong => "uri_too_long",
+            Refusal::IntrospectionBusy => "introspection_busy",
         }
     }
 
@@ -258,6 +265,9 @@ impl Refusal {
                 "send the access token in the Authorization header, not the URL".into()
             }
             Refusal::UriTooLong => "the request target is longer than the gateway accepts".into(),
+            Refusal::IntrospectionBusy => {
+                "too many token checks are in progress; try again shortly".into()
+            }
         }
     }
 

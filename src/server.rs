@@ -87,6 +87,18 @@ pub fn build(
             .iter()
             .all(|i| i.is_ready())
     });
+    let stale_state = state.clone();
+    readiness.add_note(move || {
+        let stale: Vec<String> = stale_state
+            .load()
+            .authenticator()
+            .issuers()
+            .iter()
+            .filter(|i| i.keys_stale())
+            .map(|i| i.config.name.clone())
+            .collect();
+        (!stale.is_empty()).then(|| format!("stale keys: {}", stale.join(", ")))
+    });
     let readiness = Arc::new(readiness);
 
     let mut proxy =

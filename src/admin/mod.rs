@@ -15,6 +15,7 @@ use pingora::protocols::http::ServerSession;
 use crate::telemetry::Metrics;
 
 type Check = Box<dyn Fn() -> bool + Send + Sync>;
+type Note = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// Whether the gateway is ready for traffic: its own flag plus every registered check
 /// (e.g. "this issuer's keys have been fetched").
@@ -22,12 +23,30 @@ type Check = Box<dyn Fn() -> bool + Send + Sync>;
 pub struct Readiness {
     ready: AtomicBool,
     checks: Vec<Check>,
+    /// Degraded-but-serving conditions, one line each in the `/readyz` body.
+    notes: Vec<Note>,
 }
 
 impl Readiness {
     /// Adds a condition; call before the readiness is shared.
     pub fn add_check(&mut self, check: impl Fn() -> bool + Send + Sync + 'static) {
         self.checks.push(Box::new(check));
+    }
+
+    /// Adds a line the `/readyz` body shows while `note` returns one (the status does not
+    /// change); call before the readiness is shared.
+    pub fn add_note(&mut self, note: impl Fn() -> Option<String> + Send + Sync + 'static) {
+        self.notes.push(Box::new(note));
+    }
+
+    /// The `/readyz` body.
+    pub fn body(&self, ready: bool) -> Vec<u8> {
+        let mut body = String::from(if ready { "ready\n" } else { "not ready\n" });
+        for line in self.notes.iter().filter_map(|note| note()) {
+            body.push_str(&line);
+            body.push('\n');
+        }
+        body.into_bytes()
     }
 
     pub fn set(&self, ready: bool) {
@@ -68,9 +87,9 @@ impl ServeHttp for AdminApp {
             ),
             "/healthz" => respond(200, "text/plain", b"ok\n".to_vec()),
             "/readyz" if self.readiness.is_ready() => {
-                respond(200, "text/plain", b"ready\n".to_vec())
+                respond(200, "text/plain", self.readiness.body(true))
             }
-            "/readyz" => respond(503, "text/plain", b"not ready\n".to_vec()),
+            "/readyz" => respond(503, "text/plain", self.readiness.body(false)),
             _ => respond(404, "text/plain", b"not found\n".to_vec()),
         }
     }

@@ -68,6 +68,44 @@ fn parse_url(value: Option<String>) -> Option<url::Url> {
     value.and_then(|v| url::Url::parse(&v).ok())
 }
 
+/// True for a URL that must not be used as it is: plain `http` to a host that is not
+/// loopback (`localhost`, 127.0.0.0/8, `::1`). A network attacker on such a path could
+/// inject a signing key, answer `active: true`, or read client secrets and tokens.
+pub fn needs_tls(url: &url::Url) -> bool {
+    if url.scheme() == "https" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
+        Some(url::Host::Domain(name)) => !name.eq_ignore_ascii_case("localhost"),
+        None => true,
+    }
+}
+
+impl ServerMetadata {
+    /// Refuses metadata that points any endpoint at plain http off loopback (unless the
+    /// issuer opted out): discovered URLs get the same rule as configured ones.
+    pub fn check_schemes(&self, allow_insecure_http: bool) -> Result<(), String> {
+        if allow_insecure_http {
+            return Ok(());
+        }
+        let endpoints = [
+            ("jwks_uri", &self.jwks_uri),
+            ("token_endpoint", &self.token_endpoint),
+            ("introspection_endpoint", &self.introspection_endpoint),
+        ];
+        for (name, url) in endpoints {
+            if url.as_ref().is_some_and(needs_tls) {
+                return Err(format!(
+                    "the issuer's metadata names a plain-http {name} off loopback; refused (https required)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Discovers the metadata of `issuer`; the error names both attempts.
 pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<ServerMetadata, String> {
     let oidc_error = match IssuerUrl::new(issuer.to_string()) {
@@ -117,6 +155,40 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<ServerMeta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_is_allowed_on_loopback_only() {
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        assert!(!needs_tls(&url("https://idp.example.com/")));
+        assert!(!needs_tls(&url("http://127.0.0.1:9000/")));
+        assert!(!needs_tls(&url("http://127.8.0.1/")));
+        assert!(!needs_tls(&url("http://[::1]:80/")));
+        assert!(!needs_tls(&url("http://LocalHost:80/")));
+        assert!(needs_tls(&url("http://idp.example.com/")));
+        assert!(needs_tls(&url("http://10.0.0.1/")));
+        assert!(needs_tls(&url("http://localhost.example.com/")));
+    }
+
+    #[test]
+    fn discovered_plain_http_endpoints_are_refused() {
+        let url = |u: &str| Some(url::Url::parse(u).unwrap());
+        let meta = ServerMetadata {
+            jwks_uri: url("https://idp.example.com/jwks"),
+            token_endpoint: url("http://idp.example.com/token"),
+            introspection_endpoint: None,
+        };
+        assert!(meta
+            .check_schemes(false)
+            .unwrap_err()
+            .contains("token_endpoint"));
+        assert_eq!(meta.check_schemes(true), Ok(()));
+        let local = ServerMetadata {
+            jwks_uri: url("http://127.0.0.1:1/jwks"),
+            token_endpoint: None,
+            introspection_endpoint: url("http://127.0.0.1:1/introspect"),
+        };
+        assert_eq!(local.check_schemes(false), Ok(()));
+    }
 
     #[test]
     fn rfc8414_inserts_the_well_known_segment() {

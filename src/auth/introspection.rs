@@ -20,6 +20,9 @@ pub struct IntrospectionResponse {
     pub nbf: Option<i64>,
     pub scope: Option<String>,
     pub client_id: Option<String>,
+    /// RFC 7662 §2.2: some servers introspect refresh tokens as active; only the kinds
+    /// the issuer accepts (access tokens by default) pass.
+    pub token_type: Option<String>,
 }
 
 /// Asks `endpoint` about `token`. Transport and client-authentication failures are
@@ -30,9 +33,12 @@ pub async fn introspect(
     settings: &Introspection,
     token: &str,
 ) -> Result<IntrospectionResponse, TokenError> {
+    let authorization =
+        crate::exchange::basic_authorization(&settings.client_id, settings.client_secret.expose())
+            .ok_or(TokenError::IssuerUnavailable)?;
     let resp = http
         .post(endpoint.clone())
-        .basic_auth(&settings.client_id, Some(settings.client_secret.expose()))
+        .header(http::header::AUTHORIZATION, authorization)
         .header(http::header::ACCEPT, "application/json")
         .form(&[("token", token), ("token_type_hint", "access_token")])
         .send()
@@ -55,11 +61,19 @@ pub async fn introspect(
 pub fn check_response(
     resp: &IntrospectionResponse,
     issuer: &str,
+    accepted_types: &[String],
     now: i64,
     leeway: i64,
 ) -> Result<(), TokenError> {
     if !resp.active {
         return Err(TokenError::Inactive);
+    }
+    if resp
+        .token_type
+        .as_deref()
+        .is_some_and(|t| !accepted_types.contains(&t.to_ascii_lowercase()))
+    {
+        return Err(TokenError::WrongTokenType);
     }
     if resp.iss.as_deref().is_some_and(|iss| iss != issuer) {
         return Err(TokenError::WrongIssuer);
@@ -80,6 +94,43 @@ pub fn check_response(
 mod tests {
     use super::*;
 
+    fn access() -> Vec<String> {
+        crate::config::DEFAULT_INTROSPECTION_TOKEN_TYPES
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn only_access_tokens_pass_by_default() {
+        let answer = |t: &str| {
+            resp(serde_json::json!({"active":true,"iss":"https://idp","sub":"a","token_type":t}))
+        };
+        for ok in ["access_token", "Bearer", ACCESS] {
+            assert_eq!(
+                check_response(&answer(ok), "https://idp", &access(), 100, 0),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            check_response(&answer("refresh_token"), "https://idp", &access(), 100, 0),
+            Err(TokenError::WrongTokenType)
+        );
+        let with_refresh = vec!["refresh_token".to_string()];
+        assert_eq!(
+            check_response(
+                &answer("refresh_token"),
+                "https://idp",
+                &with_refresh,
+                100,
+                0
+            ),
+            Ok(())
+        );
+    }
+
+    const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+
     fn resp(v: serde_json::Value) -> IntrospectionResponse {
         serde_json::from_value(v).unwrap()
     }
@@ -89,24 +140,25 @@ mod tests {
         let ok =
             serde_json::json!({"active":true,"iss":"https://idp","sub":"a","aud":"x","exp":200});
         assert_eq!(
-            check_response(&resp(ok.clone()), "https://idp", 100, 0),
+            check_response(&resp(ok.clone()), "https://idp", &access(), 100, 0),
             Ok(())
         );
         assert_eq!(
             check_response(
                 &resp(serde_json::json!({"active":false})),
                 "https://idp",
+                &access(),
                 100,
                 0
             ),
             Err(TokenError::Inactive)
         );
         assert_eq!(
-            check_response(&resp(ok.clone()), "https://other", 100, 0),
+            check_response(&resp(ok.clone()), "https://other", &access(), 100, 0),
             Err(TokenError::WrongIssuer)
         );
         assert_eq!(
-            check_response(&resp(ok), "https://idp", 300, 0),
+            check_response(&resp(ok), "https://idp", &access(), 300, 0),
             Err(TokenError::Expired)
         );
     }

@@ -22,12 +22,25 @@ pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 pub const MIN_REFRESH: Duration = Duration::from_secs(60);
 pub const MAX_REFRESH: Duration = Duration::from_secs(3600);
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(300);
+/// A JWKS fetch that worked but gave no key drawbridge can use (metric label and
+/// message prefix).
+const NO_USABLE_KEY: &str = "the JWKS has no usable key";
+const NO_USABLE_KEY_LABEL: &str = "no_usable_key";
+/// How often discovery metadata is fetched again (at the next key refresh after this).
+pub const METADATA_REFRESH: Duration = Duration::from_secs(3600);
 
 pub struct IssuerRuntime {
     pub config: Arc<Issuer>,
     keys: ArcSwap<KeySet>,
     metadata: ArcSwapOption<ServerMetadata>,
+    /// When the metadata was last discovered.
+    metadata_fetched: std::sync::Mutex<Option<Instant>>,
     ready: AtomicBool,
+    /// See [`IssuerRuntime::keys_stale`].
+    stale_keys: AtomicBool,
+    /// Introspection calls in flight to this issuer are bounded (a flood of junk tokens
+    /// must not get the gateway's client throttled by the authorization server).
+    pub(super) introspection_slots: Arc<tokio::sync::Semaphore>,
     /// When the last unknown-kid refetch ran; the lock also makes concurrent misses wait
     /// for one fetch instead of each starting their own.
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
@@ -38,14 +51,21 @@ pub struct IssuerRuntime {
 impl IssuerRuntime {
     pub fn new(config: Arc<Issuer>, http: reqwest::Client, refreshes: IntCounterVec) -> Self {
         // Exported at 0 so that alerts on increase() see the first failure.
-        for result in ["success", "failure"] {
+        for result in ["success", "failure", NO_USABLE_KEY_LABEL] {
             refreshes.with_label_values(&[config.name.as_str(), result]);
         }
+        if config.allow_insecure_http {
+            tracing::warn!(issuer = %config.name, "allow_insecure_http is on: this issuer's keys, introspection answers and the gateway's client secret may travel over plain HTTP; never use it in production");
+        }
+        let slots = config.introspection.as_ref().map_or(1, |i| i.max_in_flight);
         IssuerRuntime {
             config,
             keys: ArcSwap::from_pointee(KeySet::default()),
             metadata: ArcSwapOption::empty(),
+            metadata_fetched: std::sync::Mutex::new(None),
             ready: AtomicBool::new(false),
+            stale_keys: AtomicBool::new(false),
+            introspection_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             last_refetch: tokio::sync::Mutex::new(None),
             http,
             refreshes,
@@ -65,10 +85,14 @@ impl IssuerRuntime {
         self.metadata.load_full()
     }
 
-    /// Discovers metadata (once) and fetches the JWKS. Returns when to refresh next.
+    /// Discovers metadata (when due) and fetches the JWKS. Returns when to refresh next.
     pub async fn refresh(&self) -> Result<Duration, String> {
         let result = self.refresh_inner().await;
-        let outcome = if result.is_ok() { "success" } else { "failure" };
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) if e.starts_with(NO_USABLE_KEY) => NO_USABLE_KEY_LABEL,
+            Err(_) => "failure",
+        };
         self.refreshes
             .with_label_values(&[self.config.name.as_str(), outcome])
             .inc();
@@ -76,32 +100,70 @@ impl IssuerRuntime {
     }
 
     async fn refresh_inner(&self) -> Result<Duration, String> {
-        let metadata = match self.metadata() {
-            Some(m) => Some(m),
-            None => match discover(&self.http, &self.config.issuer).await {
-                Ok(m) => {
-                    let m = Arc::new(m);
-                    self.metadata.store(Some(m.clone()));
-                    Some(m)
-                }
-                // With an explicit jwks_uri, keys do not depend on discovery.
-                Err(e) if self.config.jwks_uri.is_some() => {
-                    tracing::warn!(issuer = %self.config.name, error = %e, "discovery failed; using the configured jwks_uri");
-                    None
-                }
-                Err(e) => return Err(e),
-            },
-        };
+        let metadata = self.current_metadata().await?;
         let jwks_uri = self
             .config
             .jwks_uri
             .clone()
             .or_else(|| metadata.and_then(|m| m.jwks_uri.clone()))
             .ok_or("the issuer publishes no jwks_uri and none is configured")?;
-        let (keys, max_age) = self.fetch_jwks(&jwks_uri).await?;
+        let (mut keys, max_age) = self.fetch_jwks(&jwks_uri).await?;
+        keys.pin_algorithms(&self.config.algorithms);
+        if keys.keys.is_empty() {
+            // A JWKS that is empty, or whose every key was filtered out, never evicts a
+            // usable set: an IdP glitch (or an attacker on the path) must not turn every
+            // valid token away. The failure is counted and `/readyz` names it.
+            let kept = !self.keys().keys.is_empty();
+            self.stale_keys.store(kept, Ordering::Release);
+            return Err(if kept {
+                format!("{NO_USABLE_KEY}; keeping the last usable keys")
+            } else {
+                NO_USABLE_KEY.to_string()
+            });
+        }
         self.keys.store(Arc::new(keys));
+        self.stale_keys.store(false, Ordering::Release);
         self.ready.store(true, Ordering::Release);
         Ok(max_age.map_or(DEFAULT_REFRESH, |a| a.clamp(MIN_REFRESH, MAX_REFRESH)))
+    }
+
+    /// The metadata to use: discovered once, then again every [`METADATA_REFRESH`]
+    /// (endpoints move); a failed re-discovery keeps the last good document.
+    async fn current_metadata(&self) -> Result<Option<Arc<ServerMetadata>>, String> {
+        let current = self.metadata();
+        let fetched = self.metadata_fetched.lock().map_or(None, |at| *at);
+        if current.is_some() && !metadata_due(fetched, Instant::now()) {
+            return Ok(current);
+        }
+        let discovered = discover(&self.http, &self.config.issuer)
+            .await
+            .and_then(|m| m.check_schemes(self.config.allow_insecure_http).map(|()| m));
+        match discovered {
+            Ok(m) => {
+                let m = Arc::new(m);
+                self.metadata.store(Some(m.clone()));
+                if let Ok(mut at) = self.metadata_fetched.lock() {
+                    *at = Some(Instant::now());
+                }
+                Ok(Some(m))
+            }
+            Err(e) if current.is_some() => {
+                tracing::warn!(issuer = %self.config.name, error = %e, "metadata refresh failed; keeping the last good metadata");
+                Ok(current)
+            }
+            // With an explicit jwks_uri, keys do not depend on discovery.
+            Err(e) if self.config.jwks_uri.is_some() => {
+                tracing::warn!(issuer = %self.config.name, error = %e, "discovery failed; using the configured jwks_uri");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True while the keys in use are an older set kept because the latest JWKS fetch
+    /// yielded no usable key.
+    pub fn keys_stale(&self) -> bool {
+        self.stale_keys.load(Ordering::Acquire)
     }
 
     async fn fetch_jwks(&self, url: &url::Url) -> Result<(KeySet, Option<Duration>), String> {
@@ -145,6 +207,11 @@ impl IssuerRuntime {
     }
 }
 
+/// Whether metadata discovered at `fetched` should be discovered again at `now`.
+fn metadata_due(fetched: Option<Instant>, now: Instant) -> bool {
+    fetched.is_none_or(|at| now.saturating_duration_since(at) >= METADATA_REFRESH)
+}
+
 /// `max-age=N` from a Cache-Control value.
 fn max_age(value: &str) -> Option<Duration> {
     value.split(',').find_map(|d| {
@@ -186,6 +253,14 @@ pub async fn keep_fresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_is_discovered_again_after_an_hour() {
+        let now = Instant::now();
+        assert!(metadata_due(None, now));
+        assert!(!metadata_due(Some(now), now + Duration::from_secs(60)));
+        assert!(metadata_due(Some(now), now + METADATA_REFRESH));
+    }
 
     #[test]
     fn reads_max_age() {

@@ -65,6 +65,12 @@ pub enum TokenError {
     MissingClaim,
     Inactive,
     IssuerUnavailable,
+    /// A verified token of another kind: an OpenID Connect ID token, a refresh token, or
+    /// a JWT whose `typ` the issuer is not configured to accept.
+    WrongTokenType,
+    /// Too many introspection calls to the issuer are in flight: refused with 503 rather
+    /// than queued (a flood of junk tokens must not reach the authorization server).
+    IntrospectionBusy,
 }
 
 impl TokenError {
@@ -82,6 +88,8 @@ impl TokenError {
             TokenError::MissingClaim => "missing_claim",
             TokenError::Inactive => "inactive",
             TokenError::IssuerUnavailable => "issuer_unavailable",
+            TokenError::WrongTokenType => "wrong_token_type",
+            TokenError::IntrospectionBusy => "introspection_busy",
         }
     }
 
@@ -99,6 +107,10 @@ impl TokenError {
             TokenError::MissingClaim => "the access token lacks a required claim",
             TokenError::Inactive => "the access token is not active",
             TokenError::IssuerUnavailable => "the token's issuer cannot be reached to verify it",
+            TokenError::WrongTokenType => "the token is not an access token",
+            TokenError::IntrospectionBusy => {
+                "too many token checks are in progress; try again shortly"
+            }
         }
     }
 }
@@ -194,6 +206,19 @@ impl KeySet {
     pub fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
+
+    /// RFC 8725 §3.1: one algorithm per key. A JWK without `alg` gets the first of the
+    /// issuer's `allowed` algorithms its key type can do (an RSA key: RS256 *or* PS256,
+    /// never both); a key no allowed algorithm fits is dropped.
+    pub fn pin_algorithms(&mut self, allowed: &[Algorithm]) {
+        self.keys.retain_mut(|key| {
+            if key.alg.is_some() {
+                return true;
+            }
+            key.alg = allowed.iter().copied().find(|a| key.fits(*a));
+            key.alg.is_some()
+        });
+    }
 }
 
 #[derive(Deserialize)]
@@ -276,6 +301,7 @@ pub fn parse_jwks(json: &[u8]) -> Result<KeySet, String> {
 struct Header {
     alg: String,
     kid: Option<String>,
+    typ: Option<String>,
     crit: Option<serde_json::Value>,
 }
 
@@ -284,6 +310,8 @@ struct Header {
 pub struct Decoded<'t> {
     pub alg: Algorithm,
     pub kid: Option<String>,
+    /// The JOSE `typ` header, as sent.
+    pub typ: Option<String>,
     pub claims: Claims,
     signing_input: &'t str,
     signature: Vec<u8>,
@@ -318,6 +346,13 @@ pub struct Claims {
     pub scp: Vec<String>,
     pub client_id: Option<String>,
     pub azp: Option<String>,
+    /// ID-token claims (OpenID Connect Core §2, §3.1.3.6, §3.3.2.11): never needed by an
+    /// access token; read only to recognise ID tokens.
+    pub nonce: Option<serde_json::Value>,
+    pub at_hash: Option<serde_json::Value>,
+    pub c_hash: Option<serde_json::Value>,
+    /// Keycloak's own token kind claim (`Bearer`, `ID`, `Refresh`, …).
+    pub typ: Option<serde_json::Value>,
 }
 
 impl Claims {
@@ -388,10 +423,54 @@ pub fn decode<'t>(token: &'t str, allowed: &[Algorithm]) -> Result<Decoded<'t>, 
     Ok(Decoded {
         alg,
         kid: header.kid,
+        typ: header.typ,
         claims,
         signing_input,
         signature,
     })
+}
+
+/// A `typ` media type as compared: lower-case, without an `application/` prefix
+/// (RFC 7515 §4.1.9).
+pub fn normalize_media_type(typ: &str) -> String {
+    let lower = typ.trim().to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_string(),
+        None => lower,
+    }
+}
+
+/// Keycloak's payload `typ` values of tokens that are not access tokens.
+const NOT_ACCESS_TOKEN_KINDS: [&str; 4] = ["id", "refresh", "offline", "logout"];
+
+/// Refuses tokens of another kind, whatever their signature: a JOSE `typ` outside
+/// `accepted` (normalised: `at+jwt`, `jwt`; no `typ` counts as `jwt`), an OpenID Connect
+/// ID token (`at_hash`/`c_hash`, or a `nonce` with the client itself in `aud`), or a
+/// Keycloak ID, refresh, offline or logout token (payload `typ`).
+pub fn check_token_type(
+    typ: Option<&str>,
+    claims: &Claims,
+    accepted: &[String],
+) -> Result<(), TokenError> {
+    let typ = typ.map_or_else(|| "jwt".to_string(), normalize_media_type);
+    if !accepted.contains(&typ) {
+        return Err(TokenError::WrongTokenType);
+    }
+    if claims.at_hash.is_some() || claims.c_hash.is_some() {
+        return Err(TokenError::WrongTokenType);
+    }
+    let audience_is_client = claims
+        .client()
+        .is_some_and(|c| claims.aud.iter().any(|a| a == c));
+    if claims.nonce.is_some() && audience_is_client {
+        return Err(TokenError::WrongTokenType);
+    }
+    if let Some(serde_json::Value::String(kind)) = &claims.typ {
+        if NOT_ACCESS_TOKEN_KINDS.contains(&kind.to_ascii_lowercase().as_str()) {
+            return Err(TokenError::WrongTokenType);
+        }
+    }
+    Ok(())
 }
 
 /// Time checks: `exp` required, `nbf` and `iat` honoured, all with `leeway` seconds.

@@ -126,6 +126,7 @@ impl AuthFailure {
             AuthFailure::Bearer(BearerError::InQuery) => {
                 (401, Some(BearerErrorCode::InvalidRequest))
             }
+            AuthFailure::Token(TokenError::IntrospectionBusy) => (503, None),
             AuthFailure::Bearer(_) | AuthFailure::Token(_) => {
                 (401, Some(BearerErrorCode::InvalidToken))
             }
@@ -212,12 +213,68 @@ pub struct Authenticator {
     http: reqwest::Client,
     tokens: TokenCache,
     introspected: TokenCache,
+    /// Definitive refusals of introspected tokens, by (token digest, issuer): a flood of
+    /// one junk token costs one call to the authorization server per [`REJECTED_TTL`].
+    rejected: moka::sync::Cache<(TokenKey, usize), TokenError>,
+    /// Introspection calls running now, by (token digest, issuer): concurrent requests
+    /// with the same token wait for one call instead of each making their own.
+    inflight: Inflight,
     token_counters: CacheCounters,
     introspection_counters: CacheCounters,
+    rejected_counters: CacheCounters,
+    introspection_coalesced: IntCounter,
 }
 
 const TOKEN_CACHE_CAPACITY: u64 = 50_000;
 const TOKEN_CACHE_MAX_TTL: Duration = Duration::from_secs(300);
+/// Bound and lifetime of the negative introspection cache.
+const REJECTED_CAPACITY: u64 = 10_000;
+const REJECTED_TTL: Duration = Duration::from_secs(30);
+
+type Lookup = Arc<tokio::sync::OnceCell<Result<Arc<Verified>, TokenError>>>;
+
+#[derive(Default)]
+struct Inflight {
+    calls: std::sync::Mutex<std::collections::HashMap<(TokenKey, usize), Lookup>>,
+}
+
+/// A request's share of an in-flight lookup; the last one out (or the first after the
+/// answer) removes it from the map, so a cancelled call never leaves an entry behind.
+struct Joined<'a> {
+    inflight: &'a Inflight,
+    slot: (TokenKey, usize),
+    lookup: Lookup,
+}
+
+impl Inflight {
+    fn join(&self, slot: (TokenKey, usize)) -> Joined<'_> {
+        let lookup = match self.calls.lock() {
+            Ok(mut calls) => calls.entry(slot).or_default().clone(),
+            // A poisoned map only loses coalescing, never correctness.
+            Err(_) => Lookup::default(),
+        };
+        Joined {
+            inflight: self,
+            slot,
+            lookup,
+        }
+    }
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut calls) = self.inflight.calls.lock() {
+            let done = self.lookup.initialized() || Arc::strong_count(&self.lookup) <= 2;
+            if done
+                && calls
+                    .get(&self.slot)
+                    .is_some_and(|l| Arc::ptr_eq(l, &self.lookup))
+            {
+                calls.remove(&self.slot);
+            }
+        }
+    }
+}
 
 impl Authenticator {
     /// Prepares issuers (nothing is fetched yet: see [`issuer::keep_fresh`]) and
@@ -258,8 +315,15 @@ impl Authenticator {
             http,
             tokens: TokenCache::new(TOKEN_CACHE_CAPACITY, TOKEN_CACHE_MAX_TTL),
             introspected: TokenCache::new(TOKEN_CACHE_CAPACITY, TOKEN_CACHE_MAX_TTL),
+            rejected: moka::sync::Cache::builder()
+                .max_capacity(REJECTED_CAPACITY)
+                .time_to_live(REJECTED_TTL)
+                .build(),
+            inflight: Inflight::default(),
             token_counters: CacheCounters::new(metrics, "token"),
             introspection_counters: CacheCounters::new(metrics, "introspection"),
+            rejected_counters: CacheCounters::new(metrics, "introspection_negative"),
+            introspection_coalesced: metrics.cache_counter("introspection", "coalesced"),
         })
     }
 
@@ -341,10 +405,7 @@ impl Authenticator {
             self.introspection_counters.hit.inc();
             return Ok(hit);
         }
-        self.introspection_counters.miss.inc();
-        let verified = Arc::new(self.verify_opaque(guard, token).await?);
-        self.introspected.insert(key, verified.clone());
-        Ok(verified)
+        self.verify_opaque(guard, token, key).await
     }
 
     async fn verify_jwt(&self, token: &str) -> Result<Verified, TokenError> {
@@ -377,6 +438,7 @@ impl Authenticator {
             .ok_or(TokenError::UnknownKey)?;
         decoded.verify_with(key)?;
         let claims = &decoded.claims;
+        jwt::check_token_type(decoded.typ.as_deref(), claims, &issuer.config.token_types)?;
         jwt::check_times(claims, unix_now(), issuer.config.leeway.as_secs() as i64)?;
         let subject = claims.sub.clone().ok_or(TokenError::MissingClaim)?;
         Ok(Verified {
@@ -394,14 +456,71 @@ impl Authenticator {
     }
 
     /// Opaque tokens go to the introspection endpoint of the route's first issuer that
-    /// has one configured.
-    async fn verify_opaque(&self, guard: &RouteGuard, token: &str) -> Result<Verified, TokenError> {
-        let (issuer_index, issuer, settings) = guard
+    /// has one configured: at most one call per token at a time (others wait for its
+    /// answer), none for a token refused a moment ago, and none past the issuer's
+    /// `max_in_flight` (503 instead).
+    async fn verify_opaque(
+        &self,
+        guard: &RouteGuard,
+        token: &str,
+        key: TokenKey,
+    ) -> Result<Arc<Verified>, TokenError> {
+        let issuer_index = guard
             .issuers
             .iter()
-            .filter_map(|i| self.issuers.get(*i).map(|rt| (*i, rt)))
-            .find_map(|(i, rt)| rt.config.introspection.as_ref().map(|s| (i, rt, s)))
+            .copied()
+            .find(|i| {
+                self.issuers
+                    .get(*i)
+                    .is_some_and(|rt| rt.config.introspection.is_some())
+            })
             .ok_or(TokenError::Malformed)?;
+        let slot = (key, issuer_index);
+        if let Some(refused) = self.rejected.get(&slot) {
+            self.rejected_counters.hit.inc();
+            return Err(refused);
+        }
+        let joined = self.inflight.join(slot);
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let result = joined
+            .lookup
+            .get_or_init(|| async {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.introspection_counters.miss.inc();
+                self.rejected_counters.miss.inc();
+                let result = self.introspect(issuer_index, token).await.map(Arc::new);
+                match &result {
+                    Ok(verified) => self.introspected.insert(key, verified.clone()),
+                    // Transient: the next request asks again.
+                    Err(TokenError::IssuerUnavailable | TokenError::IntrospectionBusy) => {}
+                    Err(refused) => self.rejected.insert(slot, *refused),
+                }
+                result
+            })
+            .await
+            .clone();
+        if !ran.load(std::sync::atomic::Ordering::Relaxed) {
+            self.introspection_coalesced.inc();
+        }
+        result
+    }
+
+    /// One introspection call to issuer `issuer_index`, within its in-flight limit.
+    async fn introspect(&self, issuer_index: usize, token: &str) -> Result<Verified, TokenError> {
+        let issuer = self
+            .issuers
+            .get(issuer_index)
+            .ok_or(TokenError::Malformed)?;
+        let settings = issuer
+            .config
+            .introspection
+            .as_ref()
+            .ok_or(TokenError::Malformed)?;
+        let _permit = issuer
+            .introspection_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| TokenError::IntrospectionBusy)?;
         let endpoint = settings
             .endpoint
             .clone()
@@ -413,7 +532,13 @@ impl Authenticator {
             .ok_or(TokenError::IssuerUnavailable)?;
         let resp = introspection::introspect(&self.http, &endpoint, settings, token).await?;
         let leeway = issuer.config.leeway.as_secs() as i64;
-        introspection::check_response(&resp, &issuer.config.issuer, unix_now(), leeway)?;
+        introspection::check_response(
+            &resp,
+            &issuer.config.issuer,
+            &settings.token_types,
+            unix_now(),
+            leeway,
+        )?;
         let expires_at = resp
             .exp
             .unwrap_or_else(|| unix_now() + settings.cache_max.as_secs() as i64);

@@ -14,6 +14,9 @@ mod units;
 mod validate;
 pub mod watch;
 
+#[cfg(test)]
+mod credential_tests;
+
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use std::time::Duration;
 pub use env::{interpolate, InterpolationError};
 pub use locate::Position;
 pub use router::{public_path_for, RouteMatch, Router};
-pub use secret::{Secret, SecretBytes};
+pub use secret::{RawSecret, Secret, SecretBytes};
 pub use units::{parse_duration, parse_size};
 
 /// The checked configuration the gateway runs with.
@@ -68,6 +71,12 @@ pub struct Issuer {
     pub algorithms: Vec<crate::auth::jwt::Algorithm>,
     pub leeway: Duration,
     pub introspection: Option<Introspection>,
+    /// `allow_insecure_http`: plain-http identity endpoints off loopback are accepted
+    /// (test setups only; logged loudly at start-up).
+    pub allow_insecure_http: bool,
+    /// Accepted JWT `typ` header values, lower-case without `application/`
+    /// (`at+jwt`, `jwt`); an absent `typ` is accepted only with `jwt`.
+    pub token_types: Vec<String>,
 }
 
 /// RFC 7662 introspection settings of an issuer.
@@ -77,6 +86,10 @@ pub struct Introspection {
     pub client_secret: Secret,
     pub endpoint: Option<url::Url>,
     pub cache_max: Duration,
+    /// Most introspection calls to this issuer in flight at once; past it, 503.
+    pub max_in_flight: usize,
+    /// Accepted `token_type` values of an active answer (an absent one is accepted).
+    pub token_types: Vec<String>,
 }
 
 /// The credential a route's upstream receives. There is no passthrough.
@@ -103,6 +116,11 @@ pub struct Grant {
     pub resource: Option<String>,
     pub scopes: GrantScopes,
     pub timeout: Duration,
+    /// `per_operation` only: what to ask for when an operation needs no scope. Empty:
+    /// such requests are refused rather than getting the server's default scope.
+    pub base_scopes: Vec<String>,
+    /// A plain-http `token_endpoint` off loopback is accepted (test setups only).
+    pub allow_insecure_http: bool,
 }
 
 /// The gateway's client authentication at the token endpoint.
@@ -196,6 +214,16 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_INTROSPECTION_CACHE_MAX: Duration = Duration::from_secs(60);
+pub const DEFAULT_INTROSPECTION_MAX_IN_FLIGHT: usize = 32;
+/// JWT `typ` values accepted by default: RFC 9068 `at+jwt` and the plain `JWT` (or no
+/// `typ`) that Entra ID and Keycloak put on access tokens.
+pub const DEFAULT_JWT_TYPES: [&str; 2] = ["at+jwt", "jwt"];
+/// Introspection `token_type` values accepted by default: access tokens only.
+pub const DEFAULT_INTROSPECTION_TOKEN_TYPES: [&str; 3] = [
+    "access_token",
+    "bearer",
+    "urn:ietf:params:oauth:token-type:access_token",
+];
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use super::RawSecret;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -100,17 +102,25 @@ pub struct RawIssuer {
     /// Clock skew allowed on `exp`, `nbf` and `iat` (default 30s).
     pub leeway: Option<String>,
     pub introspection: Option<RawIntrospection>,
+    /// Accept plain-http identity endpoints off loopback (test setups only).
+    pub allow_insecure_http: Option<bool>,
+    /// Accepted JWT `typ` values (`at+jwt`, `JWT`); default both (and no `typ`).
+    pub token_types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIntrospection {
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: RawSecret,
     /// Defaults to the issuer's discovered `introspection_endpoint`.
     pub endpoint: Option<String>,
     /// Longest time an introspection answer is reused (default 60s, never past `exp`).
     pub cache_max: Option<String>,
+    /// Most introspection calls in flight at once (default 32); past it, 503.
+    pub max_in_flight: Option<usize>,
+    /// Accepted `token_type` values of an answer (default: access tokens only).
+    pub token_types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,7 +171,7 @@ pub struct RawGrant {
     pub issuer: Option<String>,
     pub token_endpoint: Option<String>,
     pub client_id: String,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<RawSecret>,
     /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
     pub client_auth: Option<String>,
     /// PEM private key for `private_key_jwt`.
@@ -172,13 +182,17 @@ pub struct RawGrant {
     /// `per_operation` or a list of scopes.
     pub scopes: Option<Value>,
     pub timeout: Option<String>,
+    /// With `scopes: per_operation`: what to request when an operation needs no scope.
+    pub base_scopes: Option<Vec<String>>,
+    /// Accept a plain-http `token_endpoint` off loopback (test setups only).
+    pub allow_insecure_http: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStatic {
     pub header: String,
-    pub value: Option<String>,
+    pub value: Option<RawSecret>,
     pub value_file: Option<String>,
 }
 
@@ -196,6 +210,6 @@ pub struct RawSessions {
 pub struct RawSessionKey {
     pub id: String,
     /// 32 random bytes, base64 (`drawbridge keygen` makes one).
-    pub secret: Option<String>,
+    pub secret: Option<RawSecret>,
     pub secret_file: Option<String>,
 }

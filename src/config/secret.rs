@@ -1,7 +1,11 @@
 //! A configured secret. It prints as `[redacted]` in `Debug` and `Display`, so no log
 //! line, error or panic message can carry it by accident; `expose` is the one way out.
+//! Secrets are zeroized when dropped (copies the HTTP client makes are not).
 
 use std::fmt;
+
+use serde::Deserialize;
+use zeroize::Zeroize;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -20,6 +24,12 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([redacted])")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 
@@ -43,9 +53,41 @@ impl SecretBytes {
     }
 }
 
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
 impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretBytes([redacted])")
+    }
+}
+
+/// A secret as written in `gateway.yaml` (before `${VAR}` expansion): the raw config
+/// model holds it in this type so that a `Debug` print of the raw model never shows it.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct RawSecret(String);
+
+impl std::ops::Deref for RawSecret {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Drop for RawSecret {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 

@@ -70,7 +70,7 @@ fn parse_structure(
         vec![ConfigError {
             file: file.to_string(),
             position,
-            message: strip_serde_position(&inner.to_string(), &path),
+            message: redact_values(&strip_serde_position(&inner.to_string(), &path)),
             path,
         }]
     })
@@ -87,6 +87,22 @@ fn strip_serde_position(message: &str, path: &str) -> String {
         Some((prefix, rest)) if !prefix.is_empty() && path.starts_with(prefix) => rest.to_string(),
         _ => message.to_string(),
     }
+}
+
+/// A shape error names the kind of value found, never the value: `invalid type: string
+/// "Bearer sk-live-…", expected …` becomes `invalid type: string, expected …` (the value
+/// may be a secret written where a mapping was expected).
+fn redact_values(message: &str) -> String {
+    for marker in ["invalid type: ", "invalid value: "] {
+        if let Some(start) = message.find(marker) {
+            let after = start + marker.len();
+            let rest = &message[after..];
+            let end = rest.find(", expected").unwrap_or(rest.len());
+            let kind = rest[..end].split(' ').next().unwrap_or_default();
+            return format!("{}{kind}{}", &message[..after], &rest[end..]);
+        }
+    }
+    message.to_string()
 }
 
 /// A scope token (RFC 6749 §3.3), also safe inside a quoted challenge parameter.
@@ -117,6 +133,25 @@ impl Checker<'_> {
     fn read_text(&mut self, path: &str) -> std::io::Result<String> {
         String::from_utf8(self.read(path)?)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+    }
+
+    /// [`Checker::read_text`] for a file holding a secret: warns when group or others
+    /// may read it.
+    fn read_secret(&mut self, at: &str, path: &str) -> std::io::Result<String> {
+        let text = self.read_text(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    self.warnings.push(format!(
+                        "{at}: `{path}` holds a secret but is readable by group or others (mode {mode:o}); make it 0600 or 0400"
+                    ));
+                }
+            }
+        }
+        Ok(text)
     }
 
     fn error(&mut self, path: &str, message: impl Into<String>) {
@@ -290,7 +325,7 @@ impl Checker<'_> {
                 (Some(s), None) => self.expand(&format!("{at}.secret"), s)?,
                 (None, Some(path)) => {
                     let path = self.expand(&format!("{at}.secret_file"), path)?;
-                    match self.read_text(&path) {
+                    match self.read_secret(&format!("{at}.secret_file"), &path) {
                         Ok(text) => text,
                         Err(e) => {
                             self.error(
@@ -339,16 +374,30 @@ impl Checker<'_> {
 
     fn issuer(&mut self, at: &str, raw: &RawIssuer) -> Option<Issuer> {
         self.name(&format!("{at}.name"), &raw.name);
+        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+        if allow_insecure_http {
+            self.warnings.push(format!(
+                "{at}: allow_insecure_http is on: keys, introspection answers and client secrets of issuer `{}` may travel over plain HTTP (test setups only)",
+                raw.name
+            ));
+        }
         let issuer = self.expand(&format!("{at}.issuer"), &raw.issuer)?;
-        let issuer_url = self.http_url(&format!("{at}.issuer"), &issuer)?;
+        let issuer_url =
+            self.identity_url(&format!("{at}.issuer"), &issuer, allow_insecure_http)?;
         let jwks_uri = match &raw.jwks_uri {
             None => None,
             Some(u) => {
                 let at = format!("{at}.jwks_uri");
                 let u = self.expand(&at, u)?;
-                Some(self.http_url(&at, &u)?)
+                Some(self.identity_url(&at, &u, allow_insecure_http)?)
             }
         };
+        let token_types = self.token_types(
+            &format!("{at}.token_types"),
+            raw.token_types.as_deref(),
+            &["at+jwt", "jwt"],
+            &crate::config::DEFAULT_JWT_TYPES,
+        );
         let algorithms = match &raw.algorithms {
             None => Algorithm::DEFAULT.to_vec(),
             Some(names) => {
@@ -386,7 +435,9 @@ impl Checker<'_> {
         };
         let introspection = match &raw.introspection {
             None => None,
-            Some(i) => Some(self.introspection(&format!("{at}.introspection"), i)?),
+            Some(i) => {
+                Some(self.introspection(&format!("{at}.introspection"), i, allow_insecure_http)?)
+            }
         };
         Some(Issuer {
             name: raw.name.clone(),
@@ -396,10 +447,61 @@ impl Checker<'_> {
             algorithms,
             leeway,
             introspection,
+            allow_insecure_http,
+            token_types,
         })
     }
 
-    fn introspection(&mut self, at: &str, raw: &RawIntrospection) -> Option<Introspection> {
+    /// A list of token kinds drawn from `known` (compared case-insensitively, without an
+    /// `application/` prefix), lower-cased; `default` when the key is absent.
+    fn token_types(
+        &mut self,
+        at: &str,
+        raw: Option<&[String]>,
+        known: &[&str],
+        default: &[&str],
+    ) -> Vec<String> {
+        let Some(raw) = raw else {
+            return default.iter().map(|t| t.to_string()).collect();
+        };
+        if raw.is_empty() {
+            self.error(at, "list at least one token type");
+        }
+        let mut types = Vec::new();
+        for (i, name) in raw.iter().enumerate() {
+            let normal = crate::auth::jwt::normalize_media_type(name);
+            if known.contains(&normal.as_str()) {
+                types.push(normal);
+            } else {
+                self.error(
+                    &format!("{at}[{i}]"),
+                    format!("unknown token type (use {})", known.join(", ")),
+                );
+            }
+        }
+        types
+    }
+
+    /// [`Checker::http_url`] for an identity endpoint (issuer, JWKS, introspection, token
+    /// endpoint): `https`, unless the host is loopback or the operator opted out.
+    fn identity_url(&mut self, at: &str, value: &str, allow_insecure: bool) -> Option<url::Url> {
+        let url = self.http_url(at, value)?;
+        if !allow_insecure && crate::auth::discovery::needs_tls(&url) {
+            self.error(
+                at,
+                "identity endpoints must use https (plain http is allowed on loopback only; `allow_insecure_http: true` opts out for test setups)",
+            );
+            return None;
+        }
+        Some(url)
+    }
+
+    fn introspection(
+        &mut self,
+        at: &str,
+        raw: &RawIntrospection,
+        allow_insecure_http: bool,
+    ) -> Option<Introspection> {
         let client_id = self.expand(&format!("{at}.client_id"), &raw.client_id)?;
         let client_secret = self.expand(&format!("{at}.client_secret"), &raw.client_secret)?;
         if client_id.is_empty() || client_secret.is_empty() {
@@ -411,7 +513,7 @@ impl Checker<'_> {
             Some(u) => {
                 let at = format!("{at}.endpoint");
                 let u = self.expand(&at, u)?;
-                Some(self.http_url(&at, &u)?)
+                Some(self.identity_url(&at, &u, allow_insecure_http)?)
             }
         };
         let cache_max = match &raw.cache_max {
@@ -424,11 +526,35 @@ impl Checker<'_> {
                 }
             },
         };
+        let max_in_flight = match raw.max_in_flight {
+            None => crate::config::DEFAULT_INTROSPECTION_MAX_IN_FLIGHT,
+            Some(0) => {
+                self.error(&format!("{at}.max_in_flight"), "must be at least 1");
+                1
+            }
+            Some(n) => n,
+        };
+        let token_types = self.token_types(
+            &format!("{at}.token_types"),
+            raw.token_types.as_deref(),
+            &[
+                "access_token",
+                "bearer",
+                "urn:ietf:params:oauth:token-type:access_token",
+                "refresh_token",
+                "urn:ietf:params:oauth:token-type:refresh_token",
+                "n_a",
+                "dpop",
+            ],
+            &crate::config::DEFAULT_INTROSPECTION_TOKEN_TYPES,
+        );
         Some(Introspection {
             client_id,
             client_secret: Secret::new(client_secret),
             endpoint,
             cache_max,
+            max_in_flight,
+            token_types,
         })
     }
 
@@ -644,7 +770,7 @@ impl Checker<'_> {
             (None, Some(path)) => {
                 let at = format!("{at}.value_file");
                 let path = self.expand(&at, path)?;
-                match self.read_text(&path) {
+                match self.read_secret(&at, &path) {
                     Ok(v) => v.trim_end_matches(['\n', '\r']).to_string(),
                     Err(e) => {
                         self.error(&at, format!("cannot read `{path}`: {e}"));
@@ -687,12 +813,18 @@ impl Checker<'_> {
                 }
             },
         };
+        let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
+        if allow_insecure_http {
+            self.warnings.push(format!(
+                "{at}: allow_insecure_http is on: client secrets and subject tokens may travel over plain HTTP (test setups only)"
+            ));
+        }
         let token_endpoint = match &raw.token_endpoint {
             None => None,
             Some(u) => {
                 let at = format!("{at}.token_endpoint");
                 let u = self.expand(&at, u)?;
-                Some(self.http_url(&at, &u)?)
+                Some(self.identity_url(&at, &u, allow_insecure_http)?)
             }
         };
         if issuer.is_none() && token_endpoint.is_none() {
@@ -729,7 +861,7 @@ impl Checker<'_> {
                     return None;
                 };
                 let path = self.expand(&key_at, path)?;
-                let pem = match self.read_text(&path) {
+                let pem = match self.read_secret(&key_at, &path) {
                     Ok(pem) => pem,
                     Err(e) => {
                         self.error(&key_at, format!("cannot read `{path}`: {e}"));
@@ -802,6 +934,21 @@ impl Checker<'_> {
                 }
             },
         };
+        let base_scopes = raw.base_scopes.clone().unwrap_or_default();
+        if !base_scopes.iter().all(|s| valid_scope(s)) {
+            self.error(&format!("{at}.base_scopes"), "a list of scope strings");
+        }
+        if raw.base_scopes.is_some() && scopes != GrantScopes::PerOperation {
+            self.error(
+                &format!("{at}.base_scopes"),
+                "base_scopes applies to `scopes: per_operation` only",
+            );
+        }
+        if scopes == GrantScopes::PerOperation && base_scopes.is_empty() {
+            self.warnings.push(format!(
+                "{at}: scopes: per_operation without base_scopes: requests whose operations need no scope (initialize, list methods) are refused rather than given the authorization server's default scope"
+            ));
+        }
         Some(Grant {
             issuer,
             token_endpoint,
@@ -810,6 +957,8 @@ impl Checker<'_> {
             resource,
             scopes,
             timeout,
+            base_scopes,
+            allow_insecure_http,
         })
     }
 

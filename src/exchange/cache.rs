@@ -3,7 +3,7 @@
 //! one exchange per token lifetime.
 //!
 //! - Key: route, SHA-256 of the subject token (the token itself is not kept), the
-//!   sorted scope set, audience and resource. Client-credentials tokens have no subject.
+//!   sorted scope set, audience, resource, and a fingerprint of the grant and upstream. Client-credentials tokens have no subject.
 //! - Lifetime: until shortly before the issued token expires — a refresh margin of
 //!   30 s or 10 % of its lifetime, whichever is smaller — and never past the subject
 //!   token's own expiry. A token with under 5 s left is used once and not kept.
@@ -36,6 +36,9 @@ pub struct CacheKey {
     scopes: Vec<String>,
     audience: Option<Arc<str>>,
     resource: Option<Arc<str>>,
+    /// Fingerprint of the route's grant and upstream ([`CacheKey::bound_to`]): a reload
+    /// that rotates the client or repoints the upstream makes old tokens unreachable.
+    binding: [u8; 32],
 }
 
 impl std::fmt::Debug for CacheKey {
@@ -66,7 +69,14 @@ impl CacheKey {
             scopes: scope_set(scopes),
             audience,
             resource,
+            binding: [0; 32],
         }
+    }
+
+    /// The same key, bound to `fingerprint` (of the grant and the upstream).
+    pub fn bound_to(mut self, fingerprint: [u8; 32]) -> CacheKey {
+        self.binding = fingerprint;
+        self
     }
 
     /// The key of the gateway's own client-credentials token for a route.
@@ -82,6 +92,7 @@ impl CacheKey {
             scopes: scope_set(scopes),
             audience,
             resource,
+            binding: [0; 32],
         }
     }
 }

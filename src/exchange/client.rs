@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::response::{parse_error, parse_success};
+use super::response::{parse_error, parse_success_for};
 use super::{ClientAuth, ExchangeError, ExchangeRequest, IssuedToken};
 
 pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -72,7 +72,7 @@ impl TokenClient {
         if !scope.is_empty() {
             form.push(("scope", &scope));
         }
-        self.post(&form).await
+        self.post(&form, req.scopes).await
     }
 
     /// RFC 6749 §4.4: a token for the gateway itself. The upstream then sees the gateway,
@@ -94,10 +94,15 @@ impl TokenClient {
         if !scope.is_empty() {
             form.push(("scope", &scope));
         }
-        self.post(&form).await
+        self.post(&form, scopes).await
     }
 
-    async fn post(&self, grant: &[(&str, &str)]) -> Result<IssuedToken, ExchangeError> {
+    /// Sends `grant` and validates the answer against the `requested` scopes.
+    async fn post(
+        &self,
+        grant: &[(&str, &str)],
+        requested: &[String],
+    ) -> Result<IssuedToken, ExchangeError> {
         let credentials = self
             .auth
             .credentials(&self.endpoint)
@@ -143,7 +148,7 @@ impl TokenClient {
         }
 
         match status {
-            200 => parse_success(&body, received_at),
+            200 => parse_success_for(&body, received_at, requested),
             s if (200..300).contains(&s) => Err(ExchangeError::InvalidResponse(
                 "success status other than 200",
             )),

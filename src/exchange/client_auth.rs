@@ -152,22 +152,10 @@ impl ClientAuth {
     /// The credentials for one request to `endpoint`. Fails only if signing fails.
     pub(super) fn credentials(&self, endpoint: &url::Url) -> Option<Credentials> {
         match self {
-            ClientAuth::Basic { client_id, secret } => {
-                // RFC 6749 §2.3.1: each part is form-urlencoded before Basic encoding, so
-                // a ':' in the id or the secret cannot move the split point.
-                let pair = format!(
-                    "{}:{}",
-                    form_encode(client_id),
-                    form_encode(secret.expose())
-                );
-                let mut value =
-                    HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(pair))).ok()?;
-                value.set_sensitive(true);
-                Some(Credentials {
-                    authorization: Some(value),
-                    fields: Vec::new(),
-                })
-            }
+            ClientAuth::Basic { client_id, secret } => Some(Credentials {
+                authorization: Some(basic_authorization(client_id, secret.expose())?),
+                fields: Vec::new(),
+            }),
             ClientAuth::Post { client_id, secret } => Some(Credentials {
                 authorization: None,
                 fields: vec![
@@ -192,6 +180,16 @@ impl ClientAuth {
             }
         }
     }
+}
+
+/// The `Authorization: Basic` value of a confidential client (RFC 6749 §2.3.1): each
+/// part is form-urlencoded before Basic encoding, so a ':' (or '%') in the id or the
+/// secret cannot move the split point. Marked sensitive.
+pub fn basic_authorization(client_id: &str, secret: &str) -> Option<HeaderValue> {
+    let pair = format!("{}:{}", form_encode(client_id), form_encode(secret));
+    let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(pair))).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 fn form_encode(text: &str) -> String {

@@ -28,7 +28,7 @@ use crate::config::Secret;
 
 pub use cache::{instant_at_unix, subject_token_hash, CacheKey, CacheOutcome, CredentialCache};
 pub use client::{TokenClient, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT};
-pub use client_auth::{KeyError, SigningKey};
+pub use client_auth::{basic_authorization, KeyError, SigningKey};
 pub use response::DEFAULT_EXPIRES_IN;
 
 /// How the gateway authenticates itself to the token endpoint.
@@ -127,6 +127,9 @@ pub enum ExchangeError {
     Rejected { status: u16, error: Option<String> },
     /// A success status with an answer the gateway must not use.
     InvalidResponse(&'static str),
+    /// `scopes: per_operation`, an operation that needs no scope, and no `base_scopes`:
+    /// the gateway will not ask for (and forward) the server's default scope.
+    NoScopeToRequest,
 }
 
 /// How the proxy should treat a failure; the response mapping itself lives in `proxy`.
@@ -160,6 +163,7 @@ impl ExchangeError {
             ExchangeError::Transport(_) => "transport_error",
             ExchangeError::Rejected { .. } => "rejected",
             ExchangeError::InvalidResponse(_) => "invalid_response",
+            ExchangeError::NoScopeToRequest => "no_scope",
         }
     }
 
@@ -172,9 +176,9 @@ impl ExchangeError {
             ExchangeError::Rejected {
                 error: Some(code), ..
             } if DENIAL_CODES.contains(&code.as_str()) => FailureKind::Denied,
-            ExchangeError::Rejected { .. } | ExchangeError::InvalidResponse(_) => {
-                FailureKind::BadGateway
-            }
+            ExchangeError::Rejected { .. }
+            | ExchangeError::InvalidResponse(_)
+            | ExchangeError::NoScopeToRequest => FailureKind::BadGateway,
         }
     }
 }
@@ -195,6 +199,9 @@ impl fmt::Display for ExchangeError {
             } => write!(f, "token endpoint refused the request: {status}"),
             ExchangeError::InvalidResponse(reason) => {
                 write!(f, "token endpoint answer unusable: {reason}")
+            }
+            ExchangeError::NoScopeToRequest => {
+                f.write_str("the operation needs no scope and the route configures no base_scopes")
             }
         }
     }

@@ -16,8 +16,14 @@ pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(300);
 /// Longest OAuth error code kept; longer ones are dropped as suspect.
 const MAX_ERROR_CODE_LEN: usize = 64;
 
-/// A 200 answer's body, received at `received_at`.
-pub fn parse_success(body: &[u8], received_at: Instant) -> Result<IssuedToken, ExchangeError> {
+/// A 200 answer's body, received at `received_at`, to a request for `requested` scopes: a `scope` member naming
+/// anything not requested is refused (the upstream must never get more than the
+/// operation needed; RFC 6749 §5.1 lets the server grant less, never more).
+pub fn parse_success_for(
+    body: &[u8],
+    received_at: Instant,
+    requested: &[String],
+) -> Result<IssuedToken, ExchangeError> {
     let answer: Value =
         serde_json::from_slice(body).map_err(|_| ExchangeError::InvalidResponse("not JSON"))?;
     let answer = answer
@@ -37,7 +43,30 @@ pub fn parse_success(body: &[u8], received_at: Instant) -> Result<IssuedToken, E
             ))
         }
     };
+    if !requested.is_empty() {
+        match answer.get("scope") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(granted)) => {
+                if !granted
+                    .split_ascii_whitespace()
+                    .all(|g| requested.iter().any(|r| r == g))
+                {
+                    return Err(ExchangeError::InvalidResponse(
+                        "the issued scope exceeds the request",
+                    ));
+                }
+            }
+            Some(_) => return Err(ExchangeError::InvalidResponse("scope is not a string")),
+        }
+    }
     match answer.get("issued_token_type") {
+        // RFC 8693 §2.2.1: `N_A` says the token is not an OAuth access token of a known
+        // type; only `issued_token_type` can say what it is.
+        None if token_type == "N_A" => {
+            return Err(ExchangeError::InvalidResponse(
+                "token_type N_A without issued_token_type",
+            ))
+        }
         None => {}
         Some(Value::String(t)) if t == ACCESS_TOKEN_TYPE || t == JWT_TOKEN_TYPE => {}
         Some(_) => {
@@ -99,15 +128,50 @@ mod tests {
     use super::*;
 
     fn parse(v: Value) -> Result<IssuedToken, ExchangeError> {
-        parse_success(v.to_string().as_bytes(), Instant::now())
+        parse_success_for(v.to_string().as_bytes(), Instant::now(), &[])
     }
 
     #[test]
     fn accepts_bearer_and_n_a_in_any_case() {
         let t = parse(serde_json::json!({"access_token":"t","token_type":"bearer"})).unwrap();
         assert_eq!(t.token_type, "Bearer");
-        let t = parse(serde_json::json!({"access_token":"t","token_type":"n_a"})).unwrap();
+        let t = parse(serde_json::json!({"access_token":"t","token_type":"n_a",
+            "issued_token_type": ACCESS_TOKEN_TYPE}))
+        .unwrap();
         assert_eq!(t.token_type, "N_A");
+    }
+
+    #[test]
+    fn n_a_needs_issued_token_type() {
+        assert_eq!(
+            parse(serde_json::json!({"access_token":"t","token_type":"N_A"})).unwrap_err(),
+            ExchangeError::InvalidResponse("token_type N_A without issued_token_type")
+        );
+    }
+
+    #[test]
+    fn granted_scope_may_not_exceed_the_request() {
+        let requested = vec!["tools:echo".to_string(), "tools:read".to_string()];
+        let answer = |scope: serde_json::Value| {
+            parse_success_for(
+                serde_json::json!({"access_token":"t","token_type":"Bearer","scope":scope})
+                    .to_string()
+                    .as_bytes(),
+                Instant::now(),
+                &requested,
+            )
+        };
+        assert!(answer(serde_json::json!("tools:echo")).is_ok());
+        assert!(answer(serde_json::json!("tools:read tools:echo")).is_ok());
+        assert!(answer(serde_json::Value::Null).is_ok());
+        assert_eq!(
+            answer(serde_json::json!("tools:echo admin")).unwrap_err(),
+            ExchangeError::InvalidResponse("the issued scope exceeds the request")
+        );
+        assert_eq!(
+            answer(serde_json::json!(["tools:echo"])).unwrap_err(),
+            ExchangeError::InvalidResponse("scope is not a string")
+        );
     }
 
     #[test]

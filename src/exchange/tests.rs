@@ -488,9 +488,19 @@ async fn unusable_answers_are_refused() {
             .result_label(),
         "invalid_response"
     );
+    // N_A says nothing of what was issued: without issued_token_type it is refused.
     idp.answer(
         200,
         json!({"access_token": ISSUED, "token_type": "N_A", "expires_in": 60}),
+    );
+    assert_eq!(
+        client.exchange(&request(&wanted)).await.unwrap_err(),
+        ExchangeError::InvalidResponse("token_type N_A without issued_token_type")
+    );
+    idp.answer(
+        200,
+        json!({"access_token": ISSUED, "token_type": "N_A", "expires_in": 60,
+               "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"}),
     );
     let token = client.exchange(&request(&wanted)).await.unwrap();
     assert_eq!(token.token_type, "N_A");

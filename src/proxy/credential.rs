@@ -39,6 +39,9 @@ pub struct GrantRuntime {
     audience: Option<Arc<str>>,
     resource: Option<Arc<str>>,
     scopes: GrantScopes,
+    base_scopes: Vec<String>,
+    /// [`binding_fingerprint`] of the route: part of every cache key.
+    fingerprint: [u8; 32],
 }
 
 /// What the credential step knows about the request.
@@ -96,6 +99,8 @@ impl CredentialSource {
                 audience: g.audience.as_deref().map(Arc::from),
                 resource: g.resource.as_deref().map(Arc::from),
                 scopes: g.scopes.clone(),
+                base_scopes: g.base_scopes.clone(),
+                fingerprint: binding_fingerprint(route, issuers),
             })))
         };
         match &route.upstream_auth {
@@ -135,6 +140,15 @@ impl CredentialSource {
             CredentialSource::Grant(g) => g,
         };
         let scopes: &[String] = match &grant.scopes {
+            // Downscoping never fails open: an operation that needs no scope gets the
+            // configured base scope, or nothing at all (an omitted `scope` would get the
+            // server's default, often broad, token).
+            GrantScopes::PerOperation if request.permit_scopes.is_empty() => {
+                if grant.base_scopes.is_empty() {
+                    return Err(ExchangeError::NoScopeToRequest);
+                }
+                &grant.base_scopes
+            }
             GrantScopes::PerOperation => request.permit_scopes,
             GrantScopes::Fixed(list) => list,
         };
@@ -156,7 +170,8 @@ impl CredentialSource {
                 grant.audience.clone(),
                 grant.resource.clone(),
             )
-        };
+        }
+        .bound_to(grant.fingerprint);
         let subject_expiry = if grant.exchange {
             request.subject_expires_at.map(instant_at_unix)
         } else {
@@ -230,6 +245,91 @@ impl GrantRuntime {
                 .await
         }
     }
+}
+
+/// What a route's upstream credentials and sealed sessions are bound to, beyond its
+/// name: the upstream URL and everything about how its credential is obtained (grant
+/// kind, client, secret or key, endpoint, issuer, audience, resource, scopes, or the
+/// static header). A reload that rotates a compromised client or repoints the upstream
+/// changes it, so cached tokens and sealed ids from before no longer apply.
+pub fn binding_fingerprint(route: &Route, issuers: &[Arc<IssuerRuntime>]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    field(b"drawbridge route binding v1");
+    field(route.upstream.url.as_str().as_bytes());
+    match &route.upstream_auth {
+        UpstreamAuth::None => field(b"none"),
+        UpstreamAuth::Static { header, value } => {
+            field(b"static");
+            field(header.as_bytes());
+            field(value.expose().as_bytes());
+        }
+        UpstreamAuth::TokenExchange(g) | UpstreamAuth::ClientCredentials(g) => {
+            let kind: &[u8] = match &route.upstream_auth {
+                UpstreamAuth::TokenExchange(_) => b"token_exchange",
+                _ => b"client_credentials",
+            };
+            field(kind);
+            match &g.client {
+                GrantClient::Basic { client_id, secret } => {
+                    field(b"basic");
+                    field(client_id.as_bytes());
+                    field(secret.expose().as_bytes());
+                }
+                GrantClient::Post { client_id, secret } => {
+                    field(b"post");
+                    field(client_id.as_bytes());
+                    field(secret.expose().as_bytes());
+                }
+                GrantClient::PrivateKeyJwt {
+                    client_id,
+                    key_pem,
+                    key_id,
+                } => {
+                    field(b"private_key_jwt");
+                    field(client_id.as_bytes());
+                    field(key_pem.expose().as_bytes());
+                    field(key_id.as_deref().unwrap_or_default().as_bytes());
+                }
+            }
+            let issuer = g
+                .issuer
+                .and_then(|i| issuers.get(i))
+                .map(|i| i.config.issuer.as_str());
+            field(issuer.unwrap_or_default().as_bytes());
+            field(
+                g.token_endpoint
+                    .as_ref()
+                    .map_or("", |u| u.as_str())
+                    .as_bytes(),
+            );
+            field(g.audience.as_deref().unwrap_or_default().as_bytes());
+            field(g.resource.as_deref().unwrap_or_default().as_bytes());
+            match &g.scopes {
+                GrantScopes::PerOperation => field(b"per_operation"),
+                GrantScopes::Fixed(list) => field(list.join(" ").as_bytes()),
+            }
+            field(g.base_scopes.join(" ").as_bytes());
+        }
+    }
+    h.finalize().into()
+}
+
+/// The string sealed session ids of `route` bind (hashed by `RouteDigest`): the route
+/// name and its [`binding_fingerprint`].
+pub fn session_binding(route: &Route, issuers: &[Arc<IssuerRuntime>]) -> String {
+    let fingerprint = binding_fingerprint(route, issuers);
+    let mut out = String::with_capacity(route.name.len() + 65);
+    out.push_str(&route.name);
+    out.push('#');
+    for b in fingerprint {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
 }
 
 fn bearer_header(token: &IssuedToken) -> (HeaderName, HeaderValue) {

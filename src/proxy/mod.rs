@@ -118,7 +118,10 @@ impl GatewayState {
                     upstream_host: http::HeaderValue::from_str(&route.upstream.authority)
                         .map_err(|e| format!("route `{}`: upstream authority: {e}", route.name))?,
                     metrics: metrics.for_route(&route.name),
-                    session_route: RouteDigest::of(&route.name),
+                    session_route: RouteDigest::of(&credential::session_binding(
+                        route,
+                        auth.issuers(),
+                    )),
                     guard: RouteGuard::for_route(route),
                     credential: credential::CredentialSource::build(route, auth.issuers())?,
                     route: route.clone(),
@@ -253,6 +256,18 @@ fn cache_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Without `sessions.keys`: one random key made the first time it is needed and kept
+/// for the life of the process, so a reload does not turn every open session into a
+/// "tampered" one.
+fn process_session_key() -> std::result::Result<Vec<u8>, String> {
+    static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    if let Some(key) = KEY.get() {
+        return Ok(key.clone());
+    }
+    let key = session::generate_key().and_then(|k| SessionKeys::decode_key(&k))?;
+    Ok(KEY.get_or_init(|| key).clone())
+}
+
 /// The configured session keys, or one random key for this process.
 fn session_keys(config: &Config) -> std::result::Result<SessionKeys, String> {
     let keys = match &config.sessions {
@@ -261,10 +276,7 @@ fn session_keys(config: &Config) -> std::result::Result<SessionKeys, String> {
             .iter()
             .map(|(id, bytes)| (id.clone(), bytes.expose().to_vec()))
             .collect(),
-        None => {
-            let key = session::generate_key().and_then(|k| SessionKeys::decode_key(&k))?;
-            vec![("local".to_string(), key)]
-        }
+        None => vec![("local".to_string(), process_session_key()?)],
     };
     SessionKeys::new(keys).map_err(|e| format!("sessions: {e}"))
 }

@@ -15,6 +15,7 @@ use super::form::{self, Form};
 use super::headers::{MCP_METHOD, MCP_NAME, MCP_SESSION_ID};
 use super::{cache_now, ctx_binding, delegate, Gateway};
 use crate::auth::challenge::{www_authenticate, BearerErrorCode};
+use crate::auth::jwt::TokenError;
 use crate::auth::{bearer, AuthFailure};
 use crate::mcp::filter::{ListKind, PendingLists};
 use crate::mcp::jsonrpc::{Inspected, MessageKind};
@@ -74,9 +75,13 @@ impl Gateway {
                     route = %rt.route.name,
                     reason = failure.reason(),
                 );
-                let challenge = guard.challenge(&failure);
-                self.refuse(session, ctx, Refusal::Auth { failure, challenge })
-                    .await
+                let refusal = if failure == AuthFailure::Token(TokenError::IntrospectionBusy) {
+                    Refusal::IntrospectionBusy
+                } else {
+                    let challenge = guard.challenge(&failure);
+                    Refusal::Auth { failure, challenge }
+                };
+                self.refuse(session, ctx, refusal).await
             }
         }
     }

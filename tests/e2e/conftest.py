@@ -350,6 +350,7 @@ routes:
         client_secret: ${{DRAWBRIDGE_EXCHANGE_SECRET}}
         audience: {WHOAMI_AUDIENCE}
         scopes: per_operation
+        base_scopes: [mcp:tools]   # what initialize, lists and streams ask for
     policy:
       default: deny
       tools:

@@ -414,10 +414,6 @@ async fn accepted_tokens_reach_the_upstream_without_the_token() {
             )),
         ),
         (
-            "PS256",
-            bearer(&idp.mint(Alg::PS256, &idp.claims(RESOURCE, "mcp:tools"))),
-        ),
-        (
             "ES256",
             bearer(&idp.mint(Alg::ES256, &idp.claims(RESOURCE, "mcp:tools"))),
         ),

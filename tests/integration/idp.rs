@@ -142,6 +142,12 @@ struct Shared {
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
     introspections: AtomicUsize,
+    /// `/introspect` waits this long before answering (after counting the request).
+    introspection_delay: Mutex<Duration>,
+    /// The introspection client's secret (compared after form-decoding, RFC 6749 §2.3.1).
+    introspection_secret: Mutex<String>,
+    /// `/jwks` publishes no key at all while set.
+    jwks_empty: AtomicBool,
     token: TokenState,
 }
 
@@ -220,6 +226,9 @@ impl Idp {
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
             introspections: AtomicUsize::new(0),
+            introspection_delay: Mutex::default(),
+            introspection_secret: Mutex::new(INTROSPECTION_CLIENT_SECRET.to_string()),
+            jwks_empty: AtomicBool::new(false),
             token: TokenState {
                 clients: Mutex::new(HashMap::from([(
                     EXCHANGE_CLIENT_ID.to_string(),
@@ -519,6 +528,21 @@ impl Idp {
         *self.shared.token.canned.lock().expect("canned") = canned;
     }
 
+    /// `/introspect` waits this long before answering (after counting the request).
+    pub fn set_introspection_delay(&self, delay: Duration) {
+        *self.shared.introspection_delay.lock().expect("delay") = delay;
+    }
+
+    /// The secret the introspection client must present (form-encoded inside Basic).
+    pub fn set_introspection_secret(&self, secret: &str) {
+        *self.shared.introspection_secret.lock().expect("secret") = secret.to_string();
+    }
+
+    /// While `empty`, `/jwks` answers `{"keys": []}`.
+    pub fn set_jwks_empty(&self, empty: bool) {
+        self.shared.jwks_empty.store(empty, Ordering::SeqCst);
+    }
+
     /// `/token` waits this long before answering (after recording the request).
     pub fn set_token_delay(&self, delay: Duration) {
         *self.shared.token.delay.lock().expect("delay") = delay;
@@ -710,6 +734,9 @@ impl Shared {
     }
 
     fn jwks(&self) -> Value {
+        if self.jwks_empty.load(Ordering::SeqCst) {
+            return json!({ "keys": [] });
+        }
         let keys = self.keys.lock().expect("keys");
         let mut jwks: Vec<Value> = keys
             .rsa
@@ -739,7 +766,8 @@ impl Shared {
     }
 
     fn introspect(&self, headers: &HeaderMap, form: &[u8]) -> Response {
-        if !has_introspection_client(headers) {
+        let secret = self.introspection_secret.lock().expect("secret").clone();
+        if !has_introspection_client(headers, &secret) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Basic realm=\"idp\"")],
@@ -758,16 +786,25 @@ impl Shared {
     }
 }
 
-/// HTTP Basic with exactly the expected client (compared as sent: the test credentials
-/// need no form-encoding).
-fn has_introspection_client(headers: &HeaderMap) -> bool {
-    let expected = format!("{INTROSPECTION_CLIENT_ID}:{INTROSPECTION_CLIENT_SECRET}");
-    headers
+/// HTTP Basic with exactly the expected client, each part form-decoded as RFC 6749
+/// §2.3.1 requires (so a secret with ':' or '%' works only when sent encoded).
+fn has_introspection_client(headers: &HeaderMap, secret: &str) -> bool {
+    let decoded = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b64| STANDARD.decode(b64.trim()).ok())
-        .is_some_and(|decoded| decoded == expected.as_bytes())
+        .and_then(|d| String::from_utf8(d).ok());
+    let Some((id, presented)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+        return false;
+    };
+    let form_decode = |part: &str| -> String {
+        url::form_urlencoded::parse(format!("x={part}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    form_decode(id) == INTROSPECTION_CLIENT_ID && form_decode(presented) == secret
 }
 
 fn error(status: StatusCode, code: &str) -> Response {
@@ -818,6 +855,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             let form = axum::body::to_bytes(body, 1 << 20)
                 .await
                 .unwrap_or_default();
+            let delay = *shared.introspection_delay.lock().expect("delay");
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             shared.introspect(&parts.headers, &form)
         }
         (Some(Endpoint::Token), Method::POST) => {

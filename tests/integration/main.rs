@@ -7,6 +7,7 @@ mod upstream;
 
 mod auth;
 mod cli;
+mod credentials;
 mod deploy;
 mod errors;
 mod exchange;

@@ -194,3 +194,108 @@ fn scp_array_and_azp_are_fallbacks() {
     assert_eq!(c.client(), Some("app"));
     assert_eq!(c.aud, ["single"]);
 }
+
+fn default_types() -> Vec<String> {
+    vec!["at+jwt".to_string(), "jwt".to_string()]
+}
+
+fn claims_of(v: serde_json::Value) -> Claims {
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn access_token_types_pass_and_other_kinds_are_refused() {
+    let c = claims_of(claims());
+    for typ in [
+        Some("at+jwt"),
+        Some("application/at+jwt"),
+        Some("AT+JWT"),
+        Some("JWT"),
+        None,
+    ] {
+        assert_eq!(
+            check_token_type(typ, &c, &default_types()),
+            Ok(()),
+            "{typ:?}"
+        );
+    }
+    for typ in ["id_token", "logout+jwt", "secevent+jwt", "JOSE", "dpop+jwt"] {
+        assert_eq!(
+            check_token_type(Some(typ), &c, &default_types()),
+            Err(TokenError::WrongTokenType),
+            "{typ}"
+        );
+    }
+    // Strict RFC 9068: `token_types: [at+jwt]` refuses plain JWT and a missing typ.
+    let strict = vec!["at+jwt".to_string()];
+    assert_eq!(check_token_type(Some("at+jwt"), &c, &strict), Ok(()));
+    assert_eq!(
+        check_token_type(Some("JWT"), &c, &strict),
+        Err(TokenError::WrongTokenType)
+    );
+    assert_eq!(
+        check_token_type(None, &c, &strict),
+        Err(TokenError::WrongTokenType)
+    );
+}
+
+#[test]
+fn id_tokens_and_keycloak_non_access_tokens_are_refused() {
+    let with = |extra: serde_json::Value| {
+        let mut v = claims();
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        claims_of(v)
+    };
+    let refused = [
+        serde_json::json!({"at_hash": "x"}),
+        serde_json::json!({"c_hash": "x"}),
+        // An ID token: the audience is the client itself, with a nonce.
+        serde_json::json!({"nonce": "n", "aud": "c1", "azp": "c1"}),
+        serde_json::json!({"typ": "ID"}),
+        serde_json::json!({"typ": "Refresh"}),
+    ];
+    for extra in refused {
+        assert_eq!(
+            check_token_type(Some("JWT"), &with(extra.clone()), &default_types()),
+            Err(TokenError::WrongTokenType),
+            "{extra}"
+        );
+    }
+    // Keycloak access tokens: payload typ Bearer; a nonce alone (audience not the
+    // client) is not an ID token.
+    for extra in [
+        serde_json::json!({"typ": "Bearer"}),
+        serde_json::json!({"nonce": "n"}),
+    ] {
+        assert_eq!(
+            check_token_type(Some("JWT"), &with(extra.clone()), &default_types()),
+            Ok(()),
+            "{extra}"
+        );
+    }
+}
+
+#[test]
+fn a_key_without_alg_verifies_one_algorithm_only() {
+    let rsa = serde_json::json!({"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"});
+    let ec = ec_key("ec-1");
+    let mut keys = keyset(serde_json::json!({"keys":[rsa, ec.jwk()]}));
+    keys.pin_algorithms(&Algorithm::DEFAULT);
+    assert!(keys.find(Some("r"), Algorithm::RS256).is_some());
+    assert!(
+        keys.find(Some("r"), Algorithm::PS256).is_none(),
+        "an RSA key without alg must not verify both RS256 and PS256"
+    );
+    assert!(keys.find(Some("ec-1"), Algorithm::ES256).is_some());
+    // An issuer that signs PS256 says so in `algorithms`; a key no allowed algorithm
+    // fits is dropped.
+    let mut ps = keyset(
+        serde_json::json!({"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"}, ec.jwk()]}),
+    );
+    ps.pin_algorithms(&[Algorithm::PS256]);
+    assert!(ps.find(Some("r"), Algorithm::PS256).is_some());
+    assert!(ps.find(Some("r"), Algorithm::RS256).is_none());
+    assert!(!ps.has_kid("ec-1"));
+}
