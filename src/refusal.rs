@@ -51,6 +51,16 @@ pub enum Refusal {
         failure: AuthFailure,
         challenge: String,
     },
+    /// The request's `Origin` is not one of the route's `allowed_origins` (or there is
+    /// more than one `Origin`): a page on another site must not drive the gateway.
+    OriginNotAllowed,
+    /// The request body did not arrive within `limits.body_timeout`.
+    BodyTimeout,
+    /// The request body's framing is broken (bad chunked encoding, a body cut short).
+    MalformedBody,
+    /// `limits.max_connections` client connections are open: this one is answered and
+    /// closed before its request is read.
+    TooManyConnections,
 }
 
 impl Refusal {
@@ -73,6 +83,10 @@ impl Refusal {
             Refusal::Credential(FailureKind::Denied) => 403,
             Refusal::Credential(FailureKind::Unavailable) => 503,
             Refusal::Credential(FailureKind::BadGateway) => 502,
+            Refusal::OriginNotAllowed => 403,
+            Refusal::BodyTimeout => 408,
+            Refusal::MalformedBody => 400,
+            Refusal::TooManyConnections => 503,
         }
     }
 
@@ -80,6 +94,7 @@ impl Refusal {
     pub fn retry_after(&self) -> Option<u32> {
         match self {
             Refusal::Credential(FailureKind::Unavailable) => Some(5),
+            Refusal::TooManyConnections => Some(1),
             _ => None,
         }
     }
@@ -111,6 +126,9 @@ impl Refusal {
             Refusal::Credential(_) => -32006,
             Refusal::SessionNotFound => -32001,
             Refusal::BadSessionHeader => -32600,
+            Refusal::OriginNotAllowed => -32005,
+            Refusal::BodyTimeout | Refusal::MalformedBody => -32600,
+            Refusal::TooManyConnections => -32007,
         }
     }
 
@@ -134,6 +152,10 @@ impl Refusal {
             Refusal::Credential(FailureKind::Denied) => "upstream_credential_denied",
             Refusal::Credential(FailureKind::Unavailable) => "authorization_server_unavailable",
             Refusal::Credential(FailureKind::BadGateway) => "upstream_credential_failed",
+            Refusal::OriginNotAllowed => "origin_not_allowed",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::MalformedBody => "malformed_body",
+            Refusal::TooManyConnections => "too_many_connections",
         }
     }
 
@@ -168,6 +190,12 @@ impl Refusal {
             Refusal::Credential(FailureKind::BadGateway) => {
                 "the gateway could not obtain a credential for the upstream".into()
             }
+            Refusal::OriginNotAllowed => "requests from this origin are not allowed".into(),
+            Refusal::BodyTimeout => "the request body did not arrive in time".into(),
+            Refusal::MalformedBody => "the request body's framing is malformed".into(),
+            Refusal::TooManyConnections => {
+                "the gateway has too many open connections; try again shortly".into()
+            }
         }
     }
 
@@ -187,7 +215,13 @@ impl Refusal {
         let rpc = inspected.is_some()
             || matches!(
                 self,
-                Refusal::NotJson | Refusal::NotJsonRpc(_) | Refusal::InvalidParams(_)
+                Refusal::NotJson
+                    | Refusal::NotJsonRpc(_)
+                    | Refusal::InvalidParams(_)
+                    | Refusal::OriginNotAllowed
+                    | Refusal::BodyTimeout
+                    | Refusal::MalformedBody
+                    | Refusal::TooManyConnections
             );
         if rpc {
             return error_body(inspected, self.jsonrpc_code(), &self.message());

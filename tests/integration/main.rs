@@ -7,6 +7,7 @@ mod upstream;
 
 mod auth;
 mod cli;
+mod connections;
 mod deploy;
 mod errors;
 mod exchange;
