@@ -469,3 +469,60 @@ async fn an_allowed_origin_is_served_with_cors_and_its_preflight_answered_here()
     assert!(resp.headers().get("access-control-allow-origin").is_none());
     assert_eq!(up.seen().len(), 2);
 }
+
+#[tokio::test]
+async fn the_gateways_own_challenge_is_readable_by_an_allowed_origin() {
+    let idp = crate::idp::Idp::start().await;
+    let up = Upstream::start().await;
+    let routes = format!(
+        "  - name: secure\n    match: {{ path: /secure/mcp }}\n    public_url: https://mcp.example.com/secure/mcp\n    upstream: {{ url: '{}' }}\n    allowed_origins: [\"{APP}\"]\n    auth: {{ issuers: [corp], required_scopes: [mcp:tools] }}\n",
+        up.url("/mcp")
+    );
+    let gw = Gateway::start_with(
+        &routes,
+        &format!("issuers:\n  - name: corp\n    issuer: {}\n", idp.issuer),
+    )
+    .await;
+    let client = crate::harness::client();
+    // No token, allowed origin: 401, and the browser may read the challenge.
+    let resp = client
+        .post(gw.url("/secure/mcp"))
+        .header("origin", APP)
+        .body(PING)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let h = resp.headers();
+    assert!(h.contains_key("www-authenticate"));
+    assert_eq!(h["access-control-allow-origin"], APP);
+    assert_eq!(
+        h["access-control-expose-headers"],
+        "Mcp-Session-Id, WWW-Authenticate"
+    );
+    // A valid token from another origin: refused before authentication (403, not 200).
+    let token = idp.mint(
+        crate::idp::Alg::RS256,
+        &idp.claims("https://mcp.example.com/secure/mcp", "mcp:tools"),
+    );
+    let resp = client
+        .post(gw.url("/secure/mcp"))
+        .header("origin", "http://evil.localhost")
+        .bearer_auth(&token)
+        .body(PING)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("www-authenticate").is_none());
+    // The same token without Origin is served: the refusal was the origin's.
+    let resp = client
+        .post(gw.url("/secure/mcp"))
+        .bearer_auth(&token)
+        .body(PING)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.seen().len(), 1);
+}
