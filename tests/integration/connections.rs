@@ -526,3 +526,62 @@ async fn the_gateways_own_challenge_is_readable_by_an_allowed_origin() {
     assert_eq!(resp.status(), 200);
     assert_eq!(up.seen().len(), 1);
 }
+
+/// Audit events (`"event":"authorization"`) in the log.
+fn audit_events(log: &str) -> usize {
+    log.matches(r#""event":"authorization""#).count()
+}
+
+#[tokio::test]
+async fn audit_output_per_request_is_bounded() {
+    let idp = crate::idp::Idp::start().await;
+    let up = Upstream::start().await;
+    let routes = format!(
+        "  - name: secure\n    match: {{ path: /secure/mcp }}\n    public_url: https://mcp.example.com/secure/mcp\n    upstream: {{ url: '{}' }}\n    auth: {{ issuers: [corp], required_scopes: [mcp:tools] }}\n    policy:\n      default: deny\n      tools: {{ echo: [mcp:tools] }}\n",
+        up.url("/mcp")
+    );
+    let gw = Gateway::start_with(
+        &routes,
+        &format!("issuers:\n  - name: corp\n    issuer: {}\n", idp.issuer),
+    )
+    .await;
+    let token = idp.mint(
+        crate::idp::Alg::RS256,
+        &idp.claims("https://mcp.example.com/secure/mcp", "mcp:tools"),
+    );
+    let client = crate::harness::client();
+    // 2,000 allowed notifications: one summary event.
+    let batch: Vec<String> = (0..2000)
+        .map(|_| r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_string())
+        .collect();
+    let resp = client
+        .post(gw.url("/secure/mcp"))
+        .bearer_auth(&token)
+        .body(format!("[{}]", batch.join(",")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let log = log_when(&gw, |l| audit_events(l) >= 1).await;
+    assert_eq!(audit_events(&log), 1, "{log}");
+    assert!(log.contains(r#""operations":2000"#), "{log}");
+    // 100 denied calls: the summary and 16 denied events, nothing reaches the upstream.
+    let seen_before = up.seen().len();
+    let denied: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"admin-delete"}}}}"#))
+        .collect();
+    let resp = client
+        .post(gw.url("/secure/mcp"))
+        .bearer_auth(&token)
+        .body(format!("[{}]", denied.join(",")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // The first request's summary, then this one's summary and 16 denied events.
+    let expected = 1 + 1 + 16;
+    let log = log_when(&gw, |l| audit_events(l) >= expected).await;
+    assert_eq!(audit_events(&log), expected, "{log}");
+    assert!(log.contains(r#""denied_not_logged":84"#), "{log}");
+    assert_eq!(up.seen().len(), seen_before);
+}
