@@ -35,16 +35,20 @@ async fn discard_rest(session: &mut Session, declared: Option<usize>) -> Result<
     Ok(())
 }
 
-/// Reads the whole request body within `within`, refusing bodies over `limit`, bodies
-/// that arrive too slowly and bodies whose framing is broken. `Err` only when the client
-/// is gone (marked as the client's error, so that Pingora logs nothing for it).
+/// Reads the whole request body, refusing bodies over `limit`, bodies that arrive too
+/// slowly and bodies whose framing is broken. `Err` only when the client is gone (marked
+/// as the client's error, so that Pingora logs nothing for it).
+///
+/// The whole body must arrive within the session's read timeout, which the listener sets
+/// to `limits.body_timeout` on every request (`server::connections`); Pingora itself
+/// applies it only to each read.
 pub async fn read_whole_body(
     session: &mut Session,
     limit: usize,
-    within: std::time::Duration,
 ) -> Result<std::result::Result<Bytes, Refusal>> {
-    // Each of Pingora's own reads is bounded too (they come after this one's deadline).
-    session.set_read_timeout(Some(within));
+    let within = session
+        .get_read_timeout()
+        .unwrap_or(crate::config::DEFAULT_BODY_TIMEOUT);
     let outcome = match tokio::time::timeout(within, read_bounded(session, limit)).await {
         Ok(Ok(read)) => return Ok(read),
         Ok(Err(e)) => body_failure(e)?,

@@ -65,8 +65,6 @@ pub struct GatewayState {
     routes: Vec<RouteRuntime>,
     unrouted: RouteMetrics,
     max_body: usize,
-    /// `limits.body_timeout`: the whole request body must arrive within it.
-    body_timeout: std::time::Duration,
     auth: Arc<Authenticator>,
     metadata: MetadataIndex,
     sessions: SessionKeys,
@@ -164,7 +162,6 @@ impl GatewayState {
             routes,
             unrouted: metrics.for_route(NO_ROUTE),
             max_body: config.max_body_bytes,
-            body_timeout: config.client.body_timeout,
             auth,
             metadata: MetadataIndex::new(&with_servers),
             sessions,
@@ -411,11 +408,10 @@ impl ProxyHttp for Gateway {
             if self.check_body_framing(session, ctx).await? {
                 return Ok(true);
             }
-            let body =
-                match body::read_whole_body(session, state.max_body, state.body_timeout).await? {
-                    Ok(body) => body,
-                    Err(refusal) => return self.refuse(session, ctx, refusal).await,
-                };
+            let body = match body::read_whole_body(session, state.max_body).await? {
+                Ok(body) => body,
+                Err(refusal) => return self.refuse(session, ctx, refusal).await,
+            };
             ctx.body_len = Some(body.len());
             match jsonrpc::inspect(&body) {
                 Ok(inspected) => ctx.inspected = Some(inspected),

@@ -163,8 +163,8 @@ impl ServerApp for ClientConnections {
             } else {
                 session.set_keepalive(Some(per_read_bound(deadline)));
             }
-            // Bounds each read of a body Pingora reads itself (the proxy bounds the whole
-            // POST body it reads before contacting the upstream).
+            // Pingora bounds each body read by it; the proxy bounds the whole POST body it
+            // reads before contacting the upstream by it (`proxy::body`).
             session.set_read_timeout(Some(self.limits.body_timeout));
             let arrived = HeaderArrived::default();
             session.set_connection_user_context(Some(Box::new(arrived.clone())));
