@@ -222,6 +222,44 @@ async fn a_stalled_body_gets_408_within_the_body_timeout() {
 }
 
 #[tokio::test]
+async fn a_trickled_body_gets_408_at_the_body_deadline_not_per_read() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start_with(&route("r", "/r/mcp", &up.url("/mcp")), SHORT).await;
+    let mut conn = connect(&gw).await;
+    let head = "POST /r/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    // A byte every 300 ms: each read is quick, the whole body never arrives in time.
+    let (mut reader, mut writer) = conn.split();
+    let trickle = async {
+        for _ in 0..100 {
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    let answer = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        String::from_utf8_lossy(&buf).to_string()
+    };
+    let text = tokio::select! {
+        text = tokio::time::timeout(Duration::from_secs(5), answer) => text.expect("an answer in time"),
+        () = trickle => panic!("the trickle ended without an answer"),
+    };
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(up.seen().is_empty());
+}
+
+#[tokio::test]
 async fn a_malformed_chunked_body_is_400_and_no_error_line() {
     let up = Upstream::start().await;
     let gw = Gateway::start_with(&route("r", "/r/mcp", &up.url("/mcp")), SHORT).await;
