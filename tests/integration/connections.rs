@@ -623,3 +623,57 @@ async fn audit_output_per_request_is_bounded() {
     assert!(log.contains(r#""denied_not_logged":84"#), "{log}");
     assert_eq!(up.seen().len(), seen_before);
 }
+
+#[tokio::test]
+async fn pipelined_requests_through_a_subrequest_are_answered_in_order() {
+    // List answers filtered through a subrequest, and a body over 64 KiB, pipelined.
+    let idp = crate::idp::Idp::start().await;
+    let up = Upstream::start().await;
+    let routes = format!(
+        "  - name: secure\n    match: {{ path: /secure/mcp }}\n    public_url: https://mcp.example.com/secure/mcp\n    upstream: {{ url: '{}' }}\n    auth: {{ issuers: [corp], required_scopes: [mcp:tools] }}\n    policy:\n      default: deny\n      tools: {{ echo: [mcp:tools] }}\n",
+        up.url("/mcp")
+    );
+    let gw = Gateway::start_with(
+        &routes,
+        &format!("issuers:\n  - name: corp\n    issuer: {}\n", idp.issuer),
+    )
+    .await;
+    let token = idp.mint(
+        crate::idp::Alg::RS256,
+        &idp.claims("https://mcp.example.com/secure/mcp", "mcp:tools"),
+    );
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let list = post(
+        "/secure/mcp",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &auth,
+    );
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"pad":"{}"}}}}}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let call = post("/secure/mcp", &big, &auth);
+    let again = post(
+        "/secure/mcp",
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+        &auth,
+    );
+    let mut conn = connect(&gw).await;
+    conn.write_all(format!("{list}{call}{again}").as_bytes())
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let (status, _, body) = read_response(&mut conn, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("pipelined request unanswered after {answers:?}"));
+        answers.push((status, body));
+    }
+    for (i, (status, body)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200, "{answers:?}");
+        assert!(body.contains(&format!(r#""id":{}"#, i + 1)), "{answers:?}");
+    }
+    // Filtered: only the allowed tool is listed.
+    assert!(answers[0].1.contains(r#""echo""#) && !answers[0].1.contains("secret-tool"));
+    assert_eq!(up.seen().len(), 3);
+}
