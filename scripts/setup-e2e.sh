@@ -9,7 +9,9 @@
 #     scripts/check-deploy.sh takes promtool (the package itself is not installed: no
 #     system user, no service, no web assets);
 #   - nginx (test_scale_out.py, the load balancer): Debian's nginx-light when no nginx is
-#     installed, without starting its service.
+#     installed, without starting its service;
+#   - Chromium (test_browser.py, driven headless by playwright-core from node_modules):
+#     Debian's chromium package when /usr/bin/chromium is missing.
 # Idempotent: each step leaves a stamp (a hash of its inputs) inside the directory it
 # fills, and is skipped while the stamp matches. Deleting the directory forces a reinstall.
 # The two test-only tools are checked by presence. SETUP_E2E_PEERS_ONLY=1 skips them
@@ -97,10 +99,28 @@ install_nginx() {
     RUNLEVEL=1 apt-get install -y -qq nginx >/dev/null
 }
 
+install_chromium() {
+  if [[ -x /usr/bin/chromium ]]; then
+    echo "setup-e2e: chromium present"
+    return
+  fi
+  command -v apt-get >/dev/null 2>&1 || {
+    echo "setup-e2e: chromium is missing and apt-get is not available" >&2
+    exit 1
+  }
+  echo "setup-e2e: installing chromium with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null || {
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  }
+}
+
 install_node_peers
 install_python_clients
 if [[ "${SETUP_E2E_PEERS_ONLY:-0}" != 1 ]]; then
   install_prometheus
   install_nginx
+  install_chromium
 fi
 echo "setup-e2e: ready"

@@ -80,6 +80,16 @@ pub enum Refusal {
     /// The token could not be checked now: too many introspection calls to its issuer
     /// are in flight (503, try again shortly).
     IntrospectionBusy,
+    /// The request's `Origin` is not one of the route's `allowed_origins` (or there is
+    /// more than one `Origin`): a page on another site must not drive the gateway.
+    OriginNotAllowed,
+    /// The request body did not arrive within `limits.body_timeout`.
+    BodyTimeout,
+    /// The request body's framing is broken (bad chunked encoding, a body cut short).
+    MalformedBody,
+    /// `limits.max_connections` client connections are open: this one is answered and
+    /// closed before its request is read.
+    TooManyConnections,
 }
 
 impl Refusal {
@@ -111,6 +121,10 @@ impl Refusal {
             Refusal::BadPath(_) | Refusal::BadQuery(_) | Refusal::TokenInQuery => 400,
             Refusal::UriTooLong => 414,
             Refusal::IntrospectionBusy => 503,
+            Refusal::OriginNotAllowed => 403,
+            Refusal::BodyTimeout => 408,
+            Refusal::MalformedBody => 400,
+            Refusal::TooManyConnections => 503,
         }
     }
 
@@ -119,6 +133,7 @@ impl Refusal {
         match self {
             Refusal::Credential(FailureKind::Unavailable) => Some(5),
             Refusal::IntrospectionBusy => Some(1),
+            Refusal::TooManyConnections => Some(1),
             _ => None,
         }
     }
@@ -170,6 +185,9 @@ impl Refusal {
             | Refusal::TokenInQuery
             | Refusal::UriTooLong => -32600,
             Refusal::IntrospectionBusy => -32001,
+            Refusal::OriginNotAllowed => -32005,
+            Refusal::BodyTimeout | Refusal::MalformedBody => -32600,
+            Refusal::TooManyConnections => -32007,
         }
     }
 
@@ -205,6 +223,10 @@ impl Refusal {
             Refusal::TokenInQuery => "token_in_query",
             Refusal::UriTooLong => "uri_too_long",
             Refusal::IntrospectionBusy => "introspection_busy",
+            Refusal::OriginNotAllowed => "origin_not_allowed",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::MalformedBody => "malformed_body",
+            Refusal::TooManyConnections => "too_many_connections",
         }
     }
 
@@ -268,6 +290,12 @@ impl Refusal {
             Refusal::IntrospectionBusy => {
                 "too many token checks are in progress; try again shortly".into()
             }
+            Refusal::OriginNotAllowed => "requests from this origin are not allowed".into(),
+            Refusal::BodyTimeout => "the request body did not arrive in time".into(),
+            Refusal::MalformedBody => "the request body's framing is malformed".into(),
+            Refusal::TooManyConnections => {
+                "the gateway has too many open connections; try again shortly".into()
+            }
         }
     }
 
@@ -292,6 +320,10 @@ impl Refusal {
                     | Refusal::InvalidParams(_)
                     | Refusal::BadMediaType(_)
                     | Refusal::BatchTooLong
+                    | Refusal::OriginNotAllowed
+                    | Refusal::BodyTimeout
+                    | Refusal::MalformedBody
+                    | Refusal::TooManyConnections
             );
         if rpc {
             return error_body(inspected, self.jsonrpc_code(), &self.message());

@@ -3,6 +3,11 @@
 //! keeps issuers fresh and reloads the configuration on SIGHUP; and the shutdown sequence:
 //! SIGTERM turns `/readyz` to 503 while traffic is still served (`shutdown_drain`), then
 //! the listeners stop and in-flight requests get `shutdown_grace` to finish.
+//! Client connections on the MCP listener are admitted and timed by [`connections`].
+
+mod connections;
+
+pub use connections::HeaderArrived;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -69,7 +74,10 @@ pub fn build(
 
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
     let auth = Arc::new(Authenticator::new(config, &metrics, None)?);
-    let gateway = Gateway::new(GatewayState::build(config, &metrics, auth)?, &metrics);
+    let client_metrics = crate::telemetry::client::ClientMetrics::register(metrics.registry())
+        .map_err(|e| format!("metrics: {e}"))?;
+    let gateway = Gateway::new(GatewayState::build(config, &metrics, auth)?, &metrics)
+        .with_client_metrics(client_metrics.clone());
     let state = gateway.state_handle();
 
     let mut readiness = Readiness::default();
@@ -101,8 +109,14 @@ pub fn build(
     });
     let readiness = Arc::new(readiness);
 
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "drawbridge");
+    let mut proxy = Service::new(
+        "drawbridge".to_string(),
+        connections::ClientConnections::new(
+            pingora::proxy::http_proxy(&server.configuration, gateway),
+            config.client,
+            client_metrics,
+        ),
+    );
     // No L4 read buffer on client connections. Pingora's default is a 64 KiB buffer per
     // connection, zero-filled when the connection is accepted, so every idle keep-alive
     // connection and every open event stream held 64 KiB of resident memory (measured

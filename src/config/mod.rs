@@ -7,6 +7,7 @@
 
 mod env;
 mod locate;
+pub mod origin;
 mod raw;
 mod router;
 mod secret;
@@ -41,6 +42,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most messages in one JSON-RPC batch; longer batches are refused with 400.
     pub max_batch: usize,
+    /// Timeouts and the connection limit for client connections.
+    pub client: ClientLimits,
     /// After SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
     /// After SIGTERM, before the listeners stop: `/readyz` answers 503 while requests are
@@ -51,6 +54,36 @@ pub struct Config {
     /// Session sealing keys; `None`: a random key for this process only.
     pub sessions: Option<Sessions>,
 }
+
+/// `limits`: how long client connections may take, and how many may be open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// A kept-alive connection must send its next whole request header within this time
+    /// after the previous answer ended, or it is closed.
+    pub idle_timeout: Duration,
+    /// A new connection must send its first whole request header within this time.
+    pub header_timeout: Duration,
+    /// The whole request body must arrive within this time (408 otherwise).
+    pub body_timeout: Duration,
+    /// Client connections open at once; new ones past it get 503 and are closed.
+    pub max_connections: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> ClientLimits {
+        ClientLimits {
+            idle_timeout: DEFAULT_CLIENT_IDLE_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// `sessions`: keys that seal upstream session ids.
 #[derive(Debug, Clone)]
@@ -179,6 +212,9 @@ pub struct Route {
     pub upstream_auth: UpstreamAuth,
     /// Per-tool/resource/prompt/method rules; `None`: the route's scopes suffice.
     pub policy: Option<crate::policy::Policy>,
+    /// Serialised origins (`scheme://host[:port]`) whose browser pages may call this
+    /// route; a request with any other `Origin` is refused. Empty: no browser origin.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Where a route's traffic goes.

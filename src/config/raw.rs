@@ -42,6 +42,14 @@ pub struct RawLimits {
     pub max_body: Option<String>,
     /// Most messages in one JSON-RPC batch (default 100).
     pub max_batch: Option<usize>,
+    /// How long a kept-alive client connection may wait for its next request header.
+    pub client_idle_timeout: Option<String>,
+    /// How long a new client connection may take to send its first request header.
+    pub header_timeout: Option<String>,
+    /// How long the gateway waits for a whole request body.
+    pub body_timeout: Option<String>,
+    /// Client connections open at once; past it new connections get 503 and are closed.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +63,8 @@ pub struct RawRoute {
     pub auth: Option<RawAuth>,
     pub upstream_auth: Option<RawUpstreamAuth>,
     pub policy: Option<RawPolicy>,
+    /// Browser origins (`https://app.example.com`) allowed to call this route.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

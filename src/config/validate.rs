@@ -234,6 +234,7 @@ impl Checker<'_> {
                 DEFAULT_MAX_BATCH
             }
         };
+        let client = self.client_limits(raw.limits.as_ref());
         let shutdown_grace = self.shutdown_duration(
             "shutdown_grace",
             raw.shutdown_grace.as_deref(),
@@ -292,6 +293,7 @@ impl Checker<'_> {
             workers,
             max_body_bytes,
             max_batch,
+            client,
             shutdown_grace,
             shutdown_drain,
             issuers,
@@ -678,6 +680,10 @@ impl Checker<'_> {
             Some(u) => self.public_url(&format!("{at}.public_url"), u),
         };
         let upstream = self.upstream(at, raw);
+        let allowed_origins = self.allowed_origins(
+            &format!("{at}.allowed_origins"),
+            raw.allowed_origins.as_deref().unwrap_or_default(),
+        );
         let auth = match &raw.auth {
             None => None,
             Some(a) => Some(self.auth(
@@ -696,7 +702,78 @@ impl Checker<'_> {
             auth,
             upstream_auth: upstream_auth?,
             policy,
+            allowed_origins,
         })
+    }
+
+    /// `limits`: client-connection timeouts (whole seconds, 1s to 1h) and the connection
+    /// limit. Pingora counts keep-alive timeouts in whole seconds.
+    fn client_limits(&mut self, raw: Option<&super::raw::RawLimits>) -> super::ClientLimits {
+        let defaults = super::ClientLimits::default();
+        let Some(raw) = raw else { return defaults };
+        let mut timeout = |key: &str, text: Option<&str>, default: std::time::Duration| {
+            let Some(text) = text else { return default };
+            match units::parse_duration(text) {
+                Ok(d) if d.subsec_nanos() == 0 && (1..=3600).contains(&d.as_secs()) => d,
+                _ => {
+                    self.error(
+                        &format!("limits.{key}"),
+                        "whole seconds from 1s up to 1h, such as `30s`",
+                    );
+                    default
+                }
+            }
+        };
+        let idle_timeout = timeout(
+            "client_idle_timeout",
+            raw.client_idle_timeout.as_deref(),
+            defaults.idle_timeout,
+        );
+        let header_timeout = timeout(
+            "header_timeout",
+            raw.header_timeout.as_deref(),
+            defaults.header_timeout,
+        );
+        let body_timeout = timeout(
+            "body_timeout",
+            raw.body_timeout.as_deref(),
+            defaults.body_timeout,
+        );
+        let max_connections = match raw.max_connections {
+            None => defaults.max_connections,
+            Some(0) => {
+                self.error("limits.max_connections", "must be at least 1");
+                defaults.max_connections
+            }
+            Some(n) => n,
+        };
+        super::ClientLimits {
+            idle_timeout,
+            header_timeout,
+            body_timeout,
+            max_connections,
+        }
+    }
+
+    /// `allowed_origins`: each an origin as browsers send it, `scheme://host[:port]`
+    /// (http or https, no path, no wildcard), kept in its serialised form.
+    fn allowed_origins(&mut self, at: &str, raw: &[String]) -> Vec<String> {
+        let mut origins = Vec::new();
+        for (i, text) in raw.iter().enumerate() {
+            let at = format!("{at}[{i}]");
+            let Some(text) = self.expand(&at, text) else {
+                continue;
+            };
+            match crate::config::origin::serialise(&text) {
+                Ok(origin) => {
+                    if !origins.contains(&origin) {
+                        origins.push(origin);
+                    }
+                }
+                Err(why) => self.error(&at, why),
+            }
+        }
+        origins
     }
 
     fn upstream_auth(
@@ -1466,5 +1543,57 @@ routes:
     fn empty_file_and_no_routes() {
         assert!(errors("")[0].contains("empty"));
         assert!(errors("listen: 127.0.0.1:1\n")[0].contains("at least one route"));
+    }
+    #[test]
+    fn client_limits_have_defaults_and_are_checked() {
+        let loaded = validate("gw.yaml", GOOD).unwrap();
+        assert_eq!(loaded.config.client, super::super::ClientLimits::default());
+        let set = format!(
+            "limits:\n  client_idle_timeout: 5s\n  header_timeout: 2s\n  body_timeout: 7s\n  max_connections: 3\n{GOOD}"
+        );
+        let client = validate("gw.yaml", &set).unwrap().config.client;
+        assert_eq!(client.idle_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(client.header_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(client.body_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(client.max_connections, 3);
+        let bad = errors(&format!(
+            "limits:\n  client_idle_timeout: 500ms\n  header_timeout: 2h\n  body_timeout: 0s\n  max_connections: 0\n{GOOD}"
+        ));
+        for key in [
+            "limits.client_idle_timeout",
+            "limits.header_timeout",
+            "limits.body_timeout",
+            "limits.max_connections",
+        ] {
+            assert!(bad.iter().any(|e| e.contains(key)), "{key}: {bad:?}");
+        }
+    }
+
+    #[test]
+    fn allowed_origins_are_exact_origins() {
+        let good = format!(
+            "{GOOD}    allowed_origins: [\"https://App.example.com\", \"http://127.0.0.1:8123\"]\n"
+        );
+        let loaded = validate("gw.yaml", &good).unwrap();
+        assert_eq!(
+            loaded.config.routes[0].allowed_origins,
+            ["https://app.example.com", "http://127.0.0.1:8123"]
+        );
+        assert!(validate("gw.yaml", GOOD).unwrap().config.routes[0]
+            .allowed_origins
+            .is_empty());
+        for bad in [
+            "\"*\"",
+            "\"https://*.example.com\"",
+            "\"https://app.example.com/mcp\"",
+            "null",
+        ] {
+            let errs = errors(&format!("{GOOD}    allowed_origins: [{bad}]\n"));
+            assert!(
+                errs.iter()
+                    .any(|e| e.contains("routes[0].allowed_origins[0]")),
+                "{bad}: {errs:?}"
+            );
+        }
     }
 }

@@ -1,13 +1,18 @@
-//! Holding the whole request body before the upstream is contacted (DESIGN step 3).
+//! Holding the whole request body before the upstream is contacted (step 3 of the request path).
 //!
 //! Pingora only reads a body after it has connected upstream and sent the header. To
 //! inspect first, the body is read in `request_filter` with Pingora's retry buffer
 //! enabled; Pingora then replays that buffer to the upstream. The buffer holds 64 KiB;
 //! larger bodies go through `delegate` (see docs/ARCHITECTURE.md, "Holding the whole body").
+//!
+//! Reading is bounded in time as well as size: the whole body must arrive within
+//! `limits.body_timeout` (408). A body whose framing is broken (bad chunked encoding) is
+//! the client's fault (400); a client that goes away mid-body gets no answer and no
+//! error log line, since nobody is left to read either.
 
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
-use pingora::Result;
+use pingora::{Error, ErrorType, Result};
 
 use crate::refusal::Refusal;
 
@@ -30,8 +35,43 @@ async fn discard_rest(session: &mut Session, declared: Option<usize>) -> Result<
     Ok(())
 }
 
-/// Reads the whole request body, refusing bodies over `limit`.
+/// Reads the whole request body, refusing bodies over `limit`, bodies that arrive too
+/// slowly and bodies whose framing is broken. `Err` only when the client is gone (marked
+/// as the client's error, so that Pingora logs nothing for it).
+///
+/// The whole body must arrive within the session's read timeout, which the listener sets
+/// to `limits.body_timeout` on every request (`server::connections`); Pingora itself
+/// applies it only to each read.
 pub async fn read_whole_body(
+    session: &mut Session,
+    limit: usize,
+) -> Result<std::result::Result<Bytes, Refusal>> {
+    let within = session
+        .get_read_timeout()
+        .unwrap_or(crate::config::DEFAULT_BODY_TIMEOUT);
+    let outcome = match tokio::time::timeout(within, read_bounded(session, limit)).await {
+        Ok(Ok(read)) => return Ok(read),
+        Ok(Err(e)) => body_failure(e)?,
+        Err(_elapsed) => Refusal::BodyTimeout,
+    };
+    // The rest of the body, if any, is never read: the connection cannot be reused.
+    session.set_keepalive(None);
+    Ok(Err(outcome))
+}
+
+/// What a failed body read means: a timeout (408) or broken framing (400) is answered;
+/// a client that closed or reset the connection is not (`Err`, marked downstream).
+fn body_failure(e: Box<Error>) -> Result<Refusal> {
+    match e.etype() {
+        ErrorType::ReadTimedout => Ok(Refusal::BodyTimeout),
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
+            Err(e.into_down())
+        }
+        _ => Ok(Refusal::MalformedBody),
+    }
+}
+
+async fn read_bounded(
     session: &mut Session,
     limit: usize,
 ) -> Result<std::result::Result<Bytes, Refusal>> {

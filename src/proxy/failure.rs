@@ -1,6 +1,7 @@
 //! Which [`Refusal`] a Pingora error becomes, and how it is counted. Timeouts are 504,
 //! every other upstream failure 502; client-side failures get no answer when the client
-//! is gone.
+//! is gone, 408 when the client was too slow and 400 when it broke the framing. Client
+//! faults are never logged as errors (the access line records them).
 
 use pingora::{Error, ErrorSource, ErrorType};
 
@@ -47,9 +48,12 @@ pub fn classify(e: &Error) -> Failure {
             }
         }
         ErrorSource::Downstream => match e.etype() {
-            ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout => {
-                Failure::ClientGone
-            }
+            // Too slow sending its body (Pingora's per-read timeout): 408 if still possible.
+            ReadTimedout => Failure::Respond {
+                refusal: Refusal::BodyTimeout,
+                upstream_kind: None,
+            },
+            ReadError | WriteError | ConnectionClosed | WriteTimedout => Failure::ClientGone,
             _ => Failure::BadClientRequest,
         },
         ErrorSource::Internal | ErrorSource::Unset => match e.etype() {
@@ -68,6 +72,12 @@ pub fn classify(e: &Error) -> Failure {
             },
         },
     }
+}
+
+/// A failure the client caused (it left, stalled or broke the framing): worth an access
+/// line, not an ERROR line.
+pub fn is_client_fault(e: &Error) -> bool {
+    matches!(e.esource(), ErrorSource::Downstream)
 }
 
 #[cfg(test)]
@@ -100,5 +110,23 @@ mod tests {
     fn client_failures_are_not_answered() {
         let e = Error::new_down(ErrorType::ConnectionClosed);
         assert_eq!(classify(&e), Failure::ClientGone);
+        assert!(is_client_fault(&e));
+    }
+
+    #[test]
+    fn slow_or_broken_clients_get_408_or_400_and_no_error_line() {
+        let slow = Error::new_down(ErrorType::ReadTimedout);
+        assert_eq!(
+            classify(&slow),
+            Failure::Respond {
+                refusal: Refusal::BodyTimeout,
+                upstream_kind: None
+            }
+        );
+        assert!(is_client_fault(&slow));
+        let broken = Error::new_down(ErrorType::new("InvalidChunk"));
+        assert_eq!(classify(&broken), Failure::BadClientRequest);
+        assert!(is_client_fault(&broken));
+        assert!(!is_client_fault(&upstream(ErrorType::ReadTimedout)));
     }
 }

@@ -12,6 +12,7 @@ mod delegate;
 mod failure;
 mod form;
 mod headers;
+mod origin;
 mod rewrite;
 mod steps;
 
@@ -79,6 +80,8 @@ pub struct Gateway {
     state: Arc<ArcSwap<GatewayState>>,
     credentials: CredentialCache,
     exchange_counters: credential::ExchangeCounters,
+    /// Client-connection metrics (timeouts); set by the server that owns the listener.
+    client_metrics: Option<crate::telemetry::client::ClientMetrics>,
 }
 
 /// Upstream credentials cached at most (bounded memory).
@@ -93,7 +96,17 @@ impl Gateway {
                 hit: metrics.cache_counter("exchange", "hit"),
                 miss: metrics.cache_counter("exchange", "miss"),
             },
+            client_metrics: None,
         }
+    }
+
+    /// Counts client timeouts (the body timeout) in `metrics`.
+    pub fn with_client_metrics(
+        mut self,
+        metrics: crate::telemetry::client::ClientMetrics,
+    ) -> Gateway {
+        self.client_metrics = Some(metrics);
+        self
     }
 
     /// The shared handle to the current state, for reloads and readiness.
@@ -201,8 +214,12 @@ impl Gateway {
         ctx: &mut RequestCtx,
         refusal: Refusal,
     ) -> Result<bool> {
+        if let (Refusal::BodyTimeout, Some(m)) = (&refusal, &self.client_metrics) {
+            m.timeout(crate::telemetry::client::TimeoutKind::Body);
+        }
         let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
-        write_json(session, refusal.status(), body, &refusal).await?;
+        let cors = origin::cors_origin(session, ctx);
+        write_refusal(session, refusal.status(), body, &refusal, cors.as_ref()).await?;
         ctx.refusal = Some(refusal);
         Ok(true)
     }
@@ -311,13 +328,30 @@ fn upstream_peer_for(route: &Route) -> std::result::Result<HttpPeer, String> {
 }
 
 /// Writes a refusal: JSON body, `no-store`, and the headers the refusal declares.
+/// Without CORS headers: the gateway's own answers use [`write_refusal`].
+#[allow(dead_code)]
 async fn write_json(
     session: &mut Session,
     status: u16,
     body: Bytes,
     refusal: &Refusal,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(5))?;
+    write_refusal(session, status, body, refusal, None).await
+}
+
+/// [`write_json`], with the CORS headers for an allowed browser origin, so that a browser
+/// client can read the refusal and its challenge.
+async fn write_refusal(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    refusal: &Refusal,
+    cors: Option<&http::HeaderValue>,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(8))?;
+    if let Some(origin) = cors {
+        origin::add_response_headers(&mut resp, origin)?;
+    }
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
@@ -384,6 +418,9 @@ impl ProxyHttp for Gateway {
             return self.refuse(session, ctx, Refusal::NoRoute).await;
         };
         ctx.route = Some(found);
+        if self.check_origin(session, ctx).await? {
+            return Ok(true);
+        }
         if self.check_request_form(session, ctx).await? || self.authenticate(session, ctx).await? {
             return Ok(true);
         }
@@ -490,6 +527,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         headers::prepare_client_response(upstream_response);
         self.seal_response_session(upstream_response, ctx);
+        if let Some(origin) = origin::cors_origin(session, ctx) {
+            origin::add_response_headers(upstream_response, &origin)?;
+        }
         let stream = headers::is_event_stream(upstream_response);
         if stream {
             if let Some(rt) = ctx.state.clone().route_runtime(ctx) {
@@ -523,11 +563,26 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
+    /// The request header has been read: the connection's header deadline stops (see
+    /// `server::connections`, which sets this context on every request).
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Box<RequestCtx>,
+        connection: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Some(arrived) = connection.downcast_ref::<crate::server::HeaderArrived>() {
+            arrived.mark();
+        }
+    }
+
     /// A client that goes away mid-answer is normal (an MCP client closing an event
     /// stream it no longer needs): no ERROR line from Pingora for it. The access log
     /// still records the request (status 0 if nothing was written, the error type).
+    /// The same for any other client fault (a stalled or malformed body): the access line
+    /// records it with its refusal.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Box<RequestCtx>, e: &Error) -> bool {
-        classify(e) == Failure::ClientGone
+        failure::is_client_fault(e)
     }
 
     /// The one place a failure becomes a response.
@@ -548,7 +603,7 @@ impl ProxyHttp for Gateway {
                     can_reuse_downstream: false,
                 }
             }
-            Failure::BadClientRequest => (Refusal::NotJson, None),
+            Failure::BadClientRequest => (Refusal::MalformedBody, None),
         };
         let state = ctx.state.clone();
         if let (Some(kind), Some(rt)) = (upstream_kind, state.route_runtime(ctx)) {
@@ -564,7 +619,10 @@ impl ProxyHttp for Gateway {
         }
         let status = refusal.status();
         let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
-        if let Err(write_error) = write_json(session, status, body, &refusal).await {
+        let cors = origin::cors_origin(session, ctx);
+        if let Err(write_error) =
+            write_refusal(session, status, body, &refusal, cors.as_ref()).await
+        {
             tracing::debug!(error = %write_error, "could not send the error response");
         }
         ctx.refusal = Some(refusal);

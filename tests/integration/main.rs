@@ -8,6 +8,7 @@ mod upstream;
 mod auth;
 mod cli;
 mod credentials;
+mod connections;
 mod deploy;
 mod errors;
 mod exchange;
