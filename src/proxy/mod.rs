@@ -327,18 +327,6 @@ fn upstream_peer_for(route: &Route) -> std::result::Result<HttpPeer, String> {
     Ok(peer)
 }
 
-/// Writes a refusal: JSON body, `no-store`, and the headers the refusal declares.
-/// Without CORS headers: the gateway's own answers use [`write_refusal`].
-#[allow(dead_code)]
-async fn write_json(
-    session: &mut Session,
-    status: u16,
-    body: Bytes,
-    refusal: &Refusal,
-) -> Result<()> {
-    write_refusal(session, status, body, refusal, None).await
-}
-
 /// [`write_json`], with the CORS headers for an allowed browser origin, so that a browser
 /// client can read the refusal and its challenge.
 async fn write_refusal(

@@ -41,10 +41,7 @@ DEFAULT_SCOPE = "mcp:tools"
 
 # Failures that another change closes, with where: each is asserted to still fail
 # (a strict xfail), so the entry has to go when that change lands.
-PENDING = {
-    "ORIG-01": "Origin validation is issue 16 item 12 (branch edge); "
-               "server-everything itself does not check Origin",
-}
+PENDING: dict[str, str] = {}
 
 # Every check of mcp-authlab 0.2.2 and its outcome against each route in ROUTES.
 EXPECTED = {

@@ -7,8 +7,8 @@ mod upstream;
 
 mod auth;
 mod cli;
-mod credentials;
 mod connections;
+mod credentials;
 mod deploy;
 mod errors;
 mod exchange;
