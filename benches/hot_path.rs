@@ -469,7 +469,7 @@ fn bench_inspect_authorize<M: Clock>(c: &mut Criterion<M>) {
 
 /// Filtering a 100-tool `tools/list` answer (JSON) with a four-rule policy (target < 50 us).
 fn bench_list_filter<M: Clock>(c: &mut Criterion<M>) {
-    use drawbridge::mcp::filter::{filter_message, ListKind, PendingLists};
+    use drawbridge::mcp::filter::{filter_message, ListKind};
     use drawbridge::policy::Operation;
     let policy = four_rule_policy();
     let granted: Vec<String> = ["mcp:tools", "tools:echo"].map(String::from).to_vec();
@@ -492,9 +492,7 @@ fn bench_list_filter<M: Clock>(c: &mut Criterion<M>) {
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("100_tools_json", |b| {
         b.iter(|| {
-            let mut pending = PendingLists::default();
-            pending.add("7", ListKind::Tools);
-            let out = filter_message(black_box(&body), &mut pending, &keep).expect("filtered");
+            let out = filter_message(black_box(&body), &keep).expect("filtered");
             black_box(out)
         })
     });

@@ -38,6 +38,8 @@ pub struct RawAdmin {
 pub struct RawLimits {
     /// Largest request body the gateway reads, e.g. `4MiB` or `65536`.
     pub max_body: Option<String>,
+    /// Largest server-sent event the gateway holds to filter, e.g. `1MiB`.
+    pub max_sse_event: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -188,6 +188,21 @@ impl Checker<'_> {
                 }
             },
         };
+        let max_sse_event_bytes = match raw.limits.as_ref().and_then(|l| l.max_sse_event.as_deref())
+        {
+            None => super::DEFAULT_MAX_SSE_EVENT,
+            Some(text) => match units::parse_size(text) {
+                Ok(n) if n < 1024 => {
+                    self.error("limits.max_sse_event", "must be at least 1KiB");
+                    super::DEFAULT_MAX_SSE_EVENT
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    self.error("limits.max_sse_event", e);
+                    super::DEFAULT_MAX_SSE_EVENT
+                }
+            },
+        };
         let shutdown_grace = self.shutdown_duration(
             "shutdown_grace",
             raw.shutdown_grace.as_deref(),
@@ -245,6 +260,7 @@ impl Checker<'_> {
             admin_listen: admin_listen?,
             workers,
             max_body_bytes,
+            max_sse_event_bytes,
             shutdown_grace,
             shutdown_drain,
             issuers,

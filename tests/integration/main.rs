@@ -17,6 +17,7 @@ mod metrics;
 mod policy;
 mod proxying;
 mod reload;
+mod response_forms;
 mod sessions;
 mod streaming;
 mod tls;
