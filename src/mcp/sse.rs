@@ -281,6 +281,7 @@ mod tests {
             "endpoint",
             "the BOM at stream start is skipped"
         );
+        assert_eq!(whole[0].lines[0], Line::Field("id".into(), "1".into()));
         assert_eq!(whole[2].data().as_deref(), Some("a\nb"));
         assert_eq!(whole[3].data().as_deref(), Some("{\"x\":\n1}"));
         for cut in 0..stream.len() {
