@@ -172,6 +172,9 @@ pub struct EventReader {
     buf: Vec<u8>,
     /// Where the current (unfinished) line starts.
     line_start: usize,
+    /// Where the search for a line end resumes: the bytes before it hold none (a long
+    /// line arriving in many chunks is searched once, not once per chunk).
+    scan_from: usize,
     /// The byte order mark question is settled (the stream's first bytes were seen).
     started: bool,
     max_event: usize,
@@ -183,6 +186,7 @@ impl EventReader {
         EventReader {
             buf: Vec::new(),
             line_start: 0,
+            scan_from: 0,
             started: false,
             max_event,
         }
@@ -203,15 +207,23 @@ impl EventReader {
         }
         let mut events = Vec::new();
         let mut event_start = 0;
-        let mut pos = self.line_start;
-        while let Some(offset) = memchr::memchr2(b'\n', b'\r', &self.buf[pos..]) {
+        let mut pos = self.scan_from.max(self.line_start);
+        loop {
+            let Some(offset) = memchr::memchr2(b'\n', b'\r', &self.buf[pos..]) else {
+                pos = self.buf.len();
+                break;
+            };
             let term = pos + offset;
             let next = if self.buf[term] == b'\r' {
                 match self.buf.get(term + 1) {
                     Some(b'\n') => term + 2,
                     Some(_) => term + 1,
                     None if end => term + 1,
-                    None => break, // wait: an LF may follow in the next chunk
+                    None => {
+                        // Wait: an LF may follow in the next chunk.
+                        pos = term;
+                        break;
+                    }
                 }
             } else {
                 term + 1
@@ -229,9 +241,11 @@ impl EventReader {
                 event_start = next;
             }
         }
+        self.scan_from = pos;
         if event_start > 0 {
             self.buf.drain(..event_start);
             self.line_start -= event_start;
+            self.scan_from -= event_start;
         }
         if self.buf.len() > self.max_event {
             return Err(StreamError::EventTooLarge);
@@ -240,6 +254,7 @@ impl EventReader {
             // Not dispatched by the client either: dropped, never passed on raw.
             self.buf.clear();
             self.line_start = 0;
+            self.scan_from = 0;
         }
         Ok(events)
     }
