@@ -1125,6 +1125,25 @@ routes:
     }
 
     #[test]
+    fn the_sse_event_cap_defaults_and_is_bounded() {
+        let loaded = validate("gw.yaml", GOOD).unwrap();
+        assert_eq!(
+            loaded.config.max_sse_event_bytes,
+            crate::config::DEFAULT_MAX_SSE_EVENT
+        );
+        let set = format!("limits:\n  max_sse_event: 64KiB\n{GOOD}");
+        let loaded = validate("gw.yaml", &set).unwrap();
+        assert_eq!(loaded.config.max_sse_event_bytes, 64 << 10);
+        for bad in ["100", "lots"] {
+            let errs = errors(&format!("limits:\n  max_sse_event: {bad}\n{GOOD}"));
+            assert!(
+                errs.iter().any(|e| e.contains("limits.max_sse_event")),
+                "{errs:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_good_file_gives_typed_settings() {
         let loaded = validate("gw.yaml", GOOD).unwrap();
         let route = &loaded.config.routes[0];
