@@ -21,18 +21,32 @@ pub struct EndpointRewriter<'a> {
 impl EndpointRewriter<'_> {
     /// The data the client may see, or `None` when the announced endpoint cannot be
     /// mapped and sealed: on another origin (a host spelled differently included),
-    /// outside the upstream's base path, on several lines, or with a session parameter
+    /// outside the upstream's base path or with dot segments, on several lines, or with a session parameter
     /// spelled in a way the gateway would not recognise on the way back, or given twice.
     pub fn rewrite(&self, data: &str) -> Option<String> {
         let announced = data.trim_matches([' ', '\t']);
         if announced.is_empty() || announced.contains(['\n', '\r']) {
             return None;
         }
-        if ambiguous_session_params(announced) {
+        if ambiguous_session_params(announced) || has_dot_segments(announced) {
             return None;
         }
         public_endpoint(self.route, announced).and_then(|e| map_session_param(&e, self.seal))
     }
+}
+
+/// True when the path (of a URL or a reference) has a `.` or `..` segment, raw or
+/// percent-encoded: the client would resolve it to a path the gateway did not map.
+fn has_dot_segments(endpoint: &str) -> bool {
+    let before_query = endpoint.split(['?', '#']).next().unwrap_or_default();
+    let path = match before_query.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |at| &rest[at..]),
+        None => before_query,
+    };
+    path.split(['/', '\\']).any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 /// True when the query holds more than one session parameter, or one whose name the
@@ -185,6 +199,10 @@ mod tests {
             "/messages?sessionId=abc&session_id=def",
             "/messages?sessionId=abc;sessionId=def",
             "/messages?sessionId=abc\n/x",
+            "/../elsewhere/messages?sessionId=abc",
+            "/a/%2E%2e/messages?sessionId=abc",
+            "http://127.0.0.1:3001/x/../messages?sessionId=abc",
+            "./messages?sessionId=abc",
             "",
         ] {
             assert_eq!(rewrite(&route, data), None, "{data}");
