@@ -467,9 +467,11 @@ fn bench_inspect_authorize<M: Clock>(c: &mut Criterion<M>) {
 
 // ---- list filtering ---------------------------------------------------------------------
 
-/// Filtering a 100-tool `tools/list` answer (JSON) with a four-rule policy (target < 50 us).
+/// Filtering a 100-tool `tools/list` answer (JSON) with a four-rule policy (target < 50 us),
+/// alone and as one event of a stream.
 fn bench_list_filter<M: Clock>(c: &mut Criterion<M>) {
-    use drawbridge::mcp::filter::{filter_message, ListKind, PendingLists};
+    use drawbridge::mcp::filter::{filter_message, ListKind};
+    use drawbridge::mcp::stream::{Hooks, SseFilter};
     use drawbridge::policy::Operation;
     let policy = four_rule_policy();
     let granted: Vec<String> = ["mcp:tools", "tools:echo"].map(String::from).to_vec();
@@ -492,9 +494,24 @@ fn bench_list_filter<M: Clock>(c: &mut Criterion<M>) {
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("100_tools_json", |b| {
         b.iter(|| {
-            let mut pending = PendingLists::default();
-            pending.add("7", ListKind::Tools);
-            let out = filter_message(black_box(&body), &mut pending, &keep).expect("filtered");
+            let out = filter_message(black_box(&body), &keep).expect("filtered");
+            black_box(out)
+        })
+    });
+    // The same answer as one event of a stream: reading, filtering and re-rendering it.
+    let event = format!("id: 1\nevent: message\ndata: {body}\n\n");
+    let endpoint = |_: &str| None;
+    let errors = Vec::new;
+    group.bench_function("100_tools_sse", |b| {
+        b.iter(|| {
+            let mut filter = SseFilter::new(1 << 20);
+            let hooks = Hooks {
+                keep: Some(&keep),
+                endpoint: &endpoint,
+                error_messages: &errors,
+            };
+            let out = filter.push(black_box(event.as_bytes()), false, &hooks);
+            assert!(out.failure.is_none());
             black_box(out)
         })
     });

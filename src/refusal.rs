@@ -47,6 +47,9 @@ pub enum Refusal {
     UpstreamTimeout,
     /// Anything unexpected; details are logged, never sent.
     Internal,
+    /// The upstream's answer could not be filtered by the policy (not readable as the
+    /// client would read it, compressed, too large): it never reaches the client.
+    UnfilterableAnswer,
     /// Policy refused an operation (403). `message` names what was refused and the
     /// missing scopes; `challenge` is the step-up `WWW-Authenticate` value.
     Forbidden {
@@ -108,7 +111,7 @@ impl Refusal {
             | Refusal::BatchNotSupported => 400,
             Refusal::UnsupportedMediaType | Refusal::BadMediaType(_) => 415,
             Refusal::MethodNotAllowed => 405,
-            Refusal::UpstreamUnreachable => 502,
+            Refusal::UpstreamUnreachable | Refusal::UnfilterableAnswer => 502,
             Refusal::UpstreamTimeout => 504,
             Refusal::Internal => 500,
             Refusal::Auth { failure, .. } => failure.status_and_code().0,
@@ -175,6 +178,7 @@ impl Refusal {
             Refusal::UpstreamUnreachable => -32002,
             Refusal::UpstreamTimeout => -32003,
             Refusal::Internal => -32603,
+            Refusal::UnfilterableAnswer => -32002,
             Refusal::Auth { .. } => -32001,
             Refusal::Forbidden { .. } => -32005,
             Refusal::Credential(_) => -32006,
@@ -211,6 +215,7 @@ impl Refusal {
             Refusal::UpstreamUnreachable => "upstream_unreachable",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::Internal => "internal_error",
+            Refusal::UnfilterableAnswer => "unfilterable_answer",
             Refusal::Auth { failure, .. } => failure.reason(),
             Refusal::Forbidden { .. } => "forbidden",
             Refusal::SessionNotFound => "session_not_found",
@@ -268,6 +273,9 @@ impl Refusal {
             Refusal::UpstreamUnreachable => "the upstream MCP server is unreachable".into(),
             Refusal::UpstreamTimeout => "the upstream MCP server did not answer in time".into(),
             Refusal::Internal => "internal gateway error".into(),
+            Refusal::UnfilterableAnswer => {
+                "the upstream's answer could not be filtered by the gateway's policy".into()
+            }
             Refusal::Auth { failure, .. } => failure.description().into(),
             Refusal::Forbidden { message, .. } => message.clone(),
             Refusal::SessionNotFound => "session not found".into(),

@@ -44,6 +44,8 @@ pub struct Config {
     pub max_batch: usize,
     /// Timeouts and the connection limit for client connections.
     pub client: ClientLimits,
+    /// Largest server-sent event the gateway holds to filter; a larger one ends the stream.
+    pub max_sse_event_bytes: usize,
     /// After SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
     /// After SIGTERM, before the listeners stop: `/readyz` answers 503 while requests are
@@ -243,6 +245,11 @@ pub const DEFAULT_MAX_BODY: usize = 4 << 20;
 pub const DEFAULT_MAX_BATCH: usize = 100;
 /// Largest `limits.max_batch` accepted: bounds the work one request can ask for.
 pub const MAX_MAX_BATCH: usize = 10_000;
+
+/// Default `limits.max_sse_event`: as large as the largest request, so that a tool result
+/// carrying an image or a file of that size still passes, while one stream holds at most
+/// this much (plus its filtered copy) however the upstream frames it.
+pub const DEFAULT_MAX_SSE_EVENT: usize = 4 << 20;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);

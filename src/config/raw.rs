@@ -50,6 +50,8 @@ pub struct RawLimits {
     pub body_timeout: Option<String>,
     /// Client connections open at once; past it new connections get 503 and are closed.
     pub max_connections: Option<usize>,
+    /// Largest server-sent event the gateway holds to filter, e.g. `1MiB`.
+    pub max_sse_event: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -235,6 +235,21 @@ impl Checker<'_> {
             }
         };
         let client = self.client_limits(raw.limits.as_ref());
+        let max_sse_event_bytes = match raw.limits.as_ref().and_then(|l| l.max_sse_event.as_deref())
+        {
+            None => super::DEFAULT_MAX_SSE_EVENT,
+            Some(text) => match units::parse_size(text) {
+                Ok(n) if n < 1024 => {
+                    self.error("limits.max_sse_event", "must be at least 1KiB");
+                    super::DEFAULT_MAX_SSE_EVENT
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    self.error("limits.max_sse_event", e);
+                    super::DEFAULT_MAX_SSE_EVENT
+                }
+            },
+        };
         let shutdown_grace = self.shutdown_duration(
             "shutdown_grace",
             raw.shutdown_grace.as_deref(),
@@ -294,6 +309,7 @@ impl Checker<'_> {
             max_body_bytes,
             max_batch,
             client,
+            max_sse_event_bytes,
             shutdown_grace,
             shutdown_drain,
             issuers,
@@ -1361,6 +1377,25 @@ routes:
             let errs = errors(&format!("limits: {{ max_batch: {bad} }}\n{GOOD}"));
             assert!(
                 errs.len() == 1 && errs[0].contains("limits.max_batch"),
+                "{errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sse_event_cap_defaults_and_is_bounded() {
+        let loaded = validate("gw.yaml", GOOD).unwrap();
+        assert_eq!(
+            loaded.config.max_sse_event_bytes,
+            crate::config::DEFAULT_MAX_SSE_EVENT
+        );
+        let set = format!("limits:\n  max_sse_event: 64KiB\n{GOOD}");
+        let loaded = validate("gw.yaml", &set).unwrap();
+        assert_eq!(loaded.config.max_sse_event_bytes, 64 << 10);
+        for bad in ["100", "lots"] {
+            let errs = errors(&format!("limits:\n  max_sse_event: {bad}\n{GOOD}"));
+            assert!(
+                errs.iter().any(|e| e.contains("limits.max_sse_event")),
                 "{errs:?}"
             );
         }

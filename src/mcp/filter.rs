@@ -1,23 +1,26 @@
-//! List filtering (DESIGN step 8): the answers to `tools/list`, `prompts/list`,
-//! `resources/list` and `resources/templates/list` are rewritten so that the caller sees
-//! only what the policy lets them use. Items are removed; every other member
-//! (`nextCursor`, `_meta`, …) and every surviving item is kept byte for byte.
+//! List filtering (DESIGN step 8): every server-to-client message is rewritten so that
+//! the caller sees only what the policy lets them use. Items are removed; every other
+//! member (`nextCursor`, `_meta`, …) and every surviving item is kept byte for byte.
+//!
+//! The filter goes by the *shape* of a message, not by the request it answers: the
+//! gateway is stateless across replicas and a resumed stream (`Last-Event-ID`) replays
+//! answers to requests it never saw, and clients match ids loosely (`Number(id)`). So
+//! every JSON-RPC `result` object, with any id, alone or in a batch, that carries a
+//! `tools`, `prompts`, `resources` or `resourceTemplates` member has that array filtered
+//! by the rule of its kind; and a `notifications/resources/updated` for a URI the caller
+//! may not read is withheld.
 //!
 //! Works on one JSON-RPC message or batch at a time (a whole JSON body, or one SSE
 //! event's data). Nothing is parsed into values: one pass of the [`Scanner`] checks the
 //! text and finds the items and their names; the output is the input with the removed
 //! items cut out. Anything that cannot be read is an error — the caller fails closed,
-//! never passes the list on unfiltered.
+//! never passes the message on unfiltered.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
-use super::scan::{NotJson, Scanner};
+use super::scan::{JsonStr, NotJson, Scanner};
 
 /// The list methods and where their items are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,83 +71,21 @@ impl ListKind {
     }
 }
 
-/// One list request: (order added, raw id as the client wrote it, kind).
-type PendingList = (usize, Box<str>, ListKind);
-
-/// List requests sent upstream and not yet answered, looked up by the id's JSON value
-/// (one hash lookup per answer: a batch of n answers costs n lookups, not n²).
+/// List requests sent upstream (raw id, kind). The filter itself goes by the shape of
+/// an answer, not by its id (see the module doc); this only tells the proxy that a JSON
+/// answer should be held whole, so that an unfilterable one can become a 502.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PendingLists {
-    /// Canonical id → the requests with that id, oldest first.
-    pending: HashMap<Box<str>, Vec<PendingList>>,
-    added: usize,
+    pending: Vec<(Box<str>, ListKind)>,
 }
 
 impl PendingLists {
     pub fn add(&mut self, id: &str, kind: ListKind) {
-        self.added += 1;
-        self.pending
-            .entry(canonical_id(id))
-            .or_default()
-            .push((self.added, Box::from(id), kind));
+        self.pending.push((Box::from(id), kind));
     }
 
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
-    }
-
-    fn kind_of(&self, id: &str) -> Option<ListKind> {
-        self.pending
-            .get(&canonical_id(id))
-            .and_then(|same| same.first())
-            .map(|(_, _, kind)| *kind)
-    }
-
-    fn remove(&mut self, id: &str) {
-        let key = canonical_id(id);
-        if let Some(same) = self.pending.get_mut(&key) {
-            if !same.is_empty() {
-                same.remove(0);
-            }
-            if same.is_empty() {
-                self.pending.remove(&key);
-            }
-        }
-    }
-
-    fn contains(&self, id: &str) -> bool {
-        self.pending.contains_key(&canonical_id(id))
-    }
-
-    /// Every pending (raw id, kind), in the order added; none is pending afterwards.
-    fn drain(&mut self) -> Vec<(Box<str>, ListKind)> {
-        let mut all: Vec<_> = self.pending.drain().flat_map(|(_, same)| same).collect();
-        all.sort_unstable_by_key(|(order, _, _)| *order);
-        all.into_iter().map(|(_, raw, kind)| (raw, kind)).collect()
-    }
-}
-
-/// One spelling per JSON value, so that ids compare as JSON values: `1` and `1.0` differ
-/// as text and as values, but `"a"` and `"\u0061"` are the same string. Plain integers
-/// and strings without escapes are their own canonical form; the rest is re-serialised.
-fn canonical_id(raw: &str) -> Box<str> {
-    let plain_integer = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
-    let plain_string =
-        raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') && !raw.contains('\\');
-    if plain_integer || plain_string {
-        return Box::from(raw);
-    }
-    match serde_json::from_str::<serde_json::Value>(raw) {
-        Ok(value) => {
-            let text = value.to_string();
-            // `-0.0 == 0.0` as values.
-            if text == "-0.0" {
-                Box::from("0.0")
-            } else {
-                text.into_boxed_str()
-            }
-        }
-        Err(_) => Box::from(raw),
     }
 }
 
@@ -157,13 +98,18 @@ impl fmt::Display for FilterError {
     }
 }
 
+/// The message is not JSON (as the scanner reads RFC 8259).
+pub const NOT_JSON: FilterError = FilterError("the answer is not JSON");
+
 /// What filtering did to one message.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Filtered {
     /// The new text, when anything was removed.
     pub rewritten: Option<String>,
-    /// (method, items removed) per list answer found.
+    /// (kind, items removed) per item array found.
     pub removed: Vec<(ListKind, usize)>,
+    /// The whole message is withheld (a notification the caller may not see).
+    pub dropped: bool,
 }
 
 /// Why a message could not be filtered: not JSON at all, or JSON of the wrong shape.
@@ -184,7 +130,7 @@ impl From<FilterError> for Fail {
     }
 }
 
-const DUPLICATE: FilterError = FilterError("a list answer with a duplicate member");
+const DUPLICATE: FilterError = FilterError("a JSON-RPC message with a duplicate member");
 
 /// One filtered item array: the text between its brackets is replaced by the kept items.
 struct Edit {
@@ -197,9 +143,10 @@ struct Edit {
 struct Found {
     edits: Vec<Edit>,
     removed: Vec<(ListKind, usize)>,
-    /// Raw ids of the pending lists answered.
-    answered: Vec<Range<usize>>,
 }
+
+/// The policy's question: may the caller see this item (its name or URI)?
+pub type Keep<'a> = &'a dyn Fn(ListKind, &str) -> bool;
 
 /// An item of a list and its judged member (`name`, `uri`, …) when that is a string
 /// found exactly once.
@@ -224,30 +171,34 @@ fn item<'a>(s: &mut Scanner<'a>, key: &str) -> Result<(Range<usize>, Option<Cow<
     Ok((span, name.filter(|_| seen == 1)))
 }
 
-/// Filters a list `result` object, the scanner placed before it.
-fn filter_result(
-    s: &mut Scanner<'_>,
-    kind: ListKind,
-    keep: &dyn Fn(ListKind, &str) -> bool,
-    found: &mut Found,
-) -> Result<(), Fail> {
-    if s.peek() != Some(b'{') {
-        s.value()?;
-        return Err(FilterError("the list result is not a JSON object").into());
-    }
-    let mut items_seen = false;
+/// Which list member, if any, a member name of a `result` object is.
+fn list_member(key: &JsonStr<'_>) -> Option<ListKind> {
+    const KINDS: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Prompts,
+        ListKind::Resources,
+        ListKind::ResourceTemplates,
+    ];
+    KINDS.into_iter().find(|k| key.is(k.field()))
+}
+
+/// Filters a `result` object, the scanner placed before it: every member named like a
+/// list's items (`tools`, `prompts`, `resources`, `resourceTemplates`) must be an array
+/// and is filtered by the rule of its kind, whatever request the result answers.
+fn filter_result(s: &mut Scanner<'_>, keep: Keep<'_>, found: &mut Found) -> Result<(), Fail> {
+    let mut seen: Vec<ListKind> = Vec::new();
     s.object(|s, key| {
-        if !key.is(kind.field()) {
+        let Some(kind) = list_member(&key) else {
             s.value()?;
             return Ok(());
-        }
-        if items_seen {
+        };
+        if seen.contains(&kind) {
             return Err(Fail::Shape(DUPLICATE));
         }
-        items_seen = true;
+        seen.push(kind);
         if s.peek() != Some(b'[') {
             s.value()?;
-            return Err(FilterError("the list items are not an array").into());
+            return Err(FilterError("list items that are not an array").into());
         }
         let mut kept = Vec::new();
         let mut total = 0;
@@ -268,256 +219,239 @@ fn filter_result(
         }
         Ok(())
     })?;
-    if !items_seen {
-        return Err(FilterError("the list result has no items member").into());
-    }
     Ok(())
 }
 
-/// Reads one response object, the scanner placed before it, and filters it if it answers
-/// a pending list request.
-fn filter_response(
-    s: &mut Scanner<'_>,
-    pending: &PendingLists,
-    keep: &dyn Fn(ListKind, &str) -> bool,
-    found: &mut Found,
-) -> Result<(), Fail> {
+/// The notification that names a resource whose content changed: seen only by callers
+/// who may read that resource.
+const RESOURCE_UPDATED: &str = "notifications/resources/updated";
+
+/// Whether a `resources/updated` notification's params name a URI the caller may read;
+/// unreadable params are not shown (fail closed).
+fn resource_update_visible(text: &str, params: Option<Range<usize>>, keep: Keep<'_>) -> bool {
+    let Some(params) = params else { return false };
+    let mut s = Scanner::at(text, params.start);
+    if s.peek() != Some(b'{') {
+        return false;
+    }
+    let mut uri = None;
+    let mut seen = 0;
+    let read = s.object(|s, k| {
+        if k.is("uri") {
+            seen += 1;
+            if s.peek() == Some(b'"') {
+                uri = s.string()?.decode();
+                return Ok::<_, NotJson>(());
+            }
+        }
+        s.value()?;
+        Ok(())
+    });
+    read.is_ok() && seen == 1 && uri.is_some_and(|u| keep(ListKind::Resources, &u))
+}
+
+/// Reads one JSON-RPC object, the scanner placed before it: filters its `result`, and
+/// says whether the whole message is to be withheld.
+fn filter_object(s: &mut Scanner<'_>, keep: Keep<'_>, found: &mut Found) -> Result<bool, Fail> {
     let text = s.text();
-    let mut id: Option<Range<usize>> = None;
-    let mut result: Option<Range<usize>> = None;
-    let mut filtered = false;
+    let mut result_seen = false;
+    let mut method: Option<Option<Cow<'_, str>>> = None;
+    let mut params: Option<Range<usize>> = None;
     s.object(|s, key| {
-        if key.is("id") {
-            if id.is_some() {
+        if key.is("result") {
+            if result_seen {
                 return Err(Fail::Shape(DUPLICATE));
             }
-            id = Some(s.value()?);
-        } else if key.is("result") {
-            if result.is_some() {
+            result_seen = true;
+            if s.peek() == Some(b'{') {
+                filter_result(s, keep, found)?;
+            } else {
+                s.value()?;
+            }
+        } else if key.is("method") {
+            if method.is_some() {
                 return Err(Fail::Shape(DUPLICATE));
             }
-            s.peek();
-            let start = s.pos();
-            // Usually the id comes first: filter in the same pass.
-            match id.as_ref().and_then(|i| pending.kind_of(&text[i.clone()])) {
-                Some(kind) => {
-                    filter_result(s, kind, keep, found)?;
-                    filtered = true;
-                }
-                None => {
-                    s.value()?;
-                }
+            method = Some(if s.peek() == Some(b'"') {
+                s.string()?.decode()
+            } else {
+                s.value()?;
+                None
+            });
+        } else if key.is("params") {
+            if params.is_some() {
+                return Err(Fail::Shape(DUPLICATE));
             }
-            result = Some(start..s.pos());
+            params = Some(s.value()?);
         } else {
             s.value()?;
         }
         Ok(())
     })?;
-    let Some(id) = id else { return Ok(()) };
-    let Some(kind) = pending.kind_of(&text[id.clone()]) else {
-        return Ok(());
-    };
-    if let (Some(result), false) = (result, filtered) {
-        // The id came after the result: read the result again.
-        filter_result(&mut Scanner::at(text, result.start), kind, keep, found)?;
-    }
-    // With or without a result (an error answers it too), the request is answered.
-    found.answered.push(id);
-    Ok(())
+    let withheld = matches!(&method, Some(Some(m)) if m == RESOURCE_UPDATED)
+        && !resource_update_visible(text, params, keep);
+    Ok(withheld)
 }
 
-/// Filters a JSON-RPC message or batch (a whole JSON body, or an SSE event's data).
-/// Messages that answer no pending list request pass untouched. An answer to a pending
-/// list request that cannot be read is an error (and leaves the request pending).
-pub fn filter_message(
-    text: &str,
-    pending: &mut PendingLists,
-    keep: &dyn Fn(ListKind, &str) -> bool,
-) -> Result<Filtered, FilterError> {
-    let trimmed = text.trim_start();
-    let batch = trimmed.starts_with('[');
-    if !batch && !trimmed.starts_with('{') {
-        // Not a JSON-RPC message (e.g. an empty SSE keep-alive): nothing to filter.
-        return Ok(Filtered::default());
+/// `text[range]` with the edits inside it applied.
+fn apply(text: &str, range: Range<usize>, edits: &[Edit], out: &mut String) {
+    let mut at = range.start;
+    for edit in edits {
+        out.push_str(&text[at..edit.inner.start]);
+        for (i, item) in edit.kept.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&text[item.clone()]);
+        }
+        at = edit.inner.end;
     }
-    let mut found = Found::default();
+    out.push_str(&text[at..range.end]);
+}
+
+/// Filters a JSON-RPC message or batch (a whole JSON body, or an SSE event's data) by its
+/// shape: every result carrying list items, whatever its id; and every notification the
+/// caller may not see. Surviving items are kept byte for byte. Anything that cannot be
+/// read is an error ([`NOT_JSON`] when it is not JSON at all): the caller fails closed.
+pub fn filter_message(text: &str, keep: Keep<'_>) -> Result<Filtered, FilterError> {
     let mut s = Scanner::new(text);
-    let read = if batch {
-        s.array(|s| match s.peek() {
-            Some(b'{') => filter_response(s, pending, keep, &mut found),
-            _ => s.value().map(drop).map_err(Fail::from),
-        })
-        .map(drop)
-    } else {
-        filter_response(&mut s, pending, keep, &mut found)
+    let read = match s.peek() {
+        Some(b'[') => filter_batch(&mut s, keep),
+        Some(b'{') => {
+            let mut found = Found::default();
+            filter_object(&mut s, keep, &mut found).map(|dropped| {
+                let rewritten = (!found.edits.is_empty()).then(|| {
+                    let mut out = String::with_capacity(text.len());
+                    apply(text, 0..text.len(), &found.edits, &mut out);
+                    out
+                });
+                Filtered {
+                    rewritten,
+                    removed: found.removed,
+                    dropped,
+                }
+            })
+        }
+        // A scalar carries nothing to filter, but must still be JSON.
+        _ => s.value().map(|_| Filtered::default()).map_err(Fail::from),
     };
-    let read = read.and_then(|()| {
+    let read = read.and_then(|f| {
         if s.at_end() {
-            Ok(())
+            Ok(f)
         } else {
             Err(Fail::NotJson)
         }
     });
     match read {
-        Ok(()) => {}
-        Err(Fail::Shape(e)) => return Err(e),
-        Err(Fail::NotJson) if batch => return Err(FilterError("the response is not JSON")),
-        Err(Fail::NotJson) if pending.is_empty() => return Ok(Filtered::default()),
-        Err(Fail::NotJson) => return Err(FilterError("the response is not a JSON object")),
+        Ok(filtered) => Ok(filtered),
+        Err(Fail::Shape(e)) => Err(e),
+        Err(Fail::NotJson) => Err(NOT_JSON),
     }
-    for id in &found.answered {
-        pending.remove(&text[id.clone()]);
-    }
-    let rewritten = (!found.edits.is_empty()).then(|| {
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for edit in &found.edits {
-            out.push_str(&text[at..edit.inner.start]);
-            for (i, item) in edit.kept.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&text[item.clone()]);
-            }
-            at = edit.inner.end;
+}
+
+/// A batch: each element filtered on its own; withheld elements are left out.
+fn filter_batch(s: &mut Scanner<'_>, keep: Keep<'_>) -> Result<Filtered, Fail> {
+    let text = s.text();
+    let mut elements: Vec<(Range<usize>, Found, bool)> = Vec::new();
+    s.array(|s| {
+        if s.peek() != Some(b'{') {
+            elements.push((s.value()?, Found::default(), false));
+            return Ok::<_, Fail>(());
         }
-        out.push_str(&text[at..]);
-        out
-    });
-    Ok(Filtered {
-        rewritten,
-        removed: found.removed,
-    })
-}
-
-/// Does a JSON-RPC message text answer one of the pending ids? Used to decide whether an
-/// unreadable message must be treated as a failure.
-pub fn answers_pending(text: &str, pending: &PendingLists) -> bool {
-    #[derive(Deserialize)]
-    struct IdOnly<'a> {
-        #[serde(borrow)]
-        id: Option<&'a RawValue>,
+        let start = s.pos();
+        let mut found = Found::default();
+        let dropped = filter_object(s, keep, &mut found)?;
+        elements.push((start..s.pos(), found, dropped));
+        Ok(())
+    })?;
+    let changed = elements
+        .iter()
+        .any(|(_, found, dropped)| *dropped || !found.edits.is_empty());
+    let mut out = Filtered::default();
+    for (_, found, _) in &mut elements {
+        out.removed.append(&mut found.removed);
     }
-    serde_json::from_str::<IdOnly>(text)
-        .ok()
-        .and_then(|m| m.id)
-        .is_some_and(|id| pending.contains(id.get()))
+    if !changed {
+        return Ok(out);
+    }
+    let kept: Vec<_> = elements.iter().filter(|(_, _, d)| !d).collect();
+    if kept.is_empty() {
+        out.dropped = true;
+        return Ok(out);
+    }
+    let mut text_out = String::with_capacity(text.len());
+    text_out.push('[');
+    for (i, (span, found, _)) in kept.into_iter().enumerate() {
+        if i > 0 {
+            text_out.push(',');
+        }
+        apply(text, span.clone(), &found.edits, &mut text_out);
+    }
+    text_out.push(']');
+    out.rewritten = Some(text_out);
+    Ok(out)
 }
 
-/// Largest JSON list answer the gateway buffers to filter; a larger one fails closed.
+/// Largest non-event-stream answer the gateway buffers to filter; a larger one fails
+/// closed.
 pub const MAX_JSON_BODY: usize = 16 << 20;
-
-/// The answer the client gets in place of a list that could not be filtered: a JSON-RPC
-/// error for every pending list id (which are then no longer pending).
-pub fn failure_answers(pending: &mut PendingLists) -> Vec<String> {
-    pending
-        .drain()
-        .into_iter()
-        .map(|(id, _)| {
-            super::jsonrpc::error_object(
-                Some(&id),
-                -32002,
-                "the upstream's list answer could not be filtered by the gateway",
-            )
-        })
-        .collect()
-}
 
 /// A filtered body and what was removed from it.
 pub type FilteredBody = (Vec<u8>, Vec<(ListKind, usize)>);
 
-/// Buffers a JSON response body and filters it whole at the end.
+/// Buffers a whole non-event-stream answer and filters it at the end, whatever its
+/// `Content-Type` says: a client may parse it as JSON anyway.
+///
+/// The rule for a body that is not JSON: empty (white space only) passes; on a 2xx
+/// answer anything else is refused, because a more lenient parser than the gateway's
+/// (`NaN`, comments, a charset guess) could still read a list out of it; on other
+/// statuses it passes (clients treat those as errors and read no result from them).
 #[derive(Debug, Default)]
 pub struct JsonListRewriter {
     buf: Vec<u8>,
+    /// The status is 2xx.
+    success: bool,
 }
 
 impl JsonListRewriter {
+    pub fn new(success: bool) -> JsonListRewriter {
+        JsonListRewriter {
+            buf: Vec::new(),
+            success,
+        }
+    }
+
     /// Takes one chunk; returns the body to send once `end` is reached (nothing before).
     pub fn push(
         &mut self,
         chunk: &[u8],
         end: bool,
-        pending: &mut PendingLists,
-        keep: &dyn Fn(ListKind, &str) -> bool,
+        keep: Keep<'_>,
     ) -> Result<Option<FilteredBody>, FilterError> {
         if self.buf.len() + chunk.len() > MAX_JSON_BODY {
-            return Err(FilterError("the list answer is too large to filter"));
+            return Err(FilterError("the answer is too large to filter"));
         }
         self.buf.extend_from_slice(chunk);
         if !end {
             return Ok(None);
         }
         let body = std::mem::take(&mut self.buf);
-        let text =
-            std::str::from_utf8(&body).map_err(|_| FilterError("the response is not UTF-8"))?;
-        let filtered = filter_message(text, pending, keep)?;
-        if !pending.is_empty() {
-            return Err(FilterError(
-                "the response does not answer every list request",
-            ));
+        if body.trim_ascii().is_empty() {
+            return Ok(Some((body, Vec::new())));
         }
-        let out = match filtered.rewritten {
-            Some(text) => text.into_bytes(),
-            None => body,
-        };
-        Ok(Some((out, filtered.removed)))
-    }
-}
-
-/// Filters list answers inside an event stream, event by event. Events that answer no
-/// pending list pass at once and unchanged (only an incomplete event is held back,
-/// which a client could not dispatch yet anyway).
-#[derive(Debug, Default)]
-pub struct SseListRewriter {
-    splitter: super::sse::EventSplitter,
-}
-
-/// The output of one chunk.
-#[derive(Debug, Default)]
-pub struct SseOutput {
-    pub bytes: Vec<u8>,
-    pub removed: Vec<(ListKind, usize)>,
-    pub failures: usize,
-}
-
-impl SseListRewriter {
-    pub fn push(
-        &mut self,
-        chunk: &[u8],
-        end: bool,
-        pending: &mut PendingLists,
-        keep: &dyn Fn(ListKind, &str) -> bool,
-    ) -> SseOutput {
-        let mut out = SseOutput::default();
-        for event in self.splitter.push(chunk) {
-            if pending.is_empty() {
-                out.bytes.extend_from_slice(&event);
-                continue;
-            }
-            let (_, data) = super::sse::event_type_and_data(&event);
-            match filter_message(&data, pending, keep) {
-                Ok(filtered) => {
-                    out.removed.extend(filtered.removed);
-                    match filtered.rewritten {
-                        Some(text) => out.bytes.extend(super::sse::with_data(&event, &text)),
-                        None => out.bytes.extend_from_slice(&event),
-                    }
-                }
-                Err(_) => {
-                    out.failures += 1;
-                    for answer in failure_answers(pending) {
-                        out.bytes
-                            .extend(format!("event: message\ndata: {answer}\n\n").into_bytes());
-                    }
-                }
-            }
+        let filtered = std::str::from_utf8(&body)
+            .map_err(|_| NOT_JSON)
+            .and_then(|text| filter_message(text, keep));
+        match filtered {
+            Ok(Filtered { dropped: true, .. }) => Err(FilterError(
+                "the answer is a notification the caller may not see",
+            )),
+            Ok(Filtered {
+                rewritten, removed, ..
+            }) => Ok(Some((rewritten.map_or(body, String::into_bytes), removed))),
+            Err(e) if e == NOT_JSON && !self.success => Ok(Some((body, Vec::new()))),
+            Err(e) => Err(e),
         }
-        if end {
-            out.bytes.extend(self.splitter.take_rest());
-        }
-        out
     }
 }
 
@@ -525,23 +459,19 @@ impl SseListRewriter {
 mod tests {
     use super::*;
 
-    fn pending(ids: &[(&str, ListKind)]) -> PendingLists {
-        let mut p = PendingLists::default();
-        for (id, k) in ids {
-            p.add(id, *k);
-        }
-        p
-    }
-
     fn only_echo(kind: ListKind, name: &str) -> bool {
         kind == ListKind::Tools && name == "echo"
+    }
+
+    fn filtered(text: &str) -> String {
+        let out = filter_message(text, &only_echo).unwrap();
+        out.rewritten.unwrap_or_else(|| text.to_string())
     }
 
     #[test]
     fn removes_items_and_keeps_everything_else() {
         let body = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo","description":"x","inputSchema":{"type":"object"}},{"name":"get-env"},{"description":"nameless"}],"nextCursor":"c2","_meta":{"a":1}}}"#;
-        let mut p = pending(&[("3", ListKind::Tools)]);
-        let out = filter_message(body, &mut p, &only_echo).unwrap();
+        let out = filter_message(body, &only_echo).unwrap();
         assert_eq!(
             out.rewritten.as_deref(),
             Some(
@@ -549,59 +479,111 @@ mod tests {
             )
         );
         assert_eq!(out.removed, vec![(ListKind::Tools, 2)]);
-        assert!(p.is_empty(), "the answered id is no longer pending");
     }
 
     #[test]
-    fn unrelated_messages_and_other_ids_pass_untouched() {
-        let mut p = pending(&[("3", ListKind::Tools)]);
+    fn any_id_and_any_result_with_list_members_is_filtered() {
+        // Ids that a client matches loosely (`Number(id)`), no id at all, an id after
+        // the result, a result with several list members.
+        for (body, want) in [
+            (
+                r#"{"jsonrpc":"2.0","id":"1","result":{"tools":[{"name":"x"},{"name":"echo"}]}}"#,
+                r#"{"jsonrpc":"2.0","id":"1","result":{"tools":[{"name":"echo"}]}}"#,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1.0,"result":{"tools":[{"name":"x"}]}}"#,
+                r#"{"jsonrpc":"2.0","id":1.0,"result":{"tools":[]}}"#,
+            ),
+            (
+                r#"{"result":{"tools":[{"name":"x"}]},"jsonrpc":"2.0","id":99}"#,
+                r#"{"result":{"tools":[]},"jsonrpc":"2.0","id":99}"#,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":2,"result":{"prompts":[{"name":"p"}],"resources":[{"uri":"a://b"}],"resourceTemplates":[{"uriTemplate":"a://{x}"}],"tools":[{"name":"echo"}]}}"#,
+                r#"{"jsonrpc":"2.0","id":2,"result":{"prompts":[],"resources":[],"resourceTemplates":[],"tools":[{"name":"echo"}]}}"#,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":2,"result":{"t\u006fols":[{"name":"x"}]}}"#,
+                r#"{"jsonrpc":"2.0","id":2,"result":{"t\u006fols":[]}}"#,
+            ),
+        ] {
+            assert_eq!(filtered(body), want, "{body}");
+        }
+    }
+
+    #[test]
+    fn messages_without_lists_pass_untouched() {
         for text in [
             r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#,
-            r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"x"}]}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#,
             r#"{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"no"}}"#,
-            "",
+            r#"{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"tools"}]}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":{"capabilities":{"tools":{"listChanged":true}}}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":[1]}"#,
+            r#""just a string""#,
         ] {
-            assert_eq!(
-                filter_message(text, &mut p, &only_echo).unwrap().rewritten,
-                None,
-                "{text}"
-            );
+            let out = filter_message(text, &only_echo).unwrap();
+            assert_eq!(out.rewritten, None, "{text}");
+            assert!(!out.dropped, "{text}");
         }
     }
 
     #[test]
-    fn batches_filter_each_matching_answer() {
-        let body = r#"[{"jsonrpc":"2.0","id":"a","result":{"tools":[{"name":"echo"},{"name":"x"}]}},{"jsonrpc":"2.0","id":"b","result":{}},{"jsonrpc":"2.0","id":"c","result":{"prompts":[{"name":"p"}]}}]"#;
-        let mut p = pending(&[("\"a\"", ListKind::Tools), ("\"c\"", ListKind::Prompts)]);
-        let out = filter_message(body, &mut p, &only_echo).unwrap();
+    fn batches_filter_each_answer_and_drop_withheld_notifications() {
+        let body = r#"[{"jsonrpc":"2.0","id":"a","result":{"tools":[{"name":"echo"},{"name":"x"}]}}, {"jsonrpc":"2.0","id":"b","result":{}},{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"secret://x"}},{"jsonrpc":"2.0","id":"c","result":{"prompts":[{"name":"p"}]}}]"#;
         assert_eq!(
-            out.rewritten.as_deref(),
-            Some(
-                r#"[{"jsonrpc":"2.0","id":"a","result":{"tools":[{"name":"echo"}]}},{"jsonrpc":"2.0","id":"b","result":{}},{"jsonrpc":"2.0","id":"c","result":{"prompts":[]}}]"#
-            )
+            filtered(body),
+            r#"[{"jsonrpc":"2.0","id":"a","result":{"tools":[{"name":"echo"}]}},{"jsonrpc":"2.0","id":"b","result":{}},{"jsonrpc":"2.0","id":"c","result":{"prompts":[]}}]"#
         );
+        let only_notes = r#"[{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"secret://x"}}]"#;
+        assert!(filter_message(only_notes, &only_echo).unwrap().dropped);
     }
 
     #[test]
-    fn unreadable_answers_to_pending_lists_are_errors() {
+    fn resource_updates_are_shown_only_for_readable_uris() {
+        let keep = |kind: ListKind, name: &str| kind == ListKind::Resources && name == "ok://1";
+        let note = |params: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{params}}}"#
+            )
+        };
+        let dropped = |text: &str| filter_message(text, &keep).unwrap().dropped;
+        assert!(!dropped(&note(r#"{"uri":"ok://1"}"#)));
+        assert!(dropped(&note(r#"{"uri":"secret://1"}"#)));
+        assert!(dropped(&note(r#"{"uri":"ok://1","uri":"secret://1"}"#)));
+        assert!(dropped(&note(r#"{}"#)));
+        assert!(dropped(&note(r#"[]"#)));
+        assert!(dropped(
+            r#"{"jsonrpc":"2.0","method":"notifications/resources/updated"}"#
+        ));
+        let list_changed = r#"{"jsonrpc":"2.0","method":"notifications/resources/list_changed"}"#;
+        assert!(!dropped(list_changed));
+    }
+
+    #[test]
+    fn unreadable_messages_are_errors() {
         for body in [
             r#"{"jsonrpc":"2.0","id":3,"result":{"tools":"nope"}}"#,
-            r#"{"jsonrpc":"2.0","id":3,"result":{}}"#,
-            r#"{"jsonrpc":"2.0","id":3,"result":[]}"#,
-            r#"{"jsonrpc":"2.0","id":3,"id":3,"result":{"tools":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":{"tools":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[],"tools":[{"name":"x"}]}}"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[]},"result":{"tools":[{"name":"x"}]}}"#,
             r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo"}]"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"x"}]}} trailing"#,
+            r#"[{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"x"}]}},]"#,
+            r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"x"}]},"x":NaN}"#,
+            "not json",
+            "",
         ] {
-            let mut p = pending(&[("3", ListKind::Tools)]);
-            assert!(filter_message(body, &mut p, &only_echo).is_err(), "{body}");
+            assert!(filter_message(body, &only_echo).is_err(), "{body}");
         }
+        assert_eq!(filter_message("nope", &only_echo), Err(NOT_JSON));
     }
 
     #[test]
     fn duplicate_name_members_hide_the_item() {
         let body =
             r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo","name":"delete"}]}}"#;
-        let mut p = pending(&[("3", ListKind::Tools)]);
-        let out = filter_message(body, &mut p, &only_echo).unwrap();
+        let out = filter_message(body, &only_echo).unwrap();
         assert_eq!(out.removed, vec![(ListKind::Tools, 1)]);
     }
 
@@ -681,193 +663,58 @@ mod tests {
             let removed = expected["result"]["tools"].as_array().unwrap().len() - kept.len();
             expected["result"]["tools"] = json!(kept);
 
-            let mut p = pending(&[(&round.to_string(), ListKind::Tools)]);
-            let out = filter_message(&body, &mut p, &keep).unwrap();
+            let out = filter_message(&body, &keep).unwrap();
             let got: Value =
                 serde_json::from_str(out.rewritten.as_deref().unwrap_or(&body)).unwrap();
             assert_eq!(got, expected, "{body}");
             assert_eq!(out.removed, vec![(ListKind::Tools, removed)], "{body}");
             assert_eq!(out.rewritten.is_none(), removed == 0, "{body}");
-            assert!(p.is_empty());
         }
     }
 
     #[test]
-    fn broken_json_after_a_good_list_leaves_the_request_pending() {
-        let body = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo"},{"name":"x"}]}} trailing"#;
-        let mut p = pending(&[("3", ListKind::Tools)]);
-        assert!(filter_message(body, &mut p, &only_echo).is_err());
-        assert!(!p.is_empty(), "still pending, so the error answers it");
-        let body = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[],"tools":[{"name":"x"}]}}"#;
-        let mut p = pending(&[("3", ListKind::Tools)]);
-        assert!(
-            filter_message(body, &mut p, &only_echo).is_err(),
-            "duplicate items member"
-        );
-        let body =
-            r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[]},"result":{"tools":[{"name":"x"}]}}"#;
-        let mut p = pending(&[("3", ListKind::Tools)]);
-        assert!(
-            filter_message(body, &mut p, &only_echo).is_err(),
-            "duplicate result"
-        );
-    }
-
-    #[test]
-    fn ids_compare_as_json_values() {
-        let mut p = pending(&[("\"a\"", ListKind::Tools)]);
-        assert!(answers_pending(r#"{"id":"\u0061","result":{}}"#, &p));
-        let body = r#"{"jsonrpc":"2.0","id":"\u0061","result":{"tools":[{"name":"x"}]}}"#;
-        assert!(filter_message(body, &mut p, &only_echo)
-            .unwrap()
-            .rewritten
-            .is_some());
-    }
-}
-
-#[cfg(test)]
-mod stream_tests {
-    use super::*;
-
-    fn only_echo(kind: ListKind, name: &str) -> bool {
-        kind == ListKind::Tools && name == "echo"
-    }
-
-    #[test]
-    fn sse_list_split_across_chunks_with_notifications_passing_first() {
-        let mut p = PendingLists::default();
-        p.add("7", ListKind::Tools);
-        let mut r = SseListRewriter::default();
-        let stream = "id: 1\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\nid: 2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"name\":\"echo\"},{\"name\":\"secret\"}]}}\n\n";
-        let cut = stream.find("secret").unwrap();
-        let first = r.push(&stream.as_bytes()[..cut], false, &mut p, &only_echo);
-        // The notification is out before the list answer is complete.
-        assert!(String::from_utf8_lossy(&first.bytes).contains("notifications/progress"));
-        assert!(!String::from_utf8_lossy(&first.bytes).contains("tools"));
-        let rest = r.push(&stream.as_bytes()[cut..], true, &mut p, &only_echo);
-        let text = String::from_utf8(rest.bytes).unwrap();
-        assert_eq!(text, "id: 2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"name\":\"echo\"}]}}\n\n");
-        assert_eq!(rest.removed, vec![(ListKind::Tools, 1)]);
-    }
-
-    #[test]
-    fn unreadable_sse_answer_becomes_an_error_event() {
-        let mut p = PendingLists::default();
-        p.add("7", ListKind::Tools);
-        let mut r = SseListRewriter::default();
-        let out = r.push(
-            b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":1}}\n\n",
-            true,
-            &mut p,
-            &only_echo,
-        );
-        let text = String::from_utf8(out.bytes).unwrap();
-        assert_eq!(out.failures, 1);
-        assert!(
-            text.contains("\"id\":7") && text.contains("-32002") && !text.contains("tools"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn json_body_is_filtered_whole_or_refused() {
-        let mut p = PendingLists::default();
-        p.add("1", ListKind::Tools);
-        let mut r = JsonListRewriter::default();
+    fn json_bodies_are_filtered_whole_whatever_their_type() {
+        let mut r = JsonListRewriter::new(true);
         let body = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"},{"name":"x"}]}}"#;
-        assert_eq!(r.push(&body[..10], false, &mut p, &only_echo), Ok(None));
-        let (out, removed) = r
-            .push(&body[10..], true, &mut p, &only_echo)
+        for cut in 0..body.len() {
+            let mut r2 = JsonListRewriter::new(true);
+            assert_eq!(r2.push(&body[..cut], false, &only_echo), Ok(None));
+            let (out, _) = r2.push(&body[cut..], true, &only_echo).unwrap().unwrap();
+            assert_eq!(
+                out,
+                br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"}]}}"#.to_vec()
+            );
+        }
+        assert_eq!(r.push(&body[..10], false, &only_echo), Ok(None));
+        let (_, removed) = r.push(&body[10..], true, &only_echo).unwrap().unwrap();
+        assert_eq!(removed, vec![(ListKind::Tools, 1)]);
+    }
+
+    #[test]
+    fn non_json_bodies_pass_only_when_empty_or_not_2xx() {
+        let push = |success: bool, body: &[u8]| {
+            JsonListRewriter::new(success).push(body, true, &only_echo)
+        };
+        assert!(push(true, b"not json").is_err());
+        assert!(push(
+            true,
+            b"{\"result\":{\"tools\":[{\"name\":\"x\"}]},\"a\":NaN}"
+        )
+        .is_err());
+        assert!(push(true, b"\xFF{}").is_err());
+        assert_eq!(push(true, b" \r\n").unwrap().unwrap().0, b" \r\n".to_vec());
+        assert_eq!(
+            push(false, b"<html>").unwrap().unwrap().0,
+            b"<html>".to_vec()
+        );
+        // JSON on an error status is still filtered.
+        let (out, _) = push(false, br#"{"id":1,"result":{"tools":[{"name":"x"}]}}"#)
             .unwrap()
             .unwrap();
-        assert_eq!(
-            out,
-            br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"}]}}"#.to_vec()
-        );
-        assert_eq!(removed, vec![(ListKind::Tools, 1)]);
-
-        let mut p = PendingLists::default();
-        p.add("1", ListKind::Tools);
-        let mut r = JsonListRewriter::default();
-        assert!(r.push(b"not json", true, &mut p, &only_echo).is_err());
-        assert_eq!(failure_answers(&mut p).len(), 1);
-    }
-}
-
-#[cfg(test)]
-mod scale {
-    use super::*;
-
-    /// A batch answer to `n` `tools/list` requests with ids `1..=n` (and the pending set).
-    fn batch_answer(n: usize) -> (String, PendingLists) {
-        let mut pending = PendingLists::default();
-        let mut text = String::from("[");
-        for i in 1..=n {
-            pending.add(&i.to_string(), ListKind::Tools);
-            if i > 1 {
-                text.push(',');
-            }
-            text.push_str(&format!(
-                r#"{{"jsonrpc":"2.0","id":{i},"result":{{"tools":[{{"name":"echo"}},{{"name":"admin-delete"}}]}}}}"#
-            ));
-        }
-        text.push(']');
-        (text, pending)
-    }
-
-    #[test]
-    fn pending_ids_match_by_json_value() {
-        let mut p = PendingLists::default();
-        for id in ["1", "\"a\"", "-0.0", "1e2", "\"\\u00e9\""] {
-            p.add(id, ListKind::Tools);
-        }
-        for (answer, pending) in [
-            ("1", true),
-            ("1.0", false),
-            ("\"1\"", false),
-            ("\"\\u0061\"", true),
-            ("\"a\"", true),
-            ("0.0", true),
-            ("100.0", true),
-            ("100", false),
-            ("\"é\"", true),
-            ("2", false),
-        ] {
-            assert_eq!(p.kind_of(answer).is_some(), pending, "{answer}");
-        }
-        // The same id twice: each answer settles one, oldest first.
-        let mut twice = PendingLists::default();
-        twice.add("7", ListKind::Tools);
-        twice.add("7", ListKind::Prompts);
-        twice.remove("7");
-        assert_eq!(twice.kind_of("7"), Some(ListKind::Prompts));
-        twice.remove("7");
-        assert!(twice.is_empty());
-        // Failure answers come in the order the requests were made.
-        let mut many = PendingLists::default();
-        for id in ["3", "1", "2"] {
-            many.add(id, ListKind::Tools);
-        }
-        let ids: Vec<serde_json::Value> = failure_answers(&mut many)
-            .iter()
-            .map(|a| serde_json::from_str::<serde_json::Value>(a).unwrap()["id"].clone())
-            .collect();
-        assert_eq!(ids, [3, 1, 2]);
-        assert!(many.is_empty());
-    }
-
-    /// Figures for the brief (run with `--ignored --nocapture`): the time to filter a
-    /// batch answer grows with its length, linearly once ids are looked up by value.
-    #[test]
-    #[ignore]
-    fn batch_answer_filtering_time_by_length() {
-        for n in [1_000, 5_000, 15_000] {
-            let (text, mut pending) = batch_answer(n);
-            let started = std::time::Instant::now();
-            let filtered = filter_message(&text, &mut pending, &|_, name| name == "echo");
-            let elapsed = started.elapsed();
-            assert!(filtered.is_ok() && pending.is_empty());
-            println!("{n} answers: {elapsed:?}");
-        }
+        assert_eq!(out, br#"{"id":1,"result":{"tools":[]}}"#.to_vec());
+        let mut big = JsonListRewriter::new(true);
+        assert!(big
+            .push(&vec![b' '; MAX_JSON_BODY + 1], false, &only_echo)
+            .is_err());
     }
 }

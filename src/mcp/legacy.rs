@@ -1,75 +1,83 @@
 //! The legacy HTTP+SSE transport (MCP 2024-11-05): the upstream's GET stream announces,
 //! in an `endpoint` event, the URL the client must POST to. Behind a route whose prefix
 //! differs from the upstream path, that URL must be rewritten into the route's public
-//! path space, or the client would POST somewhere the gateway does not route.
+//! path space, or the client would POST somewhere the gateway does not route; and the
+//! upstream's session id in it must be sealed.
 //!
-//! The transport sends `endpoint` as the stream's first event, so only the first event
-//! that has any field is examined; after it (or after 64 KiB without a whole event) the
-//! stream passes through untouched and without buffering. A Streamable HTTP GET stream
-//! therefore costs one event's worth of scanning.
+//! [`EndpointRewriter`] maps one `endpoint` event's data; the event stream filter
+//! (`mcp::stream`) applies it to every `endpoint` event wherever it comes in a stream.
+//! An endpoint that cannot be mapped and sealed ends the stream: the raw upstream id
+//! never reaches the client.
 
 use crate::config::{public_path_for, Route};
 use crate::target::query::{base_name, Query};
 
-use super::sse::{event_type_and_data, fields, with_data, EventSplitter};
-
-/// Give up looking for the endpoint event after this many buffered bytes.
-const MAX_SCAN: usize = 64 * 1024;
-
-/// Rewrites the `endpoint` event of one legacy SSE stream.
-#[derive(Debug, Default)]
-pub struct EndpointRewriter {
-    splitter: EventSplitter,
-    done: bool,
+/// Maps the `endpoint` event of a legacy SSE stream into the route, sealing its id.
+pub struct EndpointRewriter<'a> {
+    pub route: &'a Route,
+    /// Turns the upstream's session id into the id the client may see.
+    pub seal: &'a dyn Fn(&str) -> Option<String>,
 }
 
-impl EndpointRewriter {
-    /// Transforms one chunk of the stream; `end` flushes whatever is buffered.
-    /// `seal` turns the upstream's session id (the `sessionId` / `session_id` query
-    /// parameter of the announced endpoint) into the id the client may see.
-    pub fn rewrite(
-        &mut self,
-        route: &Route,
-        seal: &dyn Fn(&str) -> Option<String>,
-        chunk: &[u8],
-        end: bool,
-    ) -> Vec<u8> {
-        if self.done {
-            return chunk.to_vec();
+impl EndpointRewriter<'_> {
+    /// The data the client may see, or `None` when the announced endpoint cannot be
+    /// mapped and sealed: on another origin (a host spelled differently included),
+    /// outside the upstream's base path or with dot segments, on several lines, or with a session parameter
+    /// spelled in a way the gateway would not recognise on the way back, or given twice.
+    pub fn rewrite(&self, data: &str) -> Option<String> {
+        let announced = data.trim_matches([' ', '\t']);
+        if announced.is_empty() || announced.contains(['\n', '\r']) {
+            return None;
         }
-        let mut out = Vec::with_capacity(chunk.len() + 32);
-        for event in self.splitter.push(chunk) {
-            if self.done || fields(&event).is_empty() {
-                out.extend_from_slice(&event);
-                continue;
-            }
-            self.done = true;
-            let (kind, data) = event_type_and_data(&event);
-            if kind != "endpoint" {
-                out.extend_from_slice(&event);
-                continue;
-            }
-            let public =
-                public_endpoint(route, data.trim()).and_then(|e| map_session_param(&e, seal));
-            match public {
-                Some(public) => out.extend_from_slice(&with_data(&event, &public)),
-                None => {
-                    tracing::warn!(
-                        route = %route.name,
-                        "upstream announced an endpoint outside its base path; forwarded unchanged"
-                    );
-                    out.extend_from_slice(&event);
-                }
-            }
+        if ambiguous_session_params(announced) || has_dot_segments(announced) {
+            return None;
         }
-        if self.splitter.buffered() > MAX_SCAN {
-            self.done = true;
-        }
-        if self.done || end {
-            out.extend_from_slice(&self.splitter.take_rest());
-        }
-        out
+        public_endpoint(self.route, announced).and_then(|e| map_session_param(&e, self.seal))
     }
+}
+
+/// True when the path (of a URL or a reference) has a `.` or `..` segment, raw or
+/// percent-encoded: the client would resolve it to a path the gateway did not map.
+fn has_dot_segments(endpoint: &str) -> bool {
+    let before_query = endpoint.split(['?', '#']).next().unwrap_or_default();
+    let path = match before_query.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |at| &rest[at..]),
+        None => before_query,
+    };
+    path.split(['/', '\\']).any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+/// True when the query holds more than one session parameter, or one whose name the
+/// gateway would not match exactly (`session%5Fid`, `SessionId`, …) but an upstream
+/// framework might read as one.
+fn ambiguous_session_params(endpoint: &str) -> bool {
+    let Some((_, query)) = endpoint.split_once('?') else {
+        return false;
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    let mut count = 0;
+    for pair in query.split(['&', ';']) {
+        let raw = pair.split('=').next().unwrap_or_default();
+        let decoded: String = url::form_urlencoded::parse(format!("{raw}=").as_bytes())
+            .next()
+            .map(|(n, _)| n.into_owned())
+            .unwrap_or_default();
+        let folded: String = decoded
+            .chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect();
+        if folded == "sessionid" {
+            count += 1;
+            if !SESSION_PARAMS.contains(&raw) {
+                return true;
+            }
+        }
+    }
+    count > 1
 }
 
 /// Query parameters that carry the legacy transport's session id (TypeScript and Python
@@ -177,6 +185,9 @@ fn public_endpoint(route: &Route, announced: &str) -> Option<String> {
         };
         return public_path_for(route, &path);
     }
+    if announced.starts_with("//") || announced.starts_with('\\') {
+        return None; // scheme-relative: another host
+    }
     if announced.starts_with('/') {
         return public_path_for(route, announced);
     }
@@ -197,48 +208,55 @@ mod tests {
             .route
     }
 
-    #[test]
-    fn rewrites_the_endpoint_split_across_chunks() {
-        let route = route();
-        let mut r = EndpointRewriter::default();
+    fn rewrite(route: &Route, data: &str) -> Option<String> {
         let seal = |id: &str| Some(format!("sealed-{id}"));
-        let mut out = r.rewrite(&route, &seal, b": hi\n\nevent: endp", false);
-        out.extend(r.rewrite(
-            &route,
-            &seal,
-            b"oint\r\ndata: /messages?sessionId=abc\r\n\r\nevent: message\ndata: {}\n\n",
-            false,
-        ));
-        out.extend(r.rewrite(&route, &seal, b"data: later\n\n", true));
+        EndpointRewriter { route, seal: &seal }.rewrite(data)
+    }
+
+    #[test]
+    fn endpoints_are_mapped_and_sealed() {
+        let route = route();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            ": hi\n\nevent: endpoint\ndata: /legacy/messages?sessionId=sealed-abc\n\nevent: message\ndata: {}\n\ndata: later\n\n"
+            rewrite(&route, " /messages?sessionId=abc").as_deref(),
+            Some("/legacy/messages?sessionId=sealed-abc")
+        );
+        assert_eq!(
+            rewrite(&route, "http://127.0.0.1:3001/messages?session_id=abc").as_deref(),
+            Some("/legacy/messages?session_id=sealed-abc")
+        );
+        assert_eq!(
+            rewrite(&route, "messages?sessionId=abc").as_deref(),
+            Some("messages?sessionId=sealed-abc")
         );
     }
 
     #[test]
-    fn only_the_first_event_is_examined() {
+    fn endpoints_that_cannot_be_mapped_and_sealed_are_refused() {
         let route = route();
-        let mut r = EndpointRewriter::default();
-        let seal = |id: &str| Some(id.to_string());
-        let stream = b"data: {}\n\nevent: endpoint\ndata: /messages\n\n";
-        assert_eq!(r.rewrite(&route, &seal, stream, false), stream.to_vec());
-        // Once done, chunks pass through without waiting for event boundaries.
-        assert_eq!(
-            r.rewrite(&route, &seal, b"data: partial", false),
-            b"data: partial".to_vec()
-        );
-    }
-
-    #[test]
-    fn gives_up_on_a_huge_first_event() {
-        let route = route();
-        let mut r = EndpointRewriter::default();
-        let big = vec![b'x'; MAX_SCAN + 1];
-        assert_eq!(
-            r.rewrite(&route, &|id: &str| Some(id.to_string()), &big, false),
-            big
-        );
+        for data in [
+            "http://localhost:3001/messages?sessionId=abc",
+            "http://elsewhere:3001/messages?sessionId=abc",
+            "https://127.0.0.1:3001/messages?sessionId=abc",
+            "//127.0.0.1:3001/messages?sessionId=abc",
+            "/messages?session%5Fid=abc",
+            "/messages?SessionId=abc",
+            "/messages?sessionId=abc&session_id=def",
+            "/messages?sessionId=abc;sessionId=def",
+            "/messages?sessionId=abc\n/x",
+            "/../elsewhere/messages?sessionId=abc",
+            "/a/%2E%2e/messages?sessionId=abc",
+            "http://127.0.0.1:3001/x/../messages?sessionId=abc",
+            "./messages?sessionId=abc",
+            "",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data}");
+        }
+        let refuse = |_: &str| None;
+        let r = EndpointRewriter {
+            route: &route,
+            seal: &refuse,
+        };
+        assert_eq!(r.rewrite("/messages?sessionId=abc"), None, "sealing failed");
     }
 
     #[test]

@@ -8,3 +8,4 @@ pub mod legacy;
 pub mod scan;
 pub mod session;
 pub mod sse;
+pub mod stream;

@@ -8,25 +8,24 @@ use super::GatewayState;
 
 use crate::auth::Principal;
 use crate::config::RouteMatch;
-use crate::mcp::filter::{JsonListRewriter, PendingLists, SseListRewriter};
+use crate::mcp::filter::{JsonListRewriter, PendingLists};
 use crate::mcp::jsonrpc::Inspected;
-use crate::mcp::legacy::EndpointRewriter;
+use crate::mcp::stream::SseFilter;
 use crate::policy::Permit;
 use crate::refusal::Refusal;
 
 /// How the response body is treated on its way to the client.
 #[derive(Debug, Default)]
 pub enum ResponseMode {
-    /// Bytes pass through untouched.
+    /// Bytes pass through untouched (a route without a policy, not an event stream).
     #[default]
     PassThrough,
-    /// A GET event stream: the legacy transport's `endpoint` event is rewritten.
-    LegacyEndpoint(EndpointRewriter),
-    /// A JSON answer to list requests: buffered, filtered whole.
+    /// An answer that is not an event stream, on a route with a policy: buffered,
+    /// filtered whole, whatever its `Content-Type`.
     FilterJson(JsonListRewriter),
-    /// An event-stream answer to list requests: filtered event by event.
-    FilterSse(SseListRewriter),
-    /// A list answer could not be filtered: the error was sent, the rest is dropped.
+    /// An event stream (POST answer, GET stream, legacy stream): filtered event by event.
+    FilterSse(SseFilter),
+    /// An answer could not be filtered: the error was sent, the rest is dropped.
     Discard,
 }
 
@@ -49,7 +48,7 @@ pub struct RequestCtx {
     /// The sealed id the client presented, when the answer may hand it back unchanged
     /// (see `session::Opened::reusable`).
     pub reusable_seal: Option<String>,
-    /// List requests whose answers must be filtered (routes with a policy).
+    /// List requests of this POST (routes with a policy): their JSON answer is held whole.
     pub pending_lists: PendingLists,
     /// Set by the authorize step; forwarding requires it.
     pub permit: Option<Permit>,

@@ -162,8 +162,9 @@ impl Held {
             return Ok(None);
         }
         match task {
+            // Every answer but an event stream is filtered whole: held, whatever its type.
             HttpTask::Header(header, false)
-                if self.hold_json && super::headers::is_json(&header) =>
+                if self.hold_json && !super::headers::is_event_stream(&header) =>
             {
                 self.holding = true;
                 self.tasks.push(HttpTask::Header(header, false));
@@ -256,6 +257,10 @@ mod tests {
         let mut held = Held::new(false);
         assert!(held.take(header("application/json")).unwrap().is_some());
         assert!(held.release(true).is_none());
+        for other in ["text/plain", "application/json-rpc", ""] {
+            let mut held = Held::new(true);
+            assert!(held.take(header(other)).unwrap().is_none(), "{other}");
+        }
     }
 
     #[test]

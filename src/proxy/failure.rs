@@ -21,8 +21,18 @@ pub enum Failure {
     BadClientRequest,
 }
 
+/// The error type of an upstream answer the gateway refuses to pass on (see
+/// [`Refusal::UnfilterableAnswer`]).
+pub const UNFILTERABLE: ErrorType = ErrorType::Custom("unfilterable_answer");
+
 pub fn classify(e: &Error) -> Failure {
     use ErrorType::*;
+    if e.etype() == &UNFILTERABLE {
+        return Failure::Respond {
+            refusal: Refusal::UnfilterableAnswer,
+            upstream_kind: Some("unfilterable"),
+        };
+    }
     match e.esource() {
         ErrorSource::Upstream => {
             let (refusal, kind) = match e.etype() {
@@ -104,6 +114,19 @@ mod tests {
                 upstream_kind: Some("connect_refused")
             }
         );
+    }
+
+    #[test]
+    fn unfilterable_answers_are_502_whatever_their_source() {
+        for e in [Error::new_up(UNFILTERABLE), Error::new(UNFILTERABLE)] {
+            assert_eq!(
+                classify(&e),
+                Failure::Respond {
+                    refusal: Refusal::UnfilterableAnswer,
+                    upstream_kind: Some("unfilterable")
+                }
+            );
+        }
     }
 
     #[test]

@@ -110,8 +110,8 @@ fn too_many(_: MaxSizeReached) -> Box<pingora::Error> {
 }
 
 /// New headers at most: Host, X-Forwarded-{Host,Proto,For}, Content-Length,
-/// Content-Type, Mcp-Session-Id, the route's credential.
-const ADDED_HEADERS: usize = 8;
+/// Content-Type, Mcp-Session-Id, the route's credential, Accept-Encoding.
+const ADDED_HEADERS: usize = 9;
 
 /// The only `Content-Type` an upstream receives with a body: the one form the gateway
 /// read (UTF-8 JSON), written by the gateway, never the client's spelling of it.
@@ -132,6 +132,8 @@ fn rewrite_request_headers(headers: &mut http::HeaderMap, fwd: &Forwarding<'_>) 
                 // Cookies are for the site the client thinks it talks to; an upstream
                 // behind the gateway gets none unless the route says so.
                 || (!fwd.forward_cookies && name == header::COOKIE)
+                // Answers are filtered as text: the upstream must not compress them.
+                || name == header::ACCEPT_ENCODING
         },
         |_| true,
     );
@@ -175,6 +177,12 @@ fn rewrite_request_headers(headers: &mut http::HeaderMap, fwd: &Forwarding<'_>) 
             .try_insert(MCP_SESSION_ID.clone(), value)
             .map_err(too_many)?;
     }
+    headers
+        .try_insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        )
+        .map_err(too_many)?;
     if let Some((name, value)) = fwd.credential {
         headers
             .try_insert(name.clone(), value.clone())
@@ -240,13 +248,17 @@ pub fn prepare_client_response(resp: &mut ResponseHeader) {
     }
 }
 
-/// True when the response is JSON.
-pub fn is_json(resp: &ResponseHeader) -> bool {
+/// True when the response body is not compressed (no `Content-Encoding`, or `identity`):
+/// only such a body can be filtered, and the upstream was asked for nothing else.
+pub fn is_identity_encoded(resp: &ResponseHeader) -> bool {
     resp.headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .all(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .all(|c| c.trim_ascii().eq_ignore_ascii_case(b"identity"))
+        })
 }
 
 /// True when the response is an event stream.
@@ -365,7 +377,32 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "2001:db8::7");
         assert_eq!(h["content-length"], "12");
         assert_eq!(h["accept"], "application/json, text/event-stream");
-        assert_eq!(h.len(), 7);
+        assert_eq!(h["accept-encoding"], "identity");
+        assert_eq!(h.len(), 8);
+    }
+
+    #[test]
+    fn the_upstream_is_asked_for_uncompressed_answers_only() {
+        let mut req = RequestHeader::build("GET", b"/mcp", None).unwrap();
+        req.append_header("Accept-Encoding", "gzip, br").unwrap();
+        req.append_header("accept-encoding", "zstd").unwrap();
+        forward(&mut req, "10.0.0.1", None);
+        let values: Vec<_> = req.headers.get_all("accept-encoding").iter().collect();
+        assert_eq!(values, ["identity"]);
+
+        let encoded = |values: &[&str]| {
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            for v in values {
+                resp.append_header("content-encoding", *v).unwrap();
+            }
+            is_identity_encoded(&resp)
+        };
+        assert!(encoded(&[]));
+        assert!(encoded(&["identity"]));
+        assert!(encoded(&["Identity, identity"]));
+        assert!(!encoded(&["gzip"]));
+        assert!(!encoded(&["identity", "br"]));
+        assert!(!encoded(&[""]));
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct GatewayState {
     max_body: usize,
     /// Most messages in one batch (`limits.max_batch`).
     max_batch: usize,
+    /// `limits.max_sse_event`.
+    max_sse_event: usize,
     auth: Arc<Authenticator>,
     metadata: MetadataIndex,
     sessions: SessionKeys,
@@ -169,6 +171,7 @@ impl GatewayState {
             unrouted: metrics.for_route(NO_ROUTE),
             max_body: config.max_body_bytes,
             max_batch: config.max_batch,
+            max_sse_event: config.max_sse_event_bytes,
             auth,
             metadata: MetadataIndex::new(&with_servers),
             sessions,
@@ -505,14 +508,20 @@ impl ProxyHttp for Gateway {
         )
     }
 
-    /// Response header: hop-by-hop removal; event streams are counted and, for GETs,
-    /// armed for the legacy endpoint rewrite.
+    /// Response header: a compressed answer is refused (it could not be filtered);
+    /// hop-by-hop removal; event streams are counted; the body's filter is chosen.
     async fn response_filter(
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
+        if !headers::is_identity_encoded(upstream_response) {
+            if let Some(rt) = ctx.state.clone().route_runtime(ctx) {
+                rt.metrics.stream_error("compressed");
+            }
+            return Error::e_explain(failure::UNFILTERABLE, "compressed upstream answer");
+        }
         headers::prepare_client_response(upstream_response);
         self.seal_response_session(upstream_response, ctx);
         if let Some(origin) = origin::cors_origin(session, ctx) {
@@ -525,11 +534,12 @@ impl ProxyHttp for Gateway {
                 ctx.counted_stream = true;
             }
         }
+        let policy = ctx.route.as_ref().is_some_and(|r| r.route.policy.is_some());
         ctx.response_mode = rewrite::mode_for(
-            session.req_header().method == http::Method::GET,
+            policy,
             stream,
-            headers::is_json(upstream_response),
-            !ctx.pending_lists.is_empty(),
+            upstream_response.status.is_success(),
+            ctx.state.max_sse_event,
         );
         if !matches!(ctx.response_mode, ResponseMode::PassThrough) {
             // The body may change length; the framing follows the new body.
@@ -546,7 +556,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Box<RequestCtx>,
     ) -> Result<Option<std::time::Duration>> {
         if !matches!(ctx.response_mode, ResponseMode::PassThrough) {
-            self.rewrite_body(body, end_of_stream, ctx);
+            self.rewrite_body(body, end_of_stream, ctx)?;
         }
         Ok(None)
     }

@@ -1,32 +1,50 @@
-//! Response bodies that the gateway changes on their way to the client: the legacy
-//! transport's `endpoint` event (sealed session id, route path) and list answers
-//! (filtered by the policy). Chooses the mode from the response header; the rewriting
-//! itself lives in `mcp::legacy` and `mcp::filter`.
+//! Response bodies that the gateway changes on their way to the client. Every event
+//! stream goes through the stream filter (`mcp::stream`: list filtering on routes with a
+//! policy, the legacy `endpoint` event mapped and sealed, oversized or unreadable events
+//! end the stream); on routes with a policy every other body is held whole and filtered
+//! (`mcp::filter`), whatever its `Content-Type`. Chooses the mode from the response
+//! header; the reading and rewriting live in `mcp`.
 
 use bytes::Bytes;
+use pingora::{Error, Result};
 
 use super::ctx::{RequestCtx, ResponseMode};
+use super::failure::UNFILTERABLE;
 use super::Gateway;
-use crate::mcp::filter::{failure_answers, ListKind};
+use crate::mcp::filter::{JsonListRewriter, ListKind};
+use crate::mcp::jsonrpc::error_object;
 use crate::mcp::legacy::EndpointRewriter;
+use crate::mcp::stream::{error_notification, Hooks, SseFilter, StreamFailure};
 use crate::policy::Operation;
+use crate::refusal::Refusal;
 
-/// Which rewriting, if any, a response needs.
-pub fn mode_for(get: bool, event_stream: bool, json: bool, lists_pending: bool) -> ResponseMode {
-    match (get, event_stream, json, lists_pending) {
-        (true, true, _, _) => ResponseMode::LegacyEndpoint(EndpointRewriter::default()),
-        (false, true, _, true) => ResponseMode::FilterSse(Default::default()),
-        (false, false, true, true) => ResponseMode::FilterJson(Default::default()),
-        _ => ResponseMode::PassThrough,
+/// Which rewriting a response needs: event streams always go through the stream filter;
+/// other bodies are filtered on routes with a policy (`success`: the status is 2xx).
+pub fn mode_for(policy: bool, event_stream: bool, success: bool, max_event: usize) -> ResponseMode {
+    match (event_stream, policy) {
+        (true, _) => ResponseMode::FilterSse(SseFilter::new(max_event)),
+        (false, true) => ResponseMode::FilterJson(JsonListRewriter::new(success)),
+        (false, false) => ResponseMode::PassThrough,
     }
 }
 
+/// The error that closes a stream the gateway already ended with an error event.
+fn stream_closed() -> Box<Error> {
+    Error::explain(UNFILTERABLE, "event stream ended by the gateway")
+}
+
 impl Gateway {
-    /// Rewrites one body chunk according to the response mode.
-    pub(super) fn rewrite_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut RequestCtx) {
+    /// Rewrites one body chunk according to the response mode. An error closes the
+    /// connection: the stream failed on an earlier chunk, and its error event was sent.
+    pub(super) fn rewrite_body(
+        &self,
+        body: &mut Option<Bytes>,
+        end: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let state = ctx.state.clone();
         let (Some(found), Some(rt)) = (ctx.route.as_ref(), state.route_runtime(ctx)) else {
-            return;
+            return Ok(());
         };
         let route = &found.route;
         let chunk = body.as_deref().unwrap_or(&[]);
@@ -47,50 +65,100 @@ impl Gateway {
                 ListKind::ResourceTemplates => p.template_visible(granted, name),
             },
         };
+        let refusal = Refusal::UnfilterableAnswer;
         let out: Vec<u8> = match &mut ctx.response_mode {
-            ResponseMode::PassThrough => return,
+            ResponseMode::PassThrough => return Ok(()),
             ResponseMode::Discard => Vec::new(),
-            ResponseMode::LegacyEndpoint(rewriter) => {
+            ResponseMode::FilterSse(filter) => {
+                if filter.failed() {
+                    // Its error event is out: pass nothing more, and close the
+                    // connection unless the stream ends here anyway.
+                    *body = Some(Bytes::new());
+                    return if end { Ok(()) } else { Err(stream_closed()) };
+                }
                 let seal = |id: &str| state.seal_session(rt, &ctx.principal, id);
-                rewriter.rewrite(route, &seal, chunk, end)
-            }
-            ResponseMode::FilterSse(rewriter) => {
-                let out = rewriter.push(chunk, end, &mut ctx.pending_lists, &keep);
+                let endpoint = |data: &str| EndpointRewriter { route, seal: &seal }.rewrite(data);
+                let inspected = ctx.inspected.as_ref();
+                let error_messages = || {
+                    let ids: Vec<String> = inspected
+                        .into_iter()
+                        .flat_map(|i| i.request_ids())
+                        .map(|id| {
+                            error_object(Some(id), refusal.jsonrpc_code(), &refusal.message())
+                        })
+                        .collect();
+                    if ids.is_empty() {
+                        vec![error_notification(&refusal.message())]
+                    } else {
+                        ids
+                    }
+                };
+                let hooks = Hooks {
+                    keep: policy.is_some().then_some(&keep as _),
+                    endpoint: &endpoint,
+                    error_messages: &error_messages,
+                };
+                let out = filter.push(chunk, end, &hooks);
                 for (kind, n) in &out.removed {
                     rt.metrics.list_items_removed(kind.method(), *n);
                 }
-                if out.failures > 0 {
-                    rt.metrics.list_filter_failure();
-                    tracing::warn!(target: "audit", event = "list_filter_failed", route = %route.name, "an upstream list answer could not be filtered; an error was sent instead");
+                if let Some(failure) = out.failure {
+                    rt.metrics.stream_error(failure.reason());
+                    if failure == StreamFailure::Unfilterable {
+                        rt.metrics.list_filter_failure();
+                    }
+                    tracing::warn!(target: "audit", event = "stream_ended", route = %route.name, reason = failure.reason(), "an upstream event stream could not be filtered; it was ended with an error");
                 }
                 out.bytes
             }
-            ResponseMode::FilterJson(rewriter) => {
-                match rewriter.push(chunk, end, &mut ctx.pending_lists, &keep) {
-                    Ok(None) => Vec::new(),
-                    Ok(Some((bytes, removed))) => {
-                        for (kind, n) in &removed {
-                            rt.metrics.list_items_removed(kind.method(), *n);
-                        }
-                        bytes
+            ResponseMode::FilterJson(rewriter) => match rewriter.push(chunk, end, &keep) {
+                Ok(None) => Vec::new(),
+                Ok(Some((bytes, removed))) => {
+                    for (kind, n) in &removed {
+                        rt.metrics.list_items_removed(kind.method(), *n);
                     }
-                    Err(e) => {
-                        rt.metrics.list_filter_failure();
-                        tracing::warn!(target: "audit", event = "list_filter_failed", route = %route.name, reason = %e, "an upstream list answer could not be filtered; an error was sent instead");
-                        let answers = failure_answers(&mut ctx.pending_lists);
-                        ctx.response_mode = ResponseMode::Discard;
-                        // The main request holds this answer's header: it becomes a 502.
-                        if let Some(failed) = &ctx.list_failure {
-                            failed.store(true, std::sync::atomic::Ordering::Release);
-                        }
-                        match answers.len() {
-                            1 => answers.concat().into_bytes(),
-                            _ => format!("[{}]", answers.join(",")).into_bytes(),
-                        }
-                    }
+                    bytes
                 }
-            }
+                Err(e) => {
+                    rt.metrics.list_filter_failure();
+                    rt.metrics.stream_error("unfilterable_answer");
+                    tracing::warn!(target: "audit", event = "list_filter_failed", route = %route.name, reason = %e, "an upstream answer could not be filtered; an error was sent instead");
+                    ctx.response_mode = ResponseMode::Discard;
+                    // A held answer (see `delegate`) becomes a 502; otherwise the status
+                    // is already sent and the error answers the request's ids.
+                    if let Some(failed) = &ctx.list_failure {
+                        failed.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                    refusal.body(ctx.inspected.as_ref()).into_bytes()
+                }
+            },
         };
         *body = Some(Bytes::from(out));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stream_is_filtered_and_other_bodies_on_policy_routes() {
+        assert!(matches!(
+            mode_for(false, true, true, 1),
+            ResponseMode::FilterSse(_)
+        ));
+        assert!(matches!(
+            mode_for(true, true, false, 1),
+            ResponseMode::FilterSse(_)
+        ));
+        assert!(matches!(
+            mode_for(true, false, true, 1),
+            ResponseMode::FilterJson(_)
+        ));
+        assert!(matches!(
+            mode_for(false, false, true, 1),
+            ResponseMode::PassThrough
+        ));
     }
 }

@@ -103,6 +103,7 @@ struct Families {
     session_rejections: IntCounterVec,
     list_items_removed: IntCounterVec,
     list_filter_failures: IntCounterVec,
+    stream_errors: IntCounterVec,
     jwks_refreshes: IntCounterVec,
     config_reloads: IntCounterVec,
     session_keys: IntGaugeVec,
@@ -187,6 +188,14 @@ impl RouteMetrics {
         self.families
             .list_filter_failures
             .with_label_values(&[self.name.as_str()])
+            .inc();
+    }
+
+    /// A server-to-client stream ended by the gateway (`reason` from `mcp::stream`).
+    pub fn stream_error(&self, reason: &str) {
+        self.families
+            .stream_errors
+            .with_label_values(&[self.name.as_str(), reason])
             .inc();
     }
 
@@ -319,6 +328,14 @@ impl Metrics {
             "List answers that could not be filtered (an error was sent instead), by route.",
             &["route"],
         )?;
+        let stream_errors = counter(
+            &registry,
+            "drawbridge_stream_errors_total",
+            "Answers and event streams the gateway ended because it could not filter them \
+             (oversized or non-UTF-8 event, unfilterable message, unmappable endpoint, \
+             compressed answer), by route and reason.",
+            &["route", "reason"],
+        )?;
         let jwks_refreshes = counter(
             &registry,
             "drawbridge_jwks_refresh_total",
@@ -370,6 +387,7 @@ impl Metrics {
                 session_rejections,
                 list_items_removed,
                 list_filter_failures,
+                stream_errors,
                 jwks_refreshes,
                 config_reloads,
                 session_keys,
