@@ -501,7 +501,12 @@ impl Gateway {
             list_failure: Default::default(),
         };
         ctx.delegated = true;
-        let hold_json = !ctx.pending_lists.is_empty();
+        // On a route with a policy every JSON answer is filtered whole and may change
+        // length (see `rewrite::mode_for`): hold it, so it goes out with its final length.
+        let hold_json = ctx
+            .route
+            .as_ref()
+            .is_some_and(|found| found.route.policy.is_some());
         if let Err(e) = delegate::forward(session, handoff, body, hold_json).await {
             if session.response_written().is_none() {
                 let refusal = match classify(&e) {

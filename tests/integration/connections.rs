@@ -580,7 +580,11 @@ async fn audit_output_per_request_is_bounded() {
     );
     let gw = Gateway::start_with(
         &routes,
-        &format!("issuers:\n  - name: corp\n    issuer: {}\n", idp.issuer),
+        // Batches this long need a raised `limits.max_batch` (default 100).
+        &format!(
+            "limits:\n  max_batch: 5000\nissuers:\n  - name: corp\n    issuer: {}\n",
+            idp.issuer
+        ),
     )
     .await;
     let token = idp.mint(
