@@ -402,10 +402,12 @@ pub type FilteredBody = (Vec<u8>, Vec<(ListKind, usize)>);
 /// Buffers a whole non-event-stream answer and filters it at the end, whatever its
 /// `Content-Type` says: a client may parse it as JSON anyway.
 ///
-/// The rule for a body that is not JSON: empty (white space only) passes; on a 2xx
-/// answer anything else is refused, because a more lenient parser than the gateway's
-/// (`NaN`, comments, a charset guess) could still read a list out of it; on other
-/// statuses it passes (clients treat those as errors and read no result from them).
+/// The rule for a body that is not JSON: on a 2xx answer it passes only when no parser,
+/// however lenient (`NaN`, comments, unquoted keys, a charset guess), could read a list
+/// out of it: plain printable ASCII with no `[`, `{` or `+` (a list needs an array; `+`
+/// starts a UTF-7 escape). That lets the legacy transport's `202 Accepted` through and
+/// refuses anything else. On other statuses it passes (clients treat those as errors and
+/// read no result from them).
 #[derive(Debug, Default)]
 pub struct JsonListRewriter {
     buf: Vec<u8>,
@@ -449,10 +451,21 @@ impl JsonListRewriter {
             Ok(Filtered {
                 rewritten, removed, ..
             }) => Ok(Some((rewritten.map_or(body, String::into_bytes), removed))),
-            Err(e) if e == NOT_JSON && !self.success => Ok(Some((body, Vec::new()))),
+            Err(e) if e == NOT_JSON && (!self.success || cannot_hold_a_list(&body)) => {
+                Ok(Some((body, Vec::new())))
+            }
             Err(e) => Err(e),
         }
     }
+}
+
+/// Plain printable ASCII (and white space) without `[`, `{` or `+`: text from which no
+/// JSON-like reading can produce an array.
+fn cannot_hold_a_list(body: &[u8]) -> bool {
+    body.iter().all(|&b| {
+        (b == b'\t' || b == b'\n' || b == b'\r' || (0x20..0x7f).contains(&b))
+            && !matches!(b, b'[' | b'{' | b'+')
+    })
 }
 
 #[cfg(test)]
@@ -691,11 +704,19 @@ mod tests {
     }
 
     #[test]
-    fn non_json_bodies_pass_only_when_empty_or_not_2xx() {
+    fn non_json_bodies_pass_only_when_they_cannot_hold_a_list() {
         let push = |success: bool, body: &[u8]| {
             JsonListRewriter::new(success).push(body, true, &only_echo)
         };
-        assert!(push(true, b"not json").is_err());
+        assert!(push(true, b"not json [").is_err());
+        assert!(push(true, b"{tools: 1}").is_err());
+        assert!(push(true, b"+AFsAXQ-").is_err(), "UTF-7 for []");
+        assert!(push(true, b"caf\xc3\xa9").is_err());
+        // The legacy transport's answer to a POST: text no reading can make a list of.
+        assert_eq!(
+            push(true, b"Accepted").unwrap().unwrap().0,
+            b"Accepted".to_vec()
+        );
         assert!(push(
             true,
             b"{\"result\":{\"tools\":[{\"name\":\"x\"}]},\"a\":NaN}"

@@ -24,8 +24,6 @@ pub enum Form {
     Message,
     /// GET (a stream) or DELETE (end a session), without a body.
     Bodiless,
-    /// OPTIONS (CORS preflight): handled as before, elsewhere.
-    Preflight,
 }
 
 /// MCP uses POST for messages, GET for streams and DELETE to end a session. Method names
@@ -41,9 +39,9 @@ pub fn request_form(method: &Method, headers: &HeaderMap) -> Result<Form, Refusa
             return Err(Refusal::BodyNotAllowed);
         }
         Ok(Form::Bodiless)
-    } else if method == Method::OPTIONS {
-        Ok(Form::Preflight)
     } else {
+        // OPTIONS too: a CORS preflight was answered by the origin step, before this one;
+        // any other OPTIONS is not MCP and is never forwarded.
         Err(Refusal::MethodNotAllowed)
     }
 }
@@ -337,9 +335,8 @@ mod tests {
         assert_eq!(request_form(&Method::POST, &none), Ok(Form::Message));
         assert_eq!(request_form(&Method::GET, &none), Ok(Form::Bodiless));
         assert_eq!(request_form(&Method::DELETE, &none), Ok(Form::Bodiless));
-        assert_eq!(request_form(&Method::OPTIONS, &none), Ok(Form::Preflight));
         for method in [
-            "PUT", "PATCH", "HEAD", "post", "Post", "FOO", "CONNECT", "TRACE",
+            "OPTIONS", "PUT", "PATCH", "HEAD", "post", "Post", "FOO", "CONNECT", "TRACE",
         ] {
             let method = Method::from_bytes(method.as_bytes()).unwrap();
             assert_eq!(
