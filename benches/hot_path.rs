@@ -448,6 +448,27 @@ fn bench_inspect_authorize<M: Clock>(c: &mut Criterion<M>) {
     }
     group.finish();
 
+    // Wide objects (duplicate-key detection) and long batches must cost linear time: a
+    // 15,000-member object once took 2.7 s. Compare the per-element time across sizes.
+    let mut group = c.benchmark_group("inspect_width");
+    group.sample_size(10);
+    for n in [1_000usize, 15_000] {
+        let members: Vec<String> = (0..n).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let wide = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{{}}}}}}}"#,
+            members.join(",")
+        );
+        let escaped = wide.replace("\"k", "\"\\u006b");
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("wide_object_{n}"), |b| {
+            b.iter(|| inspect(black_box(wide.as_bytes())).expect("a valid body"))
+        });
+        group.bench_function(format!("wide_object_escaped_keys_{n}"), |b| {
+            b.iter(|| inspect(black_box(escaped.as_bytes())).expect("a valid body"))
+        });
+    }
+    group.finish();
+
     let body = tools_call_body(1024);
     let inspected = inspect(&body).expect("a valid body");
     let mut group = c.benchmark_group("breakdown");

@@ -584,31 +584,3 @@ fn whatever_a_case_folding_upstream_would_call_the_inspector_sees() {
     }
     assert!(accepted > 100, "only {accepted} bodies accepted");
 }
-
-/// Figures for the brief (run with `--ignored --nocapture`): inspecting a message whose
-/// arguments hold `n` members, and a batch of `n` `tools/list` requests.
-#[test]
-#[ignore]
-fn inspection_time_by_width() {
-    for n in [1_000, 5_000, 15_000] {
-        let members: Vec<String> = (0..n).map(|i| format!(r#""k{i}":{i}"#)).collect();
-        let wide = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{{}}}}}}}"#,
-            members.join(",")
-        );
-        let escaped = wide.replace("\"k", "\"\\u006b");
-        let items: Vec<String> = (1..=n)
-            .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/list"}}"#))
-            .collect();
-        let batch = format!("[{}]", items.join(","));
-        for (what, body) in [
-            ("wide", &wide),
-            ("wide, escaped", &escaped),
-            ("batch", &batch),
-        ] {
-            let started = std::time::Instant::now();
-            assert!(inspect(body.as_bytes()).is_ok());
-            println!("{what} {n}: {:?}", started.elapsed());
-        }
-    }
-}
