@@ -17,6 +17,7 @@ use crate::mcp::legacy::EndpointRewriter;
 use crate::mcp::stream::{error_notification, Hooks, SseFilter, StreamFailure};
 use crate::policy::Operation;
 use crate::refusal::Refusal;
+use crate::telemetry::audit::{self, AuditEvent};
 
 /// Which rewriting a response needs: event streams always go through the stream filter;
 /// other bodies are filtered on routes with a policy (`success`: the status is 2xx).
@@ -107,7 +108,7 @@ impl Gateway {
                     if failure == StreamFailure::Unfilterable {
                         rt.metrics.list_filter_failure();
                     }
-                    tracing::warn!(target: "audit", event = "stream_ended", route = %route.name, reason = failure.reason(), "an upstream event stream could not be filtered; it was ended with an error");
+                    audit::emit(&AuditEvent::StreamEnded { route, failure });
                 }
                 out.bytes
             }
@@ -122,7 +123,7 @@ impl Gateway {
                 Err(e) => {
                     rt.metrics.list_filter_failure();
                     rt.metrics.stream_error("unfilterable_answer");
-                    tracing::warn!(target: "audit", event = "list_filter_failed", route = %route.name, reason = %e, "an upstream answer could not be filtered; an error was sent instead");
+                    audit::emit(&AuditEvent::ListFilterFailed { route, error: &e });
                     ctx.response_mode = ResponseMode::Discard;
                     // A held answer (see `delegate`) becomes a 502; otherwise the status
                     // is already sent and the error answers the request's ids.

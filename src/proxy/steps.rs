@@ -23,6 +23,7 @@ use crate::mcp::legacy;
 use crate::mcp::session::{self, UnsealError};
 use crate::policy::{self, Decision, Operation};
 use crate::refusal::Refusal;
+use crate::telemetry::audit::{self, AuditEvent, Caller};
 
 /// Denied operations of one batch that get an audit event each; the rest are counted.
 const AUDITED_DENIALS: usize = 16;
@@ -72,12 +73,10 @@ impl Gateway {
             }
             Err(failure) => {
                 rt.metrics.auth_failure(failure.reason());
-                tracing::info!(
-                    target: "audit",
-                    event = "authentication_refused",
-                    route = %rt.route.name,
-                    reason = failure.reason(),
-                );
+                audit::emit(&AuditEvent::AuthenticationRefused {
+                    route: &rt.route,
+                    failure: &failure,
+                });
                 let refusal = if failure == AuthFailure::Token(TokenError::IntrospectionBusy) {
                     Refusal::IntrospectionBusy
                 } else {
@@ -197,17 +196,11 @@ impl Gateway {
             return Ok(false);
         };
         rt.metrics.session_rejection(e.reason());
-        let principal = ctx.principal.as_ref();
-        tracing::warn!(
-            target: "audit",
-            event = "session_rejected",
-            route = %rt.route.name,
-            reason = e.reason(),
-            issuer = principal.map(|p| p.issuer.as_str()),
-            subject = principal.map(|p| p.subject.as_str()),
-            client = principal.and_then(|p| p.client_id.as_deref()),
-            note = "a session id presented by a caller it was not issued to may be a hijack attempt",
-        );
+        audit::emit(&AuditEvent::SessionRejected {
+            route: &rt.route,
+            caller: Caller::of(ctx.principal.as_deref()),
+            reason: e,
+        });
         self.refuse(session, ctx, Refusal::SessionNotFound).await
     }
 
@@ -247,16 +240,11 @@ impl Gateway {
                 Ok(false)
             }
             Err(e) => {
-                let principal = ctx.principal.as_ref();
-                tracing::warn!(
-                    target: "audit",
-                    event = "upstream_credential_failed",
-                    route = %rt.route.name,
-                    issuer = principal.map(|p| p.issuer.as_str()),
-                    subject = principal.map(|p| p.subject.as_str()),
-                    client = principal.and_then(|p| p.client_id.as_deref()),
-                    error = %e,
-                );
+                audit::emit(&AuditEvent::UpstreamCredentialFailed {
+                    route: &rt.route,
+                    caller: Caller::of(ctx.principal.as_deref()),
+                    error: &e,
+                });
                 self.refuse(session, ctx, Refusal::Credential(e.kind()))
                     .await
             }
@@ -396,38 +384,21 @@ impl Gateway {
             if !single && (is_allowed || denied > AUDITED_DENIALS) {
                 continue;
             }
-            let missing = match &v.decision {
-                Decision::MissingScopes { missing, .. } => missing.join(" "),
-                _ => String::new(),
-            };
-            let principal = ctx.principal.as_ref();
-            tracing::info!(
-                target: "audit",
-                event = "authorization",
-                route = %rt.route.name,
-                issuer = principal.map(|p| p.issuer.as_str()),
-                subject = principal.map(|p| p.subject.as_str()),
-                client = principal.and_then(|p| p.client_id.as_deref()),
-                method = v.op.method(),
-                name = v.op.target(),
-                decision,
-                missing = %missing,
-            );
+            audit::emit(&AuditEvent::Authorization {
+                route: &rt.route,
+                caller: Caller::of(ctx.principal.as_deref()),
+                verdict: v,
+            });
         }
         if !single && !verdicts.is_empty() {
-            let principal = ctx.principal.as_ref();
-            tracing::info!(
-                target: "audit",
-                event = "authorization",
-                route = %rt.route.name,
-                issuer = principal.map(|p| p.issuer.as_str()),
-                subject = principal.map(|p| p.subject.as_str()),
-                client = principal.and_then(|p| p.client_id.as_deref()),
-                operations = verdicts.len(),
+            audit::emit(&AuditEvent::AuthorizationSummary {
+                route: &rt.route,
+                caller: Caller::of(ctx.principal.as_deref()),
+                operations: verdicts.len(),
                 allowed,
                 denied,
-                denied_not_logged = denied.saturating_sub(AUDITED_DENIALS),
-            );
+                denied_not_logged: denied.saturating_sub(AUDITED_DENIALS),
+            });
         }
         match result {
             Ok(permit) => {

@@ -1,6 +1,7 @@
-//! Metrics (Prometheus), logs (tracing) and, later, audit events. Metric handles are
+//! Metrics (Prometheus), logs (tracing) and audit events (`audit`). Metric handles are
 //! created once at start-up; the request path only increments them.
 
+pub mod audit;
 pub mod client;
 pub mod logging;
 pub mod metrics;

@@ -1,0 +1,184 @@
+//! Audit events: what the gateway decided about whom, on target `audit`, one typed event
+//! per kind and one function, [`emit`], that writes them.
+//!
+//! Owns the event names, their fields and levels (operators' pipelines and the tests
+//! read them). Every field is taken from a typed value — a configured [`Route`], a
+//! verified [`Principal`], a policy [`Verdict`], an error with a fixed vocabulary — so no
+//! token, session id, header value or tool argument can be put into an event: there is
+//! no field of a type that could carry one. Does not decide anything; the steps that
+//! decide call [`emit`].
+
+use crate::auth::{AuthFailure, Principal};
+use crate::config::Route;
+use crate::exchange::ExchangeError;
+use crate::mcp::filter::FilterError;
+use crate::mcp::session::UnsealError;
+use crate::mcp::stream::StreamFailure;
+use crate::policy::{Decision, Verdict};
+
+/// Who a request came from, as its verified token says: issuer, subject, client. Empty
+/// for an anonymous request (a route without auth); the token itself is never part of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caller<'a> {
+    issuer: Option<&'a str>,
+    subject: Option<&'a str>,
+    client: Option<&'a str>,
+}
+
+impl<'a> Caller<'a> {
+    pub fn of(principal: Option<&'a Principal>) -> Caller<'a> {
+        Caller {
+            issuer: principal.map(|p| p.issuer.as_str()),
+            subject: principal.map(|p| p.subject.as_str()),
+            client: principal.and_then(|p| p.client_id.as_deref()),
+        }
+    }
+}
+
+/// One audit event. Field names, levels and messages are part of the gateway's
+/// interface: see [`emit`] for how each kind is written.
+#[derive(Debug, Clone, Copy)]
+pub enum AuditEvent<'a> {
+    /// `authentication_refused` (info): no valid token for the route.
+    AuthenticationRefused {
+        route: &'a Route,
+        failure: &'a AuthFailure,
+    },
+    /// `authorization` (info) for one operation: its method, target name, the decision
+    /// and the scopes it lacked (empty unless the decision is missing scopes).
+    Authorization {
+        route: &'a Route,
+        caller: Caller<'a>,
+        verdict: &'a Verdict<'a>,
+    },
+    /// `authorization` (info) summing up a batch: counts only, and how many denied
+    /// operations got no event of their own.
+    AuthorizationSummary {
+        route: &'a Route,
+        caller: Caller<'a>,
+        operations: usize,
+        allowed: usize,
+        denied: usize,
+        denied_not_logged: usize,
+    },
+    /// `session_rejected` (warn): a session id that did not open for this caller.
+    SessionRejected {
+        route: &'a Route,
+        caller: Caller<'a>,
+        reason: UnsealError,
+    },
+    /// `upstream_credential_failed` (warn): no credential for the upstream.
+    UpstreamCredentialFailed {
+        route: &'a Route,
+        caller: Caller<'a>,
+        error: &'a ExchangeError,
+    },
+    /// `stream_ended` (warn): an event stream that could not be filtered was ended.
+    StreamEnded {
+        route: &'a Route,
+        failure: StreamFailure,
+    },
+    /// `list_filter_failed` (warn): an answer that could not be filtered was replaced
+    /// by an error.
+    ListFilterFailed {
+        route: &'a Route,
+        error: &'a FilterError,
+    },
+}
+
+/// Writes `event` on target `audit`.
+pub fn emit(event: &AuditEvent<'_>) {
+    match *event {
+        AuditEvent::AuthenticationRefused { route, failure } => tracing::info!(
+            target: "audit",
+            event = "authentication_refused",
+            route = %route.name,
+            reason = failure.reason(),
+        ),
+        AuditEvent::Authorization {
+            route,
+            caller,
+            verdict,
+        } => {
+            let missing = match &verdict.decision {
+                Decision::MissingScopes { missing, .. } => missing.join(" "),
+                _ => String::new(),
+            };
+            tracing::info!(
+                target: "audit",
+                event = "authorization",
+                route = %route.name,
+                issuer = caller.issuer,
+                subject = caller.subject,
+                client = caller.client,
+                method = verdict.op.method(),
+                name = verdict.op.target(),
+                decision = verdict.decision.label(),
+                missing = %missing,
+            )
+        }
+        AuditEvent::AuthorizationSummary {
+            route,
+            caller,
+            operations,
+            allowed,
+            denied,
+            denied_not_logged,
+        } => tracing::info!(
+            target: "audit",
+            event = "authorization",
+            route = %route.name,
+            issuer = caller.issuer,
+            subject = caller.subject,
+            client = caller.client,
+            operations,
+            allowed,
+            denied,
+            denied_not_logged,
+        ),
+        AuditEvent::SessionRejected {
+            route,
+            caller,
+            reason,
+        } => tracing::warn!(
+            target: "audit",
+            event = "session_rejected",
+            route = %route.name,
+            reason = reason.reason(),
+            issuer = caller.issuer,
+            subject = caller.subject,
+            client = caller.client,
+            note = "a session id presented by a caller it was not issued to may be a hijack attempt",
+        ),
+        AuditEvent::UpstreamCredentialFailed {
+            route,
+            caller,
+            error,
+        } => tracing::warn!(
+            target: "audit",
+            event = "upstream_credential_failed",
+            route = %route.name,
+            issuer = caller.issuer,
+            subject = caller.subject,
+            client = caller.client,
+            error = %error,
+        ),
+        AuditEvent::StreamEnded { route, failure } => tracing::warn!(
+            target: "audit",
+            event = "stream_ended",
+            route = %route.name,
+            reason = failure.reason(),
+            "an upstream event stream could not be filtered; it was ended with an error"
+        ),
+        AuditEvent::ListFilterFailed { route, error } => tracing::warn!(
+            target: "audit",
+            event = "list_filter_failed",
+            route = %route.name,
+            reason = %error,
+            "an upstream answer could not be filtered; an error was sent instead"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+use super::*;
+use crate::config::{load_str, Router};
+use crate::policy::Operation;
+
+/// One event as a subscriber saw it: target, level, and every recorded field.
+#[derive(Debug)]
+struct Seen {
+    target: String,
+    level: tracing::Level,
+    fields: BTreeMap<String, String>,
+}
+
+impl Seen {
+    fn names(&self) -> Vec<&str> {
+        self.fields.keys().map(String::as_str).collect()
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+struct Fields(BTreeMap<String, String>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+}
+
+struct Capture(Arc<Mutex<Vec<Seen>>>);
+
+impl<S: tracing::Subscriber> Layer<S> for Capture {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut fields = Fields(BTreeMap::new());
+        event.record(&mut fields);
+        let meta = event.metadata();
+        self.0.lock().unwrap().push(Seen {
+            target: meta.target().to_string(),
+            level: *meta.level(),
+            fields: fields.0,
+        });
+    }
+}
+
+/// The one event `event` writes.
+fn emitted(event: AuditEvent<'_>) -> Seen {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = tracing_subscriber::registry().with(Capture(seen.clone()));
+    tracing::subscriber::with_default(subscriber, || emit(&event));
+    let mut seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let one = seen.remove(0);
+    assert_eq!(one.target, "audit");
+    one
+}
+
+fn route() -> Arc<Route> {
+    let text = "listen: 127.0.0.1:1\nadmin: { listen: 127.0.0.1:2 }\nroutes:\n  - { name: tools, match: { path: /mcp }, upstream: { url: 'http://127.0.0.1:3001/' } }\n";
+    let config = load_str("t", text).unwrap().config;
+    Router::new(&config.routes)
+        .find(None, "/mcp")
+        .unwrap()
+        .route
+}
+
+fn alice() -> Principal {
+    Principal::new(
+        "https://idp.example".to_string(),
+        "alice".to_string(),
+        Some("agent".to_string()),
+        vec!["mcp".to_string()],
+        0,
+    )
+}
+
+#[test]
+fn authentication_refused_names_the_route_and_reason() {
+    let route = route();
+    let seen = emitted(AuditEvent::AuthenticationRefused {
+        route: &route,
+        failure: &AuthFailure::InsufficientScope,
+    });
+    assert_eq!(seen.level, tracing::Level::INFO);
+    assert_eq!(seen.names(), ["event", "reason", "route"]);
+    assert_eq!(seen.get("event"), Some("authentication_refused"));
+    assert_eq!(seen.get("route"), Some("tools"));
+    assert_eq!(seen.get("reason"), Some("insufficient_scope"));
+}
+
+#[test]
+fn an_authorization_names_the_caller_operation_and_missing_scopes() {
+    let route = route();
+    let alice = alice();
+    let verdict = Verdict {
+        op: Operation::Tool("deploy"),
+        decision: Decision::MissingScopes {
+            needed: vec!["ops".into(), "write".into()],
+            missing: vec!["ops".into(), "write".into()],
+        },
+    };
+    let seen = emitted(AuditEvent::Authorization {
+        route: &route,
+        caller: Caller::of(Some(&alice)),
+        verdict: &verdict,
+    });
+    assert_eq!(seen.level, tracing::Level::INFO);
+    assert_eq!(
+        seen.names(),
+        [
+            "client", "decision", "event", "issuer", "method", "missing", "name", "route",
+            "subject"
+        ]
+    );
+    assert_eq!(seen.get("event"), Some("authorization"));
+    assert_eq!(seen.get("issuer"), Some("https://idp.example"));
+    assert_eq!(seen.get("subject"), Some("alice"));
+    assert_eq!(seen.get("client"), Some("agent"));
+    assert_eq!(seen.get("method"), Some("tools/call"));
+    assert_eq!(seen.get("name"), Some("deploy"));
+    assert_eq!(seen.get("decision"), Some(verdict.decision.label()));
+    assert_eq!(seen.get("missing"), Some("ops write"));
+
+    // An allowed operation has an empty `missing`; a method without a target no `name`.
+    let allowed = Verdict {
+        op: Operation::Method("ping"),
+        decision: Decision::Allow { scopes: Vec::new() },
+    };
+    let seen = emitted(AuditEvent::Authorization {
+        route: &route,
+        caller: Caller::of(Some(&alice)),
+        verdict: &allowed,
+    });
+    assert_eq!(seen.get("decision"), Some("allow"));
+    assert_eq!(seen.get("missing"), Some(""));
+    assert_eq!(seen.get("name"), None);
+}
+
+#[test]
+fn an_anonymous_caller_has_no_identity_fields() {
+    let route = route();
+    let seen = emitted(AuditEvent::AuthorizationSummary {
+        route: &route,
+        caller: Caller::of(None),
+        operations: 3,
+        allowed: 1,
+        denied: 2,
+        denied_not_logged: 0,
+    });
+    assert_eq!(seen.level, tracing::Level::INFO);
+    assert_eq!(
+        seen.names(),
+        [
+            "allowed",
+            "denied",
+            "denied_not_logged",
+            "event",
+            "operations",
+            "route"
+        ]
+    );
+    assert_eq!(seen.get("event"), Some("authorization"));
+    assert_eq!(seen.get("operations"), Some("3"));
+    assert_eq!(seen.get("denied"), Some("2"));
+}
+
+#[test]
+fn a_rejected_session_names_the_presenting_caller() {
+    let route = route();
+    let alice = alice();
+    let seen = emitted(AuditEvent::SessionRejected {
+        route: &route,
+        caller: Caller::of(Some(&alice)),
+        reason: UnsealError::Malformed,
+    });
+    assert_eq!(seen.level, tracing::Level::WARN);
+    assert_eq!(
+        seen.names(),
+        ["client", "event", "issuer", "note", "reason", "route", "subject"]
+    );
+    assert_eq!(seen.get("event"), Some("session_rejected"));
+    assert_eq!(seen.get("reason"), Some(UnsealError::Malformed.reason()));
+    assert_eq!(seen.get("subject"), Some("alice"));
+}
+
+#[test]
+fn a_failed_credential_names_the_error_kind() {
+    let route = route();
+    let alice = alice();
+    let error = ExchangeError::Rejected {
+        status: 400,
+        error: Some("invalid_grant".to_string()),
+    };
+    let seen = emitted(AuditEvent::UpstreamCredentialFailed {
+        route: &route,
+        caller: Caller::of(Some(&alice)),
+        error: &error,
+    });
+    assert_eq!(seen.level, tracing::Level::WARN);
+    assert_eq!(
+        seen.names(),
+        ["client", "error", "event", "issuer", "route", "subject"]
+    );
+    assert_eq!(seen.get("event"), Some("upstream_credential_failed"));
+    assert_eq!(seen.get("error"), Some(error.to_string().as_str()));
+}
+
+#[test]
+fn unfilterable_answers_and_streams_say_so() {
+    let route = route();
+    let seen = emitted(AuditEvent::StreamEnded {
+        route: &route,
+        failure: StreamFailure::Unfilterable,
+    });
+    assert_eq!(seen.level, tracing::Level::WARN);
+    assert_eq!(seen.names(), ["event", "message", "reason", "route"]);
+    assert_eq!(seen.get("event"), Some("stream_ended"));
+    assert_eq!(seen.get("reason"), Some("unfilterable_message"));
+
+    let error = crate::mcp::filter::NOT_JSON;
+    let seen = emitted(AuditEvent::ListFilterFailed {
+        route: &route,
+        error: &error,
+    });
+    assert_eq!(seen.level, tracing::Level::WARN);
+    assert_eq!(seen.names(), ["event", "message", "reason", "route"]);
+    assert_eq!(seen.get("event"), Some("list_filter_failed"));
+    assert_eq!(seen.get("reason"), Some("the answer is not JSON"));
+}
