@@ -13,6 +13,8 @@ use super::Verified;
 
 pub type TokenKey = [u8; 32];
 
+/// The SHA-256 of a bearer token: the only place a token is hashed. It keys the
+/// verified-token caches here and, as `subject_key`, the upstream credential cache.
 pub fn token_key(token: &str) -> TokenKey {
     Sha256::digest(token.as_bytes()).into()
 }

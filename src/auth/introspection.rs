@@ -1,10 +1,12 @@
 //! RFC 7662 token introspection for opaque (non-JWT) access tokens: the gateway asks
 //! the issuer, authenticating as its own confidential client, and applies to the answer
-//! the same checks it applies to a JWT (`active`, `iss`, `aud`, `exp`, `nbf`).
+//! the same checks it applies to a JWT (`active`, `iss`, `aud`, and the times of
+//! [`super::times`]: `exp`, which an answer may omit, `nbf`, `iat`).
 
 use serde::Deserialize;
 
 use super::jwt::TokenError;
+use super::times::{check_times, MissingExp, TokenTimes};
 use crate::config::Introspection;
 
 /// The members of an introspection response drawbridge reads.
@@ -18,6 +20,7 @@ pub struct IntrospectionResponse {
     pub aud: Vec<String>,
     pub exp: Option<i64>,
     pub nbf: Option<i64>,
+    pub iat: Option<i64>,
     pub scope: Option<String>,
     pub client_id: Option<String>,
     /// RFC 7662 §2.2: some servers introspect refresh tokens as active; only the kinds
@@ -81,13 +84,12 @@ pub fn check_response(
     if resp.sub.is_none() {
         return Err(TokenError::MissingClaim);
     }
-    if resp.exp.is_some_and(|exp| now > exp.saturating_add(leeway)) {
-        return Err(TokenError::Expired);
-    }
-    if resp.nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
-        return Err(TokenError::NotYetValid);
-    }
-    Ok(())
+    let times = TokenTimes {
+        exp: resp.exp,
+        nbf: resp.nbf,
+        iat: resp.iat,
+    };
+    check_times(times, MissingExp::Allowed, now, leeway)
 }
 
 #[cfg(test)]
@@ -160,6 +162,32 @@ mod tests {
         assert_eq!(
             check_response(&resp(ok), "https://idp", &access(), 300, 0),
             Err(TokenError::Expired)
+        );
+    }
+
+    /// An answer goes through the same time check as a JWT, except that it may omit
+    /// `exp`; `nbf` and `iat` past the leeway are refused.
+    #[test]
+    fn answers_are_held_to_the_token_time_rules() {
+        let at = |times: serde_json::Value| {
+            let mut v = serde_json::json!({"active":true,"iss":"https://idp","sub":"a"});
+            if let (Some(v), Some(t)) = (v.as_object_mut(), times.as_object()) {
+                v.extend(t.clone());
+            }
+            check_response(&resp(v), "https://idp", &access(), 100, 30)
+        };
+        assert_eq!(at(serde_json::json!({})), Ok(()));
+        assert_eq!(at(serde_json::json!({"exp": 70})), Ok(()));
+        assert_eq!(at(serde_json::json!({"exp": 69})), Err(TokenError::Expired));
+        assert_eq!(at(serde_json::json!({"nbf": 130})), Ok(()));
+        assert_eq!(
+            at(serde_json::json!({"nbf": 131})),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(at(serde_json::json!({"iat": 130})), Ok(()));
+        assert_eq!(
+            at(serde_json::json!({"iat": 131})),
+            Err(TokenError::IssuedInFuture)
         );
     }
 }

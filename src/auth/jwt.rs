@@ -5,6 +5,7 @@
 //!
 //! Pure functions over bytes and JSON: fetching keys is `issuer`'s job.
 
+use super::times::TokenTimes;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::signature::{self, UnparsedPublicKey};
@@ -473,25 +474,13 @@ pub fn check_token_type(
     Ok(())
 }
 
-/// Time checks: `exp` required, `nbf` and `iat` honoured, all with `leeway` seconds.
-pub fn check_times(claims: &Claims, now: i64, leeway: i64) -> Result<(), TokenError> {
-    let exp = claims.exp.ok_or(TokenError::MissingClaim)?;
-    if now > exp.saturating_add(leeway) {
-        return Err(TokenError::Expired);
+/// The times a JWT states, for [`super::times::check_times`] (which requires `exp`).
+pub fn times(claims: &Claims) -> TokenTimes {
+    TokenTimes {
+        exp: claims.exp,
+        nbf: claims.nbf,
+        iat: claims.iat,
     }
-    if claims
-        .nbf
-        .is_some_and(|nbf| now.saturating_add(leeway) < nbf)
-    {
-        return Err(TokenError::NotYetValid);
-    }
-    if claims
-        .iat
-        .is_some_and(|iat| now.saturating_add(leeway) < iat)
-    {
-        return Err(TokenError::IssuedInFuture);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

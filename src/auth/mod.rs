@@ -16,6 +16,7 @@ pub mod introspection;
 pub mod issuer;
 pub mod jwt;
 pub mod metadata;
+pub mod times;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +27,8 @@ use crate::config::{Config, Route};
 use crate::telemetry::Metrics;
 use audience::Audience;
 use bearer::BearerError;
-pub use cache::TokenKey;
-use cache::{token_key, unix_now, TokenCache};
+pub use cache::{token_key, TokenKey};
+use cache::{unix_now, TokenCache};
 use challenge::BearerErrorCode;
 use issuer::IssuerRuntime;
 use jwt::TokenError;
@@ -361,13 +362,18 @@ impl Authenticator {
             return Err(AuthFailure::Token(TokenError::WrongAudience));
         }
         let principal = &verified.principal;
-        if unix_now()
-            > principal
-                .expires_at
-                .saturating_add(self.leeway(verified.issuer_index))
-        {
-            return Err(AuthFailure::Token(TokenError::Expired));
-        }
+        // A verification may come from the cache: its token must still be current.
+        let still = times::TokenTimes {
+            exp: Some(principal.expires_at),
+            ..times::TokenTimes::default()
+        };
+        times::check_times(
+            still,
+            times::MissingExp::Refused,
+            unix_now(),
+            self.leeway(verified.issuer_index),
+        )
+        .map_err(AuthFailure::Token)?;
         if !guard.required_scopes.iter().all(|s| principal.has_scope(s)) {
             return Err(AuthFailure::InsufficientScope);
         }
@@ -439,7 +445,12 @@ impl Authenticator {
         decoded.verify_with(key)?;
         let claims = &decoded.claims;
         jwt::check_token_type(decoded.typ.as_deref(), claims, &issuer.config.token_types)?;
-        jwt::check_times(claims, unix_now(), issuer.config.leeway.as_secs() as i64)?;
+        times::check_times(
+            jwt::times(claims),
+            times::MissingExp::Refused,
+            unix_now(),
+            issuer.config.leeway.as_secs() as i64,
+        )?;
         let subject = claims.sub.clone().ok_or(TokenError::MissingClaim)?;
         Ok(Verified {
             principal: Arc::new(Principal::new(

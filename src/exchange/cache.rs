@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::future::Cache;
-use sha2::{Digest, Sha256};
 
 use super::{ExchangeError, IssuedToken};
 
@@ -104,9 +103,9 @@ fn scope_set(scopes: &[String]) -> Vec<String> {
     set
 }
 
-pub fn subject_token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
+/// The digest of the caller's token in a [`CacheKey`]: the request's `token_key`, hashed
+/// once, in `auth`.
+pub use crate::auth::token_key as subject_token_hash;
 
 /// The `Instant` of a Unix time in seconds (such as `Principal::expires_at`).
 pub fn instant_at_unix(unix_secs: i64) -> Instant {

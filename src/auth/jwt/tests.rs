@@ -172,17 +172,20 @@ fn key_selection_respects_family_pin_and_ambiguity() {
     assert!(keys.find(None, Algorithm::RS256).is_some(), "one RSA key");
 }
 
+/// A JWT's claims reach the one time check whole, and a JWT must carry `exp`.
 #[test]
 fn time_checks_with_leeway() {
+    use crate::auth::times::{check_times, MissingExp};
+    let check = |c: &Claims, now| check_times(times(c), MissingExp::Refused, now, 30);
     let mut c: Claims = serde_json::from_value(claims()).unwrap();
-    assert_eq!(check_times(&c, 1500, 30), Ok(()));
-    assert_eq!(check_times(&c, 2030, 30), Ok(()));
-    assert_eq!(check_times(&c, 2031, 30), Err(TokenError::Expired));
-    assert_eq!(check_times(&c, 969, 30), Err(TokenError::NotYetValid));
+    assert_eq!(check(&c, 1500), Ok(()));
+    assert_eq!(check(&c, 2030), Ok(()));
+    assert_eq!(check(&c, 2031), Err(TokenError::Expired));
+    assert_eq!(check(&c, 969), Err(TokenError::NotYetValid));
     c.nbf = None;
-    assert_eq!(check_times(&c, 969, 30), Err(TokenError::IssuedInFuture));
+    assert_eq!(check(&c, 969), Err(TokenError::IssuedInFuture));
     c.exp = None;
-    assert_eq!(check_times(&c, 1500, 30), Err(TokenError::MissingClaim));
+    assert_eq!(check(&c, 1500), Err(TokenError::MissingClaim));
 }
 
 #[test]
