@@ -13,10 +13,6 @@ impl Audience {
         Audience(normalize(public_url.as_str()))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// True when any of `audiences` names this resource.
     pub fn is_in(&self, audiences: &[String]) -> bool {
         audiences

@@ -332,19 +332,8 @@ impl Authenticator {
         &self.issuers
     }
 
-    /// Authenticates a request on a route guarded by `guard`.
-    pub async fn authenticate(
-        &self,
-        guard: &RouteGuard,
-        headers: &http::HeaderMap,
-        query: Option<&str>,
-    ) -> Result<Authenticated, AuthFailure> {
-        let token = bearer::bearer_token(headers, query).map_err(AuthFailure::Bearer)?;
-        self.authenticate_token(guard, token).await
-    }
-
-    /// [`Authenticator::authenticate`] for a bearer token the caller already took from
-    /// the request (with [`bearer::bearer_token`]).
+    /// Authenticates a request on a route guarded by `guard`, by the bearer token the
+    /// caller took from it (with [`bearer::bearer_token`]).
     pub async fn authenticate_token(
         &self,
         guard: &RouteGuard,

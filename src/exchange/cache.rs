@@ -134,16 +134,6 @@ pub enum CacheOutcome {
     Joined,
 }
 
-impl CacheOutcome {
-    /// The metric `result` label: only a call that ran the exchange counts as a miss.
-    pub fn label(self) -> &'static str {
-        match self {
-            CacheOutcome::Hit | CacheOutcome::Joined => "hit",
-            CacheOutcome::Miss => "miss",
-        }
-    }
-}
-
 #[derive(Clone)]
 struct Cached {
     token: Arc<IssuedToken>,
@@ -218,11 +208,6 @@ impl CredentialCache {
             .map_err(|shared| (*shared).clone());
         (result, outcome)
     }
-
-    /// Entries currently held (approximate: moka applies evictions lazily).
-    pub fn entry_count(&self) -> u64 {
-        self.inner.entry_count()
-    }
 }
 
 /// When to stop serving `token` from the cache (`now` if it should not be kept at all).
@@ -244,7 +229,7 @@ mod tests {
     use super::*;
 
     fn token(expires_in: u64, now: Instant) -> IssuedToken {
-        IssuedToken::new("t".into(), "Bearer", now + Duration::from_secs(expires_in)).unwrap()
+        IssuedToken::new("t", now + Duration::from_secs(expires_in)).unwrap()
     }
 
     #[test]

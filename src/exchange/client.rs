@@ -46,14 +46,6 @@ impl TokenClient {
             .map_err(|e| ExchangeError::Transport(describe(&e)))
     }
 
-    pub fn endpoint(&self) -> &url::Url {
-        &self.endpoint
-    }
-
-    pub fn client_id(&self) -> &str {
-        self.auth.client_id()
-    }
-
     /// RFC 8693 §2.1: trades the caller's access token for one meant for the upstream.
     pub async fn exchange(&self, req: &ExchangeRequest<'_>) -> Result<IssuedToken, ExchangeError> {
         let mut form = vec![

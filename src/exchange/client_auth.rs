@@ -45,8 +45,6 @@ pub enum KeyError {
     Sec1NotSupported,
     /// A key block that is neither RSA (2048–8192 bits) nor EC P-256.
     Unsupported,
-    /// The file could not be read.
-    Io(String),
 }
 
 impl fmt::Display for KeyError {
@@ -59,7 +57,6 @@ impl fmt::Display for KeyError {
             KeyError::Unsupported => {
                 f.write_str("key is neither RSA (2048-8192 bits) nor EC P-256")
             }
-            KeyError::Io(reason) => write!(f, "cannot read the key file: {reason}"),
         }
     }
 }
@@ -101,12 +98,6 @@ impl SigningKey {
                 rng,
             });
         }
-    }
-
-    /// [`SigningKey::from_pem`] on the contents of `path`.
-    pub fn from_pem_file(path: &std::path::Path) -> Result<SigningKey, KeyError> {
-        let pem = std::fs::read_to_string(path).map_err(|e| KeyError::Io(e.kind().to_string()))?;
-        SigningKey::from_pem(&pem)
     }
 
     /// The JWS `alg` this key signs with.

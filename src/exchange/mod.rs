@@ -49,16 +49,6 @@ pub enum ClientAuth {
     },
 }
 
-impl ClientAuth {
-    pub fn client_id(&self) -> &str {
-        match self {
-            ClientAuth::Basic { client_id, .. }
-            | ClientAuth::Post { client_id, .. }
-            | ClientAuth::PrivateKeyJwt { client_id, .. } => client_id,
-        }
-    }
-}
-
 /// One RFC 8693 exchange: the caller's validated token and what the upstream needs.
 #[derive(Clone, Copy)]
 pub struct ExchangeRequest<'a> {
@@ -82,13 +72,11 @@ impl fmt::Debug for ExchangeRequest<'_> {
     }
 }
 
-/// A token the authorization server issued for an upstream. `Debug` redacts the token.
+/// A token the authorization server issued for an upstream, kept only in the form the
+/// upstream is sent: `Authorization: Bearer <token>`, whether the server said `Bearer`
+/// or `N_A` (RFC 8693 §2.2.1). `Debug` redacts it (the header value is sensitive).
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
-    pub access_token: Secret,
-    /// `"Bearer"` or `"N_A"` (RFC 8693 §2.2.1), normalised to that spelling. Either way
-    /// the upstream is sent `Authorization: Bearer <access_token>`.
-    pub token_type: String,
     pub expires_at: Instant,
     /// `Bearer <access_token>`, built once (marked sensitive) rather than per request.
     pub authorization: http::HeaderValue,
@@ -96,22 +84,23 @@ pub struct IssuedToken {
 
 impl IssuedToken {
     /// A token as issued; refused if it cannot travel in an `Authorization` header.
-    pub fn new(
-        access_token: String,
-        token_type: &str,
-        expires_at: Instant,
-    ) -> Result<IssuedToken, ExchangeError> {
+    pub fn new(access_token: &str, expires_at: Instant) -> Result<IssuedToken, ExchangeError> {
         let mut authorization = http::HeaderValue::from_str(&format!("Bearer {access_token}"))
             .map_err(|_| {
                 ExchangeError::InvalidResponse("the issued token is not a valid header value")
             })?;
         authorization.set_sensitive(true);
         Ok(IssuedToken {
-            access_token: Secret::new(access_token),
-            token_type: token_type.to_string(),
             expires_at,
             authorization,
         })
+    }
+
+    /// The token itself, for tests that look inside it.
+    #[cfg(test)]
+    pub fn token(&self) -> &str {
+        let value = self.authorization.to_str().unwrap_or_default();
+        value.strip_prefix("Bearer ").unwrap_or_default()
     }
 }
 

@@ -31,7 +31,7 @@ pub fn parse_success_for(
         .ok_or(ExchangeError::InvalidResponse("not a JSON object"))?;
 
     let access_token = match answer.get("access_token") {
-        Some(Value::String(token)) if !token.is_empty() => token.clone(),
+        Some(Value::String(token)) if !token.is_empty() => token,
         _ => return Err(ExchangeError::InvalidResponse("no access_token")),
     };
     let token_type = match answer.get("token_type").and_then(Value::as_str) {
@@ -84,7 +84,7 @@ pub fn parse_success_for(
     let expires_at = received_at
         .checked_add(lifetime)
         .ok_or(ExchangeError::InvalidResponse("expires_in is invalid"))?;
-    IssuedToken::new(access_token, token_type, expires_at)
+    IssuedToken::new(access_token, expires_at)
 }
 
 /// Seconds as a non-negative JSON number, or (as some servers send it) a string of digits.
@@ -134,11 +134,11 @@ mod tests {
     #[test]
     fn accepts_bearer_and_n_a_in_any_case() {
         let t = parse(serde_json::json!({"access_token":"t","token_type":"bearer"})).unwrap();
-        assert_eq!(t.token_type, "Bearer");
+        assert_eq!(t.authorization, "Bearer t");
         let t = parse(serde_json::json!({"access_token":"t","token_type":"n_a",
             "issued_token_type": ACCESS_TOKEN_TYPE}))
         .unwrap();
-        assert_eq!(t.token_type, "N_A");
+        assert_eq!(t.authorization, "Bearer t");
     }
 
     #[test]

@@ -424,7 +424,9 @@ pub struct Opened {
 }
 
 /// Opens a sealed id presented with a request and returns the upstream session id, if it
-/// was sealed by one of `keys` for this exact `binding` (and is young enough).
+/// was sealed by one of `keys` for this exact `binding` (and is young enough). The
+/// request path uses [`open`]; this is its short form for tests.
+#[cfg(test)]
 pub fn unseal(
     keys: &SessionKeys,
     sealed: &str,
@@ -435,7 +437,9 @@ pub fn unseal(
     open(keys, sealed, binding, now_unix, max_age).map(|opened| opened.upstream_id)
 }
 
-/// [`unseal`], also telling whether the sealed id may be handed back unchanged.
+/// Opens a sealed id presented with a request: the upstream session id, if it was sealed
+/// by one of `keys` for this exact `binding` (and is young enough), and whether the
+/// sealed id may be handed back unchanged.
 pub fn open(
     keys: &SessionKeys,
     sealed: &str,
