@@ -834,3 +834,46 @@ async fn an_introspection_answer_is_reused_no_longer_than_cache_max() {
     let forwarded = if second == 200 { 2 } else { 1 };
     assert_eq!(up.seen().len(), forwarded);
 }
+
+/// An introspection answer goes through the same time check as a JWT: it may omit `exp`,
+/// but an expired `exp`, a future `nbf` or a future `iat` (past the 30 s leeway) refuses
+/// the token, and nothing reaches the upstream.
+#[tokio::test]
+async fn introspection_answers_are_held_to_the_token_time_rules() {
+    let idp = Idp::start().await;
+    let up = Upstream::start().await;
+    let routes = format!(
+        "  - name: secure\n    match: {{ path: /secure/mcp }}\n    public_url: {RESOURCE}\n    upstream: {{ url: '{}' }}\n    auth: {{ issuers: [corp], required_scopes: [mcp:tools] }}\n",
+        up.url("/mcp")
+    );
+    let gw = Gateway::start_with(&routes, &issuers_yaml(&[("corp", &idp)], true)).await;
+    let now = crate::idp::unix_now() as i64;
+    let answer = |times: Value| {
+        let mut v = json!({"active": true, "iss": idp.issuer, "sub": "bob", "aud": RESOURCE, "scope": "mcp:tools"});
+        if let (Some(v), Some(t)) = (v.as_object_mut(), times.as_object()) {
+            v.extend(t.clone());
+        }
+        v
+    };
+    idp.register_opaque("opaque-no-exp", answer(json!({"iat": now})));
+    idp.register_opaque("opaque-expired", answer(json!({"exp": now - 3600})));
+    idp.register_opaque(
+        "opaque-not-yet",
+        answer(json!({"exp": now + 7200, "nbf": now + 3600})),
+    );
+    idp.register_opaque(
+        "opaque-future-iat",
+        answer(json!({"exp": now + 7200, "iat": now + 3600})),
+    );
+    for (token, status) in [
+        ("opaque-expired", 401),
+        ("opaque-not-yet", 401),
+        ("opaque-future-iat", 401),
+        ("opaque-no-exp", 200),
+    ] {
+        let resp = post(&gw, "/secure/mcp", &[&format!("Bearer {token}")]).await;
+        assert_eq!(resp.status(), status, "{token}");
+    }
+    // Only the request with the acceptable answer was forwarded.
+    assert_eq!(up.seen().len(), 1);
+}
