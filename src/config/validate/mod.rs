@@ -1,16 +1,18 @@
-//! Turns `gateway.yaml` text into a checked [`Config`], collecting every error it can find
-//! (structure errors from serde stop at the first; semantic errors are all reported).
+//! Turns `gateway.yaml` text into a checked [`Config`], collecting every error it can find:
+//! the shape of each part of the file (`structure`), then the meaning of each setting, by
+//! concern (`limits`, `issuers`, `routes`, `upstream_auth`).
 
 mod issuers;
 mod limits;
 mod routes;
+mod structure;
 mod upstream_auth;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::locate::{Locations, Position};
+use super::locate::Locations;
 use super::raw::RawConfig;
 use super::{
     env, units, Config, ConfigError, Issuer, Loaded, Route, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
@@ -19,7 +21,7 @@ use super::{
 
 pub(super) fn validate(file: &str, text: &str) -> Result<Loaded, Vec<ConfigError>> {
     let locations = Locations::of(text);
-    let raw: RawConfig = parse_structure(file, text, &locations)?;
+    let raw: RawConfig = structure::parse_structure(file, text, &locations)?;
     let mut checker = Checker {
         file,
         locations: &locations,
@@ -36,69 +38,6 @@ pub(super) fn validate(file: &str, text: &str) -> Result<Loaded, Vec<ConfigError
         }),
         _ => Err(checker.errors),
     }
-}
-
-fn parse_structure(
-    file: &str,
-    text: &str,
-    locations: &Locations,
-) -> Result<RawConfig, Vec<ConfigError>> {
-    if text.trim().is_empty() {
-        return Err(vec![ConfigError {
-            file: file.to_string(),
-            position: None,
-            path: String::new(),
-            message: "the file is empty: at least one route is needed".into(),
-        }]);
-    }
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let inner = e.into_inner();
-        let position = inner
-            .location()
-            .map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            })
-            .or_else(|| locations.position_of(&path));
-        vec![ConfigError {
-            file: file.to_string(),
-            position,
-            message: redact_values(&strip_serde_position(&inner.to_string(), &path)),
-            path,
-        }]
-    })
-}
-
-/// serde_yaml appends " at line L column C" and may prefix the path; we print both ourselves.
-fn strip_serde_position(message: &str, path: &str) -> String {
-    let message = match message.rfind(" at line ") {
-        Some(at) => &message[..at],
-        None => message,
-    };
-    // serde_yaml names the enclosing mapping (`routes[0]: unknown field …`).
-    match message.split_once(": ") {
-        Some((prefix, rest)) if !prefix.is_empty() && path.starts_with(prefix) => rest.to_string(),
-        _ => message.to_string(),
-    }
-}
-
-/// A shape error names the kind of value found, never the value: `invalid type: string
-/// "Bearer sk-live-…", expected …` becomes `invalid type: string, expected …` (the value
-/// may be a secret written where a mapping was expected).
-fn redact_values(message: &str) -> String {
-    for marker in ["invalid type: ", "invalid value: "] {
-        if let Some(start) = message.find(marker) {
-            let after = start + marker.len();
-            let rest = &message[after..];
-            let end = rest.find(", expected").unwrap_or(rest.len());
-            let kind = rest[..end].split(' ').next().unwrap_or_default();
-            return format!("{}{kind}{}", &message[..after], &rest[end..]);
-        }
-    }
-    message.to_string()
 }
 
 /// A scope token (RFC 6749 §3.3), also safe inside a quoted challenge parameter.

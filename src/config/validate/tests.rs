@@ -311,3 +311,91 @@ fn allowed_origins_are_exact_origins() {
         );
     }
 }
+
+/// Shape errors in the operator's words, with the message before each change.
+#[test]
+fn shape_errors_name_what_was_expected_never_a_rust_type_or_the_value() {
+    let cases = [
+        // Before: `workers: invalid type: string "two", expected usize`.
+        (
+            format!("workers: two\n{GOOD}"),
+            "gw.yaml:1:10: workers: expected a whole number, found text",
+        ),
+        (
+            format!("workers: -1\n{GOOD}"),
+            "gw.yaml:1:10: workers: expected a whole number, neither negative nor this large",
+        ),
+        // Before: `sessions.keys[0]: invalid type: string, expected struct RawSessionKey`.
+        (
+            format!("{GOOD}sessions:\n  keys:\n    - k1\n"),
+            "gw.yaml:12:7: sessions.keys[0]: expected a key such as `{ id: k1, secret_file: /run/secrets/session-key }`, found text",
+        ),
+        // Before: `required_scopes: invalid type: string, expected a sequence`.
+        (
+            format!("{GOOD}    auth: {{ issuers: [corp], required_scopes: mcp:tools }}\n"),
+            "gw.yaml:10:47: routes[0].auth.required_scopes: expected a list, e.g. [mcp:tools], found text",
+        ),
+        (
+            format!("{GOOD}    upstream_auth:\n      static: 'Bearer sk-live-0123456789'\n"),
+            "gw.yaml:11:15: routes[0].upstream_auth.static: expected a mapping (`key: value` lines or `{ key: value }`), found text",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(errors(&text), [expected]);
+    }
+}
+
+#[test]
+fn syntax_errors_have_no_invented_key_path_and_one_position() {
+    // Before: `gw.yaml:8:20: routes[0].upstream.?: mapping values are not allowed in this
+    // context at line 8 column 20`.
+    let colon = GOOD.replace("url: http://127.0.0.1:3001/mcp", "url: http://a: b");
+    assert_eq!(
+        errors(&colon),
+        ["gw.yaml:8:20: mapping values are not allowed in this context (a value with `: ` in it needs quotes)"]
+    );
+    // Before: `…: found character that cannot start any token at line 3 column 1, while
+    // scanning for the next token at line 3 column 1`.
+    let tab = GOOD.replace("admin:\n  listen", "admin:\n\tlisten");
+    let errs = errors(&tab);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("gw.yaml:3:1: "), "{errs:?}");
+    assert!(
+        !errs[0].contains("line"),
+        "position printed twice: {errs:?}"
+    );
+    assert!(errs[0].contains("indent with spaces"), "{errs:?}");
+    // Before: `gw.yaml:4:1: found a tab character that violates indentation at line 4
+    // column 1, while scanning a plain scalar`.
+    let tab = GOOD.replace("9090\n", "9090\n\tx: 1\n");
+    assert_eq!(
+        errors(&tab),
+        ["gw.yaml:4:1: found a tab character that violates indentation, while scanning a plain scalar (a tab? indent with spaces only)"]
+    );
+}
+
+#[test]
+fn a_file_with_three_shape_errors_reports_all_three_in_file_order() {
+    // Before: only the first (`workers`).
+    let text = format!(
+        "workers: two\n{GOOD}    allowed_origins: https://a.example\n  - name: b\n    match: {{ path: /b }}\n    upstream: 3\n"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "gw.yaml:1:10: workers: expected a whole number, found text",
+            "gw.yaml:11:22: routes[0].allowed_origins: expected a list, e.g. [\"https://app.example.com\"], found text",
+            "gw.yaml:14:15: routes[1].upstream: expected a mapping such as `{ url: http://127.0.0.1:3001/mcp }`, found a number",
+        ]
+    );
+    // An unknown top-level key and a missing one in a route are both found too.
+    let text = format!("colour: red\n{GOOD}  - name: b\n    upstream: {{ url: http://x/ }}\n");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("gw.yaml:1:"), "{errs:?}");
+    assert!(errs[0].contains("unknown field `colour`"), "{errs:?}");
+    assert!(
+        errs[1].contains("routes[1]: the key `match` is required here"),
+        "{errs:?}"
+    );
+}
