@@ -56,7 +56,9 @@ fn deserialize<T: DeserializeOwned>(text: &str) -> Result<T, ShapeError> {
     serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
 }
 
-/// Each part of a parsed document checked alone: the first error of each.
+/// Each part of a parsed document checked alone: the first error of each. A part is a
+/// top-level key, an issuer or a route, and each key of an issuer or a route (checked
+/// without the others, so only its own errors count: not the keys it lacks).
 fn part_errors(file: &str, locations: &Locations, document: &Value) -> Vec<ConfigError> {
     let Value::Mapping(top) = document else {
         return Vec::new();
@@ -72,22 +74,49 @@ fn part_errors(file: &str, locations: &Locations, document: &Value) -> Vec<Confi
             (Some(list @ ("issuers" | "routes")), Value::Sequence(items)) => {
                 for (i, item) in items.iter().enumerate().take(MAX_PARTS) {
                     let prefix = format!("{list}[{i}]");
-                    let result = if list == "issuers" {
-                        reparse::<RawIssuer>(item)
+                    if list == "issuers" {
+                        check(&prefix, reparse::<RawIssuer>(item));
+                        for result in each_key::<RawIssuer>(item) {
+                            check(&prefix, result);
+                        }
                     } else {
-                        reparse::<RawRoute>(item)
-                    };
-                    check(&prefix, result);
+                        check(&prefix, reparse::<RawRoute>(item));
+                        for result in each_key::<RawRoute>(item) {
+                            check(&prefix, result);
+                        }
+                    }
                 }
             }
-            _ => {
-                let mut alone = serde_yaml::Mapping::new();
-                alone.insert(key.clone(), value.clone());
-                check("", reparse::<RawConfig>(&Value::Mapping(alone)));
-            }
+            _ => check("", reparse::<RawConfig>(&alone(key, value))),
         }
     }
     errors
+}
+
+fn alone(key: &Value, value: &Value) -> Value {
+    let mut mapping = serde_yaml::Mapping::new();
+    mapping.insert(key.clone(), value.clone());
+    Value::Mapping(mapping)
+}
+
+/// Each key of a mapping checked alone as a `T`, ignoring the keys `T` needs but the
+/// single-key mapping lacks.
+fn each_key<T: DeserializeOwned>(item: &Value) -> Vec<Result<(), ShapeError>> {
+    let Value::Mapping(keys) = item else {
+        return Vec::new();
+    };
+    keys.iter()
+        .take(MAX_PARTS)
+        .map(|(key, value)| match reparse::<T>(&alone(key, value)) {
+            Err(e)
+                if e.path().to_string() == "."
+                    && e.inner().to_string().starts_with("missing field") =>
+            {
+                Ok(())
+            }
+            other => other,
+        })
+        .collect()
 }
 
 /// Deserialises `value` as written text, so that scalars read as they do in the file.

@@ -388,6 +388,16 @@ fn a_file_with_three_shape_errors_reports_all_three_in_file_order() {
             "gw.yaml:14:15: routes[1].upstream: expected a mapping such as `{ url: http://127.0.0.1:3001/mcp }`, found a number",
         ]
     );
+    // Two errors in one route are both found.
+    let text =
+        format!("{GOOD}    allowed_origins: https://a.example\n    auth: {{ issuers: corp }}\n");
+    assert_eq!(
+        errors(&text),
+        [
+            "gw.yaml:10:22: routes[0].allowed_origins: expected a list, e.g. [\"https://app.example.com\"], found text",
+            "gw.yaml:11:22: routes[0].auth.issuers: expected a list, e.g. [a, b] or `- a` lines, found text",
+        ]
+    );
     // An unknown top-level key and a missing one in a route are both found too.
     let text = format!("colour: red\n{GOOD}  - name: b\n    upstream: {{ url: http://x/ }}\n");
     let errs = errors(&text);
