@@ -2,7 +2,7 @@
 //!
 //! Interpolation works on parsed scalar values, never on the raw text, so a secret that
 //! contains YAML syntax cannot change the structure of the file. `${VAR:-fallback}` gives a
-//! default; `$$` is a literal `$`. A missing variable is an error that names the variable
+//! default when VAR is unset or empty, as a shell does; `$$` is a literal `$`. A missing variable is an error that names the variable
 //! and never shows any value.
 
 use std::fmt;
@@ -56,7 +56,9 @@ pub fn interpolate_with(
                     "`{name}` is not a variable name"
                 )));
             }
+            // As in a shell, `:-` gives the fallback for an unset and for an empty variable.
             match (lookup(name), fallback) {
+                (Some(v), Some(f)) if v.is_empty() => out.push_str(f),
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(f)) => out.push_str(f),
                 (None, None) => return Err(InterpolationError::Missing(name.to_string())),
@@ -104,6 +106,20 @@ mod tests {
             Ok("8080")
         );
         assert_eq!(interpolate_with("a$$b$c", env).as_deref(), Ok("a$b$c"));
+    }
+
+    #[test]
+    fn an_empty_variable_takes_the_fallback_as_in_a_shell() {
+        // Before: `${EMPTY:-8080}` with EMPTY="" gave "".
+        assert_eq!(
+            interpolate_with("${EMPTY:-8080}", env).as_deref(),
+            Ok("8080")
+        );
+        assert_eq!(interpolate_with("x${EMPTY}y", env).as_deref(), Ok("xy"));
+        assert_eq!(
+            interpolate_with("${HOST:-8080}", env).as_deref(),
+            Ok("127.0.0.1")
+        );
     }
 
     #[test]

@@ -147,3 +147,126 @@ fn human_readable_logs_to_a_file_have_no_colour_codes() {
         "escape codes in a log file:\n{log:?}"
     );
 }
+
+/// Runs the binary with `args` in a directory holding `gateway.yaml` (GOOD with an
+/// upstream) and `other.yaml` (`other`); `FILE` in an argument is the directory.
+fn drawbridge_in_dir(other: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let good = GOOD.replace("${UPSTREAM_URL}", "http://127.0.0.1:3001/mcp");
+    std::fs::write(dir.path().join("gateway.yaml"), good).unwrap();
+    std::fs::write(dir.path().join("other.yaml"), other).unwrap();
+    let root = dir.path().display().to_string();
+    let out = Command::new(drawbridge_bin())
+        .current_dir(dir.path())
+        .args(args.iter().map(|a| a.replace("DIR", &root)))
+        .env_remove("DRAWBRIDGE_CONFIG")
+        .envs(
+            env.iter()
+                .map(|(k, v)| (k.to_string(), v.replace("DIR", &root))),
+        )
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).replace(&root, "DIR"),
+        String::from_utf8_lossy(&out.stderr).replace(&root, "DIR"),
+    )
+}
+
+const THREE_ERRORS: &str = "workers: two\nroutes:\n  - name: a\n    match: { path: /a }\n    upstream: { url: 'http://127.0.0.1:1/' }\n    allowed_origins: https://ui.internal.example\n  - name: b\n    match: { path: /b }\n    upstream: 3\n";
+
+#[test]
+fn the_config_file_comes_from_c_config_or_the_environment_on_every_form() {
+    // `other.yaml` is broken, `gateway.yaml` (the default) is good: exit 2 shows which
+    // file was read.
+    for (args, env) in [
+        (vec!["validate", "-c", "DIR/other.yaml"], vec![]),
+        (vec!["validate", "--config", "DIR/other.yaml"], vec![]),
+        (vec!["-c", "DIR/other.yaml", "validate"], vec![]),
+        (vec!["--config", "DIR/other.yaml", "validate"], vec![]),
+        (vec!["validate", "DIR/other.yaml"], vec![]),
+        (
+            vec!["validate"],
+            vec![("DRAWBRIDGE_CONFIG", "DIR/other.yaml")],
+        ),
+    ] {
+        let (code, _, err) = drawbridge_in_dir(THREE_ERRORS, &args, &env);
+        assert_eq!(code, 2, "{args:?} {env:?}: {err}");
+        assert!(
+            err.starts_with("DIR/other.yaml:1:10: workers"),
+            "{args:?}: {err}"
+        );
+    }
+    // Without any, `gateway.yaml` in the working directory; `-c` wins over the variable.
+    let (code, out, err) = drawbridge_in_dir(THREE_ERRORS, &["validate"], &[]);
+    assert_eq!((code, out.as_str()), (0, "ok\n"), "{err}");
+    let (code, out, err) = drawbridge_in_dir(
+        THREE_ERRORS,
+        &["validate", "-c", "gateway.yaml"],
+        &[("DRAWBRIDGE_CONFIG", "DIR/other.yaml")],
+    );
+    assert_eq!((code, out.as_str()), (0, "ok\n"), "{err}");
+    // Two different files is a mistake, said so.
+    let (code, _, err) = drawbridge_in_dir(
+        THREE_ERRORS,
+        &["validate", "-c", "gateway.yaml", "other.yaml"],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("give the file once"), "{err}");
+}
+
+#[test]
+fn three_errors_are_reported_at_once_in_the_operators_words() {
+    let (code, out, err) = drawbridge_in_dir(THREE_ERRORS, &["validate", "other.yaml"], &[]);
+    assert_eq!(code, 2);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "other.yaml:1:10: workers: expected a whole number, found text\n\
+         other.yaml:6:22: routes[0].allowed_origins: expected a list, e.g. [\"https://app.example.com\"], found text\n\
+         other.yaml:9:15: routes[1].upstream: expected a mapping such as `{ url: http://127.0.0.1:3001/mcp }`, found a number\n"
+    );
+    assert!(
+        !err.contains("ui.internal"),
+        "the value must not be echoed: {err}"
+    );
+}
+
+#[test]
+fn validate_format_json_lists_errors_and_warnings_for_ci() {
+    let (code, out, err) = drawbridge_in_dir(
+        THREE_ERRORS,
+        &["validate", "--format", "json", "-c", "other.yaml"],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["valid"], false);
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3, "{report}");
+    assert_eq!(
+        errors[1],
+        serde_json::json!({
+            "file": "other.yaml",
+            "line": 6,
+            "column": 22,
+            "path": "routes[0].allowed_origins",
+            "message": "expected a list, e.g. [\"https://app.example.com\"], found text",
+        })
+    );
+    let (code, out, err) = drawbridge_in_dir(THREE_ERRORS, &["validate", "--format", "json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["errors"], serde_json::json!([]));
+    let warning = &report["warnings"][0];
+    assert_eq!(warning["file"], "gateway.yaml");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("route `a` is public"),
+        "{report}"
+    );
+}

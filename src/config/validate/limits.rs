@@ -1,0 +1,129 @@
+//! Process-wide settings: shutdown phases, client-connection limits and session keys.
+
+use super::Checker;
+use crate::config::raw::{RawLimits, RawSessions};
+use crate::config::{units, ClientLimits, SecretBytes, Sessions};
+use crate::mcp::session::SessionKeys;
+
+impl Checker<'_> {
+    /// A shutdown phase's length: up to an hour, the default when absent.
+    pub(super) fn shutdown_duration(
+        &mut self,
+        key: &str,
+        text: Option<&str>,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
+        let Some(text) = text else { return default };
+        match units::parse_duration(text) {
+            Ok(d) if d <= std::time::Duration::from_secs(3600) => d,
+            _ => {
+                self.error(key, "a duration up to 1h, such as `10s`");
+                default
+            }
+        }
+    }
+
+    /// `limits`: client-connection timeouts (whole seconds, 1s to 1h) and the connection
+    /// limit. Pingora counts keep-alive timeouts in whole seconds.
+    pub(super) fn client_limits(&mut self, raw: Option<&RawLimits>) -> ClientLimits {
+        let defaults = ClientLimits::default();
+        let Some(raw) = raw else { return defaults };
+        let mut timeout = |key: &str, text: Option<&str>, default: std::time::Duration| {
+            let Some(text) = text else { return default };
+            match units::parse_duration(text) {
+                Ok(d) if d.subsec_nanos() == 0 && (1..=3600).contains(&d.as_secs()) => d,
+                _ => {
+                    self.error(
+                        &format!("limits.{key}"),
+                        "whole seconds from 1s up to 1h, such as `30s`",
+                    );
+                    default
+                }
+            }
+        };
+        let idle_timeout = timeout(
+            "client_idle_timeout",
+            raw.client_idle_timeout.as_deref(),
+            defaults.idle_timeout,
+        );
+        let header_timeout = timeout(
+            "header_timeout",
+            raw.header_timeout.as_deref(),
+            defaults.header_timeout,
+        );
+        let body_timeout = timeout(
+            "body_timeout",
+            raw.body_timeout.as_deref(),
+            defaults.body_timeout,
+        );
+        let max_connections = match raw.max_connections {
+            None => defaults.max_connections,
+            Some(0) => {
+                self.error("limits.max_connections", "must be at least 1");
+                defaults.max_connections
+            }
+            Some(n) => n,
+        };
+        ClientLimits {
+            idle_timeout,
+            header_timeout,
+            body_timeout,
+            max_connections,
+        }
+    }
+
+    pub(super) fn sessions(&mut self, raw: &RawSessions) -> Option<Sessions> {
+        let mut keys = Vec::new();
+        for (i, key) in raw.keys.iter().enumerate() {
+            let at = format!("sessions.keys[{i}]");
+            let text = match (&key.secret, &key.secret_file) {
+                (Some(s), None) => self.expand(&format!("{at}.secret"), s)?,
+                (None, Some(path)) => {
+                    let path = self.expand(&format!("{at}.secret_file"), path)?;
+                    match self.read_secret(&format!("{at}.secret_file"), &path) {
+                        Ok(text) => text,
+                        Err(e) => {
+                            self.error(
+                                &format!("{at}.secret_file"),
+                                format!("cannot read `{path}`: {e}"),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                _ => {
+                    self.error(&at, "give exactly one of `secret` and `secret_file`");
+                    return None;
+                }
+            };
+            match SessionKeys::decode_key(&text) {
+                Ok(bytes) => keys.push((key.id.clone(), bytes)),
+                Err(e) => {
+                    self.error(&at, e);
+                    return None;
+                }
+            }
+        }
+        if let Err(e) = SessionKeys::new(keys.clone()) {
+            self.error("sessions.keys", e);
+            return None;
+        }
+        let max_age = match &raw.max_age {
+            None => None,
+            Some(text) => match units::parse_duration(text) {
+                Ok(d) if !d.is_zero() => Some(d),
+                _ => {
+                    self.error("sessions.max_age", "a duration such as `12h`");
+                    None
+                }
+            },
+        };
+        Some(Sessions {
+            keys: keys
+                .into_iter()
+                .map(|(id, bytes)| (id, SecretBytes::new(bytes)))
+                .collect(),
+            max_age,
+        })
+    }
+}
