@@ -22,35 +22,9 @@ use std::ops::Range;
 
 use super::scan::{JsonStr, NotJson, Scanner};
 
-/// The list methods and where their items are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKind {
-    Tools,
-    Prompts,
-    Resources,
-    ResourceTemplates,
-}
+pub use super::methods::ListKind;
 
 impl ListKind {
-    pub fn of(method: &str) -> Option<ListKind> {
-        match method {
-            "tools/list" => Some(ListKind::Tools),
-            "prompts/list" => Some(ListKind::Prompts),
-            "resources/list" => Some(ListKind::Resources),
-            "resources/templates/list" => Some(ListKind::ResourceTemplates),
-            _ => None,
-        }
-    }
-
-    pub fn method(self) -> &'static str {
-        match self {
-            ListKind::Tools => "tools/list",
-            ListKind::Prompts => "prompts/list",
-            ListKind::Resources => "resources/list",
-            ListKind::ResourceTemplates => "resources/templates/list",
-        }
-    }
-
     /// The member of `result` holding the items.
     fn field(self) -> &'static str {
         match self {

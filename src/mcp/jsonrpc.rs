@@ -73,13 +73,10 @@ pub enum Malformed {
     Encoding(&'static str),
 }
 
-/// Methods whose `params` name what they act on, and which member names it.
+/// Methods whose `params` name what they act on, and which member names it (from the
+/// table of methods, which the policy judges by too).
 fn target_member(method: &str) -> Option<&'static str> {
-    match method {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
-        _ => None,
-    }
+    Some(super::methods::lookup(method)?.target()?.member())
 }
 
 /// Reasons the visitors report; mapped back to [`Malformed`] by text, since serde errors
@@ -105,8 +102,9 @@ const REASONS: [&str; 7] = [
 
 /// The members of a message the gateway decides on.
 const MESSAGE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
-/// The members of `params` the gateway decides on (the target of a call).
-const PARAMS_KEYS: [&str; 2] = ["name", "uri"];
+/// The members of `params` the gateway decides on (the target of a call): every
+/// [`Target::member`](super::methods::Target::member).
+pub(crate) const PARAMS_KEYS: [&str; 2] = ["name", "uri"];
 
 /// The decided key that `key` spells differently: equal under Unicode simple case
 /// folding, not byte for byte. Upstreams that match keys case-insensitively (Go's

@@ -5,6 +5,7 @@
 pub mod filter;
 pub mod jsonrpc;
 pub mod legacy;
+pub mod methods;
 pub mod scan;
 pub mod session;
 pub mod sse;

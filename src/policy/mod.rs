@@ -5,8 +5,8 @@
 //! Rules (from `routes[].policy`): `tools` and `prompts` by name, `resources` by URI,
 //! `methods` for every other method. Patterns are [`Glob`]s; the most specific matching
 //! rule applies and all its scopes are required. Lifecycle and utility methods
-//! ([`ROUTE_LEVEL_METHODS`]) need only the route's `required_scopes` unless a `methods`
-//! rule says otherwise. Names no rule covers follow `default` (deny unless configured).
+//! ([`route_level`], as the table of methods in `mcp::methods` says) need only the
+//! route's `required_scopes` unless a `methods` rule says otherwise. Names no rule covers follow `default` (deny unless configured).
 //! A permit ([`Permit`]) is the only proof that a request was authorized; forwarding
 //! requires one.
 
@@ -15,24 +15,17 @@ mod glob;
 pub use glob::Glob;
 
 use crate::mcp::jsonrpc::{Inspected, MessageKind};
+use crate::mcp::methods::{self, Governed, ListKind, Target};
 
 /// Methods that, without a `methods` rule, need only the route's `required_scopes`:
 /// the lifecycle (`initialize`; MCP 2026-07-28's `server/discover`, which replaces the
 /// handshake), utilities, the list methods (whose answers are filtered) and MCP
 /// 2026-07-28's `subscriptions/listen` (which replaces the GET stream; what flows on it
-/// is filtered like any other server-to-client message).
-pub const ROUTE_LEVEL_METHODS: &[&str] = &[
-    "initialize",
-    "server/discover",
-    "subscriptions/listen",
-    "ping",
-    "tools/list",
-    "resources/list",
-    "resources/templates/list",
-    "prompts/list",
-    "completion/complete",
-    "logging/setLevel",
-];
+/// is filtered like any other server-to-client message), and every notification. The
+/// table of methods says which ([`Governed::Route`]).
+pub fn route_level(method: &str) -> bool {
+    methods::governed(method) == Governed::Route
+}
 
 /// One rule: a pattern and the scopes it requires (all of them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,16 +97,31 @@ impl<'a> Operation<'a> {
     pub fn of(kind: &'a MessageKind) -> Operation<'a> {
         match kind {
             MessageKind::Response => Operation::Response,
-            MessageKind::Call { method, target } => match (method.as_str(), target.as_deref()) {
-                ("tools/call", Some(name)) => Operation::Tool(name),
-                ("prompts/get", Some(name)) => Operation::Prompt(name),
-                (
-                    m @ ("resources/read" | "resources/subscribe" | "resources/unsubscribe"),
-                    Some(uri),
-                ) => Operation::Resource { method: m, uri },
-                (m, _) => Operation::Method(m),
-            },
+            MessageKind::Call { method, target } => Operation::call(method, target.as_deref()),
         }
+    }
+
+    /// A call of `method` on `target` (as inspection extracted it), judged by its
+    /// target's rules when the table of methods says it has one.
+    pub fn call(method: &'a str, target: Option<&'a str>) -> Operation<'a> {
+        let Some(row) = methods::lookup(method) else {
+            return Operation::Method(method);
+        };
+        match (row.target(), target) {
+            (Some(Target::Tool), Some(name)) => Operation::Tool(name),
+            (Some(Target::Prompt), Some(name)) => Operation::Prompt(name),
+            (Some(Target::Resource), Some(uri)) => Operation::Resource {
+                method: row.name,
+                uri,
+            },
+            _ => Operation::Method(method),
+        }
+    }
+
+    /// The operation a listed item stands for (calling a listed tool), whose rule decides
+    /// whether the item is shown; `None` for a resource template, which names no URI.
+    pub fn of_item(kind: ListKind, name: &'a str) -> Option<Operation<'a>> {
+        methods::item_method(kind).map(|m| Operation::call(m.name, Some(name)))
     }
 
     pub fn method(&self) -> &'a str {
@@ -173,7 +181,7 @@ impl Policy {
                 if let Some(rule) = self.methods.find(m) {
                     return Some(&rule.scopes);
                 }
-                if ROUTE_LEVEL_METHODS.contains(&m) || m.starts_with("notifications/") {
+                if route_level(m) {
                     return Some(&[]);
                 }
                 return self.default_allow.then_some(&[][..]);
@@ -215,6 +223,15 @@ impl Policy {
     pub fn visible(&self, granted: &[String], op: Operation<'_>) -> bool {
         self.required_scopes_for(op)
             .is_some_and(|needed| needed.iter().all(|s| granted.contains(s)))
+    }
+
+    /// May the caller see an item of a list answer (a tool, prompt, resource or resource
+    /// template, by its name, URI or URI template)?
+    pub fn item_visible(&self, granted: &[String], kind: ListKind, name: &str) -> bool {
+        match Operation::of_item(kind, name) {
+            Some(op) => self.visible(granted, op),
+            None => self.template_visible(granted, name),
+        }
     }
 
     /// May the caller see a resource template? Visible when some URI the template can

@@ -224,3 +224,105 @@ fn listing_agrees_with_calling_and_templates_follow_resource_rules() {
     assert!(!p.template_visible(&granted(&[]), "test://static/resource/{id}"));
     assert!(policy(true).template_visible(&[], "test://dynamic/{id}"));
 }
+
+// The table of MCP methods (`mcp::methods`) as the policy reads it.
+
+use crate::mcp::methods::{self, Governed, ListKind, Target, METHODS};
+
+fn table_rules(pairs: &[(&str, &str)]) -> RuleSet {
+    let (set, ambiguous) = RuleSet::new(
+        pairs
+            .iter()
+            .map(|(glob, scope)| Rule {
+                glob: Glob::new(glob),
+                scopes: vec![scope.to_string()],
+            })
+            .collect(),
+    );
+    assert!(ambiguous.is_empty(), "{ambiguous:?}");
+    set
+}
+
+/// A rule for the target `n` (tools, prompts) and `u` (resources), each with its own
+/// scope; no `methods` rule.
+fn table_policy(default_allow: bool) -> Policy {
+    Policy {
+        default_allow,
+        tools: table_rules(&[("n", "tool")]),
+        prompts: table_rules(&[("n", "prompt")]),
+        resources: table_rules(&[("u", "resource")]),
+        methods: RuleSet::default(),
+    }
+}
+
+#[test]
+fn every_method_of_the_table_is_judged_as_it_says() {
+    let deny = table_policy(false);
+    let allow = table_policy(true);
+    for row in METHODS {
+        let kind = methods::tests::call(row.name, false);
+        let op = Operation::of(&kind);
+        assert_eq!(op.method(), row.name);
+        let needed = deny.required_scopes_for(op).map(<[String]>::to_vec);
+        let scope = |s: &str| Some(vec![s.to_string()]);
+        match row.governed {
+            Governed::Target(Target::Tool) => {
+                assert_eq!(op, Operation::Tool("n"));
+                assert_eq!(needed, scope("tool"), "{}", row.name);
+            }
+            Governed::Target(Target::Prompt) => {
+                assert_eq!(op, Operation::Prompt("n"));
+                assert_eq!(needed, scope("prompt"), "{}", row.name);
+            }
+            Governed::Target(Target::Resource) => {
+                assert_eq!(
+                    op,
+                    Operation::Resource {
+                        method: row.name,
+                        uri: "u"
+                    }
+                );
+                assert_eq!(needed, scope("resource"), "{}", row.name);
+            }
+            Governed::Route => {
+                assert_eq!(op, Operation::Method(row.name));
+                assert!(route_level(row.name), "{}", row.name);
+                assert_eq!(needed, Some(vec![]), "{}", row.name);
+            }
+            Governed::Default => {
+                assert_eq!(op, Operation::Method(row.name));
+                assert!(!route_level(row.name), "{}", row.name);
+                assert_eq!(needed, None, "{}", row.name);
+                assert_eq!(allow.required_scopes_for(op), Some(&[][..]), "{}", row.name);
+            }
+        }
+        // A `methods` rule governs every method that has no target.
+        let mut ruled = table_policy(false);
+        ruled.methods = table_rules(&[(row.name, "ruled")]);
+        let ruled_needed = ruled.required_scopes_for(op).map(<[String]>::to_vec);
+        if row.target().is_none() {
+            assert_eq!(ruled_needed, scope("ruled"), "{}", row.name);
+        } else {
+            assert_eq!(ruled_needed, needed, "{}", row.name);
+        }
+    }
+    // Methods the table does not name: notifications are route-level, the rest default.
+    assert!(route_level("notifications/made_up"));
+    assert!(!route_level("made/up"));
+    assert_eq!(methods::governed("made/up"), Governed::Default);
+}
+
+#[test]
+fn list_items_are_judged_by_the_call_they_stand_for() {
+    let p = table_policy(false);
+    let held = |s: &str| vec![s.to_string()];
+    for (kind, name, scope) in [
+        (ListKind::Tools, "n", "tool"),
+        (ListKind::Prompts, "n", "prompt"),
+        (ListKind::Resources, "u", "resource"),
+        (ListKind::ResourceTemplates, "u", "resource"),
+    ] {
+        assert!(p.item_visible(&held(scope), kind, name), "{kind:?}");
+        assert!(!p.item_visible(&held("other"), kind, name), "{kind:?}");
+    }
+}

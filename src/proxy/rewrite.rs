@@ -15,7 +15,6 @@ use crate::mcp::filter::{JsonListRewriter, ListKind};
 use crate::mcp::jsonrpc::error_object;
 use crate::mcp::legacy::EndpointRewriter;
 use crate::mcp::stream::{error_notification, Hooks, SseFilter, StreamFailure};
-use crate::policy::Operation;
 use crate::refusal::Refusal;
 use crate::telemetry::audit::{self, AuditEvent};
 
@@ -53,18 +52,7 @@ impl Gateway {
         let policy = route.policy.as_ref();
         let keep = |kind: ListKind, name: &str| match policy {
             None => true,
-            Some(p) => match kind {
-                ListKind::Tools => p.visible(granted, Operation::Tool(name)),
-                ListKind::Prompts => p.visible(granted, Operation::Prompt(name)),
-                ListKind::Resources => p.visible(
-                    granted,
-                    Operation::Resource {
-                        method: "resources/read",
-                        uri: name,
-                    },
-                ),
-                ListKind::ResourceTemplates => p.template_visible(granted, name),
-            },
+            Some(p) => p.item_visible(granted, kind, name),
         };
         let refusal = Refusal::UnfilterableAnswer;
         let out: Vec<u8> = match &mut ctx.response_mode {

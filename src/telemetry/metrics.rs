@@ -1,7 +1,7 @@
 //! The Prometheus registry and every metric family of docs/ARCHITECTURE.md that the gateway records.
 //! Names and labels are the contract for dashboards and alerts; label values are bounded
-//! (route names from the config, fixed reason and kind words, known MCP methods, tool
-//! names from the config or `other`).
+//! (route names from the config, fixed reason and kind words, the MCP methods of the
+//! table in `mcp::methods`, tool names from the config or `other`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -9,6 +9,8 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+
+use crate::mcp::methods;
 
 /// Request-duration buckets, in seconds: sub-millisecond proxy hops up to long tool calls.
 const DURATION_BUCKETS: &[f64] = &[
@@ -19,34 +21,10 @@ const DURATION_BUCKETS: &[f64] = &[
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "none";
 
-/// MCP methods that keep their own label in `drawbridge_mcp_operations_total`; any other
-/// method a client sends is counted as `other`.
-const KNOWN_METHODS: &[&str] = &[
-    "initialize",
-    "server/discover",
-    "subscriptions/listen",
-    "ping",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-    "logging/setLevel",
-    "tasks/get",
-    "tasks/result",
-    "tasks/list",
-    "tasks/cancel",
-    "notifications/initialized",
-    "notifications/cancelled",
-    "notifications/progress",
-    "notifications/roots/list_changed",
-    "response",
-];
+/// Label of the operation of a client answering a server request (sampling, elicitation).
+const RESPONSE: &str = "response";
+/// Label of every method the table of MCP methods does not name.
+const OTHER: &str = "other";
 
 /// HTTP methods and statuses whose `drawbridge_requests_total` counters a route keeps
 /// resolved (others are looked up per request).
@@ -81,11 +59,21 @@ fn slot(a: Option<usize>, b: Option<usize>, b_len: usize) -> Option<usize> {
     Some(a? * b_len + b?)
 }
 
+/// The label of an MCP method in `drawbridge_mcp_operations_total`: each method of the
+/// table keeps its own ([`Method::label`](crate::mcp::methods::Method::label)), any
+/// other is counted as `other`.
 pub fn method_label(method: &str) -> &str {
-    if KNOWN_METHODS.contains(&method) {
-        method
-    } else {
-        "other"
+    method_slot(method).1
+}
+
+/// The slot of a method's counters (the table's methods, then `response`, then `other`)
+/// and its label.
+fn method_slot(method: &str) -> (usize, &'static str) {
+    let rows = methods::METHODS.len();
+    match methods::position(method) {
+        Some(i) => (i, methods::METHODS.get(i).map_or(OTHER, |m| m.label())),
+        None if method == RESPONSE => (rows, RESPONSE),
+        None => (rows + 1, OTHER),
     }
 }
 
@@ -158,12 +146,7 @@ impl RouteMetrics {
 
     /// One MCP operation's decision (`method` is bounded here).
     pub fn operation(&self, method: &str, decision: &str) {
-        let method = method_label(method);
-        // `other` takes the slot after the known methods.
-        let method_at = KNOWN_METHODS
-            .iter()
-            .position(|m| *m == method)
-            .unwrap_or(KNOWN_METHODS.len());
+        let (method_at, method) = method_slot(method);
         let decision_at = DECISIONS.iter().position(|d| *d == decision);
         self.operations
             .inc(slot(Some(method_at), decision_at, DECISIONS.len()), || {
@@ -407,7 +390,7 @@ impl Metrics {
             active_streams: self.families.active_streams.with_label_values(&[name]),
             families: self.families.clone(),
             requests: Resolved::new(HTTP_METHODS.len() * COMMON_STATUSES.len()),
-            operations: Resolved::new((KNOWN_METHODS.len() + 1) * DECISIONS.len()),
+            operations: Resolved::new((methods::METHODS.len() + 2) * DECISIONS.len()),
         }
     }
 
@@ -537,5 +520,18 @@ mod tests {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
         assert!(!text.contains(r#"status="404""#), "unused series appear");
+    }
+
+    #[test]
+    fn every_method_of_the_table_has_its_own_label() {
+        let mut labels = std::collections::HashSet::new();
+        for row in methods::METHODS {
+            assert_eq!(method_label(row.name), row.label());
+            assert!(labels.insert(row.label()), "{} shares a label", row.name);
+            assert!(!["other", "response"].contains(&row.label()));
+        }
+        assert_eq!(method_label("response"), "response");
+        assert_eq!(method_label("made/up"), "other");
+        assert_eq!(method_label("notifications/made_up"), "other");
     }
 }
