@@ -106,4 +106,11 @@ impl RequestCtx {
             .as_ref()
             .is_some_and(|failed| failed.load(std::sync::atomic::Ordering::Acquire))
     }
+
+    /// The refusal the client got in place of this pipeline's answer (see
+    /// [`RequestCtx::list_answer_failed`]), if any.
+    pub fn held_answer_refusal(&self) -> Option<crate::refusal::Refusal> {
+        self.list_answer_failed()
+            .then_some(crate::refusal::Refusal::UnfilterableAnswer)
+    }
 }

@@ -30,6 +30,8 @@ use crate::mcp::jsonrpc::Inspected;
 use crate::policy::Permit;
 
 use super::body::RETRY_BUFFER_LIMIT;
+use super::failure::UNFILTERABLE;
+use crate::refusal::Refusal;
 
 /// What the main request decided, for the subrequest to act on.
 pub struct Handoff {
@@ -117,13 +119,30 @@ pub async fn forward(
     .await;
     match piped {
         Ok(mut state) => {
-            if let Some(join) = state.join_handle.take() {
-                let _ = join.await;
+            let joined = match state.join_handle.take() {
+                Some(join) => join.await.is_ok(),
+                None => true,
+            };
+            match settle(joined, list_failure.load(Ordering::Acquire)) {
+                Settled::AsWritten => {
+                    if let Some(tasks) = held.release(None) {
+                        session.write_response_tasks(tasks).await?;
+                    }
+                    Ok(())
+                }
+                Settled::WithStatusOf(refusal) => {
+                    if let Some(tasks) = held.release(Some(&refusal)) {
+                        session.write_response_tasks(tasks).await?;
+                    }
+                    Ok(())
+                }
+                Settled::Refuse(_) => {
+                    // The held answer (if any) is dropped unsent: the caller answers with
+                    // the refusal when nothing has reached the client yet.
+                    tracing::warn!("subrequest task failed; its answer is not released");
+                    Error::e_explain(UNFILTERABLE, "subrequest task failed")
+                }
             }
-            if let Some(tasks) = held.release(list_failure.load(Ordering::Acquire)) {
-                session.write_response_tasks(tasks).await?;
-            }
-            Ok(())
         }
         Err(mut failed) => {
             if let Some(join) = failed.state.join_handle.take() {
@@ -131,6 +150,31 @@ pub async fn forward(
             }
             Err(failed.error)
         }
+    }
+}
+
+/// How a subrequest's answer ends once the subrequest is over.
+#[derive(Debug, PartialEq, Eq)]
+enum Settled {
+    /// Sent as the subrequest wrote it.
+    AsWritten,
+    /// Sent with this refusal's status: the list filter failed, and the held body is
+    /// already the refusal's (see `rewrite`).
+    WithStatusOf(Refusal),
+    /// Not sent at all: the subrequest task itself failed (panicked or was cancelled), so
+    /// whatever it produced may be unfiltered. The client gets this refusal instead.
+    Refuse(Refusal),
+}
+
+/// Decides how the answer ends from whether the subrequest task `joined` cleanly and
+/// whether its list filter `list_failed`. A failed join never releases an answer.
+fn settle(joined: bool, list_failed: bool) -> Settled {
+    if !joined {
+        Settled::Refuse(Refusal::UnfilterableAnswer)
+    } else if list_failed {
+        Settled::WithStatusOf(Refusal::UnfilterableAnswer)
+    } else {
+        Settled::AsWritten
     }
 }
 
@@ -174,9 +218,9 @@ impl Held {
         }
     }
 
-    /// The held answer, ready to send: its length set, and its status 502 when the list
-    /// filter `failed`. `None` when nothing was held.
-    fn release(self, failed: bool) -> Option<Vec<HttpTask>> {
+    /// The held answer, ready to send: its length set, and its status the `refusal`'s when
+    /// the list filter failed. `None` when nothing was held.
+    fn release(self, refusal: Option<&Refusal>) -> Option<Vec<HttpTask>> {
         if !self.holding {
             return None;
         }
@@ -189,8 +233,8 @@ impl Held {
             })
             .sum();
         if let Some(HttpTask::Header(header, _)) = tasks.first_mut() {
-            if failed {
-                let _ = header.set_status(http::StatusCode::BAD_GATEWAY);
+            if let Some(refusal) = refusal {
+                let _ = header.set_status(refusal.status());
             }
             header.remove_header(&http::header::TRANSFER_ENCODING);
             let _ = header.insert_header(http::header::CONTENT_LENGTH, len.to_string());
@@ -231,7 +275,7 @@ mod tests {
         assert!(held.take(header("application/json")).unwrap().is_none());
         assert!(held.take(body("{\"a\":", false)).unwrap().is_none());
         assert!(held.take(body("1}", true)).unwrap().is_none());
-        let tasks = held.release(false).unwrap();
+        let tasks = held.release(None).unwrap();
         assert_eq!(tasks.len(), 3);
         assert_eq!(status_and_length(&tasks), (200, "7".to_string()));
         match &tasks[0] {
@@ -245,7 +289,35 @@ mod tests {
         let mut held = Held::new(true);
         held.take(header("application/json")).unwrap();
         held.take(body("{\"error\":{}}", true)).unwrap();
-        assert_eq!(status_and_length(&held.release(true).unwrap()).0, 502);
+        assert_eq!(
+            status_and_length(&held.release(Some(&Refusal::UnfilterableAnswer)).unwrap()).0,
+            502
+        );
+    }
+
+    #[test]
+    fn a_failed_subrequest_task_never_releases_its_answer() {
+        for list_failed in [false, true] {
+            assert_eq!(
+                settle(false, list_failed),
+                Settled::Refuse(Refusal::UnfilterableAnswer),
+                "{list_failed}"
+            );
+        }
+        assert_eq!(
+            settle(true, true),
+            Settled::WithStatusOf(Refusal::UnfilterableAnswer)
+        );
+        assert_eq!(settle(true, false), Settled::AsWritten);
+        // What the caller makes of the refusal: a 502 through `Refusal`.
+        let e = Error::explain(UNFILTERABLE, "subrequest task failed");
+        match super::super::failure::classify(&e) {
+            super::super::failure::Failure::Respond { refusal, .. } => {
+                assert_eq!(refusal, Refusal::UnfilterableAnswer);
+                assert_eq!(refusal.status(), 502);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -253,10 +325,10 @@ mod tests {
         let mut held = Held::new(true);
         assert!(held.take(header("text/event-stream")).unwrap().is_some());
         assert!(held.take(body("data: 1\n\n", false)).unwrap().is_some());
-        assert!(held.release(false).is_none());
+        assert!(held.release(None).is_none());
         let mut held = Held::new(false);
         assert!(held.take(header("application/json")).unwrap().is_some());
-        assert!(held.release(true).is_none());
+        assert!(held.release(Some(&Refusal::UnfilterableAnswer)).is_none());
         for other in ["text/plain", "application/json-rpc", ""] {
             let mut held = Held::new(true);
             assert!(held.take(header(other)).unwrap().is_none(), "{other}");

@@ -635,11 +635,12 @@ impl ProxyHttp for Gateway {
         if ctx.delegated {
             return; // the subrequest that carried it logs it
         }
-        let status = if ctx.list_answer_failed() {
-            502
-        } else {
-            session.response_written().map_or(0, |r| r.status.as_u16())
-        };
+        // A held list answer that failed its filter went out with the refusal's status.
+        let held_refusal = ctx.held_answer_refusal();
+        let status = held_refusal.as_ref().map_or_else(
+            || session.response_written().map_or(0, |r| r.status.as_u16()),
+            Refusal::status,
+        );
         let req = session.req_header();
         let state = ctx.state.clone();
         // A metadata request counts under the route whose document it got.
@@ -663,7 +664,7 @@ impl ProxyHttp for Gateway {
             duration_ms = elapsed.as_secs_f64() * 1e3,
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),
-            refusal = ctx.refusal.as_ref().map(Refusal::kind),
+            refusal = ctx.refusal.as_ref().or(held_refusal.as_ref()).map(Refusal::kind),
             upstream_error = ctx.upstream_error,
             error = e.map(|e| e.etype().as_str()),
         );
