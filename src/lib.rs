@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod exchange;
+pub mod managed_headers;
 pub mod mcp;
 pub mod policy;
 pub mod proxy;

@@ -197,3 +197,31 @@ fn readable_secret_files_are_warned_about() {
     assert!(!warned(0o600));
     assert!(!warned(0o400));
 }
+
+#[test]
+fn a_static_credential_may_not_name_a_gateway_managed_header() {
+    for name in [
+        "Mcp-Session-Id",
+        "x-forwarded-for",
+        "content-type",
+        "Host",
+        "cookie",
+        "accept-encoding",
+        "transfer-encoding",
+    ] {
+        let text = format!(
+            "routes:\n  - name: s\n    match: {{ path: /s }}\n    upstream: {{ url: 'http://127.0.0.1:1/' }}\n    upstream_auth: {{ static: {{ header: {name}, value: forged-hunter2 }} }}\n"
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{name}: {errs:?}");
+        assert!(
+            errs[0].contains("routes[0].upstream_auth.static.header"),
+            "{errs:?}"
+        );
+        assert!(errs[0].contains("managed by the gateway"), "{errs:?}");
+        assert!(!errs[0].contains("hunter2"), "{errs:?}");
+    }
+    // An ordinary credential header is still accepted.
+    let text = "routes:\n  - name: s\n    match: { path: /s }\n    upstream: { url: 'http://127.0.0.1:1/' }\n    upstream_auth: { static: { header: X-Api-Key, value: k } }\n";
+    assert!(errors(text).is_empty(), "{:?}", errors(text));
+}

@@ -184,6 +184,14 @@ fn rewrite_request_headers(headers: &mut http::HeaderMap, fwd: &Forwarding<'_>) 
         )
         .map_err(too_many)?;
     if let Some((name, value)) = fwd.credential {
+        // Validation refuses such a credential; should one get here, refuse the request
+        // rather than let it replace the gateway's own value.
+        if crate::managed_headers::is_gateway_managed(name.as_str()) {
+            return Err(pingora::Error::explain(
+                ErrorType::InternalError,
+                "the route's credential names a gateway-managed header",
+            ));
+        }
         headers
             .try_insert(name.clone(), value.clone())
             .map_err(too_many)?;
@@ -275,6 +283,85 @@ pub fn is_event_stream(resp: &ResponseHeader) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forwarding<'a>(
+        authority: &'a HeaderValue,
+        credential: Option<&'a (HeaderName, HeaderValue)>,
+    ) -> Forwarding<'a> {
+        Forwarding {
+            upstream_authority: authority,
+            client_ip: Some("127.0.0.9".parse().unwrap()),
+            body_len: Some(12),
+            session_id: Some("upstream-7"),
+            credential,
+            forward_cookies: false,
+        }
+    }
+
+    #[test]
+    fn a_credential_naming_a_gateway_managed_header_is_refused() {
+        let authority = HeaderValue::from_static("127.0.0.1:3001");
+        for name in [
+            "x-forwarded-for",
+            "mcp-session-id",
+            "accept-encoding",
+            "host",
+        ] {
+            let credential = (
+                HeaderName::from_static(name),
+                HeaderValue::from_static("forged"),
+            );
+            let mut req = request();
+            let result =
+                prepare_upstream_request(&mut req, &forwarding(&authority, Some(&credential)));
+            assert!(result.is_err(), "{name}");
+        }
+    }
+
+    /// Drift check: whatever the rewrite removes, adds or changes is on the one list
+    /// (but the caller's and the route's credentials, which are not gateway-written).
+    #[test]
+    fn every_header_the_rewrite_touches_is_on_the_managed_list() {
+        let mut req = request();
+        for (k, v) in [
+            ("content-type", "application/json; charset=utf-8"),
+            ("content-length", "99"),
+            ("cookie", "a=b"),
+            ("accept-encoding", "gzip"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "elsewhere"),
+            ("trailer", "x"),
+            ("upgrade", "h2c"),
+            ("proxy-connection", "close"),
+            ("proxy-authenticate", "Basic"),
+            ("x-untouched", "1"),
+        ] {
+            req.append_header(k, v).unwrap();
+        }
+        let before = req.headers.clone();
+        let authority = HeaderValue::from_static("127.0.0.1:3001");
+        let credential = (header::AUTHORIZATION, HeaderValue::from_static("Bearer up"));
+        prepare_upstream_request(&mut req, &forwarding(&authority, Some(&credential))).unwrap();
+        let after = &req.headers;
+        let touched = before
+            .keys()
+            .chain(after.keys())
+            .filter(|name| {
+                let old: Vec<_> = before.get_all(*name).iter().collect();
+                let new: Vec<_> = after.get_all(*name).iter().collect();
+                old != new
+            })
+            // A hop-by-hop name listed in `Connection` is removed too, whatever it is.
+            .filter(|name| name.as_str() != "x-private-hop")
+            .filter(|name| !is_gateway_credential(name));
+        for name in touched {
+            assert!(
+                crate::managed_headers::is_gateway_managed(name.as_str()),
+                "{name} is rewritten but not on GATEWAY_MANAGED_HEADERS"
+            );
+        }
+        assert_eq!(after["x-untouched"], "1");
+    }
 
     fn request() -> RequestHeader {
         let mut req = RequestHeader::build("POST", b"/everything/mcp", None).unwrap();

@@ -65,10 +65,7 @@ impl Checker<'_> {
             self.error(&format!("{at}.header"), "not a valid header name");
             return None;
         }
-        if matches!(
-            header.as_str(),
-            "host" | "content-length" | "transfer-encoding" | "connection"
-        ) {
+        if crate::managed_headers::is_gateway_managed(&header) {
             self.error(
                 &format!("{at}.header"),
                 "this header is managed by the gateway",
