@@ -165,9 +165,10 @@ pub struct RouteGuard {
 }
 
 impl RouteGuard {
+    /// The guard of a protected route; `None` only for a public one (no `auth` block).
     pub fn for_route(route: &Route) -> Option<RouteGuard> {
         let auth = route.auth.as_ref()?;
-        let public_url = route.public_url.as_ref()?;
+        let public_url = &auth.public_url;
         let scope_hint = if auth.required_scopes.is_empty() {
             auth.scopes_supported.join(" ")
         } else {
@@ -563,6 +564,24 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The guard takes its audience from the checked `auth` block, which cannot lack the
+    /// public URL: a protected route is never mistaken for a public one.
+    #[test]
+    fn a_protected_route_always_gets_a_guard() {
+        let text = "issuers:\n  - name: corp\n    issuer: https://idp.example.com\nroutes:\n  - name: secure\n    match: { path: /secure/mcp }\n    public_url: https://mcp.example.com/secure/mcp\n    upstream: { url: 'http://127.0.0.1:3001/mcp' }\n    auth: { issuers: [corp], required_scopes: [mcp] }\n    upstream_auth: { none: {} }\n";
+        let loaded = crate::config::load_str("gw.yaml", text).unwrap();
+        let mut route = (*loaded.config.routes[0]).clone();
+        // Whatever becomes of the route-level copy, the guard stays.
+        route.public_url = None;
+        let guard = RouteGuard::for_route(&route).expect("a protected route has a guard");
+        assert_eq!(
+            guard.resource_metadata,
+            "https://mcp.example.com/.well-known/oauth-protected-resource/secure/mcp"
+        );
+        route.auth = None;
+        assert!(RouteGuard::for_route(&route).is_none(), "a public route");
+    }
 
     /// The digest a principal carries is the session binding of its own fields, so a
     /// session sealed for one caller never opens for another.

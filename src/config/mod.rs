@@ -189,6 +189,9 @@ pub const DEFAULT_GRANT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A route's `auth` block: who may call it.
 #[derive(Debug, Clone)]
 pub struct RouteAuth {
+    /// The route's `public_url`: the audience its tokens must carry. Part of this block,
+    /// so a protected route cannot exist without it.
+    pub public_url: url::Url,
     /// Indexes into `Config::issuers`.
     pub issuers: Vec<usize>,
     pub required_scopes: Vec<String>,

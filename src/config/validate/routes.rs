@@ -69,6 +69,7 @@ impl Checker<'_> {
                 a,
                 issuer_names,
                 raw.public_url.is_some(),
+                public_url.as_ref(),
             )?),
         };
         Some(Route {
@@ -90,6 +91,7 @@ impl Checker<'_> {
         raw: &RawAuth,
         issuer_names: &HashMap<&str, usize>,
         has_public_url: bool,
+        public_url: Option<&url::Url>,
     ) -> Option<RouteAuth> {
         if !has_public_url {
             self.error(
@@ -137,6 +139,8 @@ impl Checker<'_> {
             raw.scopes_supported.clone()
         };
         Some(RouteAuth {
+            // Missing: reported above (or, when invalid, by `public_url`); no route.
+            public_url: public_url?.clone(),
             issuers,
             required_scopes: raw.required_scopes.clone(),
             scopes_supported,
