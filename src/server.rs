@@ -327,12 +327,12 @@ impl Supervisor {
 
     /// Reloads (see [`Supervisor::reload`]), counts and logs the outcome. Returns the files
     /// the configuration now comes from, when the reload was accepted.
-    fn reload_and_report(
+    async fn reload_and_report(
         &self,
         refreshers: &mut Refreshers,
         trigger: &'static str,
     ) -> Option<Vec<PathBuf>> {
-        match self.reload() {
+        match self.reload().await {
             Ok((routes, files)) => {
                 self.metrics.config_reload("success");
                 self.sync_refreshers(refreshers);
@@ -349,7 +349,7 @@ impl Supervisor {
 
     /// Re-reads and checks the configuration; swaps it in whole only if all of it is good.
     /// Returns the number of routes and the files the configuration names.
-    fn reload(&self) -> Result<(usize, Vec<PathBuf>), String> {
+    async fn reload(&self) -> Result<(usize, Vec<PathBuf>), String> {
         let loaded = config::load_file(&self.config_path).map_err(|errors| {
             errors
                 .iter()
@@ -367,7 +367,12 @@ impl Supervisor {
             &self.metrics,
             Some(current.authenticator()),
         )?);
-        let state = GatewayState::build(new, &self.metrics, auth)?;
+        // DNS blocks: resolve the upstreams on a blocking thread, off the async runtime.
+        let hosts = GatewayState::upstream_hosts(new);
+        let resolved = tokio::task::spawn_blocking(move || GatewayState::resolve(hosts))
+            .await
+            .map_err(|_| "resolving the upstream hosts failed".to_string())??;
+        let state = GatewayState::build_resolved(new, &self.metrics, auth, resolved)?;
         self.state.store(Arc::new(state));
         for w in &loaded.warnings {
             tracing::warn!("{w}");
@@ -411,7 +416,7 @@ impl BackgroundService for Supervisor {
             };
             tokio::select! {
                 _ = signal => {
-                    let files = self.reload_and_report(&mut refreshers, "signal");
+                    let files = self.reload_and_report(&mut refreshers, "signal").await;
                     if let Some((_, paths, watch)) = watched.as_mut() {
                         if let Some(files) = files {
                             *paths = files;
@@ -424,7 +429,7 @@ impl BackgroundService for Supervisor {
                     if watch.poll(Signature::of(paths)) {
                         // The poll settled on what it saw, which is what was just read;
                         // only a new set of files needs looking at again.
-                        let files = self.reload_and_report(&mut refreshers, "file change");
+                        let files = self.reload_and_report(&mut refreshers, "file change").await;
                         if let Some(files) = files.filter(|f| f != paths) {
                             *paths = files;
                             watch.settle(Signature::of(paths));

@@ -119,17 +119,63 @@ impl Gateway {
 
 impl GatewayState {
     /// Prepares routes (resolving upstream addresses), guards, sessions and metric handles.
+    /// Blocks on DNS: for start-up, before the runtime runs. A reload resolves on a
+    /// blocking thread ([`GatewayState::resolve`]) and calls [`GatewayState::build_resolved`].
     pub fn build(
         config: &Config,
         metrics: &Metrics,
         auth: Arc<Authenticator>,
     ) -> std::result::Result<GatewayState, String> {
+        let resolved = GatewayState::resolve(GatewayState::upstream_hosts(config))?;
+        GatewayState::build_resolved(config, metrics, auth, resolved)
+    }
+
+    /// Each route's upstream (route name, host, port), in route order: owned, so that
+    /// [`GatewayState::resolve`] can run on a blocking thread.
+    pub fn upstream_hosts(config: &Config) -> Vec<(String, String, u16)> {
+        config
+            .routes
+            .iter()
+            .map(|r| (r.name.clone(), r.upstream.host.clone(), r.upstream.port))
+            .collect()
+    }
+
+    /// Resolves each upstream host to its first address. Blocking (DNS): never call it on
+    /// the async runtime, see `tokio::task::spawn_blocking`.
+    pub fn resolve(
+        hosts: Vec<(String, String, u16)>,
+    ) -> std::result::Result<ResolvedUpstreams, String> {
+        hosts
+            .into_iter()
+            .map(|(name, host, port)| {
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("route `{name}`: cannot resolve the upstream host: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("route `{name}`: the upstream host has no address"))
+            })
+            .collect::<std::result::Result<_, String>>()
+            .map(ResolvedUpstreams)
+    }
+
+    /// [`GatewayState::build`] with the upstream addresses already resolved (in route
+    /// order): no blocking call, safe on the async runtime.
+    pub fn build_resolved(
+        config: &Config,
+        metrics: &Metrics,
+        auth: Arc<Authenticator>,
+        resolved: ResolvedUpstreams,
+    ) -> std::result::Result<GatewayState, String> {
         let routes = config
             .routes
             .iter()
-            .map(|route| {
+            .enumerate()
+            .map(|(i, route)| {
+                let addr = resolved.0.get(i).copied().ok_or_else(|| {
+                    format!("route `{}`: the upstream host was not resolved", route.name)
+                })?;
                 Ok(RouteRuntime {
-                    peer: upstream_peer_for(route)?,
+                    peer: upstream_peer_for(route, addr),
                     upstream_host: http::HeaderValue::from_str(&route.upstream.authority)
                         .map_err(|e| format!("route `{}`: upstream authority: {e}", route.name))?,
                     metrics: metrics.for_route(&route.name),
@@ -301,18 +347,12 @@ fn session_keys(config: &Config) -> std::result::Result<SessionKeys, String> {
     SessionKeys::new(keys).map_err(|e| format!("sessions: {e}"))
 }
 
-fn upstream_peer_for(route: &Route) -> std::result::Result<HttpPeer, String> {
+/// Each route's upstream address, in route order (see [`GatewayState::resolve`]).
+#[derive(Debug)]
+pub struct ResolvedUpstreams(Vec<std::net::SocketAddr>);
+
+fn upstream_peer_for(route: &Route, addr: std::net::SocketAddr) -> HttpPeer {
     let up = &route.upstream;
-    let addr = (up.host.as_str(), up.port)
-        .to_socket_addrs()
-        .map_err(|e| {
-            format!(
-                "route `{}`: cannot resolve the upstream host: {e}",
-                route.name
-            )
-        })?
-        .next()
-        .ok_or_else(|| format!("route `{}`: the upstream host has no address", route.name))?;
     let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
     peer.options.connection_timeout = Some(up.connect_timeout);
     peer.options.total_connection_timeout = Some(up.connect_timeout);
@@ -327,7 +367,7 @@ fn upstream_peer_for(route: &Route) -> std::result::Result<HttpPeer, String> {
             .collect();
         peer.options.ca = Some(Arc::from(roots));
     }
-    Ok(peer)
+    peer
 }
 
 /// [`write_json`], with the CORS headers for an allowed browser origin, so that a browser
@@ -675,5 +715,38 @@ impl ProxyHttp for Gateway {
     fn request_summary(&self, session: &Session, _ctx: &Box<RequestCtx>) -> String {
         let req = session.req_header();
         format!("{} {}", req.method, req.uri.path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::upstreams::peer::Peer;
+
+    /// A reload resolves on a blocking thread and builds from the addresses it got:
+    /// building makes no DNS call (an unresolvable host is built fine), and uses them.
+    #[test]
+    fn state_is_built_from_addresses_resolved_beforehand() {
+        let text = "routes:\n  - name: r\n    match: { path: /r }\n    upstream: { url: 'http://upstream.invalid:3001/mcp' }\n";
+        let config = crate::config::load_str("gw.yaml", text).unwrap().config;
+        let metrics = Metrics::new().unwrap();
+        let auth = Arc::new(Authenticator::new(&config, &metrics, None).unwrap());
+        assert_eq!(
+            GatewayState::upstream_hosts(&config),
+            [("r".to_string(), "upstream.invalid".to_string(), 3001)]
+        );
+        let addr: std::net::SocketAddr = "127.0.0.1:3001".parse().unwrap();
+        let resolved = ResolvedUpstreams(vec![addr]);
+        let state =
+            GatewayState::build_resolved(&config, &metrics, auth.clone(), resolved).unwrap();
+        assert_eq!(state.routes[0].peer.address().to_string(), addr.to_string());
+        // Fewer addresses than routes is an error, never a route without a peer.
+        let none = ResolvedUpstreams(Vec::new());
+        assert!(GatewayState::build_resolved(&config, &metrics, auth, none).is_err());
+        let loopback = GatewayState::resolve(vec![("r".into(), "127.0.0.1".into(), 9)]).unwrap();
+        assert_eq!(
+            loopback.0,
+            ["127.0.0.1:9".parse::<std::net::SocketAddr>().unwrap()]
+        );
     }
 }
