@@ -106,11 +106,17 @@ impl From<FilterError> for Fail {
 
 const DUPLICATE: FilterError = FilterError("a JSON-RPC message with a duplicate member");
 
-/// One filtered item array: the text between its brackets is replaced by the kept items.
+/// One edit of the text: the text of `inner` is replaced by the kept items (a filtered
+/// item array, between its brackets) or by a literal the gateway writes.
 struct Edit {
     inner: Range<usize>,
     kept: Vec<Range<usize>>,
+    literal: Option<&'static str>,
 }
+
+/// What a filtered list's `cacheScope` becomes (MCP 2026-07-28 caching hints): the list
+/// was cut to what this caller may see, so no shared cache may serve it to another.
+const PRIVATE_SCOPE: &str = "\"private\"";
 
 /// What filtering one message found, applied only once all of it has been read.
 #[derive(Default)]
@@ -160,8 +166,18 @@ fn list_member(key: &JsonStr<'_>) -> Option<ListKind> {
 /// list's items (`tools`, `prompts`, `resources`, `resourceTemplates`) must be an array
 /// and is filtered by the rule of its kind, whatever request the result answers.
 fn filter_result(s: &mut Scanner<'_>, keep: Keep<'_>, found: &mut Found) -> Result<(), Fail> {
+    let text = s.text();
+    let first_edit = found.edits.len();
     let mut seen: Vec<ListKind> = Vec::new();
+    let mut cache_scope: Option<Range<usize>> = None;
     s.object(|s, key| {
+        if key.is("cacheScope") {
+            if cache_scope.is_some() {
+                return Err(Fail::Shape(DUPLICATE));
+            }
+            cache_scope = Some(s.value()?);
+            return Ok(());
+        }
         let Some(kind) = list_member(&key) else {
             s.value()?;
             return Ok(());
@@ -189,10 +205,23 @@ fn filter_result(s: &mut Scanner<'_>, keep: Keep<'_>, found: &mut Found) -> Resu
             found.edits.push(Edit {
                 inner: list.start + 1..list.end - 1,
                 kept,
+                literal: None,
             });
         }
         Ok(())
     })?;
+    // A list judged for this caller is private to them, whatever the upstream said; an
+    // absent `cacheScope` already means private to the SDK clients.
+    if let Some(scope) =
+        cache_scope.filter(|r| !seen.is_empty() && text[r.clone()] != *PRIVATE_SCOPE)
+    {
+        found.edits.push(Edit {
+            inner: scope,
+            kept: Vec::new(),
+            literal: Some(PRIVATE_SCOPE),
+        });
+        found.edits[first_edit..].sort_by_key(|e| e.inner.start);
+    }
     Ok(())
 }
 
@@ -272,6 +301,9 @@ fn apply(text: &str, range: Range<usize>, edits: &[Edit], out: &mut String) {
     let mut at = range.start;
     for edit in edits {
         out.push_str(&text[at..edit.inner.start]);
+        if let Some(literal) = edit.literal {
+            out.push_str(literal);
+        }
         for (i, item) in edit.kept.iter().enumerate() {
             if i > 0 {
                 out.push(',');
@@ -675,6 +707,45 @@ mod tests {
         assert_eq!(r.push(&body[..10], false, &only_echo), Ok(None));
         let (_, removed) = r.push(&body[10..], true, &only_echo).unwrap().unwrap();
         assert_eq!(removed, vec![(ListKind::Tools, 1)]);
+    }
+
+    #[test]
+    fn a_filtered_list_is_private_to_its_caller_whatever_the_upstream_said() {
+        for (answer, want) in [
+            (
+                r#"{"id":1,"result":{"cacheScope":"public","ttlMs":60000,"tools":[{"name":"echo"},{"name":"x"}]}}"#,
+                r#"{"id":1,"result":{"cacheScope":"private","ttlMs":60000,"tools":[{"name":"echo"}]}}"#,
+            ),
+            // After the list, and with nothing removed: still judged for this caller.
+            (
+                r#"{"id":1,"result":{"tools":[{"name":"echo"}],"ttlMs":5,"cacheScope":"public"}}"#,
+                r#"{"id":1,"result":{"tools":[{"name":"echo"}],"ttlMs":5,"cacheScope":"private"}}"#,
+            ),
+            (
+                r#"{"id":1,"result":{"tools":[{"name":"x"}],"cacheScope":7}}"#,
+                r#"{"id":1,"result":{"tools":[],"cacheScope":"private"}}"#,
+            ),
+            (
+                r#"[{"id":1,"result":{"cacheScope":"public","prompts":[]}},{"id":2,"result":{"cacheScope":"public"}}]"#,
+                r#"[{"id":1,"result":{"cacheScope":"private","prompts":[]}},{"id":2,"result":{"cacheScope":"public"}}]"#,
+            ),
+        ] {
+            assert_eq!(filtered(answer), want, "{answer}");
+        }
+        // Already private, or absent: untouched, byte for byte.
+        for answer in [
+            r#"{"id":1,"result":{"cacheScope":"private","tools":[{"name":"echo"}]}}"#,
+            r#"{"id":1,"result":{"tools":[{"name":"echo"}]}}"#,
+        ] {
+            assert_eq!(filter_message(answer, &only_echo).unwrap().rewritten, None);
+        }
+        assert_eq!(
+            filter_message(
+                r#"{"id":1,"result":{"cacheScope":"public","cacheScope":"private","tools":[]}}"#,
+                &only_echo
+            ),
+            Err(DUPLICATE)
+        );
     }
 
     #[test]

@@ -55,6 +55,17 @@ fn sse(body: &[u8]) -> Vec<u8> {
 fn reply_for(form: &str) -> Reply {
     let list_with_id = |id: &str| LIST.replace(r#""id":1"#, &format!(r#""id":{id}"#));
     Reply::Close(match form {
+        "public-cache" => json_as(
+            Some("application/json"),
+            &LIST.replace(r#""result":{"#, r#""result":{"cacheScope":"public","ttlMs":60000,"#),
+        ),
+        "public-cache-sse" => sse(
+            format!(
+                "event: message\ndata: {}\n\n",
+                LIST.replace(r#""result":{"#, r#""result":{"cacheScope":"public","#)
+            )
+            .as_bytes(),
+        ),
         "json-rpc-type" => json_as(Some("application/json-rpc"), LIST),
         "text-plain" => json_as(Some("text/plain"), LIST),
         "no-type" => json_as(None, LIST),
@@ -297,6 +308,22 @@ async fn json_answers_are_filtered_whatever_their_media_type_or_id() {
         assert!(head.contains("accept-encoding: identity\r\n"), "{head}");
         assert!(!head.contains("gzip"), "{head}");
     }
+}
+
+#[tokio::test]
+async fn a_filtered_list_goes_out_private_to_its_caller() {
+    // MCP 2026-07-28 caching hints: a list cut to this caller's view must not be served
+    // from a shared cache to anyone else, whatever the upstream said.
+    let (idp, _double, gw) = setup("").await;
+    for form in ["public-cache", "public-cache-sse"] {
+        let (status, body) = post_form(&gw, &idp, form, "tools/list").await;
+        assert_eq!(status, 200, "{form}: {body}");
+        assert!(body.contains(r#""cacheScope":"private""#), "{form}: {body}");
+        assert!(!body.contains("public"), "{form}: {body}");
+        assert!(!body.contains(FORBIDDEN), "{form}: {body}");
+    }
+    let (_, body) = post_form(&gw, &idp, "public-cache", "tools/list").await;
+    assert!(body.contains(r#""ttlMs":60000"#), "the TTL is kept: {body}");
 }
 
 #[tokio::test]
