@@ -320,6 +320,9 @@ impl Refusal {
             let description = serde_json::Value::String(self.message());
             return format!(r#"{{"error":"{code}","error_description":{description}}}"#);
         }
+        // A batch over the limit gets one error, not one per message: the refusal stays
+        // small however long the batch.
+        let inspected = inspected.filter(|_| !matches!(self, Refusal::BatchTooLong));
         let rpc = inspected.is_some()
             || matches!(
                 self,

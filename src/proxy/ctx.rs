@@ -39,8 +39,6 @@ pub struct RequestCtx {
     pub principal: Option<Arc<Principal>>,
     /// SHA-256 of the caller's token (cache key for the credential step).
     pub token_key: Option<crate::auth::TokenKey>,
-    /// The caller's validated bearer token, kept only on routes that exchange it.
-    pub subject_token: Option<String>,
     /// The header the upstream receives in place of the caller's token.
     pub upstream_credential: Option<(http::HeaderName, http::HeaderValue)>,
     /// The upstream's own session id, restored from the sealed one the client sent.
@@ -83,7 +81,6 @@ impl RequestCtx {
             permit: None,
             pending_lists: PendingLists::default(),
             token_key: None,
-            subject_token: None,
             upstream_credential: None,
             upstream_session_id: None,
             reusable_seal: None,

@@ -30,7 +30,7 @@ use crate::mcp::jsonrpc::Inspected;
 use crate::policy::Permit;
 
 use super::body::RETRY_BUFFER_LIMIT;
-use super::failure::UNFILTERABLE;
+use super::failure::{classify, Failure, UNFILTERABLE};
 use crate::refusal::Refusal;
 
 /// What the main request decided, for the subrequest to act on.
@@ -88,6 +88,53 @@ pub fn adopt_handoff(session: &mut Session, ctx: &mut RequestCtx) -> bool {
         ctx.list_failure = Some(h.list_failure);
     }
     true
+}
+
+/// Hands the admitted request to a subrequest (a body over the retry buffer, or list
+/// answers to filter: JSON ones are then held whole). `Err`: nothing reached the client,
+/// which gets the refusal.
+pub async fn hand_off(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    body: Bytes,
+) -> std::result::Result<(), Refusal> {
+    let (Some(route), Some(permit), Some(inspected), Some(body_len)) = (
+        ctx.route.clone(),
+        ctx.permit.clone(),
+        ctx.inspected.clone(),
+        ctx.body_len,
+    ) else {
+        return Err(Refusal::Internal);
+    };
+    // On a route with a policy every JSON answer is filtered whole and may change length
+    // (see `rewrite::mode_for`): hold it, so it goes out with its final length.
+    let hold_json = route.route.policy.is_some();
+    let handoff = Handoff {
+        state: ctx.state.clone(),
+        route,
+        pending_lists: ctx.pending_lists.clone(),
+        upstream_session_id: ctx.upstream_session_id.clone(),
+        reusable_seal: ctx.reusable_seal.clone(),
+        upstream_credential: ctx.upstream_credential.clone(),
+        principal: ctx.principal.clone(),
+        permit,
+        inspected,
+        body_len,
+        list_failure: Default::default(),
+    };
+    ctx.delegated = true;
+    match forward(session, handoff, body, hold_json).await {
+        Err(e) if session.response_written().is_none() => {
+            tracing::warn!(error = %e, "subrequest failed");
+            ctx.delegated = false;
+            Err(match classify(&e) {
+                Failure::Respond { refusal, .. } => refusal,
+                _ => Refusal::Internal,
+            })
+        }
+        // Once the answer has begun, the subrequest's own logging recorded the failure.
+        _ => Ok(()),
+    }
 }
 
 /// Runs the request as a subrequest fed with `body`, piping its response to the client.

@@ -1,10 +1,15 @@
-//! The Pingora `ProxyHttp` implementation: one method per phase, each reading the
-//! request context, calling the step that owns the decision, and writing the context.
-//! The order of the request path in docs/ARCHITECTURE.md is the order of the methods below.
+//! The Pingora `ProxyHttp` implementation. [`Gateway::admit`] is the request path up to
+//! the upstream, one step a line, in the order docs/ARCHITECTURE.md describes; the
+//! `ProxyHttp` phases below it forward, filter the answer and log.
 //!
-//! Nothing here parses protocols or decides policy; see `config::Router` (route),
-//! `mcp` (inspect), `proxy::headers` (header hygiene) and `refusal` (error answers).
+//! Each step (`steps`, `form`, `origin`, `body`) decides and returns what it established
+//! or a [`Refusal`]; `request_filter` is the one place a refusal of the request path
+//! becomes a response, `fail_to_proxy` the one place a failure after it does. Nothing here
+//! parses protocols or decides policy: see `target` (the URL), `config::Router` (route),
+//! `auth` (authenticate), `mcp` (inspect), `policy` (authorize), `proxy::headers` (header
+//! hygiene) and `refusal` (error answers).
 
+mod answer;
 mod body;
 mod credential;
 mod ctx;
@@ -14,9 +19,9 @@ mod form;
 mod headers;
 mod origin;
 mod rewrite;
+mod state;
 mod steps;
 
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,56 +30,20 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::utils::tls::{parse_x509, WrappedX509};
 use pingora::{Error, ErrorType, OkOrErr, OrErr, Result};
 
 pub use ctx::{RequestCtx, ResponseMode};
+pub use state::{GatewayState, ResolvedUpstreams};
 
-use crate::auth::metadata::MetadataIndex;
-use crate::auth::Principal;
-use crate::auth::{Authenticator, RouteGuard};
-use crate::config::{Config, Route, Router};
 use crate::exchange::CredentialCache;
 use crate::mcp::jsonrpc;
-use crate::mcp::session::{self, Digests, IdentityDigest, RouteDigest, SessionKeys};
 use crate::refusal::Refusal;
-use crate::telemetry::metrics::NO_ROUTE;
-use crate::telemetry::{Metrics, RouteMetrics};
+use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
+use credential::CredentialRequest;
 use failure::{classify, Failure};
+use form::Form;
 use headers::Forwarding;
-
-/// Per-route state prepared when a configuration is loaded.
-struct RouteRuntime {
-    route: Arc<Route>,
-    /// Template peer (address resolved, TLS and timeouts set), cloned per request.
-    peer: HttpPeer,
-    /// The upstream's authority, the `Host` it receives.
-    upstream_host: http::HeaderValue,
-    metrics: RouteMetrics,
-    /// What sealed session ids bind of this route.
-    session_route: RouteDigest,
-    /// `None` for a public route.
-    guard: Option<RouteGuard>,
-    credential: credential::CredentialSource,
-}
-
-/// Everything derived from one configuration. Requests hold the state they started with
-/// (in their context), so a reload never changes a request or stream in flight.
-pub struct GatewayState {
-    router: Router,
-    routes: Vec<RouteRuntime>,
-    unrouted: RouteMetrics,
-    max_body: usize,
-    /// Most messages in one batch (`limits.max_batch`).
-    max_batch: usize,
-    /// `limits.max_sse_event`.
-    max_sse_event: usize,
-    auth: Arc<Authenticator>,
-    metadata: MetadataIndex,
-    sessions: SessionKeys,
-    session_max_age: Option<std::time::Duration>,
-}
 
 /// The proxy service: the current state (swapped whole on reload) and what outlives
 /// configurations (the upstream-credential cache).
@@ -117,286 +86,142 @@ impl Gateway {
     }
 }
 
-impl GatewayState {
-    /// Prepares routes (resolving upstream addresses), guards, sessions and metric handles.
-    /// Blocks on DNS: for start-up, before the runtime runs. A reload resolves on a
-    /// blocking thread ([`GatewayState::resolve`]) and calls [`GatewayState::build_resolved`].
-    pub fn build(
-        config: &Config,
-        metrics: &Metrics,
-        auth: Arc<Authenticator>,
-    ) -> std::result::Result<GatewayState, String> {
-        let resolved = GatewayState::resolve(GatewayState::upstream_hosts(config))?;
-        GatewayState::build_resolved(config, metrics, auth, resolved)
-    }
+/// How an admitted request goes on.
+enum Admitted {
+    /// A CORS preflight, answered by the gateway (with the allowed origin, if any).
+    Preflight(Option<http::HeaderValue>),
+    /// Forwarded: Pingora replays the body it holds, if any, or a subrequest is fed with
+    /// it (see `delegate::needed`).
+    Forward(Option<Bytes>),
+}
 
-    /// Each route's upstream (route name, host, port), in route order: owned, so that
-    /// [`GatewayState::resolve`] can run on a blocking thread.
-    pub fn upstream_hosts(config: &Config) -> Vec<(String, String, u16)> {
-        config
-            .routes
-            .iter()
-            .map(|r| (r.name.clone(), r.upstream.host.clone(), r.upstream.port))
-            .collect()
-    }
+/// Why the request path stopped before the upstream.
+enum Stop {
+    /// Refused: the refusal is the answer.
+    Refused(Refusal),
+    /// Refused with its body unread: answered, and the connection is not read from again.
+    RefusedUnread(Refusal),
+    /// Pingora's error (the client went away, a write failed): no answer is written here.
+    Failed(Box<Error>),
+}
 
-    /// Resolves each upstream host to its first address. Blocking (DNS): never call it on
-    /// the async runtime, see `tokio::task::spawn_blocking`.
-    pub fn resolve(
-        hosts: Vec<(String, String, u16)>,
-    ) -> std::result::Result<ResolvedUpstreams, String> {
-        hosts
-            .into_iter()
-            .map(|(name, host, port)| {
-                (host.as_str(), port)
-                    .to_socket_addrs()
-                    .map_err(|e| format!("route `{name}`: cannot resolve the upstream host: {e}"))?
-                    .next()
-                    .ok_or_else(|| format!("route `{name}`: the upstream host has no address"))
-            })
-            .collect::<std::result::Result<_, String>>()
-            .map(ResolvedUpstreams)
+impl From<Refusal> for Stop {
+    fn from(refusal: Refusal) -> Stop {
+        Stop::Refused(refusal)
     }
+}
 
-    /// [`GatewayState::build`] with the upstream addresses already resolved (in route
-    /// order): no blocking call, safe on the async runtime.
-    pub fn build_resolved(
-        config: &Config,
-        metrics: &Metrics,
-        auth: Arc<Authenticator>,
-        resolved: ResolvedUpstreams,
-    ) -> std::result::Result<GatewayState, String> {
-        let routes = config
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(i, route)| {
-                let addr = resolved.0.get(i).copied().ok_or_else(|| {
-                    format!("route `{}`: the upstream host was not resolved", route.name)
-                })?;
-                Ok(RouteRuntime {
-                    peer: upstream_peer_for(route, addr),
-                    upstream_host: http::HeaderValue::from_str(&route.upstream.authority)
-                        .map_err(|e| format!("route `{}`: upstream authority: {e}", route.name))?,
-                    metrics: metrics.for_route(&route.name),
-                    session_route: RouteDigest::of(&credential::session_binding(
-                        route,
-                        auth.issuers(),
-                    )),
-                    guard: RouteGuard::for_route(route),
-                    credential: credential::CredentialSource::build(route, auth.issuers())?,
-                    route: route.clone(),
-                })
-            })
-            .collect::<std::result::Result<_, String>>()?;
-        let with_servers: Vec<(&Route, Vec<String>)> = config
-            .routes
-            .iter()
-            .map(|r| {
-                let servers = r.auth.as_ref().map_or_else(Vec::new, |a| {
-                    a.issuers
-                        .iter()
-                        .filter_map(|i| config.issuers.get(*i).map(|i| i.issuer.clone()))
-                        .collect()
-                });
-                (r.as_ref(), servers)
-            })
-            .collect();
-        let sessions = session_keys(config)?;
-        // Shown only for configured keys: a process-local key is never shared.
-        let checks: Vec<(&str, String)> = config.sessions.as_ref().map_or_else(Vec::new, |s| {
-            s.keys
-                .iter()
-                .map(|(id, secret)| (id.as_str(), session::key_check(secret.expose())))
-                .collect()
-        });
-        metrics.session_keys(&checks);
-        Ok(GatewayState {
-            router: Router::new(&config.routes),
-            routes,
-            unrouted: metrics.for_route(NO_ROUTE),
-            max_body: config.max_body_bytes,
-            max_batch: config.max_batch,
-            max_sse_event: config.max_sse_event_bytes,
-            auth,
-            metadata: MetadataIndex::new(&with_servers),
-            sessions,
-            session_max_age: config.sessions.as_ref().and_then(|s| s.max_age),
-        })
-    }
-
-    pub fn authenticator(&self) -> &Arc<Authenticator> {
-        &self.auth
-    }
-
-    fn route_runtime(&self, ctx: &RequestCtx) -> Option<&RouteRuntime> {
-        ctx.route.as_ref().and_then(|m| self.routes.get(m.index))
-    }
-
-    /// Seals an upstream session id for the caller; `None` (logged) when it cannot be.
-    fn seal_session(
-        &self,
-        rt: &RouteRuntime,
-        principal: &Option<Arc<Principal>>,
-        upstream_id: &str,
-    ) -> Option<String> {
-        let binding = ctx_binding(principal, rt);
-        match session::seal(&self.sessions, upstream_id, binding, cache_now()) {
-            Ok(sealed) => Some(sealed),
-            Err(e) => {
-                tracing::error!(
-                    route = %rt.route.name,
-                    reason = e.reason(),
-                    "cannot seal the upstream session id; it is withheld"
-                );
-                None
-            }
-        }
+impl From<Box<Error>> for Stop {
+    fn from(e: Box<Error>) -> Stop {
+        Stop::Failed(e)
     }
 }
 
 impl Gateway {
+    /// The request path up to the upstream. Each step decides and returns; none writes a
+    /// response, and the upstream is contacted only after the last one.
+    async fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        state: &GatewayState,
+    ) -> std::result::Result<Admitted, Stop> {
+        let req = session.req_header();
+        // 1. Target: origin-form, one normalised path, one canonical query.
+        let target = crate::target::checked_target(req.raw_path()).map_err(Refusal::from)?;
+        // 2. Route, and its runtime state for every step below.
+        let found = (state.router.find(request_host(req), &target)).ok_or(Refusal::NoRoute)?;
+        let rt = state.routes.get(found.index).ok_or(Refusal::Internal)?;
+        ctx.route = Some(found);
+        // 3. Origin: a disallowed browser origin is refused, a preflight answered.
+        let origin = origin::check_origin(rt, req)?;
+        if origin::is_preflight(&req.method, &req.headers) {
+            return Ok(Admitted::Preflight(origin));
+        }
+        // 4. Form: method, framing, `Mcp-*` headers, before anything is read.
+        let form = steps::check_request_form(req).map_err(Stop::RefusedUnread)?;
+        // 5. Authenticate: a protected route's caller, before any body byte is read.
+        // The token itself is kept (in this function only) when the route exchanges it.
+        let mut subject_token = None;
+        if let Some(auth) = steps::authenticate(state, rt, req).await? {
+            ctx.principal = Some(auth.verified.principal);
+            ctx.token_key = Some(auth.verified.token_key);
+            subject_token = auth.subject_token;
+        }
+        // 6. Inspect: a POST body read whole and parsed (only POSTs carry JSON-RPC).
+        let body = match form {
+            Form::Message => Some(inspect(session, ctx, state).await?),
+            Form::Bodiless => None,
+        };
+        // 7. Authorize every operation: the permit forwarding requires.
+        let (permit, lists) =
+            steps::authorize(rt, ctx.principal.as_deref(), ctx.inspected.as_ref())?;
+        ctx.pending_lists = lists;
+        let permit = ctx.permit.insert(permit);
+        // 8. Session: a sealed session id opens for this caller and route only.
+        let found = ctx.route.as_mut().ok_or(Refusal::Internal)?;
+        let opened = steps::open_session(state, rt, session.req_header(), &ctx.principal, found)?;
+        ctx.upstream_session_id = opened.upstream_id;
+        ctx.reusable_seal = opened.reusable_seal;
+        // 9. Credential: what the upstream gets instead of the caller's token.
+        let request = CredentialRequest {
+            subject_token: subject_token.as_deref(),
+            subject_key: ctx.token_key,
+            subject_expires_at: ctx.principal.as_ref().map(|p| p.expires_at),
+            permit_scopes: &permit.scopes,
+        };
+        ctx.upstream_credential =
+            steps::obtain_credential(self, rt, &request, ctx.principal.as_deref()).await?;
+        Ok(Admitted::Forward(body))
+    }
+
     /// Writes a refusal as the response; the upstream is never contacted.
     async fn refuse(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        refusal: Refusal,
+        stop: Stop,
     ) -> Result<bool> {
+        let refusal = match stop {
+            Stop::Refused(refusal) => refusal,
+            Stop::RefusedUnread(refusal) => {
+                session.set_keepalive(None);
+                refusal
+            }
+            Stop::Failed(e) => return Err(e),
+        };
         if let (Refusal::BodyTimeout, Some(m)) = (&refusal, &self.client_metrics) {
             m.timeout(crate::telemetry::client::TimeoutKind::Body);
         }
         let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
         let cors = origin::cors_origin(session, ctx);
-        write_refusal(session, refusal.status(), body, &refusal, cors.as_ref()).await?;
+        answer::write_refusal(session, refusal.status(), body, &refusal, cors.as_ref()).await?;
         ctx.refusal = Some(refusal);
         Ok(true)
     }
 }
 
-/// Who a session belongs to: the route and the caller's stable identity (anonymous on a
-/// public route), as the digests a seal binds — computed once per route and once per
-/// verified token, not per request.
-fn ctx_binding(principal: &Option<Arc<Principal>>, rt: &RouteRuntime) -> Digests {
-    Digests {
-        route: rt.session_route,
-        identity: principal
-            .as_ref()
-            .map_or_else(IdentityDigest::anonymous, |p| p.session_identity()),
-    }
-}
-
-impl Gateway {
-    /// Replaces the upstream's `Mcp-Session-Id` with the sealed one; an id that cannot be
-    /// sealed is removed, never passed on in clear.
-    fn seal_response_session(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
-        let Some(value) = resp.headers.get(&headers::MCP_SESSION_ID) else {
-            return;
-        };
-        let sealed = match (value.to_str(), ctx.route.as_ref()) {
-            // The session the client presented (young, sealed with the current key): its
-            // sealed id is as good as a new one, and sealing costs a nonce and an AEAD.
-            (Ok(id), Some(_))
-                if ctx.reusable_seal.is_some()
-                    && ctx.upstream_session_id.as_deref() == Some(id) =>
-            {
-                ctx.reusable_seal.clone()
-            }
-            (Ok(id), Some(_)) => ctx
-                .state
-                .route_runtime(ctx)
-                .and_then(|rt| ctx.state.seal_session(rt, &ctx.principal, id)),
-            _ => None,
-        };
-        resp.remove_header(&headers::MCP_SESSION_ID);
-        if let Some(sealed) = sealed {
-            // Sealed ids are [A-Za-z0-9_.-] only.
-            let _ = resp.insert_header("mcp-session-id", sealed);
-        }
-    }
-}
-
-fn cache_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Without `sessions.keys`: one random key made the first time it is needed and kept
-/// for the life of the process, so a reload does not turn every open session into a
-/// "tampered" one.
-fn process_session_key() -> std::result::Result<Vec<u8>, String> {
-    static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    if let Some(key) = KEY.get() {
-        return Ok(key.clone());
-    }
-    let key = session::generate_key().and_then(|k| SessionKeys::decode_key(&k))?;
-    Ok(KEY.get_or_init(|| key).clone())
-}
-
-/// The configured session keys, or one random key for this process.
-fn session_keys(config: &Config) -> std::result::Result<SessionKeys, String> {
-    let keys = match &config.sessions {
-        Some(s) => s
-            .keys
-            .iter()
-            .map(|(id, bytes)| (id.clone(), bytes.expose().to_vec()))
-            .collect(),
-        None => vec![("local".to_string(), process_session_key()?)],
-    };
-    SessionKeys::new(keys).map_err(|e| format!("sessions: {e}"))
-}
-
-/// Each route's upstream address, in route order (see [`GatewayState::resolve`]).
-#[derive(Debug)]
-pub struct ResolvedUpstreams(Vec<std::net::SocketAddr>);
-
-fn upstream_peer_for(route: &Route, addr: std::net::SocketAddr) -> HttpPeer {
-    let up = &route.upstream;
-    let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
-    peer.options.connection_timeout = Some(up.connect_timeout);
-    peer.options.total_connection_timeout = Some(up.connect_timeout);
-    peer.options.read_timeout = Some(up.read_timeout);
-    peer.options.write_timeout = Some(up.read_timeout);
-    peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
-    if let Some(certs) = &up.ca_certs {
-        // Each certificate was parsed at load, so `parse_x509` cannot fail here.
-        let roots: Vec<WrappedX509> = certs
-            .iter()
-            .map(|der| WrappedX509::new(der.clone(), parse_x509))
-            .collect();
-        peer.options.ca = Some(Arc::from(roots));
-    }
-    peer
-}
-
-/// [`write_json`], with the CORS headers for an allowed browser origin, so that a browser
-/// client can read the refusal and its challenge.
-async fn write_refusal(
+/// Step 6: the body must be plain JSON, arrive whole within the limits, parse as JSON-RPC,
+/// and agree with the request's `Mcp-*` headers and batch rules. The context keeps what
+/// was found; the body is returned for forwarding.
+async fn inspect(
     session: &mut Session,
-    status: u16,
-    body: Bytes,
-    refusal: &Refusal,
-    cors: Option<&http::HeaderValue>,
-) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(8))?;
-    if let Some(origin) = cors {
-        origin::add_response_headers(&mut resp, origin)?;
-    }
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    if let Some(challenge) = refusal.www_authenticate() {
-        resp.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
-    }
-    if let Some(methods) = refusal.allow() {
-        resp.insert_header(http::header::ALLOW, methods)?;
-    }
-    if let Some(seconds) = refusal.retry_after() {
-        resp.insert_header(http::header::RETRY_AFTER, seconds)?;
-    }
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+    ctx: &mut RequestCtx,
+    state: &GatewayState,
+) -> std::result::Result<Bytes, Stop> {
+    steps::check_body_framing(session.req_header()).map_err(|(refusal, unread)| match unread {
+        true => Stop::RefusedUnread(refusal),
+        false => Stop::Refused(refusal),
+    })?;
+    let body = body::read_whole_body(session, state.max_body).await??;
+    ctx.body_len = Some(body.len());
+    let inspected = ctx
+        .inspected
+        .insert(jsonrpc::inspect(&body).map_err(Refusal::from)?);
+    let req = session.req_header();
+    steps::check_mcp_headers(req, inspected)?;
+    steps::check_batch(req, inspected, state.max_batch)?;
+    Ok(body)
 }
 
 fn request_host(req: &RequestHeader) -> Option<&str> {
@@ -424,9 +249,9 @@ impl ProxyHttp for Gateway {
         Box::new(RequestCtx::new(self.state.load_full()))
     }
 
-    /// Route, authenticate and inspect: metadata requests are answered here; otherwise
-    /// the route is picked, the caller authenticated, and a POST body read and parsed
-    /// whole, all before any upstream connection exists. `Ok(true)`: the gateway answered.
+    /// The request path (see [`Gateway::admit`]): a metadata request is answered; any
+    /// other is admitted, handed to a subrequest, or refused, all before any upstream
+    /// connection exists. `Ok(true)`: the gateway answered.
     async fn request_filter(
         &self,
         session: &mut Session,
@@ -439,54 +264,27 @@ impl ProxyHttp for Gateway {
         let state = ctx.state.clone();
         let req = session.req_header();
         if let Some((route, doc)) = state.metadata.find(request_host(req), req.uri.path()) {
-            return self.serve_metadata(session, ctx, route, doc).await;
-        }
-        let path = match crate::target::checked_target(req.raw_path()) {
-            Ok(target) => target,
-            Err(e) => return self.refuse(session, ctx, e.into()).await,
-        };
-        let Some(found) = state.router.find(request_host(req), &path) else {
-            return self.refuse(session, ctx, Refusal::NoRoute).await;
-        };
-        ctx.route = Some(found);
-        if self.check_origin(session, ctx).await? {
+            ctx.metadata_of = Some(route);
+            answer::write_metadata(session, doc).await?;
             return Ok(true);
         }
-        if self.check_request_form(session, ctx).await? || self.authenticate(session, ctx).await? {
-            return Ok(true);
-        }
-        // Inspect: only POSTs carry JSON-RPC; GET streams and DELETE carry no operation.
-        let mut post_body = None;
-        if session.req_header().method == http::Method::POST {
-            if self.check_body_framing(session, ctx).await? {
-                return Ok(true);
-            }
-            let body = match body::read_whole_body(session, state.max_body).await? {
-                Ok(body) => body,
-                Err(refusal) => return self.refuse(session, ctx, refusal).await,
-            };
-            ctx.body_len = Some(body.len());
-            match jsonrpc::inspect(&body) {
-                Ok(inspected) => ctx.inspected = Some(inspected),
-                Err(malformed) => return self.refuse(session, ctx, malformed.into()).await,
-            }
-            if self.check_mcp_headers(session, ctx).await? || self.check_batch(session, ctx).await?
+        let outcome = match self.admit(session, ctx, &state).await {
+            Ok(Admitted::Forward(Some(body)))
+                if delegate::needed(body.len(), !ctx.pending_lists.is_empty()) =>
             {
-                return Ok(true);
+                delegate::hand_off(session, ctx, body)
+                    .await
+                    .map_err(Stop::from)
             }
-            post_body = Some(body);
-        }
-        if self.authorize(session, ctx).await?
-            || self.open_session(session, ctx).await?
-            || self.obtain_credential(session, ctx).await?
-        {
-            return Ok(true);
-        }
-        match post_body {
-            Some(body) if delegate::needed(body.len(), !ctx.pending_lists.is_empty()) => {
-                self.delegate(session, ctx, body).await
-            }
-            _ => Ok(false),
+            Ok(Admitted::Forward(_)) => return Ok(false),
+            Ok(Admitted::Preflight(origin)) => origin::answer_preflight(session, origin.as_ref())
+                .await
+                .map_err(Stop::from),
+            Err(stop) => Err(stop),
+        };
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(stop) => self.refuse(session, ctx, stop).await,
         }
     }
 
@@ -659,7 +457,7 @@ impl ProxyHttp for Gateway {
         let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
         let cors = origin::cors_origin(session, ctx);
         if let Err(write_error) =
-            write_refusal(session, status, body, &refusal, cors.as_ref()).await
+            answer::write_refusal(session, status, body, &refusal, cors.as_ref()).await
         {
             tracing::debug!(error = %write_error, "could not send the error response");
         }
@@ -718,35 +516,32 @@ impl ProxyHttp for Gateway {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pingora::upstreams::peer::Peer;
-
-    /// A reload resolves on a blocking thread and builds from the addresses it got:
-    /// building makes no DNS call (an unresolvable host is built fine), and uses them.
-    #[test]
-    fn state_is_built_from_addresses_resolved_beforehand() {
-        let text = "routes:\n  - name: r\n    match: { path: /r }\n    upstream: { url: 'http://upstream.invalid:3001/mcp' }\n";
-        let config = crate::config::load_str("gw.yaml", text).unwrap().config;
-        let metrics = Metrics::new().unwrap();
-        let auth = Arc::new(Authenticator::new(&config, &metrics, None).unwrap());
-        assert_eq!(
-            GatewayState::upstream_hosts(&config),
-            [("r".to_string(), "upstream.invalid".to_string(), 3001)]
-        );
-        let addr: std::net::SocketAddr = "127.0.0.1:3001".parse().unwrap();
-        let resolved = ResolvedUpstreams(vec![addr]);
-        let state =
-            GatewayState::build_resolved(&config, &metrics, auth.clone(), resolved).unwrap();
-        assert_eq!(state.routes[0].peer.address().to_string(), addr.to_string());
-        // Fewer addresses than routes is an error, never a route without a peer.
-        let none = ResolvedUpstreams(Vec::new());
-        assert!(GatewayState::build_resolved(&config, &metrics, auth, none).is_err());
-        let loopback = GatewayState::resolve(vec![("r".into(), "127.0.0.1".into(), 9)]).unwrap();
-        assert_eq!(
-            loopback.0,
-            ["127.0.0.1:9".parse::<std::net::SocketAddr>().unwrap()]
-        );
+impl Gateway {
+    /// Replaces the upstream's `Mcp-Session-Id` with the sealed one; an id that cannot be
+    /// sealed is removed, never passed on in clear.
+    fn seal_response_session(&self, resp: &mut ResponseHeader, ctx: &RequestCtx) {
+        let Some(value) = resp.headers.get(&headers::MCP_SESSION_ID) else {
+            return;
+        };
+        let sealed = match (value.to_str(), ctx.route.as_ref()) {
+            // The session the client presented (young, sealed with the current key): its
+            // sealed id is as good as a new one, and sealing costs a nonce and an AEAD.
+            (Ok(id), Some(_))
+                if ctx.reusable_seal.is_some()
+                    && ctx.upstream_session_id.as_deref() == Some(id) =>
+            {
+                ctx.reusable_seal.clone()
+            }
+            (Ok(id), Some(_)) => ctx
+                .state
+                .route_runtime(ctx)
+                .and_then(|rt| ctx.state.seal_session(rt, &ctx.principal, id)),
+            _ => None,
+        };
+        resp.remove_header(&headers::MCP_SESSION_ID);
+        if let Some(sealed) = sealed {
+            // Sealed ids are [A-Za-z0-9_.-] only.
+            let _ = resp.insert_header("mcp-session-id", sealed);
+        }
     }
 }

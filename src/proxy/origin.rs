@@ -22,8 +22,10 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use super::{Gateway, RequestCtx};
+use super::state::RouteRuntime;
+use super::RequestCtx;
 use crate::refusal::Refusal;
+use pingora::http::RequestHeader;
 
 /// Methods MCP's Streamable HTTP transport uses.
 const ALLOW_METHODS: &str = "GET, POST, DELETE";
@@ -135,31 +137,16 @@ pub(super) fn cors_origin(session: &Session, ctx: &RequestCtx) -> Option<HeaderV
     }
 }
 
-impl Gateway {
-    /// The origin step, right after routing: a disallowed `Origin` is refused, a
-    /// preflight answered. `Ok(true)`: the gateway answered.
-    pub(super) async fn check_origin(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<bool> {
-        let state = ctx.state.clone();
-        let Some(rt) = state.route_runtime(ctx) else {
-            return self.refuse(session, ctx, Refusal::Internal).await;
-        };
-        let req = session.req_header();
-        let origin = match check(&rt.route.allowed_origins, &req.headers) {
-            OriginCheck::Refused => {
-                return self.refuse(session, ctx, Refusal::OriginNotAllowed).await
-            }
-            OriginCheck::Allowed(origin) => Some(origin),
-            OriginCheck::Absent => None,
-        };
-        if is_preflight(&req.method, &req.headers) {
-            answer_preflight(session, origin.as_ref()).await?;
-            return Ok(true);
-        }
-        Ok(false)
+/// The origin step, right after routing: a disallowed `Origin` is refused; the allowed
+/// one, if any, is returned (a preflight is answered with it).
+pub(super) fn check_origin(
+    rt: &RouteRuntime,
+    req: &RequestHeader,
+) -> std::result::Result<Option<HeaderValue>, Refusal> {
+    match check(&rt.route.allowed_origins, &req.headers) {
+        OriginCheck::Refused => Err(Refusal::OriginNotAllowed),
+        OriginCheck::Allowed(origin) => Ok(Some(origin)),
+        OriginCheck::Absent => Ok(None),
     }
 }
 
