@@ -322,8 +322,8 @@ async fn authenticate(
     guard: &RouteGuard,
     headers: &HeaderMap,
 ) -> Result<drawbridge::auth::Authenticated, drawbridge::auth::AuthFailure> {
-    let token =
-        bearer::bearer_token(headers, None).map_err(drawbridge::auth::AuthFailure::Bearer)?;
+    let token = bearer::bearer_token(headers, &Default::default())
+        .map_err(drawbridge::auth::AuthFailure::Bearer)?;
     auth.authenticate_token(guard, token).await
 }
 
@@ -382,9 +382,11 @@ fn bench_authenticate<M: Clock>(c: &mut Criterion<M>) {
     // The two steps of a cache hit that scale with the token's length.
     let mut group = c.benchmark_group("breakdown");
     group.bench_function("bearer_token_rs256", |b| {
-        b.iter(|| bearer::bearer_token(black_box(&headers), None).expect("a bearer token"))
+        b.iter(|| {
+            bearer::bearer_token(black_box(&headers), &Default::default()).expect("a bearer token")
+        })
     });
-    let token = bearer::bearer_token(&headers, None)
+    let token = bearer::bearer_token(&headers, &Default::default())
         .expect("a bearer token")
         .to_string();
     group.bench_function("sha256_rs256_token", |b| {

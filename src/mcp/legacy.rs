@@ -94,8 +94,6 @@ pub enum SessionParamError {
     /// (encoded, another case, `sessionId[]`): the gateway would not check it, and a
     /// framework that decodes or folds names would read it.
     Spelling,
-    /// The query cannot be read at all.
-    Unreadable,
 }
 
 impl SessionParamError {
@@ -105,7 +103,6 @@ impl SessionParamError {
             SessionParamError::Spelling => {
                 "the session parameter must be spelled exactly sessionId or session_id"
             }
-            SessionParamError::Unreadable => "the query string cannot be read",
         }
     }
 }
@@ -161,10 +158,14 @@ pub fn map_session_param(
     Some(format!("{path}?{}", query.canonical()))
 }
 
-/// The session id a legacy request carries in its query, if any.
-pub fn session_param(query: &str) -> Result<Option<String>, SessionParamError> {
-    let query = Query::parse(query).map_err(|_| SessionParamError::Unreadable)?;
-    Ok(session_param_of(&query)?.map(str::to_string))
+/// `query` with the session parameter's value (see [`session_param_of`]) replaced by
+/// `id`, for the upstream.
+pub fn with_session_id(query: &Query, id: &str) -> Query {
+    let mut query = query.clone();
+    for p in query.params.iter_mut().filter(|p| is_session_name(&p.name)) {
+        p.value = Some(id.to_string());
+    }
+    query
 }
 
 /// The announced endpoint as a path under the route, or `None` if it cannot be mapped.
@@ -268,11 +269,14 @@ mod tests {
         );
         assert_eq!(map_session_param("/m?x=1", &up).as_deref(), Some("/m?x=1"));
         assert_eq!(map_session_param("/m?sessionId=a", &|_: &str| None), None);
+        let read =
+            |q: &str| session_param_of(&Query::parse(q).unwrap()).map(|v| v.map(str::to_string));
+        assert_eq!(read("a=1&sessionId=v1.k.x"), Ok(Some("v1.k.x".to_string())));
+        assert_eq!(read("a=1"), Ok(None));
         assert_eq!(
-            session_param("a=1&sessionId=v1.k.x"),
-            Ok(Some("v1.k.x".to_string()))
+            with_session_id(&Query::parse("a=1&sessionId=v1.k.x").unwrap(), "up+1").canonical(),
+            "a=1&sessionId=up%2B1"
         );
-        assert_eq!(session_param("a=1"), Ok(None));
         // Ambiguous queries are never read; every value a framework could take for the
         // session id is mapped (an announced endpoint passes no raw id on).
         for (query, mapped) in [
@@ -285,10 +289,9 @@ mod tests {
                 Some(format!("/m?{mapped}")),
                 "{query}"
             );
-            assert!(session_param(query).is_err(), "{query}");
+            assert!(read(query).is_err(), "{query}");
         }
         assert_eq!(map_session_param("/m?sessionId=%zz", &up), None);
-        assert_eq!(session_param("a=%zz"), Err(SessionParamError::Unreadable));
     }
 
     #[test]

@@ -130,7 +130,8 @@ impl Gateway {
         // 1. Target: origin-form, one normalised path, one canonical query.
         let target = crate::target::checked_target(req.raw_path()).map_err(Refusal::from)?;
         // 2. Route, and its runtime state for every step below.
-        let found = (state.router.find(request_host(req), &target)).ok_or(Refusal::NoRoute)?;
+        let found = (state.router.find(request_host(req), &target.path_and_query))
+            .ok_or(Refusal::NoRoute)?;
         let rt = state.routes.get(found.index).ok_or(Refusal::Internal)?;
         ctx.route = Some(found);
         // 3. Origin: a disallowed browser origin is refused, a preflight answered.
@@ -143,7 +144,7 @@ impl Gateway {
         // 5. Authenticate: a protected route's caller, before any body byte is read.
         // The token itself is kept (in this function only) when the route exchanges it.
         let mut subject_token = None;
-        if let Some(auth) = steps::authenticate(state, rt, req).await? {
+        if let Some(auth) = steps::authenticate(state, rt, req, &target.query).await? {
             ctx.principal = Some(auth.verified.principal);
             ctx.token_key = Some(auth.verified.token_key);
             subject_token = auth.subject_token;
@@ -160,7 +161,14 @@ impl Gateway {
         let permit = ctx.permit.insert(permit);
         // 8. Session: a sealed session id opens for this caller and route only.
         let found = ctx.route.as_mut().ok_or(Refusal::Internal)?;
-        let opened = steps::open_session(state, rt, session.req_header(), &ctx.principal, found)?;
+        let opened = steps::open_session(
+            state,
+            rt,
+            session.req_header(),
+            &target.query,
+            &ctx.principal,
+            found,
+        )?;
         ctx.upstream_session_id = opened.upstream_id;
         ctx.reusable_seal = opened.reusable_seal;
         // 9. Credential: what the upstream gets instead of the caller's token.

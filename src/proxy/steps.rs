@@ -20,9 +20,10 @@ use crate::config::RouteMatch;
 use crate::mcp::filter::{ListKind, PendingLists};
 use crate::mcp::jsonrpc::{Inspected, MessageKind};
 use crate::mcp::legacy;
-use crate::mcp::session::{self, UnsealError};
+use crate::mcp::session;
 use crate::policy::{self, Decision, Operation, Permit};
 use crate::refusal::Refusal;
+use crate::target::query::Query;
 use crate::telemetry::audit::{self, AuditEvent, Caller};
 
 /// Denied operations of one batch that get an audit event each; the rest are counted.
@@ -57,14 +58,15 @@ pub(super) async fn authenticate(
     state: &GatewayState,
     rt: &RouteRuntime,
     req: &RequestHeader,
+    query: &Query,
 ) -> Result<Option<Authentication>, Refusal> {
     let Some(guard) = &rt.guard else {
-        if req.uri.query().is_some_and(bearer::query_has_token) {
+        if bearer::query_has_token(query) {
             return Err(Refusal::TokenInQuery);
         }
         return Ok(None);
     };
-    let outcome = match bearer::bearer_token(&req.headers, req.uri.query()) {
+    let outcome = match bearer::bearer_token(&req.headers, query) {
         Ok(token) => state
             .auth
             .authenticate_token(guard, token)
@@ -250,6 +252,7 @@ pub(super) fn open_session(
     state: &GatewayState,
     rt: &RouteRuntime,
     req: &RequestHeader,
+    query: &Query,
     principal: &Option<Arc<Principal>>,
     found: &mut RouteMatch,
 ) -> Result<OpenedSession, Refusal> {
@@ -259,13 +262,7 @@ pub(super) fn open_session(
         return Err(Refusal::BadSessionHeader);
     }
     let header = header.and_then(|h| h.ok());
-    // The query the upstream will receive: the canonical one the route match holds.
-    let legacy = match found.upstream_path.split_once('?') {
-        Some((_, query)) => {
-            legacy::session_param(query).map_err(|e| Refusal::BadQuery(e.message()))?
-        }
-        None => None,
-    };
+    let legacy = legacy::session_param_of(query).map_err(|e| Refusal::BadQuery(e.message()))?;
     let mut opened = OpenedSession::default();
     if header.is_none() && legacy.is_none() {
         return Ok(opened);
@@ -284,19 +281,15 @@ pub(super) fn open_session(
             Err(e) => failure = Some(e),
         }
     }
-    if legacy.is_some() && failure.is_none() {
-        let legacy_failure = std::cell::Cell::new(None);
-        let rewritten =
-            legacy::map_session_param(&found.upstream_path, &|sealed: &str| match open(sealed) {
-                Ok(o) => Some(o.upstream_id),
-                Err(e) => {
-                    legacy_failure.set(Some(e));
-                    None
-                }
-            });
-        match rewritten {
-            Some(path) => found.upstream_path = path,
-            None => failure = legacy_failure.get().or(Some(UnsealError::Malformed)),
+    if let (Some(sealed), None) = (legacy, failure) {
+        match open(sealed) {
+            Ok(o) => {
+                // The query the upstream receives: the canonical one, with its own id.
+                let path = found.upstream_path.split('?').next().unwrap_or_default();
+                let query = legacy::with_session_id(query, &o.upstream_id).canonical();
+                found.upstream_path = format!("{path}?{query}");
+            }
+            Err(e) => failure = Some(e),
         }
     }
     let Some(e) = failure else {

@@ -34,10 +34,20 @@ pub enum TargetError {
     Session(SessionParamError),
 }
 
-/// Checks the request target as received (Pingora's `raw_path`) and returns the target
-/// to route on and to send upstream: the normalised path and the canonical query (none
-/// when the query has no parameter).
-pub fn checked_target(raw: &[u8]) -> Result<String, TargetError> {
+/// A checked request target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// What the gateway routes on and sends upstream: the normalised path and the
+    /// canonical query (none when the query has no parameter).
+    pub path_and_query: String,
+    /// The query, parsed once: every later rule that reads the URL (a token in it, the
+    /// legacy session parameter) reads this.
+    pub query: Query,
+}
+
+/// Checks the request target as received (Pingora's `raw_path`) and returns it checked
+/// (see [`Target`]).
+pub fn checked_target(raw: &[u8]) -> Result<Target, TargetError> {
     if raw.len() > MAX_TARGET_LEN {
         return Err(TargetError::TooLong);
     }
@@ -54,14 +64,21 @@ pub fn checked_target(raw: &[u8]) -> Result<String, TargetError> {
     };
     let path = normalise_path(path).map_err(TargetError::Path)?;
     let Some(query) = query else {
-        return Ok(path);
+        return Ok(Target {
+            path_and_query: path,
+            query: Query::default(),
+        });
     };
     let query = Query::parse(query).map_err(TargetError::Query)?;
     session_param_of(&query).map_err(TargetError::Session)?;
-    if query.params.is_empty() {
-        return Ok(path);
-    }
-    Ok(format!("{path}?{}", query.canonical()))
+    let path_and_query = match query.params.is_empty() {
+        true => path,
+        false => format!("{path}?{}", query.canonical()),
+    };
+    Ok(Target {
+        path_and_query,
+        query,
+    })
 }
 
 impl From<TargetError> for Refusal {
@@ -85,7 +102,7 @@ mod tests {
     use super::*;
 
     fn check(raw: &str) -> Result<String, TargetError> {
-        checked_target(raw.as_bytes())
+        checked_target(raw.as_bytes()).map(|t| t.path_and_query)
     }
 
     #[test]
@@ -125,7 +142,7 @@ mod tests {
             assert_eq!(check(raw), Err(error), "{raw:?}");
         }
         assert_eq!(
-            checked_target(b"/mcp\xff"),
+            checked_target(b"/mcp\xff").map(|t| t.path_and_query),
             Err(TargetError::NotUtf8),
             "raw non-UTF-8"
         );
