@@ -55,6 +55,44 @@ pub struct Config {
     pub routes: Vec<Arc<Route>>,
     /// Session sealing keys; `None`: a random key for this process only.
     pub sessions: Option<Sessions>,
+    /// `log`: what the gateway writes at the default level (the log budget).
+    pub log: LogSettings,
+}
+
+/// `log`: the log budget (docs/operations.md, "Log volume").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `log.access`: which requests get an access line.
+    pub access: AccessLog,
+    /// `log.refusals: aggregate` (default): refusals of the same kind from the same
+    /// source are written once per `interval` and counted; `all`: each is written.
+    pub aggregate_refusals: bool,
+    /// `log.interval`: the aggregation interval (default 10s).
+    pub interval: Duration,
+}
+
+impl Default for LogSettings {
+    fn default() -> LogSettings {
+        LogSettings {
+            access: AccessLog::Errors,
+            aggregate_refusals: true,
+            interval: DEFAULT_LOG_INTERVAL,
+        }
+    }
+}
+
+/// `log.access`: which requests get an access line (target `drawbridge::access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Every request.
+    All,
+    /// Requests answered with a 4xx or 5xx, or not answered (default); aggregated like
+    /// refusals unless `log.refusals: all`.
+    Errors,
+    /// One request in N, whatever its status.
+    Sampled(std::num::NonZeroU32),
+    /// None.
+    Off,
 }
 
 /// `limits`: how long client connections may take, and how many may be open.
@@ -258,6 +296,7 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_INTROSPECTION_CACHE_MAX: Duration = Duration::from_secs(60);
 pub const DEFAULT_INTROSPECTION_MAX_IN_FLIGHT: usize = 32;

@@ -23,6 +23,7 @@ pub struct RawConfig {
     /// traffic is still served, so load balancers take the replica out (default 5s).
     pub shutdown_drain: Option<String>,
     pub sessions: Option<RawSessions>,
+    pub log: Option<RawLog>,
     #[serde(default)]
     pub issuers: Vec<RawIssuer>,
     #[serde(default)]
@@ -33,6 +34,17 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `all`, `errors` (default), `sampled:N` or `off`.
+    pub access: Option<String>,
+    /// `aggregate` (default) or `all`.
+    pub refusals: Option<String>,
+    /// How long refusals of one kind and source are aggregated, e.g. `10s`.
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

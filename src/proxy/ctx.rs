@@ -33,6 +33,8 @@ pub struct RequestCtx {
     /// The configuration this request runs under, fixed when it starts.
     pub state: Arc<GatewayState>,
     pub started: Instant,
+    /// The client's address (its TCP peer), set when the request path starts.
+    pub client_ip: Option<std::net::IpAddr>,
     /// Set by the route step; every later phase relies on it.
     pub route: Option<RouteMatch>,
     /// Who is calling (protected routes), set by the authenticate step.
@@ -76,6 +78,7 @@ impl RequestCtx {
         RequestCtx {
             state,
             started: Instant::now(),
+            client_ip: None,
             route: None,
             principal: None,
             permit: None,

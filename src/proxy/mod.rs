@@ -38,6 +38,7 @@ pub use state::{GatewayState, ResolvedUpstreams};
 use crate::exchange::CredentialCache;
 use crate::mcp::jsonrpc;
 use crate::refusal::Refusal;
+use crate::telemetry::budget::{self, RefusalKey, Source};
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
 use credential::CredentialRequest;
@@ -144,7 +145,9 @@ impl Gateway {
         // 5. Authenticate: a protected route's caller, before any body byte is read.
         // The token itself is kept (in this function only) when the route exchanges it.
         let mut subject_token = None;
-        if let Some(auth) = steps::authenticate(state, rt, req, &target.query).await? {
+        if let Some(auth) =
+            steps::authenticate(state, rt, req, &target.query, ctx.client_ip).await?
+        {
             ctx.principal = Some(auth.verified.principal);
             ctx.token_key = Some(auth.verified.token_key);
             subject_token = auth.subject_token;
@@ -270,6 +273,10 @@ impl ProxyHttp for Gateway {
             return Ok(false);
         }
         let state = ctx.state.clone();
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let req = session.req_header();
         if let Some((route, doc)) = state.metadata.find(request_host(req), req.uri.path()) {
             ctx.metadata_of = Some(route);
@@ -501,6 +508,20 @@ impl ProxyHttp for Gateway {
             metrics.active_streams.dec();
             ctx.counted_stream = false;
         }
+        let refusal = ctx.refusal.as_ref().or(held_refusal.as_ref());
+        let line = budget::access_line(state.access_log, status, || RefusalKey {
+            event: "access",
+            route: metrics.name.clone(),
+            reason: refusal
+                .map(Refusal::kind)
+                .or(ctx.upstream_error)
+                .or(e.map(|e| e.etype().as_str()))
+                .unwrap_or("status"),
+            source: ctx.client_ip.map_or(Source::Unknown, Source::Client),
+        });
+        if !line {
+            return;
+        }
         tracing::info!(
             target: "drawbridge::access",
             route = %metrics.name,
@@ -510,7 +531,7 @@ impl ProxyHttp for Gateway {
             duration_ms = elapsed.as_secs_f64() * 1e3,
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),
-            refusal = ctx.refusal.as_ref().or(held_refusal.as_ref()).map(Refusal::kind),
+            refusal = refusal.map(Refusal::kind),
             upstream_error = ctx.upstream_error,
             error = e.map(|e| e.etype().as_str()),
         );

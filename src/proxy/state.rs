@@ -17,7 +17,7 @@ use super::ctx::RequestCtx;
 use crate::auth::metadata::MetadataIndex;
 use crate::auth::Principal;
 use crate::auth::{Authenticator, RouteGuard};
-use crate::config::{Config, Route, Router};
+use crate::config::{AccessLog, Config, Route, Router};
 use crate::mcp::session::{self, Digests, IdentityDigest, RouteDigest, SessionKeys};
 use crate::telemetry::metrics::NO_ROUTE;
 use crate::telemetry::{Metrics, RouteMetrics};
@@ -52,6 +52,8 @@ pub struct GatewayState {
     pub(super) metadata: MetadataIndex,
     pub(super) sessions: SessionKeys,
     pub(super) session_max_age: Option<std::time::Duration>,
+    /// `log.access`.
+    pub(super) access_log: AccessLog,
 }
 
 impl GatewayState {
@@ -148,6 +150,8 @@ impl GatewayState {
                 .collect()
         });
         metrics.session_keys(&checks);
+        // The log budget is the process's: the configuration that is loaded last sets it.
+        crate::telemetry::budget::configure(config.log.aggregate_refusals, config.log.interval);
         Ok(GatewayState {
             router: Router::new(&config.routes),
             routes,
@@ -159,6 +163,7 @@ impl GatewayState {
             metadata: MetadataIndex::new(&with_servers),
             sessions,
             session_max_age: config.sessions.as_ref().and_then(|s| s.max_age),
+            access_log: config.log.access,
         })
     }
 

@@ -59,6 +59,7 @@ pub(super) async fn authenticate(
     rt: &RouteRuntime,
     req: &RequestHeader,
     query: &Query,
+    client: Option<std::net::IpAddr>,
 ) -> Result<Option<Authentication>, Refusal> {
     let Some(guard) = &rt.guard else {
         if bearer::query_has_token(query) {
@@ -87,6 +88,7 @@ pub(super) async fn authenticate(
         audit::emit(&AuditEvent::AuthenticationRefused {
             route: &rt.route,
             failure: &failure,
+            client,
         });
         if failure == AuthFailure::Token(TokenError::IntrospectionBusy) {
             Refusal::IntrospectionBusy

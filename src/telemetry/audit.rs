@@ -8,6 +8,7 @@
 //! no field of a type that could carry one. Does not decide anything; the steps that
 //! decide call [`emit`].
 
+use super::budget::{self, RefusalKey, Source};
 use crate::auth::{AuthFailure, Principal};
 use crate::config::Route;
 use crate::exchange::ExchangeError;
@@ -43,6 +44,9 @@ pub enum AuditEvent<'a> {
     AuthenticationRefused {
         route: &'a Route,
         failure: &'a AuthFailure,
+        /// The client's address: what makes two refusals "the same source" for the log
+        /// budget (not written).
+        client: Option<std::net::IpAddr>,
     },
     /// `authorization` (info) for one operation: its method, target name, the decision
     /// and the scopes it lacked (empty unless the decision is missing scopes).
@@ -86,10 +90,85 @@ pub enum AuditEvent<'a> {
     },
 }
 
-/// Writes `event` on target `audit`.
+impl AuditEvent<'_> {
+    /// For a refusal, what makes it "the same" as another for the log budget
+    /// (`telemetry::budget`); `None` for what is always written: allow decisions (the
+    /// audit trail), a batch with anything allowed, and failures of the upstream's answer.
+    pub fn refusal_key(&self) -> Option<RefusalKey> {
+        let of_caller = |caller: &Caller<'_>| {
+            caller
+                .subject
+                .map_or(Source::Unknown, |s| Source::Subject(s.to_string()))
+        };
+        let (event, route, reason, source) = match *self {
+            AuditEvent::AuthenticationRefused {
+                route,
+                failure,
+                client,
+            } => (
+                "authentication_refused",
+                route,
+                failure.reason(),
+                client.map_or(Source::Unknown, Source::Client),
+            ),
+            AuditEvent::Authorization {
+                route,
+                caller,
+                verdict,
+            } if !matches!(verdict.decision, Decision::Allow { .. }) => (
+                "authorization",
+                route,
+                verdict.decision.label(),
+                of_caller(&caller),
+            ),
+            AuditEvent::AuthorizationSummary {
+                route,
+                caller,
+                allowed: 0,
+                ..
+            } => ("authorization_summary", route, "deny", of_caller(&caller)),
+            AuditEvent::SessionRejected {
+                route,
+                caller,
+                reason,
+            } => (
+                "session_rejected",
+                route,
+                reason.reason(),
+                of_caller(&caller),
+            ),
+            AuditEvent::UpstreamCredentialFailed {
+                route,
+                caller,
+                error,
+            } => (
+                "upstream_credential_failed",
+                route,
+                error.result_label(),
+                of_caller(&caller),
+            ),
+            _ => return None,
+        };
+        Some(RefusalKey {
+            event,
+            route: route.name.clone(),
+            reason,
+            source,
+        })
+    }
+}
+
+/// Writes `event` on target `audit`; a refusal within the log budget only (see
+/// [`AuditEvent::refusal_key`]): the rest are counted and reported per interval.
 pub fn emit(event: &AuditEvent<'_>) {
+    if event.refusal_key().is_none_or(budget::admit) {
+        write(event);
+    }
+}
+
+fn write(event: &AuditEvent<'_>) {
     match *event {
-        AuditEvent::AuthenticationRefused { route, failure } => tracing::info!(
+        AuditEvent::AuthenticationRefused { route, failure, .. } => tracing::info!(
             target: "audit",
             event = "authentication_refused",
             route = %route.name,

@@ -2,6 +2,7 @@
 //! created once at start-up; the request path only increments them.
 
 pub mod audit;
+pub mod budget;
 pub mod client;
 pub mod logging;
 pub mod metrics;

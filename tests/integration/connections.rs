@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{route, sample, Gateway};
+use crate::harness::{route, sample, Gateway, LOG_ALL};
 use crate::upstream::Upstream;
 
 const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
@@ -282,7 +282,11 @@ async fn a_malformed_chunked_body_is_400_and_no_error_line() {
 #[tokio::test]
 async fn clients_leaving_mid_body_log_no_errors() {
     let up = Upstream::start().await;
-    let gw = Gateway::start_with(&route("r", "/r/mcp", &up.url("/mcp")), SHORT).await;
+    let gw = Gateway::start_with(
+        &route("r", "/r/mcp", &up.url("/mcp")),
+        &format!("{SHORT}{LOG_ALL}"),
+    )
+    .await;
     for _ in 0..50 {
         let mut conn = connect(&gw).await;
         let head = "POST /r/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"jsonrpc\":";
@@ -582,7 +586,7 @@ async fn audit_output_per_request_is_bounded() {
         &routes,
         // Batches this long need a raised `limits.max_batch` (default 100).
         &format!(
-            "limits:\n  max_batch: 5000\nissuers:\n  - name: corp\n    issuer: {}\n",
+            "{LOG_ALL}limits:\n  max_batch: 5000\nissuers:\n  - name: corp\n    issuer: {}\n",
             idp.issuer
         ),
     )

@@ -8,6 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A loopback port nobody listens on right now.
+/// Every access line and every refusal in full, for tests that read individual lines
+/// (the default aggregates refusals and logs access lines of errors only: see
+/// `telemetry::budget`).
+pub const LOG_ALL: &str = "log: { access: all, refusals: all }\n";
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -15,6 +15,7 @@ mod exchange;
 mod exchange_idp;
 mod idp_selftest;
 mod lists;
+mod log_budget;
 mod metrics;
 mod modern;
 mod policy;

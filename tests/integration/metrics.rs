@@ -1,6 +1,6 @@
 //! The admin listener: health, readiness and metrics that move with traffic.
 
-use crate::harness::{route, sample, Gateway};
+use crate::harness::{route, sample, Gateway, LOG_ALL};
 use crate::upstream::Upstream;
 
 #[tokio::test]
@@ -57,7 +57,7 @@ async fn metrics_count_requests_by_route_method_and_status() {
 #[tokio::test]
 async fn access_log_has_one_line_per_request_and_no_token() {
     let up = Upstream::start().await;
-    let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
+    let gw = Gateway::start_with(&route("r", "/r/mcp", &up.url("/mcp")), LOG_ALL).await;
     // A public route adds nothing upstream, and removes the caller's token all the same.
     crate::upstream::register_caller_token("tok-SECRET-123");
     let resp = crate::harness::client()

@@ -5,7 +5,9 @@
 use base64::Engine;
 use serde_json::json;
 
-use crate::harness::{assert_log_free_of, audit_events, client, log_when, sample, Gateway};
+use crate::harness::{
+    assert_log_free_of, audit_events, client, log_when, sample, Gateway, LOG_ALL,
+};
 use crate::idp::{Alg, Idp};
 use crate::upstream::Upstream;
 
@@ -86,7 +88,11 @@ async fn ping(gw: &Gateway, path: &str, auth: &str, session: &str) -> u16 {
 #[tokio::test]
 async fn a_session_id_is_useless_to_anyone_else() {
     let (idp, up) = (Idp::start().await, Upstream::start().await);
-    let gw = Gateway::start_with(&routes(&up), &config(&idp, &[("k1", 1)])).await;
+    let gw = Gateway::start_with(
+        &routes(&up),
+        &format!("{LOG_ALL}{}", config(&idp, &[("k1", 1)])),
+    )
+    .await;
     let alice = token(&idp, RESOURCE_A, "alice", "agent");
     let sealed = initialize(&gw, "/a/mcp", &alice).await;
     assert_eq!(ping(&gw, "/a/mcp", &alice, &sealed).await, 200);

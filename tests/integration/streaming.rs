@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::harness::{route, sample, Gateway};
+use crate::harness::{route, sample, Gateway, LOG_ALL};
 use crate::upstream::Upstream;
 
 /// Reads from a byte stream until `needle` has appeared, with a deadline.
@@ -105,7 +105,7 @@ async fn active_streams_settled(gw: &Gateway, route: &str) -> Option<f64> {
 #[tokio::test]
 async fn a_client_closing_an_event_stream_is_logged_but_not_as_an_error() {
     let up = Upstream::start().await;
-    let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
+    let gw = Gateway::start_with(&route("r", "/r/mcp", &up.url("/mcp")), LOG_ALL).await;
     let resp = crate::harness::client()
         .get(gw.url("/r/mcp"))
         .header("accept", "text/event-stream")

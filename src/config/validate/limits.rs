@@ -1,8 +1,9 @@
-//! Process-wide settings: shutdown phases, client-connection limits and session keys.
+//! Process-wide settings: shutdown phases, client-connection limits, session keys and
+//! the log budget.
 
 use super::Checker;
-use crate::config::raw::{RawLimits, RawSessions};
-use crate::config::{units, ClientLimits, SecretBytes, Sessions};
+use crate::config::raw::{RawLimits, RawLog, RawSessions};
+use crate::config::{units, AccessLog, ClientLimits, LogSettings, SecretBytes, Sessions};
 use crate::mcp::session::SessionKeys;
 
 impl Checker<'_> {
@@ -20,6 +21,55 @@ impl Checker<'_> {
                 self.error(key, "a duration up to 1h, such as `10s`");
                 default
             }
+        }
+    }
+
+    /// `log`: the access-line mode, refusal aggregation and its interval (1s to 1h).
+    pub(super) fn log_settings(&mut self, raw: Option<&RawLog>) -> LogSettings {
+        let defaults = LogSettings::default();
+        let Some(raw) = raw else { return defaults };
+        let access = match raw.access.as_deref() {
+            None => defaults.access,
+            Some("all") => AccessLog::All,
+            Some("errors") => AccessLog::Errors,
+            Some("off") => AccessLog::Off,
+            Some(other) => match other
+                .strip_prefix("sampled:")
+                .and_then(|n| n.trim().parse::<std::num::NonZeroU32>().ok())
+            {
+                Some(n) => AccessLog::Sampled(n),
+                None => {
+                    self.error(
+                        "log.access",
+                        "must be `all`, `errors`, `sampled:N` (N a whole number from 1) or `off`",
+                    );
+                    defaults.access
+                }
+            },
+        };
+        let aggregate_refusals = match raw.refusals.as_deref() {
+            None | Some("aggregate") => true,
+            Some("all") => false,
+            Some(_) => {
+                self.error("log.refusals", "must be `aggregate` or `all`");
+                true
+            }
+        };
+        let interval = match raw.interval.as_deref().map(units::parse_duration) {
+            None => defaults.interval,
+            Some(Ok(d)) if (1..=3600).contains(&d.as_secs()) && d.subsec_nanos() == 0 => d,
+            Some(_) => {
+                self.error(
+                    "log.interval",
+                    "a whole number of seconds from 1s to 1h, such as `10s`",
+                );
+                defaults.interval
+            }
+        };
+        LogSettings {
+            access,
+            aggregate_refusals,
+            interval,
         }
     }
 

@@ -199,6 +199,7 @@ impl Checker<'_> {
             None => None,
             Some(s) => self.sessions(s),
         };
+        let log = self.log_settings(raw.log.as_ref());
         let issuers: Vec<Arc<Issuer>> = raw
             .issuers
             .iter()
@@ -250,6 +251,7 @@ impl Checker<'_> {
             issuers,
             routes,
             sessions,
+            log,
         })
     }
 

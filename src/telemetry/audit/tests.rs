@@ -60,7 +60,7 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
 fn emitted(event: AuditEvent<'_>) -> Seen {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let subscriber = tracing_subscriber::registry().with(Capture(seen.clone()));
-    tracing::subscriber::with_default(subscriber, || emit(&event));
+    tracing::subscriber::with_default(subscriber, || write(&event));
     let mut seen = std::mem::take(&mut *seen.lock().unwrap());
     assert_eq!(seen.len(), 1, "{seen:?}");
     let one = seen.remove(0);
@@ -93,6 +93,7 @@ fn authentication_refused_names_the_route_and_reason() {
     let seen = emitted(AuditEvent::AuthenticationRefused {
         route: &route,
         failure: &AuthFailure::InsufficientScope,
+        client: None,
     });
     assert_eq!(seen.level, tracing::Level::INFO);
     assert_eq!(seen.names(), ["event", "reason", "route"]);
