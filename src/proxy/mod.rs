@@ -6,7 +6,6 @@
 //! `mcp` (inspect), `proxy::headers` (header hygiene) and `refusal` (error answers).
 
 mod body;
-mod credential;
 mod ctx;
 mod delegate;
 mod failure;
@@ -34,7 +33,7 @@ use crate::auth::metadata::MetadataIndex;
 use crate::auth::Principal;
 use crate::auth::{Authenticator, RouteGuard};
 use crate::config::{Config, Route, Router};
-use crate::exchange::CredentialCache;
+use crate::exchange::{session_binding, CredentialCache, CredentialSource, ExchangeCounters};
 use crate::mcp::jsonrpc;
 use crate::mcp::session::{self, Digests, IdentityDigest, RouteDigest, SessionKeys};
 use crate::refusal::Refusal;
@@ -56,7 +55,7 @@ struct RouteRuntime {
     session_route: RouteDigest,
     /// `None` for a public route.
     guard: Option<RouteGuard>,
-    credential: credential::CredentialSource,
+    credential: CredentialSource,
 }
 
 /// Everything derived from one configuration. Requests hold the state they started with
@@ -81,7 +80,7 @@ pub struct GatewayState {
 pub struct Gateway {
     state: Arc<ArcSwap<GatewayState>>,
     credentials: CredentialCache,
-    exchange_counters: credential::ExchangeCounters,
+    exchange_counters: ExchangeCounters,
     /// Client-connection metrics (timeouts); set by the server that owns the listener.
     client_metrics: Option<crate::telemetry::client::ClientMetrics>,
 }
@@ -94,7 +93,7 @@ impl Gateway {
         Gateway {
             state: Arc::new(ArcSwap::from_pointee(state)),
             credentials: CredentialCache::new(CREDENTIAL_CACHE_CAPACITY),
-            exchange_counters: credential::ExchangeCounters {
+            exchange_counters: ExchangeCounters {
                 hit: metrics.cache_counter("exchange", "hit"),
                 miss: metrics.cache_counter("exchange", "miss"),
             },
@@ -179,12 +178,9 @@ impl GatewayState {
                     upstream_host: http::HeaderValue::from_str(&route.upstream.authority)
                         .map_err(|e| format!("route `{}`: upstream authority: {e}", route.name))?,
                     metrics: metrics.for_route(&route.name),
-                    session_route: RouteDigest::of(&credential::session_binding(
-                        route,
-                        auth.issuers(),
-                    )),
+                    session_route: RouteDigest::of(&session_binding(route, auth.issuers())),
                     guard: RouteGuard::for_route(route),
-                    credential: credential::CredentialSource::build(route, auth.issuers())?,
+                    credential: CredentialSource::build(route, auth.issuers())?,
                     route: route.clone(),
                 })
             })

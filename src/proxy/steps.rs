@@ -8,7 +8,6 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use super::credential::CredentialRequest;
 use super::ctx::RequestCtx;
 use super::failure::{classify, Failure};
 use super::form::{self, Form};
@@ -17,6 +16,7 @@ use super::{cache_now, ctx_binding, delegate, Gateway};
 use crate::auth::challenge::{www_authenticate, BearerErrorCode};
 use crate::auth::jwt::TokenError;
 use crate::auth::{bearer, AuthFailure};
+use crate::exchange::CredentialRequest;
 use crate::mcp::filter::{ListKind, PendingLists};
 use crate::mcp::jsonrpc::{Inspected, MessageKind};
 use crate::mcp::legacy;

@@ -1,8 +1,14 @@
 //! Step 6 of the request path: the credential the upstream receives. The caller's token
-//! never travels on (it was stripped with the other gateway credentials); instead the
+//! never travels on (the proxy strips it with the other gateway credentials); instead the
 //! route's `upstream_auth` decides: an RFC 8693 token issued for the upstream, the
 //! gateway's own client-credentials token, a static header, or nothing. Tokens come from
 //! the shared [`CredentialCache`], which coalesces concurrent misses.
+//!
+//! Owns: turning a route's validated `upstream_auth` into a [`CredentialSource`] at
+//! start-up (and reload), obtaining the header for one request, and what cached tokens and
+//! sealed session ids are bound to ([`binding_fingerprint`], [`session_binding`]).
+//! Does not own: when the step runs, or how a failure becomes a response (`proxy`,
+//! `refusal`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,12 +16,12 @@ use std::time::Instant;
 use http::{HeaderName, HeaderValue};
 use prometheus::IntCounter;
 
-use crate::auth::issuer::IssuerRuntime;
-use crate::config::{Grant, GrantClient, GrantScopes, Route, UpstreamAuth};
-use crate::exchange::{
+use super::{
     instant_at_unix, CacheKey, CacheOutcome, ClientAuth, CredentialCache, ExchangeError,
     ExchangeRequest, IssuedToken, SigningKey, TokenClient,
 };
+use crate::auth::issuer::IssuerRuntime;
+use crate::config::{Grant, GrantClient, GrantScopes, Route, UpstreamAuth};
 use crate::telemetry::RouteMetrics;
 
 /// What a route's upstream gets, prepared at start-up.
