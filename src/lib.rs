@@ -14,6 +14,7 @@ pub mod mcp;
 pub mod policy;
 pub mod proxy;
 pub mod refusal;
+pub mod secret;
 pub mod server;
 pub mod target;
 pub mod telemetry;

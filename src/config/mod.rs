@@ -10,7 +10,6 @@ mod locate;
 pub mod origin;
 mod raw;
 mod router;
-mod secret;
 mod units;
 mod validate;
 pub mod watch;
@@ -23,10 +22,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::secret::{Secret, SecretBytes};
 pub use env::{interpolate, InterpolationError};
 pub use locate::Position;
 pub use router::{public_path_for, RouteMatch, Router};
-pub use secret::{RawSecret, Secret, SecretBytes};
 pub use units::{parse_duration, parse_size};
 
 /// The checked configuration the gateway runs with.

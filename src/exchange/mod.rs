@@ -29,7 +29,7 @@ mod tests;
 use std::fmt;
 use std::time::Instant;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub use cache::{instant_at_unix, subject_token_hash, CacheKey, CacheOutcome, CredentialCache};
 pub use client::{TokenClient, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT};

@@ -4,8 +4,9 @@ use super::Checker;
 use crate::auth::jwt::Algorithm;
 use crate::config::raw::{RawIntrospection, RawIssuer};
 use crate::config::{
-    units, Introspection, Issuer, Secret, DEFAULT_INTROSPECTION_CACHE_MAX, DEFAULT_LEEWAY,
+    units, Introspection, Issuer, DEFAULT_INTROSPECTION_CACHE_MAX, DEFAULT_LEEWAY,
 };
+use crate::secret::Secret;
 
 impl Checker<'_> {
     pub(super) fn issuer(&mut self, at: &str, raw: &RawIssuer) -> Option<Issuer> {

@@ -2,8 +2,9 @@
 
 use super::Checker;
 use crate::config::raw::{RawLimits, RawSessions};
-use crate::config::{units, ClientLimits, SecretBytes, Sessions};
+use crate::config::{units, ClientLimits, Sessions};
 use crate::mcp::session::SessionKeys;
+use crate::secret::SecretBytes;
 
 impl Checker<'_> {
     /// A shutdown phase's length: up to an hour, the default when absent.

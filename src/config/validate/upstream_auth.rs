@@ -4,9 +4,8 @@ use std::collections::HashMap;
 
 use super::{valid_scope, Checker};
 use crate::config::raw::{RawGrant, RawStatic, RawUpstreamAuth};
-use crate::config::{
-    units, Grant, GrantClient, GrantScopes, Secret, UpstreamAuth, DEFAULT_GRANT_TIMEOUT,
-};
+use crate::config::{units, Grant, GrantClient, GrantScopes, UpstreamAuth, DEFAULT_GRANT_TIMEOUT};
+use crate::secret::Secret;
 
 impl Checker<'_> {
     pub(super) fn upstream_auth(
