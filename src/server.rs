@@ -7,8 +7,6 @@
 
 mod connections;
 
-pub use connections::HeaderArrived;
-
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;

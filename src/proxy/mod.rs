@@ -27,7 +27,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::utils::tls::{parse_x509, WrappedX509};
 use pingora::{Error, ErrorType, OkOrErr, OrErr, Result};
 
-pub use ctx::{RequestCtx, ResponseMode};
+pub use ctx::{HeaderArrived, RequestCtx, ResponseMode};
 
 use crate::auth::metadata::MetadataIndex;
 use crate::auth::Principal;
@@ -605,7 +605,7 @@ impl ProxyHttp for Gateway {
         _ctx: &mut Box<RequestCtx>,
         connection: Box<dyn std::any::Any + Send + Sync>,
     ) {
-        if let Some(arrived) = connection.downcast_ref::<crate::server::HeaderArrived>() {
+        if let Some(arrived) = connection.downcast_ref::<HeaderArrived>() {
             arrived.mark();
         }
     }
