@@ -10,7 +10,9 @@
 //! never reaches the client.
 
 use crate::config::{public_path_for, Route};
-use crate::target::query::{base_name, Query};
+use crate::target::query::Query;
+pub use crate::target::session_param::SessionParamError;
+use crate::target::session_param::{is_session_name, session_param_of, SESSION_PARAMS};
 
 /// Maps the `endpoint` event of a legacy SSE stream into the route, sealing its id.
 pub struct EndpointRewriter<'a> {
@@ -78,62 +80,6 @@ fn ambiguous_session_params(endpoint: &str) -> bool {
         }
     }
     count > 1
-}
-
-/// Query parameters that carry the legacy transport's session id (TypeScript and Python
-/// SDKs respectively), in the only spelling the gateway accepts.
-pub const SESSION_PARAMS: [&str; 2] = ["sessionId", "session_id"];
-
-/// Why a query's session parameter is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionParamError {
-    /// More than one parameter a framework could read as the session id: frameworks
-    /// disagree about which one counts (Starlette the last, `qs` makes an array).
-    Repeated,
-    /// A session parameter spelled other than exactly `sessionId` or `session_id`
-    /// (encoded, another case, `sessionId[]`): the gateway would not check it, and a
-    /// framework that decodes or folds names would read it.
-    Spelling,
-    /// The query cannot be read at all.
-    Unreadable,
-}
-
-impl SessionParamError {
-    pub fn message(self) -> &'static str {
-        match self {
-            SessionParamError::Repeated => "the query has more than one session parameter",
-            SessionParamError::Spelling => {
-                "the session parameter must be spelled exactly sessionId or session_id"
-            }
-            SessionParamError::Unreadable => "the query string cannot be read",
-        }
-    }
-}
-
-/// True when a framework could read `name` as the session parameter: its base name
-/// (see [`base_name`]) is `sessionid` or `session_id` in any case.
-pub fn is_session_name(name: &str) -> bool {
-    let base = base_name(name);
-    SESSION_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&base))
-}
-
-/// The session id a query carries: `None` without a session parameter, the value of the
-/// one plainly spelled session parameter, or a refusal (see [`SessionParamError`]).
-pub fn session_param_of(query: &Query) -> Result<Option<&str>, SessionParamError> {
-    let mut found = None;
-    for p in query.params.iter().filter(|p| is_session_name(&p.name)) {
-        if found.is_some() {
-            return Err(SessionParamError::Repeated);
-        }
-        found = Some(p);
-    }
-    let Some(p) = found else {
-        return Ok(None);
-    };
-    if p.name_encoded || !SESSION_PARAMS.contains(&p.name.as_str()) {
-        return Err(SessionParamError::Spelling);
-    }
-    Ok(Some(p.value.as_deref().unwrap_or("")))
 }
 
 /// Replaces the value of every parameter a framework could read as the session id
