@@ -25,7 +25,7 @@ use std::time::Duration;
 use crate::secret::{Secret, SecretBytes};
 pub use env::{interpolate, InterpolationError};
 pub use locate::Position;
-pub use router::{public_path_for, RouteMatch, Router};
+pub use router::{RouteMatch, Router};
 pub use units::{parse_duration, parse_size};
 
 /// The checked configuration the gateway runs with.
