@@ -405,7 +405,7 @@ impl Authenticator {
     }
 
     async fn verify_jwt(&self, token: &str) -> Result<Verified, TokenError> {
-        let decoded = jwt::decode(token, &jwt::Algorithm::DEFAULT)?;
+        let decoded = jwt::decode(token, &crate::jose::Algorithm::DEFAULT)?;
         let iss = decoded
             .claims
             .iss

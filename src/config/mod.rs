@@ -102,7 +102,7 @@ pub struct Issuer {
     pub issuer: String,
     pub issuer_url: url::Url,
     pub jwks_uri: Option<url::Url>,
-    pub algorithms: Vec<crate::auth::jwt::Algorithm>,
+    pub algorithms: Vec<crate::jose::Algorithm>,
     pub leeway: Duration,
     pub introspection: Option<Introspection>,
     /// `allow_insecure_http`: plain-http identity endpoints off loopback are accepted

@@ -29,11 +29,11 @@ mod tests;
 use std::fmt;
 use std::time::Instant;
 
+use crate::jose::SigningKey;
 use crate::secret::Secret;
 
 pub use cache::{instant_at_unix, subject_token_hash, CacheKey, CacheOutcome, CredentialCache};
 pub use client::{TokenClient, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT};
-pub use client_auth::{basic_authorization, KeyError, SigningKey};
 pub use response::DEFAULT_EXPIRES_IN;
 pub use source::{
     binding_fingerprint, session_binding, CredentialRequest, CredentialSource, ExchangeCounters,

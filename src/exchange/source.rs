@@ -18,10 +18,11 @@ use prometheus::IntCounter;
 
 use super::{
     instant_at_unix, CacheKey, CacheOutcome, ClientAuth, CredentialCache, ExchangeError,
-    ExchangeRequest, IssuedToken, SigningKey, TokenClient,
+    ExchangeRequest, IssuedToken, TokenClient,
 };
 use crate::auth::issuer::IssuerRuntime;
 use crate::config::{Grant, GrantClient, GrantScopes, Route, UpstreamAuth};
+use crate::jose::SigningKey;
 use crate::telemetry::RouteMetrics;
 
 /// What a route's upstream gets, prepared at start-up.

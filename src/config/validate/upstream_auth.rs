@@ -174,7 +174,7 @@ impl Checker<'_> {
                         return None;
                     }
                 };
-                if let Err(e) = crate::exchange::SigningKey::from_pem(&pem) {
+                if let Err(e) = crate::jose::SigningKey::from_pem(&pem) {
                     self.error(&key_at, format!("`{path}`: {e}"));
                     return None;
                 }
