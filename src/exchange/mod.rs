@@ -37,7 +37,7 @@ pub use client::{TokenClient, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_
 pub use response::DEFAULT_EXPIRES_IN;
 pub use source::{
     binding_fingerprint, session_binding, CredentialRequest, CredentialSource, ExchangeCounters,
-    GrantRuntime,
+    ExchangeMetrics, GrantRuntime,
 };
 
 /// How the gateway authenticates itself to the token endpoint.

@@ -23,7 +23,6 @@ use super::{
 use crate::auth::issuer::IssuerRuntime;
 use crate::config::{Grant, GrantClient, GrantScopes, Route, UpstreamAuth};
 use crate::jose::SigningKey;
-use crate::telemetry::RouteMetrics;
 
 /// What a route's upstream gets, prepared at start-up.
 pub enum CredentialSource {
@@ -60,6 +59,14 @@ pub struct CredentialRequest<'a> {
     pub subject_expires_at: Option<i64>,
     /// Scopes the policy required for this request's operations.
     pub permit_scopes: &'a [String],
+}
+
+/// Where a route's calls to the token endpoint are counted and timed.
+/// `telemetry::RouteMetrics` implements it; declared here so that `exchange` does not
+/// depend on `telemetry`, which records `exchange`'s errors in audit events.
+pub trait ExchangeMetrics: Send + Sync {
+    /// One call to a token endpoint: its `result` label and how long it took.
+    fn token_exchange(&self, result: &str, seconds: f64);
 }
 
 /// Cache counters for the `exchange` cache.
@@ -137,7 +144,7 @@ impl CredentialSource {
         request: &CredentialRequest<'_>,
         cache: &CredentialCache,
         counters: &ExchangeCounters,
-        metrics: &RouteMetrics,
+        metrics: &dyn ExchangeMetrics,
     ) -> Result<Option<(HeaderName, HeaderValue)>, ExchangeError> {
         let grant = match self {
             CredentialSource::None => return Ok(None),
@@ -204,7 +211,7 @@ impl GrantRuntime {
         &self,
         request: &CredentialRequest<'_>,
         scopes: &[String],
-        metrics: &RouteMetrics,
+        metrics: &dyn ExchangeMetrics,
     ) -> Result<IssuedToken, ExchangeError> {
         let started = Instant::now();
         let result = self.call(request, scopes).await;
