@@ -5,7 +5,6 @@
 //!
 //! Pure functions over bytes and JSON: fetching keys is `issuer`'s job.
 
-use super::times::TokenTimes;
 use crate::jose::{normalize_media_type, Algorithm};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -424,15 +423,6 @@ pub fn check_token_type(
         }
     }
     Ok(())
-}
-
-/// The times a JWT states, for [`super::times::check_times`] (which requires `exp`).
-pub fn times(claims: &Claims) -> TokenTimes {
-    TokenTimes {
-        exp: claims.exp,
-        nbf: claims.nbf,
-        iat: claims.iat,
-    }
 }
 
 #[cfg(test)]

@@ -445,7 +445,7 @@ impl Authenticator {
         let claims = &decoded.claims;
         jwt::check_token_type(decoded.typ.as_deref(), claims, &issuer.config.token_types)?;
         times::check_times(
-            jwt::times(claims),
+            times::TokenTimes::of_jwt(claims),
             times::MissingExp::Refused,
             unix_now(),
             issuer.config.leeway.as_secs() as i64,
