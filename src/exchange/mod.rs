@@ -33,12 +33,19 @@ use crate::jose::SigningKey;
 use crate::secret::Secret;
 
 pub use cache::{instant_at_unix, subject_token_hash, CacheKey, CacheOutcome, CredentialCache};
-pub use client::{TokenClient, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT};
+pub use client::TokenClient;
 pub use response::DEFAULT_EXPIRES_IN;
 pub use source::{
     binding_fingerprint, session_binding, CredentialRequest, CredentialSource, ExchangeCounters,
     ExchangeMetrics, GrantRuntime,
 };
+
+/// The RFC 8693 grant type (§2.1).
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 token type identifiers (§3): the subject token sent and the issued token
+/// accepted are access tokens; a JWT is accepted as issued too.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// How the gateway authenticates itself to the token endpoint.
 #[derive(Debug, Clone)]
