@@ -5,7 +5,7 @@
 //!
 //! Owns token validation, the verified-token caches, protected resource metadata
 //! (RFC 9728) and the challenges. It does not decide per-tool access (`policy`) and never
-//! forwards the token anywhere.
+//! forwards the token anywhere. Its counters come in through [`AuthMetrics`].
 
 pub mod audience;
 pub mod bearer;

@@ -4,6 +4,11 @@
 //! Raw input ([`raw`]) is kept apart from checked settings (this file): nothing on the
 //! request path parses or re-checks configuration. Errors carry file, line, column and the
 //! key path, and never a configured value (values may be secrets).
+//!
+//! A near-leaf: the modules that run the gateway read `config`, and `config` reads none
+//! of them. It uses only the small shared types at the crate root (`secret`, `jose`,
+//! `oauth_client`, `managed_headers`) and the pure modules whose values validation
+//! builds (`policy` rules, `mcp::session::SessionKeys`).
 
 mod env;
 mod locate;
