@@ -45,7 +45,12 @@ def blank(text, start, end):
     return "".join("\n" if c == "\n" else " " for c in text[start:end])
 
 
+def starts_mid_word(text, i):
+    return i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")
+
+
 def strip_comments_and_strings(text):
+    """The text with comments, string and char literals blanked (lifetimes kept)."""
     out = []
     i, n = 0, len(text)
     while i < n:
@@ -66,7 +71,7 @@ def strip_comments_and_strings(text):
                     j += 1
             out.append(blank(text, i, j))
             i = j
-        elif (c in "rb") and RAW_STRING.match(text, i) and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")):
+        elif c in "rb" and RAW_STRING.match(text, i) and not starts_mid_word(text, i):
             m = RAW_STRING.match(text, i)
             close = '"' + m.group(1)
             end = text.find(close, m.end())
