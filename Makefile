@@ -9,3 +9,4 @@ test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
+	python3 scripts/check-imports.py

@@ -6,6 +6,10 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
 scripts/setup.sh
+
+echo "== module imports (no cycles between modules or files)"
+python3 scripts/check-imports.py
+
 scripts/setup-e2e.sh
 
 echo "== cargo test (unit + integration)"

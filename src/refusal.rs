@@ -8,6 +8,8 @@
 use crate::auth::AuthFailure;
 use crate::exchange::FailureKind;
 use crate::mcp::jsonrpc::{error_body, Inspected, Malformed};
+use crate::target::query::QueryError;
+use crate::target::TargetError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -351,6 +353,24 @@ impl From<Malformed> for Refusal {
             Malformed::NotJsonRpc(why) => Refusal::NotJsonRpc(why),
             Malformed::InvalidParams(why) => Refusal::InvalidParams(why),
             Malformed::Encoding(why) => Refusal::BadMediaType(why),
+        }
+    }
+}
+
+/// A request target the gateway will not route ([`crate::target`]): each rule's fixed
+/// message, never the target itself.
+impl From<TargetError> for Refusal {
+    fn from(e: TargetError) -> Refusal {
+        match e {
+            TargetError::NotOriginForm => {
+                Refusal::BadPath("the request target must be a path starting with /")
+            }
+            TargetError::Fragment => Refusal::BadPath("the request target has a fragment (#)"),
+            TargetError::NotUtf8 => Refusal::BadPath("the request target is not UTF-8"),
+            TargetError::TooLong | TargetError::Query(QueryError::TooLong) => Refusal::UriTooLong,
+            TargetError::Path(e) => Refusal::BadPath(e.message()),
+            TargetError::Query(e) => Refusal::BadQuery(e.message()),
+            TargetError::Session(e) => Refusal::BadQuery(e.message()),
         }
     }
 }

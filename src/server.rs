@@ -7,8 +7,6 @@
 
 mod connections;
 
-pub use connections::HeaderArrived;
-
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -73,7 +71,7 @@ pub fn build(
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
-    let auth = Arc::new(Authenticator::new(config, &metrics, None)?);
+    let auth = Arc::new(Authenticator::new(config, metrics.as_ref(), None)?);
     let client_metrics = crate::telemetry::client::ClientMetrics::register(metrics.registry())
         .map_err(|e| format!("metrics: {e}"))?;
     let gateway = Gateway::new(GatewayState::build(config, &metrics, auth)?, &metrics)
@@ -364,7 +362,7 @@ impl Supervisor {
         let current = self.state.load_full();
         let auth = Arc::new(Authenticator::new(
             new,
-            &self.metrics,
+            self.metrics.as_ref(),
             Some(current.authenticator()),
         )?);
         // DNS blocks: resolve the upstreams on a blocking thread, off the async runtime.

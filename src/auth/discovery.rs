@@ -11,6 +11,8 @@ use openidconnect::core::{
 use openidconnect::{AdditionalProviderMetadata, IssuerUrl, ProviderMetadata};
 use serde::{Deserialize, Serialize};
 
+use crate::oauth_client::needs_tls;
+
 /// What drawbridge needs from an authorization server's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerMetadata {
@@ -66,21 +68,6 @@ pub fn rfc8414_url(issuer: &url::Url) -> String {
 
 fn parse_url(value: Option<String>) -> Option<url::Url> {
     value.and_then(|v| url::Url::parse(&v).ok())
-}
-
-/// True for a URL that must not be used as it is: plain `http` to a host that is not
-/// loopback (`localhost`, 127.0.0.0/8, `::1`). A network attacker on such a path could
-/// inject a signing key, answer `active: true`, or read client secrets and tokens.
-pub fn needs_tls(url: &url::Url) -> bool {
-    if url.scheme() == "https" {
-        return false;
-    }
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => !ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => !ip.is_loopback(),
-        Some(url::Host::Domain(name)) => !name.eq_ignore_ascii_case("localhost"),
-        None => true,
-    }
 }
 
 impl ServerMetadata {
@@ -155,19 +142,6 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<ServerMeta
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_http_is_allowed_on_loopback_only() {
-        let url = |u: &str| url::Url::parse(u).unwrap();
-        assert!(!needs_tls(&url("https://idp.example.com/")));
-        assert!(!needs_tls(&url("http://127.0.0.1:9000/")));
-        assert!(!needs_tls(&url("http://127.8.0.1/")));
-        assert!(!needs_tls(&url("http://[::1]:80/")));
-        assert!(!needs_tls(&url("http://LocalHost:80/")));
-        assert!(needs_tls(&url("http://idp.example.com/")));
-        assert!(needs_tls(&url("http://10.0.0.1/")));
-        assert!(needs_tls(&url("http://localhost.example.com/")));
-    }
 
     #[test]
     fn discovered_plain_http_endpoints_are_refused() {

@@ -36,9 +36,11 @@ pub async fn introspect(
     settings: &Introspection,
     token: &str,
 ) -> Result<IntrospectionResponse, TokenError> {
-    let authorization =
-        crate::exchange::basic_authorization(&settings.client_id, settings.client_secret.expose())
-            .ok_or(TokenError::IssuerUnavailable)?;
+    let authorization = crate::oauth_client::basic_authorization(
+        &settings.client_id,
+        settings.client_secret.expose(),
+    )
+    .ok_or(TokenError::IssuerUnavailable)?;
     let resp = http
         .post(endpoint.clone())
         .header(http::header::AUTHORIZATION, authorization)

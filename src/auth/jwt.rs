@@ -5,50 +5,11 @@
 //!
 //! Pure functions over bytes and JSON: fetching keys is `issuer`'s job.
 
-use super::times::TokenTimes;
+use crate::jose::{normalize_media_type, Algorithm};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::signature::{self, UnparsedPublicKey};
 use serde::Deserialize;
-
-/// Signature algorithms drawbridge can verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    RS256,
-    PS256,
-    ES256,
-    EdDSA,
-}
-
-impl Algorithm {
-    pub const DEFAULT: [Algorithm; 4] = [
-        Algorithm::RS256,
-        Algorithm::PS256,
-        Algorithm::ES256,
-        Algorithm::EdDSA,
-    ];
-
-    /// Parses a JOSE `alg` name; `None` for anything not supported (including `none`
-    /// and the HMAC family, which are never acceptable for access tokens here).
-    pub fn from_name(name: &str) -> Option<Algorithm> {
-        match name {
-            "RS256" => Some(Algorithm::RS256),
-            "PS256" => Some(Algorithm::PS256),
-            "ES256" => Some(Algorithm::ES256),
-            "EdDSA" => Some(Algorithm::EdDSA),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::RS256 => "RS256",
-            Algorithm::PS256 => "PS256",
-            Algorithm::ES256 => "ES256",
-            Algorithm::EdDSA => "EdDSA",
-        }
-    }
-}
 
 /// Why a token is not acceptable. `reason()` is the metric label; `description()` the
 /// text for `error_description` (never contains token material).
@@ -431,16 +392,6 @@ pub fn decode<'t>(token: &'t str, allowed: &[Algorithm]) -> Result<Decoded<'t>, 
     })
 }
 
-/// A `typ` media type as compared: lower-case, without an `application/` prefix
-/// (RFC 7515 §4.1.9).
-pub fn normalize_media_type(typ: &str) -> String {
-    let lower = typ.trim().to_ascii_lowercase();
-    match lower.strip_prefix("application/") {
-        Some(rest) => rest.to_string(),
-        None => lower,
-    }
-}
-
 /// Keycloak's payload `typ` values of tokens that are not access tokens.
 const NOT_ACCESS_TOKEN_KINDS: [&str; 4] = ["id", "refresh", "offline", "logout"];
 
@@ -472,15 +423,6 @@ pub fn check_token_type(
         }
     }
     Ok(())
-}
-
-/// The times a JWT states, for [`super::times::check_times`] (which requires `exp`).
-pub fn times(claims: &Claims) -> TokenTimes {
-    TokenTimes {
-        exp: claims.exp,
-        nbf: claims.nbf,
-        iat: claims.iat,
-    }
 }
 
 #[cfg(test)]

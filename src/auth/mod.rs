@@ -5,7 +5,7 @@
 //!
 //! Owns token validation, the verified-token caches, protected resource metadata
 //! (RFC 9728) and the challenges. It does not decide per-tool access (`policy`) and never
-//! forwards the token anywhere.
+//! forwards the token anywhere. Its counters come in through [`AuthMetrics`].
 
 pub mod audience;
 pub mod bearer;
@@ -21,10 +21,9 @@ pub mod times;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntCounterVec};
 
 use crate::config::{Config, Route};
-use crate::telemetry::Metrics;
 use audience::Audience;
 use bearer::BearerError;
 pub use cache::{token_key, TokenKey};
@@ -194,6 +193,16 @@ impl RouteGuard {
     }
 }
 
+/// The metric handles authentication counts with. `telemetry::Metrics` implements it;
+/// declared here so that `auth` does not depend on `telemetry`, which records `auth`'s
+/// types in audit events.
+pub trait AuthMetrics {
+    /// The counter of `drawbridge_cache_requests_total` for one cache and result.
+    fn cache_counter(&self, cache: &str, result: &str) -> IntCounter;
+    /// `drawbridge_jwks_refresh_total`, for issuers to count their fetches.
+    fn jwks_refreshes(&self) -> IntCounterVec;
+}
+
 /// Cache hit/miss counters (`drawbridge_cache_requests_total{cache,result}`).
 struct CacheCounters {
     hit: IntCounter,
@@ -201,7 +210,7 @@ struct CacheCounters {
 }
 
 impl CacheCounters {
-    fn new(metrics: &Metrics, cache: &str) -> CacheCounters {
+    fn new(metrics: &dyn AuthMetrics, cache: &str) -> CacheCounters {
         CacheCounters {
             hit: metrics.cache_counter(cache, "hit"),
             miss: metrics.cache_counter(cache, "miss"),
@@ -285,7 +294,7 @@ impl Authenticator {
     /// with their keys, so a reload never makes a working issuer unready.
     pub fn new(
         config: &Config,
-        metrics: &Metrics,
+        metrics: &dyn AuthMetrics,
         previous: Option<&Authenticator>,
     ) -> Result<Authenticator, String> {
         let http = reqwest::Client::builder()
@@ -405,7 +414,7 @@ impl Authenticator {
     }
 
     async fn verify_jwt(&self, token: &str) -> Result<Verified, TokenError> {
-        let decoded = jwt::decode(token, &jwt::Algorithm::DEFAULT)?;
+        let decoded = jwt::decode(token, &crate::jose::Algorithm::DEFAULT)?;
         let iss = decoded
             .claims
             .iss
@@ -436,7 +445,7 @@ impl Authenticator {
         let claims = &decoded.claims;
         jwt::check_token_type(decoded.typ.as_deref(), claims, &issuer.config.token_types)?;
         times::check_times(
-            jwt::times(claims),
+            times::TokenTimes::of_jwt(claims),
             times::MissingExp::Refused,
             unix_now(),
             issuer.config.leeway.as_secs() as i64,

@@ -5,7 +5,7 @@
 //! Owns the rules (expired, not yet valid, issued in the future, `exp` required or not);
 //! does not read tokens or clocks — callers pass what they read and `now`.
 
-use super::jwt::TokenError;
+use super::jwt::{Claims, TokenError};
 
 /// The times a token (or an answer about it) states.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,6 +13,17 @@ pub struct TokenTimes {
     pub exp: Option<i64>,
     pub nbf: Option<i64>,
     pub iat: Option<i64>,
+}
+
+impl TokenTimes {
+    /// The times a JWT states, for [`check_times`] (which requires `exp` of a JWT).
+    pub fn of_jwt(claims: &Claims) -> TokenTimes {
+        TokenTimes {
+            exp: claims.exp,
+            nbf: claims.nbf,
+            iat: claims.iat,
+        }
+    }
 }
 
 /// Whether a token without `exp` is refused. A JWT must carry one; an introspection

@@ -4,13 +4,17 @@
 //! Raw input ([`raw`]) is kept apart from checked settings (this file): nothing on the
 //! request path parses or re-checks configuration. Errors carry file, line, column and the
 //! key path, and never a configured value (values may be secrets).
+//!
+//! A near-leaf: the modules that run the gateway read `config`, and `config` reads none
+//! of them. It uses only the small shared types at the crate root (`secret`, `jose`,
+//! `oauth_client`, `managed_headers`) and the pure modules whose values validation
+//! builds (`policy` rules, `mcp::session::SessionKeys`).
 
 mod env;
 mod locate;
 pub mod origin;
 mod raw;
 mod router;
-mod secret;
 mod units;
 mod validate;
 pub mod watch;
@@ -23,10 +27,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::secret::{Secret, SecretBytes};
 pub use env::{interpolate, InterpolationError};
 pub use locate::Position;
-pub use router::{public_path_for, RouteMatch, Router};
-pub use secret::{RawSecret, Secret, SecretBytes};
+pub use router::{RouteMatch, Router};
 pub use units::{parse_duration, parse_size};
 
 /// The checked configuration the gateway runs with.
@@ -141,7 +145,7 @@ pub struct Issuer {
     pub issuer: String,
     pub issuer_url: url::Url,
     pub jwks_uri: Option<url::Url>,
-    pub algorithms: Vec<crate::auth::jwt::Algorithm>,
+    pub algorithms: Vec<crate::jose::Algorithm>,
     pub leeway: Duration,
     pub introspection: Option<Introspection>,
     /// `allow_insecure_http`: plain-http identity endpoints off loopback are accepted

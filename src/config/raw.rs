@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::RawSecret;
+use crate::secret::RawSecret;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -81,26 +81,6 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// Maps a path the upstream announced (legacy SSE `endpoint` event) back into the route's
-/// public path space. `None` when the path is outside the upstream's base path.
-pub fn public_path_for(route: &Route, upstream_path: &str) -> Option<String> {
-    let base = &route.upstream.base_path;
-    let rest = upstream_path.strip_prefix(base.as_str())?;
-    if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
-        return None;
-    }
-    let prefix = if route.path_prefix == "/" {
-        ""
-    } else {
-        route.path_prefix.as_str()
-    };
-    let mut out = format!("{prefix}{rest}");
-    if !out.starts_with('/') {
-        out.insert(0, '/');
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,27 +136,5 @@ routes:
         let router = Router::new(&load_str("t", text).unwrap().config.routes);
         assert!(router.find(None, "/b").is_none());
         assert!(router.find(None, "/ab").is_none());
-    }
-
-    #[test]
-    fn announced_endpoints_map_back_to_public_paths() {
-        let r = router();
-        let ab = r.find(None, "/a/b").unwrap().route;
-        assert_eq!(
-            public_path_for(&ab, "/messages?sessionId=1").as_deref(),
-            Some("/a/b/messages?sessionId=1")
-        );
-        let a = r.find(None, "/a").unwrap().route;
-        assert_eq!(
-            public_path_for(&a, "/mcp/messages").as_deref(),
-            Some("/a/messages")
-        );
-        assert_eq!(public_path_for(&a, "/other/messages"), None);
-        assert_eq!(public_path_for(&a, "/mcpx"), None);
-        let root = r.find(None, "/zzz").unwrap().route;
-        assert_eq!(
-            public_path_for(&root, "/base?s=1").as_deref(),
-            Some("/?s=1")
-        );
     }
 }

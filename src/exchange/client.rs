@@ -5,11 +5,10 @@
 use std::time::{Duration, Instant};
 
 use super::response::{parse_error, parse_success_for};
-use super::{ClientAuth, ExchangeError, ExchangeRequest, IssuedToken};
-
-pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+use super::{
+    ClientAuth, ExchangeError, ExchangeRequest, IssuedToken, ACCESS_TOKEN_TYPE,
+    TOKEN_EXCHANGE_GRANT,
+};
 
 /// Largest token endpoint answer read; a token response is a few KiB at most.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;

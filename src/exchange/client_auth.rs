@@ -1,135 +1,24 @@
 //! The gateway's authentication to a token endpoint: the HTTP Basic header of
-//! `client_secret_basic`, the body fields of `client_secret_post`, and the signed
-//! RFC 7523 assertion of `private_key_jwt`. Keys are decoded once, at start-up
-//! ([`SigningKey::from_pem`]); each request only signs.
+//! `client_secret_basic` ([`basic_authorization`]), the body fields of
+//! `client_secret_post`, and the signed RFC 7523 assertion of `private_key_jwt`. Keys are
+//! decoded once, at start-up ([`SigningKey::from_pem`], in `jose`); each request only
+//! signs.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::HeaderValue;
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{
-    EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
-};
-use url::form_urlencoded;
 
 use super::ClientAuth;
+use crate::jose::SigningKey;
+use crate::oauth_client::basic_authorization;
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Lifetime of a client assertion. It is used at once, so a minute covers clock skew.
 const ASSERTION_LIFETIME_SECS: u64 = 60;
-
-/// A private key for `private_key_jwt`: RSA (RS256) or EC P-256 (ES256), decoded with
-/// `ring`. `Debug` names the algorithm only; clones share the key.
-#[derive(Clone)]
-pub struct SigningKey {
-    inner: Arc<KeyPair>,
-    rng: SystemRandom,
-}
-
-enum KeyPair {
-    Rsa(RsaKeyPair),
-    EcP256(EcdsaKeyPair),
-}
-
-/// Why a private key could not be loaded. Never contains key material.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyError {
-    /// No `PRIVATE KEY` / `RSA PRIVATE KEY` block in the PEM text.
-    NoKey,
-    /// `EC PRIVATE KEY` (SEC1): convert with `openssl pkcs8 -topk8 -nocrypt`.
-    Sec1NotSupported,
-    /// A key block that is neither RSA (2048–8192 bits) nor EC P-256.
-    Unsupported,
-}
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyError::NoKey => f.write_str("no PKCS#8 private key in the PEM text"),
-            KeyError::Sec1NotSupported => {
-                f.write_str("SEC1 EC key: convert it to PKCS#8 (openssl pkcs8 -topk8 -nocrypt)")
-            }
-            KeyError::Unsupported => {
-                f.write_str("key is neither RSA (2048-8192 bits) nor EC P-256")
-            }
-        }
-    }
-}
-
-impl std::error::Error for KeyError {}
-
-impl SigningKey {
-    /// Reads the first private key in `pem`: PKCS#8 (`PRIVATE KEY`, RSA or EC P-256) or
-    /// PKCS#1 (`RSA PRIVATE KEY`). Encrypted keys are not supported.
-    pub fn from_pem(pem: &str) -> Result<SigningKey, KeyError> {
-        let rng = SystemRandom::new();
-        let mut rest = pem.as_bytes();
-        loop {
-            let Ok(Some((item, next))) = rustls_pemfile::read_one_from_slice(rest) else {
-                return Err(KeyError::NoKey);
-            };
-            rest = next;
-            let inner = match item {
-                rustls_pemfile::Item::Pkcs8Key(der) => {
-                    let der = der.secret_pkcs8_der();
-                    if let Ok(rsa) = RsaKeyPair::from_pkcs8(der) {
-                        KeyPair::Rsa(rsa)
-                    } else if let Ok(ec) =
-                        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
-                    {
-                        KeyPair::EcP256(ec)
-                    } else {
-                        return Err(KeyError::Unsupported);
-                    }
-                }
-                rustls_pemfile::Item::Pkcs1Key(der) => RsaKeyPair::from_der(der.secret_pkcs1_der())
-                    .map(KeyPair::Rsa)
-                    .map_err(|_| KeyError::Unsupported)?,
-                rustls_pemfile::Item::Sec1Key(_) => return Err(KeyError::Sec1NotSupported),
-                _ => continue,
-            };
-            return Ok(SigningKey {
-                inner: Arc::new(inner),
-                rng,
-            });
-        }
-    }
-
-    /// The JWS `alg` this key signs with.
-    pub fn algorithm(&self) -> &'static str {
-        match *self.inner {
-            KeyPair::Rsa(_) => "RS256",
-            KeyPair::EcP256(_) => "ES256",
-        }
-    }
-
-    fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
-        match &*self.inner {
-            KeyPair::Rsa(key) => {
-                let mut signature = vec![0; key.public().modulus_len()];
-                key.sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut signature)
-                    .ok()?;
-                Some(signature)
-            }
-            // The FIXED encoding (r || s) is what JWS ES256 uses.
-            KeyPair::EcP256(key) => key
-                .sign(&self.rng, message)
-                .ok()
-                .map(|s| s.as_ref().to_vec()),
-        }
-    }
-}
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SigningKey({})", self.algorithm())
-    }
-}
 
 /// What client authentication adds to one token request.
 pub struct Credentials {
@@ -173,20 +62,6 @@ impl ClientAuth {
     }
 }
 
-/// The `Authorization: Basic` value of a confidential client (RFC 6749 §2.3.1): each
-/// part is form-urlencoded before Basic encoding, so a ':' (or '%') in the id or the
-/// secret cannot move the split point. Marked sensitive.
-pub fn basic_authorization(client_id: &str, secret: &str) -> Option<HeaderValue> {
-    let pair = format!("{}:{}", form_encode(client_id), form_encode(secret));
-    let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(pair))).ok()?;
-    value.set_sensitive(true);
-    Some(value)
-}
-
-fn form_encode(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
 /// RFC 7523 §3: `iss` = `sub` = the client, `aud` = the token endpoint, a short `exp`
 /// and a random `jti` so that a captured assertion cannot be replayed.
 fn client_assertion(
@@ -203,7 +78,7 @@ fn client_assertion(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut jti = [0u8; 16];
-    key.rng.fill(&mut jti).ok()?;
+    SystemRandom::new().fill(&mut jti).ok()?;
     let claims = serde_json::json!({
         "iss": client_id,
         "sub": client_id,

@@ -1,22 +1,27 @@
-//! Upstream credentials (step 6 of docs/ARCHITECTURE.md): the tokens the gateway obtains for an
-//! upstream in place of the caller's token, which never leaves the gateway.
+//! Upstream credentials (step 6 of docs/ARCHITECTURE.md): what the upstream receives in
+//! place of the caller's token, which never leaves the gateway.
 //!
-//! This module owns talking to an authorization server's token endpoint — RFC 8693
-//! token exchange and the client-credentials grant ([`TokenClient`]), the gateway's own
-//! client authentication ([`ClientAuth`]: `client_secret_basic`, `client_secret_post`,
-//! RFC 7523 `private_key_jwt`), strict validation of the answer, and the cache of issued
-//! tokens ([`CredentialCache`]: bounded, refreshed shortly before expiry, concurrent
-//! misses coalesced into one call).
+//! This module owns the whole step: which credential a route's upstream gets
+//! ([`CredentialSource`], built from the route's validated `upstream_auth`: token exchange,
+//! client credentials, a static header, or none) and obtaining it for one request
+//! ([`CredentialSource::obtain`]); talking to an authorization server's token endpoint —
+//! RFC 8693 token exchange and the client-credentials grant ([`TokenClient`]), the
+//! gateway's own client authentication ([`ClientAuth`]: `client_secret_basic`,
+//! `client_secret_post`, RFC 7523 `private_key_jwt`), strict validation of the answer;
+//! the cache of issued tokens ([`CredentialCache`]: bounded, refreshed shortly before
+//! expiry, concurrent misses coalesced into one call); and what cached tokens and sealed
+//! session ids are bound to ([`session_binding`]).
 //!
-//! It does not own which credential a route uses, which scopes an operation needs, how a
-//! failure becomes a response, or metrics: the proxy decides those and feeds this module
-//! plain values. Static header secrets need no code here. Nothing in this module logs,
-//! and no error it returns carries a subject token, a client secret or an issued token.
+//! It does not own when the step runs, which scopes an operation needs (the policy's
+//! permit says), or how a failure becomes a response (`proxy` and `refusal` decide,
+//! from [`FailureKind`]); metric handles are passed in. Nothing in this module logs, and
+//! no error it returns carries a subject token, a client secret or an issued token.
 
 mod cache;
 mod client;
 mod client_auth;
 mod response;
+mod source;
 
 #[cfg(test)]
 mod tests;
@@ -24,12 +29,23 @@ mod tests;
 use std::fmt;
 use std::time::Instant;
 
-use crate::config::Secret;
+use crate::jose::SigningKey;
+use crate::secret::Secret;
 
 pub use cache::{instant_at_unix, subject_token_hash, CacheKey, CacheOutcome, CredentialCache};
-pub use client::{TokenClient, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT};
-pub use client_auth::{basic_authorization, KeyError, SigningKey};
+pub use client::TokenClient;
 pub use response::DEFAULT_EXPIRES_IN;
+pub use source::{
+    binding_fingerprint, session_binding, CredentialRequest, CredentialSource, ExchangeCounters,
+    ExchangeMetrics, GrantRuntime,
+};
+
+/// The RFC 8693 grant type (§2.1).
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 token type identifiers (§3): the subject token sent and the issued token
+/// accepted are access tokens; a JWT is accepted as issued too.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// How the gateway authenticates itself to the token endpoint.
 #[derive(Debug, Clone)]

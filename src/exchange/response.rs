@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::client::{ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE};
-use super::{ExchangeError, IssuedToken};
+use super::{ExchangeError, IssuedToken, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE};
 
 /// Lifetime assumed when the answer has no `expires_in` (RFC 6749 makes it optional).
 /// Short, so that a token of unknown life is not reused for long.

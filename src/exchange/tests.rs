@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::jose::{KeyError, SigningKey};
 
 const SUBJECT: &str = "eyJzdWJqZWN0LXRva2VuIn0.c3ViamVjdA.c2ln";
 const ISSUED: &str = "issued-upstream-token-1234";

@@ -9,12 +9,25 @@
 //! An endpoint that cannot be mapped and sealed ends the stream: the raw upstream id
 //! never reaches the client.
 
-use crate::config::{public_path_for, Route};
-use crate::target::query::{base_name, Query};
+use crate::target::query::Query;
+pub use crate::target::session_param::SessionParamError;
+use crate::target::session_param::{is_session_name, SESSION_PARAMS};
+
+/// What the endpoint rewrite needs to know of a route: where its upstream is, and how
+/// its public path prefix maps onto the upstream's base path.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePaths<'a> {
+    /// The upstream's URL: an absolute endpoint must be on its origin.
+    pub upstream: &'a url::Url,
+    /// The upstream path the route's prefix maps to.
+    pub upstream_base_path: &'a str,
+    /// The route's public path prefix (`/` for a root route).
+    pub public_prefix: &'a str,
+}
 
 /// Maps the `endpoint` event of a legacy SSE stream into the route, sealing its id.
 pub struct EndpointRewriter<'a> {
-    pub route: &'a Route,
+    pub paths: RoutePaths<'a>,
     /// Turns the upstream's session id into the id the client may see.
     pub seal: &'a dyn Fn(&str) -> Option<String>,
 }
@@ -32,7 +45,7 @@ impl EndpointRewriter<'_> {
         if ambiguous_session_params(announced) || has_dot_segments(announced) {
             return None;
         }
-        public_endpoint(self.route, announced).and_then(|e| map_session_param(&e, self.seal))
+        public_endpoint(self.paths, announced).and_then(|e| map_session_param(&e, self.seal))
     }
 }
 
@@ -80,59 +93,6 @@ fn ambiguous_session_params(endpoint: &str) -> bool {
     count > 1
 }
 
-/// Query parameters that carry the legacy transport's session id (TypeScript and Python
-/// SDKs respectively), in the only spelling the gateway accepts.
-pub const SESSION_PARAMS: [&str; 2] = ["sessionId", "session_id"];
-
-/// Why a query's session parameter is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionParamError {
-    /// More than one parameter a framework could read as the session id: frameworks
-    /// disagree about which one counts (Starlette the last, `qs` makes an array).
-    Repeated,
-    /// A session parameter spelled other than exactly `sessionId` or `session_id`
-    /// (encoded, another case, `sessionId[]`): the gateway would not check it, and a
-    /// framework that decodes or folds names would read it.
-    Spelling,
-}
-
-impl SessionParamError {
-    pub fn message(self) -> &'static str {
-        match self {
-            SessionParamError::Repeated => "the query has more than one session parameter",
-            SessionParamError::Spelling => {
-                "the session parameter must be spelled exactly sessionId or session_id"
-            }
-        }
-    }
-}
-
-/// True when a framework could read `name` as the session parameter: its base name
-/// (see [`base_name`]) is `sessionid` or `session_id` in any case.
-pub fn is_session_name(name: &str) -> bool {
-    let base = base_name(name);
-    SESSION_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&base))
-}
-
-/// The session id a query carries: `None` without a session parameter, the value of the
-/// one plainly spelled session parameter, or a refusal (see [`SessionParamError`]).
-pub fn session_param_of(query: &Query) -> Result<Option<&str>, SessionParamError> {
-    let mut found = None;
-    for p in query.params.iter().filter(|p| is_session_name(&p.name)) {
-        if found.is_some() {
-            return Err(SessionParamError::Repeated);
-        }
-        found = Some(p);
-    }
-    let Some(p) = found else {
-        return Ok(None);
-    };
-    if p.name_encoded || !SESSION_PARAMS.contains(&p.name.as_str()) {
-        return Err(SessionParamError::Spelling);
-    }
-    Ok(Some(p.value.as_deref().unwrap_or("")))
-}
-
 /// Replaces the value of every parameter a framework could read as the session id
 /// ([`is_session_name`]) in `path_and_query` with `map(value)`; the query comes back in
 /// the canonical form (`Query::canonical`). Unchanged when there is no such parameter;
@@ -158,22 +118,12 @@ pub fn map_session_param(
     Some(format!("{path}?{}", query.canonical()))
 }
 
-/// `query` with the session parameter's value (see [`session_param_of`]) replaced by
-/// `id`, for the upstream.
-pub fn with_session_id(query: &Query, id: &str) -> Query {
-    let mut query = query.clone();
-    for p in query.params.iter_mut().filter(|p| is_session_name(&p.name)) {
-        p.value = Some(id.to_string());
-    }
-    query
-}
-
 /// The announced endpoint as a path under the route, or `None` if it cannot be mapped.
 /// Relative references (`messages?x`) resolve against the rewritten stream URL on the
 /// client side and need no change.
-fn public_endpoint(route: &Route, announced: &str) -> Option<String> {
+fn public_endpoint(paths: RoutePaths<'_>, announced: &str) -> Option<String> {
     if let Ok(url) = url::Url::parse(announced) {
-        let upstream = &route.upstream.url;
+        let upstream = paths.upstream;
         let same_origin = url.scheme() == upstream.scheme()
             && url.host_str() == upstream.host_str()
             && url.port_or_known_default() == upstream.port_or_known_default();
@@ -184,21 +134,49 @@ fn public_endpoint(route: &Route, announced: &str) -> Option<String> {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
         };
-        return public_path_for(route, &path);
+        return public_path_for(paths, &path);
     }
     if announced.starts_with("//") || announced.starts_with('\\') {
         return None; // scheme-relative: another host
     }
     if announced.starts_with('/') {
-        return public_path_for(route, announced);
+        return public_path_for(paths, announced);
     }
     Some(announced.to_string())
+}
+
+/// Maps a path the upstream announced (legacy SSE `endpoint` event) back into the route's
+/// public path space. `None` when the path is outside the upstream's base path.
+pub fn public_path_for(paths: RoutePaths<'_>, upstream_path: &str) -> Option<String> {
+    let rest = upstream_path.strip_prefix(paths.upstream_base_path)?;
+    if !(rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')) {
+        return None;
+    }
+    let prefix = if paths.public_prefix == "/" {
+        ""
+    } else {
+        paths.public_prefix
+    };
+    let mut out = format!("{prefix}{rest}");
+    if !out.starts_with('/') {
+        out.insert(0, '/');
+    }
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load_str, Router};
+    use crate::config::{load_str, Route, Router};
+    use crate::target::session_param::session_param_of;
+
+    fn paths(route: &Route) -> RoutePaths<'_> {
+        RoutePaths {
+            upstream: &route.upstream.url,
+            upstream_base_path: &route.upstream.base_path,
+            public_prefix: &route.path_prefix,
+        }
+    }
 
     fn route() -> std::sync::Arc<Route> {
         let text = "listen: 127.0.0.1:1\nadmin: { listen: 127.0.0.1:2 }\nroutes:\n  - { name: legacy, match: { path: /legacy }, upstream: { url: 'http://127.0.0.1:3001/' } }\n";
@@ -211,7 +189,11 @@ mod tests {
 
     fn rewrite(route: &Route, data: &str) -> Option<String> {
         let seal = |id: &str| Some(format!("sealed-{id}"));
-        EndpointRewriter { route, seal: &seal }.rewrite(data)
+        EndpointRewriter {
+            paths: paths(route),
+            seal: &seal,
+        }
+        .rewrite(data)
     }
 
     #[test]
@@ -254,7 +236,7 @@ mod tests {
         }
         let refuse = |_: &str| None;
         let r = EndpointRewriter {
-            route: &route,
+            paths: paths(&route),
             seal: &refuse,
         };
         assert_eq!(r.rewrite("/messages?sessionId=abc"), None, "sealing failed");
@@ -273,10 +255,6 @@ mod tests {
             |q: &str| session_param_of(&Query::parse(q).unwrap()).map(|v| v.map(str::to_string));
         assert_eq!(read("a=1&sessionId=v1.k.x"), Ok(Some("v1.k.x".to_string())));
         assert_eq!(read("a=1"), Ok(None));
-        assert_eq!(
-            with_session_id(&Query::parse("a=1&sessionId=v1.k.x").unwrap(), "up+1").canonical(),
-            "a=1&sessionId=up%2B1"
-        );
         // Ambiguous queries are never read; every value a framework could take for the
         // session id is mapped (an announced endpoint passes no raw id on).
         for (query, mapped) in [
@@ -298,13 +276,46 @@ mod tests {
     fn absolute_upstream_urls_become_public_paths() {
         let route = route();
         assert_eq!(
-            public_endpoint(&route, "http://127.0.0.1:3001/messages?s=1").as_deref(),
+            public_endpoint(paths(&route), "http://127.0.0.1:3001/messages?s=1").as_deref(),
             Some("/legacy/messages?s=1")
         );
-        assert_eq!(public_endpoint(&route, "http://elsewhere:1/messages"), None);
         assert_eq!(
-            public_endpoint(&route, "messages?s=1").as_deref(),
+            public_endpoint(paths(&route), "http://elsewhere:1/messages"),
+            None
+        );
+        assert_eq!(
+            public_endpoint(paths(&route), "messages?s=1").as_deref(),
             Some("messages?s=1")
+        );
+    }
+
+    #[test]
+    fn announced_endpoints_map_back_to_public_paths() {
+        let text = "\
+listen: 127.0.0.1:1
+admin: { listen: 127.0.0.1:2 }
+routes:
+  - { name: a, match: { path: /a }, upstream: { url: 'http://127.0.0.1:3/mcp' } }
+  - { name: ab, match: { path: /a/b }, upstream: { url: 'http://127.0.0.1:3/' } }
+  - { name: root, match: { path: / }, upstream: { url: 'http://127.0.0.1:5/base' } }
+";
+        let r = Router::new(&load_str("t", text).unwrap().config.routes);
+        let ab = r.find(None, "/a/b").unwrap().route;
+        assert_eq!(
+            public_path_for(paths(&ab), "/messages?sessionId=1").as_deref(),
+            Some("/a/b/messages?sessionId=1")
+        );
+        let a = r.find(None, "/a").unwrap().route;
+        assert_eq!(
+            public_path_for(paths(&a), "/mcp/messages").as_deref(),
+            Some("/a/messages")
+        );
+        assert_eq!(public_path_for(paths(&a), "/other/messages"), None);
+        assert_eq!(public_path_for(paths(&a), "/mcpx"), None);
+        let root = r.find(None, "/zzz").unwrap().route;
+        assert_eq!(
+            public_path_for(paths(&root), "/base?s=1").as_deref(),
+            Some("/?s=1")
         );
     }
 }

@@ -114,3 +114,20 @@ impl RequestCtx {
             .then_some(crate::refusal::Refusal::UnfilterableAnswer)
     }
 }
+
+/// Pingora's connection user context on the MCP listener: set by `server::connections`
+/// for each request, marked by the proxy (`on_connection_reuse`) once the request header
+/// has been read, so that the connection's header deadline stops. Defined here, beside
+/// the per-request state, so that the proxy does not depend on the server assembling it.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderArrived(Arc<AtomicBool>);
+
+impl HeaderArrived {
+    pub fn mark(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn arrived(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}

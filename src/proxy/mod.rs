@@ -11,7 +11,6 @@
 
 mod answer;
 mod body;
-mod credential;
 mod ctx;
 mod delegate;
 mod failure;
@@ -32,16 +31,15 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, OkOrErr, OrErr, Result};
 
-pub use ctx::{RequestCtx, ResponseMode};
+pub use ctx::{HeaderArrived, RequestCtx, ResponseMode};
 pub use state::{GatewayState, ResolvedUpstreams};
 
-use crate::exchange::CredentialCache;
+use crate::exchange::{CredentialCache, CredentialRequest, ExchangeCounters};
 use crate::mcp::jsonrpc;
 use crate::refusal::Refusal;
 use crate::telemetry::budget::{self, RefusalKey, Source};
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
-use credential::CredentialRequest;
 use failure::{classify, Failure};
 use form::Form;
 use headers::Forwarding;
@@ -51,7 +49,7 @@ use headers::Forwarding;
 pub struct Gateway {
     state: Arc<ArcSwap<GatewayState>>,
     credentials: CredentialCache,
-    exchange_counters: credential::ExchangeCounters,
+    exchange_counters: ExchangeCounters,
     /// Client-connection metrics (timeouts); set by the server that owns the listener.
     client_metrics: Option<crate::telemetry::client::ClientMetrics>,
 }
@@ -64,7 +62,7 @@ impl Gateway {
         Gateway {
             state: Arc::new(ArcSwap::from_pointee(state)),
             credentials: CredentialCache::new(CREDENTIAL_CACHE_CAPACITY),
-            exchange_counters: credential::ExchangeCounters {
+            exchange_counters: ExchangeCounters {
                 hit: metrics.cache_counter("exchange", "hit"),
                 miss: metrics.cache_counter("exchange", "miss"),
             },
@@ -422,7 +420,7 @@ impl ProxyHttp for Gateway {
         _ctx: &mut Box<RequestCtx>,
         connection: Box<dyn std::any::Any + Send + Sync>,
     ) {
-        if let Some(arrived) = connection.downcast_ref::<crate::server::HeaderArrived>() {
+        if let Some(arrived) = connection.downcast_ref::<HeaderArrived>() {
             arrived.mark();
         }
     }

@@ -13,7 +13,7 @@ use super::failure::UNFILTERABLE;
 use super::Gateway;
 use crate::mcp::filter::{JsonListRewriter, ListKind};
 use crate::mcp::jsonrpc::error_object;
-use crate::mcp::legacy::EndpointRewriter;
+use crate::mcp::legacy::{EndpointRewriter, RoutePaths};
 use crate::mcp::stream::{error_notification, Hooks, SseFilter, StreamFailure};
 use crate::refusal::Refusal;
 use crate::telemetry::audit::{self, AuditEvent};
@@ -66,7 +66,12 @@ impl Gateway {
                     return if end { Ok(()) } else { Err(stream_closed()) };
                 }
                 let seal = |id: &str| state.seal_session(rt, &ctx.principal, id);
-                let endpoint = |data: &str| EndpointRewriter { route, seal: &seal }.rewrite(data);
+                let paths = RoutePaths {
+                    upstream: &route.upstream.url,
+                    upstream_base_path: &route.upstream.base_path,
+                    public_prefix: &route.path_prefix,
+                };
+                let endpoint = |data: &str| EndpointRewriter { paths, seal: &seal }.rewrite(data);
                 let inspected = ctx.inspected.as_ref();
                 let error_messages = || {
                     let ids: Vec<String> = inspected

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use pingora::prelude::HttpPeer;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 
-use super::credential;
 use super::ctx::RequestCtx;
 use crate::auth::metadata::MetadataIndex;
 use crate::auth::Principal;
 use crate::auth::{Authenticator, RouteGuard};
 use crate::config::{AccessLog, Config, Route, Router};
+use crate::exchange::{session_binding, CredentialSource};
 use crate::mcp::session::{self, Digests, IdentityDigest, RouteDigest, SessionKeys};
 use crate::telemetry::metrics::NO_ROUTE;
 use crate::telemetry::{Metrics, RouteMetrics};
@@ -34,7 +34,7 @@ pub(super) struct RouteRuntime {
     pub(super) session_route: RouteDigest,
     /// `None` for a public route.
     pub(super) guard: Option<RouteGuard>,
-    pub(super) credential: credential::CredentialSource,
+    pub(super) credential: CredentialSource,
 }
 
 /// Everything derived from one configuration. Requests hold the state they started with
@@ -118,12 +118,9 @@ impl GatewayState {
                     upstream_host: http::HeaderValue::from_str(&route.upstream.authority)
                         .map_err(|e| format!("route `{}`: upstream authority: {e}", route.name))?,
                     metrics: metrics.for_route(&route.name),
-                    session_route: RouteDigest::of(&credential::session_binding(
-                        route,
-                        auth.issuers(),
-                    )),
+                    session_route: RouteDigest::of(&session_binding(route, auth.issuers())),
                     guard: RouteGuard::for_route(route),
-                    credential: credential::CredentialSource::build(route, auth.issuers())?,
+                    credential: CredentialSource::build(route, auth.issuers())?,
                     route: route.clone(),
                 })
             })

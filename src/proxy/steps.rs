@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use pingora::http::RequestHeader;
 
-use super::credential::CredentialRequest;
 use super::form::{self, Form};
 use super::headers::{MCP_METHOD, MCP_NAME, MCP_SESSION_ID};
 use super::state::{cache_now, ctx_binding, GatewayState, RouteRuntime};
@@ -17,13 +16,14 @@ use crate::auth::challenge::{www_authenticate, BearerErrorCode};
 use crate::auth::jwt::TokenError;
 use crate::auth::{bearer, AuthFailure, Authenticated, Principal};
 use crate::config::RouteMatch;
+use crate::exchange::CredentialRequest;
 use crate::mcp::filter::{ListKind, PendingLists};
 use crate::mcp::jsonrpc::{Inspected, MessageKind};
-use crate::mcp::legacy;
 use crate::mcp::session;
 use crate::policy::{self, Decision, Operation, Permit};
 use crate::refusal::Refusal;
 use crate::target::query::Query;
+use crate::target::session_param;
 use crate::telemetry::audit::{self, AuditEvent, Caller};
 
 /// Denied operations of one batch that get an audit event each; the rest are counted.
@@ -264,7 +264,8 @@ pub(super) fn open_session(
         return Err(Refusal::BadSessionHeader);
     }
     let header = header.and_then(|h| h.ok());
-    let legacy = legacy::session_param_of(query).map_err(|e| Refusal::BadQuery(e.message()))?;
+    let legacy =
+        session_param::session_param_of(query).map_err(|e| Refusal::BadQuery(e.message()))?;
     let mut opened = OpenedSession::default();
     if header.is_none() && legacy.is_none() {
         return Ok(opened);
@@ -288,7 +289,7 @@ pub(super) fn open_session(
             Ok(o) => {
                 // The query the upstream receives: the canonical one, with its own id.
                 let path = found.upstream_path.split('?').next().unwrap_or_default();
-                let query = legacy::with_session_id(query, &o.upstream_id).canonical();
+                let query = session_param::with_session_id(query, &o.upstream_id).canonical();
                 found.upstream_path = format!("{path}?{query}");
             }
             Err(e) => failure = Some(e),

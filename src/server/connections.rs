@@ -22,7 +22,7 @@
 //! Pipelined requests (sent before the previous answer) are served in order: Pingora
 //! 0.9.1 keeps the bytes read past one request for the next when pipelining is on.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,23 +35,9 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::ClientLimits;
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, HeaderArrived};
 use crate::refusal::Refusal;
 use crate::telemetry::client::{ClientMetrics, TimeoutKind};
-
-/// Set by the proxy when the current request's header has been read.
-#[derive(Debug, Clone, Default)]
-pub struct HeaderArrived(Arc<AtomicBool>);
-
-impl HeaderArrived {
-    pub fn mark(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    fn arrived(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
 
 /// The MCP listener's application: admission and header deadlines around the proxy.
 pub struct ClientConnections {

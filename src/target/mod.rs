@@ -4,17 +4,17 @@
 //! Owns: the target's form (origin-form only: `/path?query`), the path rules
 //! ([`path`]), the one query parser ([`query`]) and the query rule that needs no route:
 //! at most one legacy session parameter, plainly spelled
-//! (`mcp::legacy::session_param_of`). Opening the session id is the session step's, on
+//! ([`session_param`]). Opening the session id is the session step's, on
 //! the canonical query this module returns; a token in the URL is the authenticate
 //! step's (`auth::bearer`, same parser), whose refusal depends on the route.
 
 pub mod path;
 pub mod query;
+pub mod session_param;
 
-use crate::mcp::legacy::{session_param_of, SessionParamError};
-use crate::refusal::Refusal;
 use path::{normalise_path, PathError};
 use query::{Query, QueryError};
+use session_param::{session_param_of, SessionParamError};
 
 /// Longest request target accepted, in bytes as received.
 pub const MAX_TARGET_LEN: usize = 16 * 1024;
@@ -81,25 +81,10 @@ pub fn checked_target(raw: &[u8]) -> Result<Target, TargetError> {
     })
 }
 
-impl From<TargetError> for Refusal {
-    fn from(e: TargetError) -> Refusal {
-        match e {
-            TargetError::NotOriginForm => {
-                Refusal::BadPath("the request target must be a path starting with /")
-            }
-            TargetError::Fragment => Refusal::BadPath("the request target has a fragment (#)"),
-            TargetError::NotUtf8 => Refusal::BadPath("the request target is not UTF-8"),
-            TargetError::TooLong | TargetError::Query(QueryError::TooLong) => Refusal::UriTooLong,
-            TargetError::Path(e) => Refusal::BadPath(e.message()),
-            TargetError::Query(e) => Refusal::BadQuery(e.message()),
-            TargetError::Session(e) => Refusal::BadQuery(e.message()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::refusal::Refusal;
 
     fn check(raw: &str) -> Result<String, TargetError> {
         checked_target(raw.as_bytes()).map(|t| t.path_and_query)

@@ -10,6 +10,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::auth::AuthMetrics;
+use crate::exchange::ExchangeMetrics;
 use crate::mcp::methods;
 
 /// Request-duration buckets, in seconds: sub-millisecond proxy hops up to long tool calls.
@@ -440,6 +442,22 @@ impl Metrics {
             tracing::error!(error = %e, "failed to encode metrics");
         }
         out
+    }
+}
+
+impl AuthMetrics for Metrics {
+    fn cache_counter(&self, cache: &str, result: &str) -> IntCounter {
+        Metrics::cache_counter(self, cache, result)
+    }
+
+    fn jwks_refreshes(&self) -> IntCounterVec {
+        Metrics::jwks_refreshes(self)
+    }
+}
+
+impl ExchangeMetrics for RouteMetrics {
+    fn token_exchange(&self, result: &str, seconds: f64) {
+        RouteMetrics::token_exchange(self, result, seconds)
     }
 }
 

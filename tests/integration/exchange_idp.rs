@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use drawbridge::config::Secret;
 use drawbridge::exchange::{
     subject_token_hash, CacheKey, CacheOutcome, ClientAuth, CredentialCache, ExchangeError,
-    ExchangeRequest, SigningKey, TokenClient,
+    ExchangeRequest, TokenClient,
 };
+use drawbridge::jose::SigningKey;
+use drawbridge::secret::Secret;
 use ring::signature::{RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
 use serde_json::{json, Value};
 

@@ -175,8 +175,8 @@ fn key_selection_respects_family_pin_and_ambiguity() {
 /// A JWT's claims reach the one time check whole, and a JWT must carry `exp`.
 #[test]
 fn time_checks_with_leeway() {
-    use crate::auth::times::{check_times, MissingExp};
-    let check = |c: &Claims, now| check_times(times(c), MissingExp::Refused, now, 30);
+    use crate::auth::times::{check_times, MissingExp, TokenTimes};
+    let check = |c: &Claims, now| check_times(TokenTimes::of_jwt(c), MissingExp::Refused, now, 30);
     let mut c: Claims = serde_json::from_value(claims()).unwrap();
     assert_eq!(check(&c, 1500), Ok(()));
     assert_eq!(check(&c, 2030), Ok(()));

@@ -1,11 +1,13 @@
 //! `issuers[]`: identity endpoints, accepted algorithms and token kinds, introspection.
 
 use super::Checker;
-use crate::auth::jwt::Algorithm;
 use crate::config::raw::{RawIntrospection, RawIssuer};
 use crate::config::{
-    units, Introspection, Issuer, Secret, DEFAULT_INTROSPECTION_CACHE_MAX, DEFAULT_LEEWAY,
+    units, Introspection, Issuer, DEFAULT_INTROSPECTION_CACHE_MAX, DEFAULT_LEEWAY,
 };
+use crate::jose::{normalize_media_type, Algorithm};
+use crate::oauth_client::needs_tls;
+use crate::secret::Secret;
 
 impl Checker<'_> {
     pub(super) fn issuer(&mut self, at: &str, raw: &RawIssuer) -> Option<Issuer> {
@@ -105,7 +107,7 @@ impl Checker<'_> {
         }
         let mut types = Vec::new();
         for (i, name) in raw.iter().enumerate() {
-            let normal = crate::auth::jwt::normalize_media_type(name);
+            let normal = normalize_media_type(name);
             if known.contains(&normal.as_str()) {
                 types.push(normal);
             } else {
@@ -127,7 +129,7 @@ impl Checker<'_> {
         allow_insecure: bool,
     ) -> Option<url::Url> {
         let url = self.http_url(at, value)?;
-        if !allow_insecure && crate::auth::discovery::needs_tls(&url) {
+        if !allow_insecure && needs_tls(&url) {
             self.error(
                 at,
                 "identity endpoints must use https (plain http is allowed on loopback only; `allow_insecure_http: true` opts out for test setups)",

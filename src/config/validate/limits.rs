@@ -3,8 +3,9 @@
 
 use super::Checker;
 use crate::config::raw::{RawLimits, RawLog, RawSessions};
-use crate::config::{units, AccessLog, ClientLimits, LogSettings, SecretBytes, Sessions};
+use crate::config::{units, AccessLog, ClientLimits, LogSettings, Sessions};
 use crate::mcp::session::SessionKeys;
+use crate::secret::SecretBytes;
 
 impl Checker<'_> {
     /// A shutdown phase's length: up to an hour, the default when absent.

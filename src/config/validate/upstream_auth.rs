@@ -4,9 +4,8 @@ use std::collections::HashMap;
 
 use super::{valid_scope, Checker};
 use crate::config::raw::{RawGrant, RawStatic, RawUpstreamAuth};
-use crate::config::{
-    units, Grant, GrantClient, GrantScopes, Secret, UpstreamAuth, DEFAULT_GRANT_TIMEOUT,
-};
+use crate::config::{units, Grant, GrantClient, GrantScopes, UpstreamAuth, DEFAULT_GRANT_TIMEOUT};
+use crate::secret::Secret;
 
 impl Checker<'_> {
     pub(super) fn upstream_auth(
@@ -175,7 +174,7 @@ impl Checker<'_> {
                         return None;
                     }
                 };
-                if let Err(e) = crate::exchange::SigningKey::from_pem(&pem) {
+                if let Err(e) = crate::jose::SigningKey::from_pem(&pem) {
                     self.error(&key_at, format!("`{path}`: {e}"));
                     return None;
                 }

@@ -1,6 +1,12 @@
-//! A configured secret. It prints as `[redacted]` in `Debug` and `Display`, so no log
-//! line, error or panic message can carry it by accident; `expose` is the one way out.
-//! Secrets are zeroized when dropped (copies the HTTP client makes are not).
+//! Secrets: a configured secret ([`Secret`]), secret bytes such as a decoded key
+//! ([`SecretBytes`]), and a secret as written in `gateway.yaml` ([`RawSecret`]). Each
+//! prints as `[redacted]` in `Debug` (and `Display`), so no log line, error or panic
+//! message can carry it by accident; `expose` is the one way out. Secrets are zeroized
+//! when dropped (copies the HTTP client makes are not).
+//!
+//! Owns the type only, at the crate root because `config` (which reads secrets),
+//! `exchange` and `auth` (which send them) all use it. Does not own where a secret
+//! comes from (`${VAR}` or a file: `config`) or where it is sent.
 
 use std::fmt;
 

@@ -1,8 +1,14 @@
 //! Step 6 of the request path: the credential the upstream receives. The caller's token
-//! never travels on (it was stripped with the other gateway credentials); instead the
+//! never travels on (the proxy strips it with the other gateway credentials); instead the
 //! route's `upstream_auth` decides: an RFC 8693 token issued for the upstream, the
 //! gateway's own client-credentials token, a static header, or nothing. Tokens come from
 //! the shared [`CredentialCache`], which coalesces concurrent misses.
+//!
+//! Owns: turning a route's validated `upstream_auth` into a [`CredentialSource`] at
+//! start-up (and reload), obtaining the header for one request, and what cached tokens and
+//! sealed session ids are bound to ([`binding_fingerprint`], [`session_binding`]).
+//! Does not own: when the step runs, or how a failure becomes a response (`proxy`,
+//! `refusal`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,13 +16,13 @@ use std::time::Instant;
 use http::{HeaderName, HeaderValue};
 use prometheus::IntCounter;
 
+use super::{
+    instant_at_unix, CacheKey, CacheOutcome, ClientAuth, CredentialCache, ExchangeError,
+    ExchangeRequest, IssuedToken, TokenClient,
+};
 use crate::auth::issuer::IssuerRuntime;
 use crate::config::{Grant, GrantClient, GrantScopes, Route, UpstreamAuth};
-use crate::exchange::{
-    instant_at_unix, CacheKey, CacheOutcome, ClientAuth, CredentialCache, ExchangeError,
-    ExchangeRequest, IssuedToken, SigningKey, TokenClient,
-};
-use crate::telemetry::RouteMetrics;
+use crate::jose::SigningKey;
 
 /// What a route's upstream gets, prepared at start-up.
 pub enum CredentialSource {
@@ -53,6 +59,14 @@ pub struct CredentialRequest<'a> {
     pub subject_expires_at: Option<i64>,
     /// Scopes the policy required for this request's operations.
     pub permit_scopes: &'a [String],
+}
+
+/// Where a route's calls to the token endpoint are counted and timed.
+/// `telemetry::RouteMetrics` implements it; declared here so that `exchange` does not
+/// depend on `telemetry`, which records `exchange`'s errors in audit events.
+pub trait ExchangeMetrics: Send + Sync {
+    /// One call to a token endpoint: its `result` label and how long it took.
+    fn token_exchange(&self, result: &str, seconds: f64);
 }
 
 /// Cache counters for the `exchange` cache.
@@ -130,7 +144,7 @@ impl CredentialSource {
         request: &CredentialRequest<'_>,
         cache: &CredentialCache,
         counters: &ExchangeCounters,
-        metrics: &RouteMetrics,
+        metrics: &dyn ExchangeMetrics,
     ) -> Result<Option<(HeaderName, HeaderValue)>, ExchangeError> {
         let grant = match self {
             CredentialSource::None => return Ok(None),
@@ -197,7 +211,7 @@ impl GrantRuntime {
         &self,
         request: &CredentialRequest<'_>,
         scopes: &[String],
-        metrics: &RouteMetrics,
+        metrics: &dyn ExchangeMetrics,
     ) -> Result<IssuedToken, ExchangeError> {
         let started = Instant::now();
         let result = self.call(request, scopes).await;
