@@ -11,6 +11,7 @@ mod ctx;
 mod delegate;
 mod failure;
 mod form;
+mod handles;
 mod headers;
 mod origin;
 mod rewrite;
@@ -478,12 +479,18 @@ impl ProxyHttp for Gateway {
         }
         if self.authorize(session, ctx).await?
             || self.open_session(session, ctx).await?
+            // Multi round-trip state: opened for this caller, the body restored (handles.rs).
+            || self.open_request_state(session, ctx, &mut post_body).await?
             || self.obtain_credential(session, ctx).await?
         {
             return Ok(true);
         }
         match post_body {
-            Some(body) if delegate::needed(body.len(), !ctx.pending_lists.is_empty()) => {
+            // A restored body is not the one in Pingora's retry buffer (handles.rs).
+            Some(body)
+                if ctx.body_restored
+                    || delegate::needed(body.len(), !ctx.pending_lists.is_empty()) =>
+            {
                 self.delegate(session, ctx, body).await
             }
             _ => Ok(false),
@@ -575,8 +582,11 @@ impl ProxyHttp for Gateway {
             }
         }
         let policy = ctx.route.as_ref().is_some_and(|r| r.route.policy.is_some());
+        // An answer that may carry a `requestState` is read too, to seal it (handles.rs).
+        let read_json =
+            policy || crate::mcp::handles::answer_may_carry_state(ctx.inspected.as_ref());
         ctx.response_mode = rewrite::mode_for(
-            policy,
+            read_json,
             stream,
             upstream_response.status.is_success(),
             ctx.state.max_sse_event,

@@ -11,7 +11,8 @@ use pingora::{Error, Result};
 use super::ctx::{RequestCtx, ResponseMode};
 use super::failure::UNFILTERABLE;
 use super::Gateway;
-use crate::mcp::filter::{JsonListRewriter, ListKind};
+use crate::mcp::filter::{JsonListRewriter, ListKind, Rules};
+use crate::mcp::handles::seal_request_state;
 use crate::mcp::jsonrpc::error_object;
 use crate::mcp::legacy::EndpointRewriter;
 use crate::mcp::stream::{error_notification, Hooks, SseFilter, StreamFailure};
@@ -19,9 +20,15 @@ use crate::refusal::Refusal;
 use crate::telemetry::audit::{self, AuditEvent};
 
 /// Which rewriting a response needs: event streams always go through the stream filter;
-/// other bodies are filtered on routes with a policy (`success`: the status is 2xx).
-pub fn mode_for(policy: bool, event_stream: bool, success: bool, max_event: usize) -> ResponseMode {
-    match (event_stream, policy) {
+/// other bodies are read whole when `read_json` (a route with a policy, or an answer that
+/// may carry a `requestState` to seal; `success`: the status is 2xx).
+pub fn mode_for(
+    read_json: bool,
+    event_stream: bool,
+    success: bool,
+    max_event: usize,
+) -> ResponseMode {
+    match (event_stream, read_json) {
         (true, _) => ResponseMode::FilterSse(SseFilter::new(max_event)),
         (false, true) => ResponseMode::FilterJson(JsonListRewriter::new(success)),
         (false, false) => ResponseMode::PassThrough,
@@ -54,6 +61,17 @@ impl Gateway {
             None => true,
             Some(p) => p.item_visible(granted, kind, name),
         };
+        // Every upstream `requestState` goes out sealed for this caller (handles.rs).
+        let binding = super::ctx_binding(&ctx.principal, rt);
+        let seal_state = |literal: &str| {
+            seal_request_state(&state.sessions, literal, binding, super::cache_now())
+                .map_err(|e| tracing::warn!(route = %route.name, reason = e.reason(), "cannot seal a requestState"))
+                .ok()
+        };
+        let rules = Rules {
+            keep: policy.is_some().then_some(&keep as _),
+            seal_state: Some(&seal_state),
+        };
         let refusal = Refusal::UnfilterableAnswer;
         let out: Vec<u8> = match &mut ctx.response_mode {
             ResponseMode::PassThrough => return Ok(()),
@@ -83,7 +101,8 @@ impl Gateway {
                     }
                 };
                 let hooks = Hooks {
-                    keep: policy.is_some().then_some(&keep as _),
+                    keep: rules.keep,
+                    seal_state: rules.seal_state,
                     endpoint: &endpoint,
                     error_messages: &error_messages,
                 };
@@ -100,7 +119,7 @@ impl Gateway {
                 }
                 out.bytes
             }
-            ResponseMode::FilterJson(rewriter) => match rewriter.push(chunk, end, &keep) {
+            ResponseMode::FilterJson(rewriter) => match rewriter.push_with(chunk, end, rules) {
                 Ok(None) => Vec::new(),
                 Ok(Some((bytes, removed))) => {
                     for (kind, n) in &removed {
