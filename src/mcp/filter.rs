@@ -481,6 +481,8 @@ pub struct JsonListRewriter {
     buf: Vec<u8>,
     /// The status is 2xx.
     success: bool,
+    /// Without a policy, an answer too large to hold passes on as it streams.
+    passing: bool,
 }
 
 impl JsonListRewriter {
@@ -488,6 +490,7 @@ impl JsonListRewriter {
         JsonListRewriter {
             buf: Vec::new(),
             success,
+            passing: false,
         }
     }
 
@@ -501,14 +504,28 @@ impl JsonListRewriter {
         self.push_with(chunk, end, Rules::policy(keep))
     }
 
-    /// [`JsonListRewriter::push`] with any [`Rules`].
+    /// [`JsonListRewriter::push`] with any [`Rules`]. Without a policy (`rules.keep` is
+    /// `None`) only a `requestState` is sealed, and an answer that cannot be read (not
+    /// JSON, too large, a state that is not one string) passes as it is, as it did before
+    /// states were sealed: the client then holds a raw state, which the request side
+    /// refuses (see `mcp::handles`), so the miss fails closed there.
     pub fn push_with(
         &mut self,
         chunk: &[u8],
         end: bool,
         rules: Rules<'_>,
     ) -> Result<Option<FilteredBody>, FilterError> {
+        let lenient = rules.keep.is_none();
+        if self.passing {
+            return Ok(Some((chunk.to_vec(), Vec::new())));
+        }
         if self.buf.len() + chunk.len() > MAX_JSON_BODY {
+            if lenient {
+                self.passing = true;
+                let mut body = std::mem::take(&mut self.buf);
+                body.extend_from_slice(chunk);
+                return Ok(Some((body, Vec::new())));
+            }
             return Err(FilterError("the answer is too large to filter"));
         }
         self.buf.extend_from_slice(chunk);
@@ -532,6 +549,7 @@ impl JsonListRewriter {
             Err(e) if e == NOT_JSON && (!self.success || cannot_hold_a_list(&body)) => {
                 Ok(Some((body, Vec::new())))
             }
+            Err(_) if lenient => Ok(Some((body, Vec::new()))),
             Err(e) => Err(e),
         }
     }

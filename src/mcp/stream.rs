@@ -134,8 +134,16 @@ impl SseFilter {
             out.bytes.extend(event.render(None));
             return Ok(());
         }
-        let filtered =
-            filter_message_with(&data, rules).map_err(|_| StreamFailure::Unfilterable)?;
+        let filtered = match filter_message_with(&data, rules) {
+            Ok(filtered) => filtered,
+            // Without a policy only a state is sealed; an event that cannot be read passes
+            // as it did before (a raw state the client sends back is refused).
+            Err(_) if rules.keep.is_none() => {
+                out.bytes.extend(event.render(None));
+                return Ok(());
+            }
+            Err(_) => return Err(StreamFailure::Unfilterable),
+        };
         out.removed.extend(filtered.removed);
         if filtered.dropped {
             return Ok(());

@@ -592,8 +592,7 @@ impl ProxyHttp for Gateway {
             ctx.state.max_sse_event,
         );
         if !matches!(ctx.response_mode, ResponseMode::PassThrough) {
-            // The body may change length; the framing follows the new body.
-            upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+            rewrite::frame_rewritten_body(upstream_response);
         }
         Ok(())
     }

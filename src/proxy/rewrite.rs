@@ -6,6 +6,7 @@
 //! header; the reading and rewriting live in `mcp`.
 
 use bytes::Bytes;
+use pingora::http::ResponseHeader;
 use pingora::{Error, Result};
 
 use super::ctx::{RequestCtx, ResponseMode};
@@ -32,6 +33,19 @@ pub fn mode_for(
         (true, _) => ResponseMode::FilterSse(SseFilter::new(max_event)),
         (false, true) => ResponseMode::FilterJson(JsonListRewriter::new(success)),
         (false, false) => ResponseMode::PassThrough,
+    }
+}
+
+/// The framing of a body the gateway rewrites: it may change length, so its
+/// `Content-Length` goes and it is sent chunked. Pingora adds `chunked` only before
+/// `response_filter`, to an answer that had neither header; without it here the answer
+/// would be delimited by closing the connection, which a client cannot reuse.
+pub fn frame_rewritten_body(resp: &mut ResponseHeader) {
+    resp.remove_header(&http::header::CONTENT_LENGTH);
+    let bodiless = resp.status.is_informational() || matches!(resp.status.as_u16(), 204 | 304);
+    if !bodiless && resp.headers.get(http::header::TRANSFER_ENCODING).is_none() {
+        // A constant, valid header value: cannot fail.
+        let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
     }
 }
 
@@ -149,6 +163,28 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rewritten_body_is_chunked_not_closed() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-length", "62").unwrap();
+        frame_rewritten_body(&mut resp);
+        assert!(resp.headers.get("content-length").is_none());
+        assert_eq!(resp.headers["transfer-encoding"], "chunked");
+        let mut chunked = ResponseHeader::build(200, None).unwrap();
+        chunked
+            .insert_header("transfer-encoding", "chunked")
+            .unwrap();
+        frame_rewritten_body(&mut chunked);
+        assert_eq!(
+            chunked.headers.get_all("transfer-encoding").iter().count(),
+            1
+        );
+        let mut empty = ResponseHeader::build(204, None).unwrap();
+        empty.insert_header("content-length", "0").unwrap();
+        frame_rewritten_body(&mut empty);
+        assert!(empty.headers.get("transfer-encoding").is_none());
+    }
 
     #[test]
     fn every_stream_is_filtered_and_other_bodies_on_policy_routes() {

@@ -285,3 +285,71 @@ fn every_upstream_state_in_an_answer_is_sealed_or_the_answer_fails() {
     };
     assert!(filter_message_with(r#"{"result":{"requestState":"a"}}"#, failing).is_err());
 }
+
+#[test]
+fn without_a_policy_an_unreadable_answer_passes_as_before() {
+    use crate::mcp::filter::{JsonListRewriter, MAX_JSON_BODY};
+    use crate::mcp::stream::{Hooks, SseFilter};
+    let only_state = Rules {
+        keep: None,
+        seal_state: Some(&seal_as_alice),
+    };
+    // JSON: a readable state is sealed; text that is not JSON, or a state that is not
+    // one string, passes unchanged (the raw state is refused when it comes back).
+    for (body, want) in [
+        (
+            r#"{"jsonrpc":"2.0","id":1,"result":{"requestState":"abc"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"requestState":"SEALED[3]"}}"#,
+        ),
+        ("not json {[", "not json {["),
+        (
+            r#"{"result":{"requestState":"a","requestState":"b"}}"#,
+            r#"{"result":{"requestState":"a","requestState":"b"}}"#,
+        ),
+    ] {
+        let out = JsonListRewriter::new(true)
+            .push_with(body.as_bytes(), true, only_state)
+            .unwrap()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.0).unwrap(), want);
+    }
+    // With a policy the same unreadable answers are errors.
+    let keep_all = |_: crate::mcp::filter::ListKind, _: &str| true;
+    let with_policy = Rules {
+        keep: Some(&keep_all),
+        seal_state: Some(&seal_as_alice),
+    };
+    assert!(JsonListRewriter::new(true)
+        .push_with(br#"{"result":{"requestState":1}}"#, true, with_policy)
+        .is_err());
+    // Too large to hold: passes on as it streams, without a policy only.
+    let mut big = JsonListRewriter::new(true);
+    assert_eq!(big.push_with(b"{", false, only_state), Ok(None));
+    let huge = vec![b' '; MAX_JSON_BODY];
+    let (first, _) = big.push_with(&huge, false, only_state).unwrap().unwrap();
+    assert_eq!(first.len(), MAX_JSON_BODY + 1);
+    let (rest, _) = big.push_with(b"}", true, only_state).unwrap().unwrap();
+    assert_eq!(rest, b"}");
+    let mut held = JsonListRewriter::new(true);
+    assert!(held
+        .push_with(&vec![b' '; MAX_JSON_BODY + 1], false, with_policy)
+        .is_err());
+
+    // Event streams: a state is sealed in any event; data that is not JSON passes, and
+    // data without the name or an escape is not read at all.
+    let endpoint = |_: &str| None;
+    let errors = Vec::new;
+    let hooks = Hooks {
+        keep: None,
+        seal_state: Some(&seal_as_alice),
+        endpoint: &endpoint,
+        error_messages: &errors,
+    };
+    let stream = "data: {\"id\":1,\"result\":{\"requestState\":\"abcd\"}}\n\ndata: C:\\path is not JSON\n\ndata: {not json either\n\n";
+    let out = SseFilter::new(1 << 20).push(stream.as_bytes(), true, &hooks);
+    assert_eq!(out.failure, None);
+    assert_eq!(
+        String::from_utf8(out.bytes).unwrap(),
+        "data: {\"id\":1,\"result\":{\"requestState\":\"SEALED[4]\"}}\n\ndata: C:\\path is not JSON\n\ndata: {not json either\n\n"
+    );
+}
