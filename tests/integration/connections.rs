@@ -37,18 +37,17 @@ async fn read_response(stream: &mut TcpStream, within: Duration) -> Option<(u16,
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
             let status = head.split(' ').nth(1)?.parse().ok()?;
             // A body the gateway rewrites (a filtered or sealed answer) is chunked.
-            if head.contains("transfer-encoding: chunked") {
-                if let Some((body, used)) = dechunk(&buf[end + 4..]) {
-                    let rest = buf.split_off(end + 4 + used);
-                    PENDING.with(|p| p.borrow_mut().extend_from_slice(&rest));
-                    return Some((status, head, body));
-                }
+            let chunked = head.contains("transfer-encoding: chunked");
+            if let Some((body, used)) = dechunk(&buf[end + 4..]).filter(|_| chunked) {
+                let rest = buf.split_off(end + 4 + used);
+                PENDING.with(|p| p.borrow_mut().extend_from_slice(&rest));
+                return Some((status, head, body));
             }
             let len: usize = head
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))
                 .map_or(0, |v| v.trim().parse().unwrap_or(0));
-            if buf.len() >= end + 4 + len {
+            if !chunked && buf.len() >= end + 4 + len {
                 let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
                 // Keep what follows (a pipelined answer) for the next call.
                 let rest = buf.split_off(end + 4 + len);
