@@ -302,3 +302,83 @@ async fn a_state_the_upstream_could_read_two_ways_is_refused_unsent() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_large_or_chunked_retry_reaches_the_upstream_restored() {
+    let (idp, up, gw) = setup().await;
+    let alice = token(&idp, RESOURCE_A, "alice");
+    let (_, answer) = post(&gw, "/a/mcp", &alice, ask(None)).await;
+    let sealed = sealed_state(&answer);
+    // Over Pingora's 64 KiB retry buffer, with Content-Length.
+    let mut big: Value = serde_json::from_str(&ask(Some(&sealed))).unwrap();
+    big["params"]["arguments"]["pad"] = "x".repeat(100 * 1024).into();
+    let big = big.to_string();
+    let (status, answer) = post(&gw, "/a/mcp", &alice, big.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    let (value, text) = last_state_seen(&up);
+    assert_eq!(value["params"]["requestState"], ASK_STATE);
+    assert_eq!(text.len(), big.len());
+    // Chunked, without a Content-Length: the upstream gets the gateway's length.
+    let retry = ask(Some(&sealed));
+    let pieces: Vec<Result<bytes::Bytes, std::io::Error>> = retry
+        .as_bytes()
+        .chunks(50)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let resp = client()
+        .post(gw.url("/a/mcp"))
+        .header("authorization", &alice)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            pieces,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = up.seen();
+    let last = seen.last().unwrap();
+    let text = String::from_utf8(last.body.to_vec()).unwrap();
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["params"]["requestState"], ASK_STATE);
+    assert_eq!(
+        last.headers["content-length"].to_str().unwrap(),
+        retry.len().to_string()
+    );
+}
+
+#[tokio::test]
+async fn on_public_routes_a_state_is_bound_to_its_route() {
+    let up = Upstream::start().await;
+    let routes = format!(
+        "{}{}",
+        crate::harness::route("p", "/p/mcp", &up.url("/mcp")),
+        crate::harness::route("q", "/q/mcp", &up.url("/mcp"))
+    );
+    let gw = Gateway::start(&routes).await;
+    let anonymous = |path: &'static str, body: String| {
+        let gw = &gw;
+        async move {
+            let resp = client()
+                .post(gw.url(path))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, answer) = anonymous("/p/mcp", ask(None)).await;
+    assert_eq!(status, 200, "{answer}");
+    let sealed = sealed_state(&answer);
+    let before = up.seen().len();
+    let (status, _) = anonymous("/q/mcp", ask(Some(&sealed))).await;
+    assert_eq!(status, 400, "a state of route p used on route q");
+    let (status, _) = anonymous("/p/mcp", ask(Some(ASK_STATE))).await;
+    assert_eq!(status, 400, "the upstream's raw state");
+    assert_eq!(up.seen().len(), before);
+    let (status, answer) = anonymous("/p/mcp", ask(Some(&sealed))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(last_state_seen(&up).0["params"]["requestState"], ASK_STATE);
+}
