@@ -15,6 +15,9 @@
 //! text and finds the items and their names; the output is the input with the removed
 //! items cut out. Anything that cannot be read is an error — the caller fails closed,
 //! never passes the message on unfiltered.
+//!
+//! The same reading seals server-minted handles ([`Rules::seal_state`]): every
+//! `result.requestState` is replaced by its seal for the caller (see `mcp::handles`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -190,6 +193,7 @@ fn list_member(key: &JsonStr<'_>) -> Option<ListKind> {
 /// Filters a `result` object, the scanner placed before it: every member named like a
 /// list's items (`tools`, `prompts`, `resources`, `resourceTemplates`) must be an array
 /// and is filtered by the rule of its kind, whatever request the result answers.
+/// Its `requestState`, if any, must be one string and is sealed (with `rules.seal_state`).
 fn filter_result(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Result<(), Fail> {
     let text = s.text();
     let first_edit = found.edits.len();

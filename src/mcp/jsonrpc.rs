@@ -12,6 +12,11 @@
 //! limit (128) so deep bodies fail instead of overflowing the stack. One pass over the
 //! bytes: parsing, duplicate detection and target extraction happen together.
 //!
+//! It also reads `params.requestState` (MCP 2026-07-28 multi round-trip state) as a
+//! decoded string, refusing any other type, a second one in any spelling, and a
+//! `requestState` beside `params`: the handles step opens exactly the state the upstream
+//! will read (see `mcp::handles`).
+//!
 //! Owns parsing and error-object rendering; it does not decide anything.
 
 use std::borrow::Cow;
