@@ -541,6 +541,7 @@ fn bench_list_filter<M: Clock>(c: &mut Criterion<M>) {
             let mut filter = SseFilter::new(1 << 20);
             let hooks = Hooks {
                 keep: Some(&keep),
+                seal_state: None,
                 endpoint: &endpoint,
                 error_messages: &errors,
             };

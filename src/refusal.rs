@@ -63,6 +63,12 @@ pub enum Refusal {
     SessionNotFound,
     /// More than one `Mcp-Session-Id` header, or one that is not visible ASCII.
     BadSessionHeader,
+    /// A `params.requestState` that this caller may not use on this route (issued to
+    /// another caller or route, tampered with, expired, sealed by an unknown key, or
+    /// never sealed by the gateway). 400 with JSON-RPC -32602, one message whatever the
+    /// reason: the request's parameters are invalid, and the client recovers by sending
+    /// the request again without the state (see docs/security/handles.md).
+    UnknownRequestState,
     /// No upstream credential could be obtained: the authorization server refused the
     /// exchange (403), is unavailable (503), or answered nonsense (502).
     Credential(FailureKind),
@@ -120,6 +126,7 @@ impl Refusal {
             Refusal::Forbidden { .. } => 403,
             Refusal::SessionNotFound => 404,
             Refusal::BadSessionHeader => 400,
+            Refusal::UnknownRequestState => 400,
             Refusal::Credential(FailureKind::Denied) => 403,
             Refusal::Credential(FailureKind::Unavailable) => 503,
             Refusal::Credential(FailureKind::BadGateway) => 502,
@@ -186,6 +193,7 @@ impl Refusal {
             Refusal::Credential(_) => -32006,
             Refusal::SessionNotFound => -32001,
             Refusal::BadSessionHeader => -32600,
+            Refusal::UnknownRequestState => -32602,
             Refusal::BadPath(_)
             | Refusal::BadQuery(_)
             | Refusal::TokenInQuery
@@ -222,6 +230,7 @@ impl Refusal {
             Refusal::Forbidden { .. } => "forbidden",
             Refusal::SessionNotFound => "session_not_found",
             Refusal::BadSessionHeader => "bad_session_header",
+            Refusal::UnknownRequestState => "invalid_request_state",
             Refusal::Credential(FailureKind::Denied) => "upstream_credential_denied",
             Refusal::Credential(FailureKind::Unavailable) => "authorization_server_unavailable",
             Refusal::Credential(FailureKind::BadGateway) => "upstream_credential_failed",
@@ -282,6 +291,9 @@ impl Refusal {
             Refusal::Forbidden { message, .. } => message.clone(),
             Refusal::SessionNotFound => "session not found".into(),
             Refusal::BadSessionHeader => "one Mcp-Session-Id header, visible ASCII only".into(),
+            Refusal::UnknownRequestState => {
+                "invalid or expired requestState: send the request again without it".into()
+            }
             Refusal::Credential(FailureKind::Denied) => {
                 "the authorization server refused a token for the upstream on your behalf".into()
             }

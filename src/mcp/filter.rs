@@ -15,11 +15,15 @@
 //! text and finds the items and their names; the output is the input with the removed
 //! items cut out. Anything that cannot be read is an error — the caller fails closed,
 //! never passes the message on unfiltered.
+//!
+//! The same reading seals server-minted handles ([`Rules::seal_state`]): every
+//! `result.requestState` is replaced by its seal for the caller (see `mcp::handles`).
 
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
+use super::handles::SealState;
 use super::scan::{JsonStr, NotJson, Scanner};
 
 pub use super::methods::ListKind;
@@ -111,7 +115,7 @@ const DUPLICATE: FilterError = FilterError("a JSON-RPC message with a duplicate 
 struct Edit {
     inner: Range<usize>,
     kept: Vec<Range<usize>>,
-    literal: Option<&'static str>,
+    literal: Option<Cow<'static, str>>,
 }
 
 /// What a filtered list's `cacheScope` becomes (MCP 2026-07-28 caching hints): the list
@@ -127,6 +131,30 @@ struct Found {
 
 /// The policy's question: may the caller see this item (its name or URI)?
 pub type Keep<'a> = &'a dyn Fn(ListKind, &str) -> bool;
+
+/// What filtering does to a message: the policy's list rule (`None` on a route without a
+/// policy: lists and notifications pass as they are) and the sealing of an upstream
+/// `requestState` (`None`: left as it is; see `mcp::handles`).
+#[derive(Clone, Copy)]
+pub struct Rules<'a> {
+    pub keep: Option<Keep<'a>>,
+    pub seal_state: Option<SealState<'a>>,
+}
+
+impl<'a> Rules<'a> {
+    /// The policy's list rule alone.
+    pub fn policy(keep: Keep<'a>) -> Rules<'a> {
+        Rules {
+            keep: Some(keep),
+            seal_state: None,
+        }
+    }
+}
+
+/// A `requestState` member of a result: it must be one string, and is replaced by its
+/// sealed form (the raw literal never reaches the client).
+const STATE_NOT_STRING: FilterError = FilterError("a requestState that is not a string");
+const STATE_NOT_SEALED: FilterError = FilterError("a requestState the gateway could not seal");
 
 /// An item of a list and its judged member (`name`, `uri`, …) when that is a string
 /// found exactly once.
@@ -165,12 +193,39 @@ fn list_member(key: &JsonStr<'_>) -> Option<ListKind> {
 /// Filters a `result` object, the scanner placed before it: every member named like a
 /// list's items (`tools`, `prompts`, `resources`, `resourceTemplates`) must be an array
 /// and is filtered by the rule of its kind, whatever request the result answers.
-fn filter_result(s: &mut Scanner<'_>, keep: Keep<'_>, found: &mut Found) -> Result<(), Fail> {
+/// Its `requestState`, if any, must be one string and is sealed (with `rules.seal_state`).
+fn filter_result(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Result<(), Fail> {
     let text = s.text();
     let first_edit = found.edits.len();
     let mut seen: Vec<ListKind> = Vec::new();
     let mut cache_scope: Option<Range<usize>> = None;
+    let mut state_seen = false;
     s.object(|s, key| {
+        if key.is("requestState") {
+            if state_seen {
+                return Err(Fail::Shape(DUPLICATE));
+            }
+            state_seen = true;
+            if s.peek() != Some(b'"') {
+                s.value()?;
+                return Err(STATE_NOT_STRING.into());
+            }
+            let span = s.value()?;
+            if let Some(seal) = rules.seal_state {
+                let literal = &text[span.start + 1..span.end - 1];
+                let sealed = seal(literal).ok_or(STATE_NOT_SEALED)?;
+                found.edits.push(Edit {
+                    inner: span,
+                    kept: Vec::new(),
+                    literal: Some(Cow::Owned(format!("\"{sealed}\""))),
+                });
+            }
+            return Ok(());
+        }
+        let Some(keep) = rules.keep else {
+            s.value()?;
+            return Ok(());
+        };
         if key.is("cacheScope") {
             if cache_scope.is_some() {
                 return Err(Fail::Shape(DUPLICATE));
@@ -218,10 +273,10 @@ fn filter_result(s: &mut Scanner<'_>, keep: Keep<'_>, found: &mut Found) -> Resu
         found.edits.push(Edit {
             inner: scope,
             kept: Vec::new(),
-            literal: Some(PRIVATE_SCOPE),
+            literal: Some(Cow::Borrowed(PRIVATE_SCOPE)),
         });
-        found.edits[first_edit..].sort_by_key(|e| e.inner.start);
     }
+    found.edits[first_edit..].sort_by_key(|e| e.inner.start);
     Ok(())
 }
 
@@ -255,7 +310,7 @@ fn resource_update_visible(text: &str, params: Option<Range<usize>>, keep: Keep<
 
 /// Reads one JSON-RPC object, the scanner placed before it: filters its `result`, and
 /// says whether the whole message is to be withheld.
-fn filter_object(s: &mut Scanner<'_>, keep: Keep<'_>, found: &mut Found) -> Result<bool, Fail> {
+fn filter_object(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Result<bool, Fail> {
     let text = s.text();
     let mut result_seen = false;
     let mut method: Option<Option<Cow<'_, str>>> = None;
@@ -267,7 +322,7 @@ fn filter_object(s: &mut Scanner<'_>, keep: Keep<'_>, found: &mut Found) -> Resu
             }
             result_seen = true;
             if s.peek() == Some(b'{') {
-                filter_result(s, keep, found)?;
+                filter_result(s, rules, found)?;
             } else {
                 s.value()?;
             }
@@ -291,8 +346,13 @@ fn filter_object(s: &mut Scanner<'_>, keep: Keep<'_>, found: &mut Found) -> Resu
         }
         Ok(())
     })?;
-    let withheld = matches!(&method, Some(Some(m)) if m == RESOURCE_UPDATED)
-        && !resource_update_visible(text, params, keep);
+    let withheld = match rules.keep {
+        Some(keep) => {
+            matches!(&method, Some(Some(m)) if m == RESOURCE_UPDATED)
+                && !resource_update_visible(text, params, keep)
+        }
+        None => false,
+    };
     Ok(withheld)
 }
 
@@ -301,7 +361,7 @@ fn apply(text: &str, range: Range<usize>, edits: &[Edit], out: &mut String) {
     let mut at = range.start;
     for edit in edits {
         out.push_str(&text[at..edit.inner.start]);
-        if let Some(literal) = edit.literal {
+        if let Some(literal) = &edit.literal {
             out.push_str(literal);
         }
         for (i, item) in edit.kept.iter().enumerate() {
@@ -320,12 +380,18 @@ fn apply(text: &str, range: Range<usize>, edits: &[Edit], out: &mut String) {
 /// caller may not see. Surviving items are kept byte for byte. Anything that cannot be
 /// read is an error ([`NOT_JSON`] when it is not JSON at all): the caller fails closed.
 pub fn filter_message(text: &str, keep: Keep<'_>) -> Result<Filtered, FilterError> {
+    filter_message_with(text, Rules::policy(keep))
+}
+
+/// [`filter_message`] with any [`Rules`]: also seals every `result.requestState`
+/// (whatever the result answers) when `rules.seal_state` is set.
+pub fn filter_message_with(text: &str, rules: Rules<'_>) -> Result<Filtered, FilterError> {
     let mut s = Scanner::new(text);
     let read = match s.peek() {
-        Some(b'[') => filter_batch(&mut s, keep),
+        Some(b'[') => filter_batch(&mut s, rules),
         Some(b'{') => {
             let mut found = Found::default();
-            filter_object(&mut s, keep, &mut found).map(|dropped| {
+            filter_object(&mut s, rules, &mut found).map(|dropped| {
                 let rewritten = (!found.edits.is_empty()).then(|| {
                     let mut out = String::with_capacity(text.len());
                     apply(text, 0..text.len(), &found.edits, &mut out);
@@ -356,7 +422,7 @@ pub fn filter_message(text: &str, keep: Keep<'_>) -> Result<Filtered, FilterErro
 }
 
 /// A batch: each element filtered on its own; withheld elements are left out.
-fn filter_batch(s: &mut Scanner<'_>, keep: Keep<'_>) -> Result<Filtered, Fail> {
+fn filter_batch(s: &mut Scanner<'_>, rules: Rules<'_>) -> Result<Filtered, Fail> {
     let text = s.text();
     let mut elements: Vec<(Range<usize>, Found, bool)> = Vec::new();
     s.array(|s| {
@@ -366,7 +432,7 @@ fn filter_batch(s: &mut Scanner<'_>, keep: Keep<'_>) -> Result<Filtered, Fail> {
         }
         let start = s.pos();
         let mut found = Found::default();
-        let dropped = filter_object(s, keep, &mut found)?;
+        let dropped = filter_object(s, rules, &mut found)?;
         elements.push((start..s.pos(), found, dropped));
         Ok(())
     })?;
@@ -419,6 +485,8 @@ pub struct JsonListRewriter {
     buf: Vec<u8>,
     /// The status is 2xx.
     success: bool,
+    /// Without a policy, an answer too large to hold passes on as it streams.
+    passing: bool,
 }
 
 impl JsonListRewriter {
@@ -426,6 +494,7 @@ impl JsonListRewriter {
         JsonListRewriter {
             buf: Vec::new(),
             success,
+            passing: false,
         }
     }
 
@@ -436,7 +505,31 @@ impl JsonListRewriter {
         end: bool,
         keep: Keep<'_>,
     ) -> Result<Option<FilteredBody>, FilterError> {
+        self.push_with(chunk, end, Rules::policy(keep))
+    }
+
+    /// [`JsonListRewriter::push`] with any [`Rules`]. Without a policy (`rules.keep` is
+    /// `None`) only a `requestState` is sealed, and an answer that cannot be read (not
+    /// JSON, too large, a state that is not one string) passes as it is, as it did before
+    /// states were sealed: the client then holds a raw state, which the request side
+    /// refuses (see `mcp::handles`), so the miss fails closed there.
+    pub fn push_with(
+        &mut self,
+        chunk: &[u8],
+        end: bool,
+        rules: Rules<'_>,
+    ) -> Result<Option<FilteredBody>, FilterError> {
+        let lenient = rules.keep.is_none();
+        if self.passing {
+            return Ok(Some((chunk.to_vec(), Vec::new())));
+        }
         if self.buf.len() + chunk.len() > MAX_JSON_BODY {
+            if lenient {
+                self.passing = true;
+                let mut body = std::mem::take(&mut self.buf);
+                body.extend_from_slice(chunk);
+                return Ok(Some((body, Vec::new())));
+            }
             return Err(FilterError("the answer is too large to filter"));
         }
         self.buf.extend_from_slice(chunk);
@@ -449,7 +542,7 @@ impl JsonListRewriter {
         }
         let filtered = std::str::from_utf8(&body)
             .map_err(|_| NOT_JSON)
-            .and_then(|text| filter_message(text, keep));
+            .and_then(|text| filter_message_with(text, rules));
         match filtered {
             Ok(Filtered { dropped: true, .. }) => Err(FilterError(
                 "the answer is a notification the caller may not see",
@@ -460,6 +553,7 @@ impl JsonListRewriter {
             Err(e) if e == NOT_JSON && (!self.success || cannot_hold_a_list(&body)) => {
                 Ok(Some((body, Vec::new())))
             }
+            Err(_) if lenient => Ok(Some((body, Vec::new()))),
             Err(e) => Err(e),
         }
     }

@@ -12,6 +12,11 @@
 //! limit (128) so deep bodies fail instead of overflowing the stack. One pass over the
 //! bytes: parsing, duplicate detection and target extraction happen together.
 //!
+//! It also reads `params.requestState` (MCP 2026-07-28 multi round-trip state) as a
+//! decoded string, refusing any other type, a second one in any spelling, and a
+//! `requestState` beside `params`: the handles step opens exactly the state the upstream
+//! will read (see `mcp::handles`).
+//!
 //! Owns parsing and error-object rendering; it does not decide anything.
 
 use std::borrow::Cow;
@@ -27,6 +32,11 @@ pub struct Message {
     /// The id exactly as the client wrote it (`1`, `"abc"`); `None` for notifications.
     pub id: Option<Box<str>>,
     pub kind: MessageKind,
+    /// `params.requestState` (MCP 2026-07-28 multi round-trip requests), decoded: a
+    /// server-minted handle the client sends back, which the gateway must open for this
+    /// caller before the upstream sees it (see `mcp::handles`). Any message may carry it
+    /// here; where it is allowed is the handles step's decision.
+    pub request_state: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +100,12 @@ const EMPTY_BATCH: &str = "an empty batch";
 const KEY_SPELLING: &str =
     "a member whose key differs only in case from one the gateway reads (e.g. \"Name\" beside \"name\")";
 const BAD_TARGET: &str = "params lacks the string member naming the tool, prompt or resource";
-const REASONS: [&str; 7] = [
+const BAD_STATE: &str = "params.requestState is not a string";
+const MISPLACED_STATE: &str =
+    "a requestState member outside params (it is read only as params.requestState)";
+const REASONS: [&str; 8] = [
     DUPLICATE_KEY,
+    MISPLACED_STATE,
     KEY_SPELLING,
     NOT_OBJECT,
     BAD_VERSION,
@@ -100,11 +114,20 @@ const REASONS: [&str; 7] = [
     EMPTY_BATCH,
 ];
 
-/// The members of a message the gateway decides on.
-const MESSAGE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
-/// The members of `params` the gateway decides on (the target of a call): every
-/// [`Target::member`](super::methods::Target::member).
-pub(crate) const PARAMS_KEYS: [&str; 2] = ["name", "uri"];
+/// The members of a message the gateway decides on (`requestState` is refused there, in
+/// any spelling: a server that merged message members into `params` would read it).
+const MESSAGE_KEYS: [&str; 7] = [
+    "jsonrpc",
+    "id",
+    "method",
+    "params",
+    "result",
+    "error",
+    "requestState",
+];
+/// The members of `params` the gateway decides on: the target of a call (every
+/// [`Target::member`](super::methods::Target::member)) and the multi round-trip state.
+pub(crate) const PARAMS_KEYS: [&str; 3] = ["name", "uri", "requestState"];
 
 /// The decided key that `key` spells differently: equal under Unicode simple case
 /// folding, not byte for byte. Upstreams that match keys case-insensitively (Go's
@@ -122,7 +145,7 @@ pub fn key_spelling_of(key: &str, decided: &[&'static str]) -> Option<&'static s
             // Folding maps a character to one of at most 3 bytes: a cheap first cut.
             && key.len() >= d.len()
             && key.len() <= 3 * d.len()
-            && key.chars().map(fold).eq(d.chars())
+            && key.chars().map(fold).eq(d.chars().map(|c| c.to_ascii_lowercase()))
     })
 }
 
@@ -166,6 +189,9 @@ fn inspect_with_serde(body: &[u8]) -> Result<Inspected, Malformed> {
             let text = e.to_string();
             if text.starts_with(BAD_TARGET) {
                 return Err(Malformed::InvalidParams(BAD_TARGET));
+            }
+            if text.starts_with(BAD_STATE) {
+                return Err(Malformed::InvalidParams(BAD_STATE));
             }
             let reason = REASONS
                 .iter()
@@ -287,11 +313,13 @@ impl<'de> Visitor<'de> for CheckedVisitor {
     }
 }
 
-/// `params`: checked like any value, keeping its top-level `name` and `uri` strings.
+/// `params`: checked like any value, keeping its top-level `name`, `uri` and
+/// `requestState` strings.
 #[derive(Default)]
 struct Params {
     name: Option<String>,
     uri: Option<String>,
+    request_state: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Params {
@@ -318,6 +346,11 @@ impl<'de> Deserialize<'de> for Params {
                         // A non-string name stays `None` and fails target extraction.
                         Some(slot) => {
                             *slot = map.next_value::<StringOrOther>()?.0.map(Cow::into_owned)
+                        }
+                        None if key == "requestState" => {
+                            let value = map.next_value::<StringOrOther>()?.0;
+                            let value = value.ok_or_else(|| de::Error::custom(BAD_STATE))?;
+                            params.request_state = Some(value.into_owned());
                         }
                         None => {
                             if key_spelling_of(&key, &PARAMS_KEYS).is_some() {
@@ -395,10 +428,15 @@ struct RawMessage {
 }
 
 impl RawMessage {
-    fn into_message(self) -> Result<Message, Malformed> {
+    fn into_message(mut self) -> Result<Message, Malformed> {
         if !self.version_ok {
             return Err(Malformed::NotJsonRpc(BAD_VERSION));
         }
+        let request_state = self
+            .params
+            .as_mut()
+            .and_then(|p| p.request_state.take())
+            .map(Box::from);
         let kind = match (self.method, self.has_result_or_error) {
             (Some(method), false) => {
                 let target = match target_member(&method) {
@@ -418,7 +456,11 @@ impl RawMessage {
             (None, true) if self.id.is_some() => MessageKind::Response,
             _ => return Err(Malformed::NotJsonRpc(NO_KIND)),
         };
-        Ok(Message { id: self.id, kind })
+        Ok(Message {
+            id: self.id,
+            kind,
+            request_state,
+        })
     }
 }
 
@@ -455,6 +497,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
                     }
                 }
                 "params" => msg.params = Some(map.next_value::<Params>()?),
+                "requestState" => return Err(de::Error::custom(MISPLACED_STATE)),
                 "result" | "error" => {
                     map.next_value::<Checked>()?;
                     msg.has_result_or_error = true;

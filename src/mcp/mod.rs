@@ -3,6 +3,7 @@
 //! machines; nothing here knows about Pingora or does I/O.
 
 pub mod filter;
+pub mod handles;
 pub mod jsonrpc;
 pub mod legacy;
 pub mod methods;

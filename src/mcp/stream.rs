@@ -7,7 +7,8 @@
 //! cannot be read or filtered ends the stream: the client gets an error event instead
 //! (see [`error_event`]) and nothing after it. Once failed, the filter passes nothing.
 
-use super::filter::{filter_message, Keep, ListKind};
+use super::filter::{filter_message_with, Keep, ListKind, Rules};
+use super::handles::{may_carry_state, SealState};
 use super::sse::{Event, EventReader, StreamError};
 
 /// Why the gateway ended a stream.
@@ -36,6 +37,8 @@ impl StreamFailure {
 pub struct Hooks<'a> {
     /// `None` on a route without a policy: data passes unfiltered.
     pub keep: Option<Keep<'a>>,
+    /// Seals an upstream `requestState` (see `mcp::handles`); `None`: left as it is.
+    pub seal_state: Option<SealState<'a>>,
     /// The `endpoint` event's data as the client may see it; `None` if it cannot be.
     pub endpoint: &'a dyn Fn(&str) -> Option<String>,
     /// The data of the events that end a failed stream (JSON-RPC messages).
@@ -110,16 +113,37 @@ impl SseFilter {
             out.bytes.extend(event.render(Some(&public)));
             return Ok(());
         }
-        let (Some(keep), Some(data)) = (hooks.keep, data) else {
+        let Some(data) = data else {
             out.bytes.extend(event.render(None));
             return Ok(());
         };
+        // Without a policy only a `requestState` needs reading: data that cannot hold
+        // one (no such name, no escape) passes unread.
+        let rules = Rules {
+            keep: hooks.keep,
+            seal_state: hooks
+                .seal_state
+                .filter(|_| hooks.keep.is_some() || may_carry_state(&data)),
+        };
+        if rules.keep.is_none() && rules.seal_state.is_none() {
+            out.bytes.extend(event.render(None));
+            return Ok(());
+        }
         if data.trim_matches([' ', '\t', '\n']).is_empty() {
             // A priming or keep-alive event: nothing a client parses.
             out.bytes.extend(event.render(None));
             return Ok(());
         }
-        let filtered = filter_message(&data, keep).map_err(|_| StreamFailure::Unfilterable)?;
+        let filtered = match filter_message_with(&data, rules) {
+            Ok(filtered) => filtered,
+            // Without a policy only a state is sealed; an event that cannot be read passes
+            // as it did before (a raw state the client sends back is refused).
+            Err(_) if rules.keep.is_none() => {
+                out.bytes.extend(event.render(None));
+                return Ok(());
+            }
+            Err(_) => return Err(StreamFailure::Unfilterable),
+        };
         out.removed.extend(filtered.removed);
         if filtered.dropped {
             return Ok(());
@@ -173,6 +197,7 @@ mod tests {
     fn hooks() -> Hooks<'static> {
         Hooks {
             keep: Some(&only_echo),
+            seal_state: None,
             endpoint: &endpoint,
             error_messages: &errors,
         }

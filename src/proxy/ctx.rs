@@ -59,6 +59,9 @@ pub struct RequestCtx {
     pub inspected: Option<Inspected>,
     /// Length of the body the gateway read (and the upstream receives).
     pub body_len: Option<usize>,
+    /// The body carried a sealed `requestState` and was restored (`proxy::handles`): the
+    /// upstream must get the restored bytes, through a subrequest.
+    pub body_restored: bool,
     /// What the gateway answered instead of the upstream, if anything.
     pub refusal: Option<Refusal>,
     pub response_mode: ResponseMode,
@@ -90,6 +93,7 @@ impl RequestCtx {
             metadata_of: None,
             inspected: None,
             body_len: None,
+            body_restored: false,
             refusal: None,
             response_mode: ResponseMode::PassThrough,
             counted_stream: false,

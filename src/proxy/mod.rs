@@ -15,6 +15,7 @@ mod ctx;
 mod delegate;
 mod failure;
 mod form;
+mod handles;
 mod headers;
 mod origin;
 mod rewrite;
@@ -172,6 +173,16 @@ impl Gateway {
         )?;
         ctx.upstream_session_id = opened.upstream_id;
         ctx.reusable_seal = opened.reusable_seal;
+        // 8b. Multi round-trip state: opened for this caller, the body restored.
+        let body = match (body, ctx.inspected.as_ref()) {
+            (Some(body), Some(inspected)) => {
+                let restored =
+                    handles::open_request_state(state, rt, &ctx.principal, inspected, &body)?;
+                ctx.body_restored = restored.is_some();
+                Some(restored.unwrap_or(body))
+            }
+            (body, _) => body,
+        };
         // 9. Credential: what the upstream gets instead of the caller's token.
         let request = CredentialRequest {
             subject_token: subject_token.as_deref(),
@@ -282,8 +293,10 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         let outcome = match self.admit(session, ctx, &state).await {
+            // A restored body is not the one in Pingora's retry buffer (`handles`).
             Ok(Admitted::Forward(Some(body)))
-                if delegate::needed(body.len(), !ctx.pending_lists.is_empty()) =>
+                if ctx.body_restored
+                    || delegate::needed(body.len(), !ctx.pending_lists.is_empty()) =>
             {
                 delegate::hand_off(session, ctx, body)
                     .await
@@ -386,15 +399,19 @@ impl ProxyHttp for Gateway {
             }
         }
         let policy = ctx.route.as_ref().is_some_and(|r| r.route.policy.is_some());
+        // An answer that may carry a `requestState` is read too, to seal it (`handles`).
+        let version = session.req_header().headers.get("mcp-protocol-version");
+        let read_json = policy
+            || (crate::mcp::handles::version_has_request_state(version.map(|v| v.as_bytes()))
+                && crate::mcp::handles::answer_may_carry_state(ctx.inspected.as_ref()));
         ctx.response_mode = rewrite::mode_for(
-            policy,
+            read_json,
             stream,
             upstream_response.status.is_success(),
             ctx.state.max_sse_event,
         );
         if !matches!(ctx.response_mode, ResponseMode::PassThrough) {
-            // The body may change length; the framing follows the new body.
-            upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+            rewrite::frame_rewritten_body(upstream_response);
         }
         Ok(())
     }

@@ -6,12 +6,14 @@
 //! header; the reading and rewriting live in `mcp`.
 
 use bytes::Bytes;
+use pingora::http::ResponseHeader;
 use pingora::{Error, Result};
 
 use super::ctx::{RequestCtx, ResponseMode};
 use super::failure::UNFILTERABLE;
 use super::Gateway;
-use crate::mcp::filter::{JsonListRewriter, ListKind};
+use crate::mcp::filter::{JsonListRewriter, ListKind, Rules};
+use crate::mcp::handles::seal_request_state;
 use crate::mcp::jsonrpc::error_object;
 use crate::mcp::legacy::{EndpointRewriter, RoutePaths};
 use crate::mcp::stream::{error_notification, Hooks, SseFilter, StreamFailure};
@@ -19,12 +21,31 @@ use crate::refusal::Refusal;
 use crate::telemetry::audit::{self, AuditEvent};
 
 /// Which rewriting a response needs: event streams always go through the stream filter;
-/// other bodies are filtered on routes with a policy (`success`: the status is 2xx).
-pub fn mode_for(policy: bool, event_stream: bool, success: bool, max_event: usize) -> ResponseMode {
-    match (event_stream, policy) {
+/// other bodies are read whole when `read_json` (a route with a policy, or an answer that
+/// may carry a `requestState` to seal; `success`: the status is 2xx).
+pub fn mode_for(
+    read_json: bool,
+    event_stream: bool,
+    success: bool,
+    max_event: usize,
+) -> ResponseMode {
+    match (event_stream, read_json) {
         (true, _) => ResponseMode::FilterSse(SseFilter::new(max_event)),
         (false, true) => ResponseMode::FilterJson(JsonListRewriter::new(success)),
         (false, false) => ResponseMode::PassThrough,
+    }
+}
+
+/// The framing of a body the gateway rewrites: it may change length, so its
+/// `Content-Length` goes and it is sent chunked. Pingora adds `chunked` only before
+/// `response_filter`, to an answer that had neither header; without it here the answer
+/// would be delimited by closing the connection, which a client cannot reuse.
+pub fn frame_rewritten_body(resp: &mut ResponseHeader) {
+    resp.remove_header(&http::header::CONTENT_LENGTH);
+    let bodiless = resp.status.is_informational() || matches!(resp.status.as_u16(), 204 | 304);
+    if !bodiless && resp.headers.get(http::header::TRANSFER_ENCODING).is_none() {
+        // A constant, valid header value: cannot fail.
+        let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
     }
 }
 
@@ -53,6 +74,17 @@ impl Gateway {
         let keep = |kind: ListKind, name: &str| match policy {
             None => true,
             Some(p) => p.item_visible(granted, kind, name),
+        };
+        // Every upstream `requestState` goes out sealed for this caller (handles.rs).
+        let binding = super::state::ctx_binding(&ctx.principal, rt);
+        let seal_state = |literal: &str| {
+            seal_request_state(&state.sessions, literal, binding, super::state::cache_now())
+                .map_err(|e| tracing::warn!(route = %route.name, reason = e.reason(), "cannot seal a requestState"))
+                .ok()
+        };
+        let rules = Rules {
+            keep: policy.is_some().then_some(&keep as _),
+            seal_state: Some(&seal_state),
         };
         let refusal = Refusal::UnfilterableAnswer;
         let out: Vec<u8> = match &mut ctx.response_mode {
@@ -88,7 +120,8 @@ impl Gateway {
                     }
                 };
                 let hooks = Hooks {
-                    keep: policy.is_some().then_some(&keep as _),
+                    keep: rules.keep,
+                    seal_state: rules.seal_state,
                     endpoint: &endpoint,
                     error_messages: &error_messages,
                 };
@@ -105,7 +138,7 @@ impl Gateway {
                 }
                 out.bytes
             }
-            ResponseMode::FilterJson(rewriter) => match rewriter.push(chunk, end, &keep) {
+            ResponseMode::FilterJson(rewriter) => match rewriter.push_with(chunk, end, rules) {
                 Ok(None) => Vec::new(),
                 Ok(Some((bytes, removed))) => {
                     for (kind, n) in &removed {
@@ -135,6 +168,28 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rewritten_body_is_chunked_not_closed() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("content-length", "62").unwrap();
+        frame_rewritten_body(&mut resp);
+        assert!(resp.headers.get("content-length").is_none());
+        assert_eq!(resp.headers["transfer-encoding"], "chunked");
+        let mut chunked = ResponseHeader::build(200, None).unwrap();
+        chunked
+            .insert_header("transfer-encoding", "chunked")
+            .unwrap();
+        frame_rewritten_body(&mut chunked);
+        assert_eq!(
+            chunked.headers.get_all("transfer-encoding").iter().count(),
+            1
+        );
+        let mut empty = ResponseHeader::build(204, None).unwrap();
+        empty.insert_header("content-length", "0").unwrap();
+        frame_rewritten_body(&mut empty);
+        assert!(empty.headers.get("transfer-encoding").is_none());
+    }
 
     #[test]
     fn every_stream_is_filtered_and_other_bodies_on_policy_routes() {

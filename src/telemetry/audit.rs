@@ -13,6 +13,7 @@ use crate::auth::{AuthFailure, Principal};
 use crate::config::Route;
 use crate::exchange::ExchangeError;
 use crate::mcp::filter::FilterError;
+use crate::mcp::handles::Handle;
 use crate::mcp::session::UnsealError;
 use crate::mcp::stream::StreamFailure;
 use crate::policy::{Decision, Verdict};
@@ -69,6 +70,14 @@ pub enum AuditEvent<'a> {
     SessionRejected {
         route: &'a Route,
         caller: Caller<'a>,
+        reason: UnsealError,
+    },
+    /// `handle_rejected` (warn): a server-minted handle (`requestState`) that did not
+    /// open for this caller; the request never reached the upstream.
+    HandleRejected {
+        route: &'a Route,
+        caller: Caller<'a>,
+        handle: Handle,
         reason: UnsealError,
     },
     /// `upstream_credential_failed` (warn): no credential for the upstream.
@@ -133,6 +142,17 @@ impl AuditEvent<'_> {
                 reason,
             } => (
                 "session_rejected",
+                route,
+                reason.reason(),
+                of_caller(&caller),
+            ),
+            AuditEvent::HandleRejected {
+                route,
+                caller,
+                reason,
+                ..
+            } => (
+                "handle_rejected",
                 route,
                 reason.reason(),
                 of_caller(&caller),
@@ -228,6 +248,22 @@ fn write(event: &AuditEvent<'_>) {
             subject = caller.subject,
             client = caller.client,
             note = "a session id presented by a caller it was not issued to may be a hijack attempt",
+        ),
+        AuditEvent::HandleRejected {
+            route,
+            caller,
+            handle,
+            reason,
+        } => tracing::warn!(
+            target: "audit",
+            event = "handle_rejected",
+            route = %route.name,
+            handle = handle.label(),
+            reason = reason.reason(),
+            issuer = caller.issuer,
+            subject = caller.subject,
+            client = caller.client,
+            note = "a handle presented by a caller it was not issued to may be a hijack attempt",
         ),
         AuditEvent::UpstreamCredentialFailed {
             route,

@@ -91,6 +91,7 @@ struct Families {
     token_exchange_duration: HistogramVec,
     cache_requests: IntCounterVec,
     session_rejections: IntCounterVec,
+    handle_rejections: IntCounterVec,
     list_items_removed: IntCounterVec,
     list_filter_failures: IntCounterVec,
     stream_errors: IntCounterVec,
@@ -189,6 +190,15 @@ impl RouteMetrics {
         self.families
             .session_rejections
             .with_label_values(&[self.name.as_str(), reason])
+            .inc();
+    }
+
+    /// A sealed server-minted handle refused (`handle`: `request_state`; `reason` from
+    /// the session module).
+    pub fn handle_rejection(&self, handle: &str, reason: &str) {
+        self.families
+            .handle_rejections
+            .with_label_values(&[self.name.as_str(), handle, reason])
             .inc();
     }
 
@@ -301,6 +311,12 @@ impl Metrics {
             "Session ids refused (not found for this caller), by route and reason.",
             &["route", "reason"],
         )?;
+        let handle_rejections = counter(
+            &registry,
+            "drawbridge_handle_rejections_total",
+            "Server-minted handles (requestState) refused before the upstream, by route, handle and reason.",
+            &["route", "handle", "reason"],
+        )?;
         let list_items_removed = counter(
             &registry,
             "drawbridge_list_items_removed_total",
@@ -370,6 +386,7 @@ impl Metrics {
                 token_exchange_duration,
                 cache_requests,
                 session_rejections,
+                handle_rejections,
                 list_items_removed,
                 list_filter_failures,
                 stream_errors,

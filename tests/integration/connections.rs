@@ -36,11 +36,18 @@ async fn read_response(stream: &mut TcpStream, within: Duration) -> Option<(u16,
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
             let status = head.split(' ').nth(1)?.parse().ok()?;
+            // A body the gateway rewrites (a filtered or sealed answer) is chunked.
+            let chunked = head.contains("transfer-encoding: chunked");
+            if let Some((body, used)) = dechunk(&buf[end + 4..]).filter(|_| chunked) {
+                let rest = buf.split_off(end + 4 + used);
+                PENDING.with(|p| p.borrow_mut().extend_from_slice(&rest));
+                return Some((status, head, body));
+            }
             let len: usize = head
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))
                 .map_or(0, |v| v.trim().parse().unwrap_or(0));
-            if buf.len() >= end + 4 + len {
+            if !chunked && buf.len() >= end + 4 + len {
                 let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
                 // Keep what follows (a pipelined answer) for the next call.
                 let rest = buf.split_off(end + 4 + len);
@@ -57,6 +64,29 @@ async fn read_response(stream: &mut TcpStream, within: Duration) -> Option<(u16,
         match tokio::time::timeout(left, stream.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A complete chunked body at the start of `bytes`: the body and how many bytes it took;
+/// `None` until the last chunk has arrived.
+fn dechunk(bytes: &[u8]) -> Option<(String, usize)> {
+    let mut at = 0;
+    let mut body = Vec::new();
+    loop {
+        let line_end = at + bytes[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&bytes[at..line_end]).ok()?.trim(), 16)
+                .ok()?;
+        let data = line_end + 2;
+        if size == 0 {
+            let trailer_end = data + bytes.get(data..)?.windows(2).position(|w| w == b"\r\n")?;
+            return Some((String::from_utf8_lossy(&body).to_string(), trailer_end + 2));
+        }
+        body.extend_from_slice(bytes.get(data..data + size)?);
+        at = data + size + 2;
+        if bytes.len() < at {
+            return None;
         }
     }
 }

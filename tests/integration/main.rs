@@ -13,6 +13,7 @@ mod deploy;
 mod errors;
 mod exchange;
 mod exchange_idp;
+mod handles;
 mod idp_selftest;
 mod lists;
 mod log_budget;

@@ -23,6 +23,10 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use tokio::sync::{mpsc, Notify};
 
+/// The `requestState` the `ask` tool mints: quotes, a backslash and a non-ASCII letter,
+/// so that its JSON form has escapes the upstream must get back byte for byte.
+pub const ASK_STATE: &str = "upstream-state \"q\" \\ \u{e9}";
+
 /// One request as the upstream received it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -293,6 +297,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
 
 /// What the stand-in answers to one request: lists for the list methods (so the
 /// gateway has something to filter), otherwise an echo of the method and body size.
+///
+/// `tools/call` of `ask` is a multi round-trip tool whose `requestState` is [`ASK_STATE`].
 fn answer(msg: &serde_json::Value, mode: &str, body_len: usize) -> Option<serde_json::Value> {
     use serde_json::json;
     let id = msg.get("id")?.clone();
@@ -319,6 +325,20 @@ fn answer(msg: &serde_json::Value, mode: &str, body_len: usize) -> Option<serde_
             {"uriTemplate": "test://static/resource/{id}", "name": "static"},
             {"uriTemplate": "file:///{path}", "name": "files"}
         ]}),
+        // A multi round-trip tool (MCP 2026-07-28): asks for input with a state of its
+        // own, then answers with the state it got back.
+        ("tools/call", _) if msg["params"]["name"] == "ask" => {
+            match msg["params"].get("requestState") {
+                None => json!({
+                    "resultType": "input_required",
+                    "inputRequests": {"q": {"method": "elicitation/create",
+                        "params": {"message": "which?", "requestedSchema": {"type": "object"}}}},
+                    "requestState": ASK_STATE,
+                }),
+                Some(state) => json!({"content": [{"type": "text", "text": "resumed"}],
+                    "receivedState": state}),
+            }
+        }
         _ => json!({ "method": method, "bytes": body_len }),
     };
     Some(json!({"jsonrpc": "2.0", "id": id, "result": result}))

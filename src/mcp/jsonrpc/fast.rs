@@ -67,6 +67,8 @@ fn message(s: &mut Scanner<'_>) -> Result<RawMessage, Defer> {
             }
             "method" => msg.method = Some(plain_string(s)?.to_string()),
             "params" => msg.params = Some(params(s)?),
+            // Refused by the serde reading.
+            "requestState" => return Err(Defer),
             "result" | "error" => {
                 checked(s, 1)?;
                 msg.has_result_or_error = true;
@@ -84,7 +86,8 @@ fn message(s: &mut Scanner<'_>) -> Result<RawMessage, Defer> {
     Ok(msg)
 }
 
-/// `params`: an object (keeping its `name` and `uri` strings), an array, or null.
+/// `params`: an object (keeping its `name`, `uri` and `requestState` strings), an
+/// array, or null.
 fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
     let mut params = super::Params::default();
     match s.peek() {
@@ -94,6 +97,8 @@ fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
                 match keys.insert(key)? {
                     "name" => params.name = Some(plain_string(s)?.to_string()),
                     "uri" => params.uri = Some(plain_string(s)?.to_string()),
+                    // Not a string: the serde reading refuses it.
+                    "requestState" => params.request_state = Some(plain_string(s)?.to_string()),
                     other if super::key_spelling_of(other, &super::PARAMS_KEYS).is_some() => {
                         return Err(Defer)
                     }

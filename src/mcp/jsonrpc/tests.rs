@@ -10,6 +10,7 @@ fn call(id: Option<&str>, method: &str, target: Option<&str>) -> Message {
             method: method.into(),
             target: target.map(str::to_string),
         },
+        request_state: None,
     }
 }
 
@@ -274,6 +275,8 @@ const TEMPLATES: &[&str] = &[
     r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"admin-delete"}}"#,
     r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","method":"ping"}"#,
     r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"Name":"fine"}}}"#,
+    r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ask","requestState":"rs1.k1.abc","inputResponses":{"a":{"action":"accept"}}}}"#,
+    r#"{"jsonrpc":"2.0","id":"r","method":"resources/read","params":{"requestState":"rs1.k1.x-_","uri":"a:b"}}"#,
 ];
 
 #[test]
@@ -583,4 +586,85 @@ fn whatever_a_case_folding_upstream_would_call_the_inspector_sees() {
         );
     }
     assert!(accepted > 100, "only {accepted} bodies accepted");
+}
+
+#[test]
+fn a_request_state_is_read_once_as_a_string_in_params_only() {
+    let state = |body: &str| {
+        inspect(body.as_bytes()).map(|i| {
+            i.messages
+                .iter()
+                .map(|m| m.request_state.as_deref().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+    };
+    for (body, want) in [
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","requestState":"s1"}}"#,
+            "s1",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","request\u0053tate":"s\u0031"}}"#,
+            "s1",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"requestState":"s1","name":"p"}}"#,
+            "s1",
+        ),
+    ] {
+        assert_eq!(state(body), Ok(vec![Some(want.to_string())]), "{body}");
+    }
+    // Elsewhere it is ordinary data: tool arguments, `_meta`.
+    assert_eq!(
+        state(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"requestState":"x"},"_meta":{"requestState":"y"}}}"#
+        ),
+        Ok(vec![None])
+    );
+    // Two of them (however spelled), another type, another spelling a case-folding
+    // upstream would read, or beside `params`: refused.
+    for (body, want) in [
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","requestState":"s1","requestState":"raw"}}"#,
+            Malformed::NotJsonRpc(DUPLICATE_KEY),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","requestState":"s1","request\u0053tate":"raw"}}"#,
+            Malformed::NotJsonRpc(DUPLICATE_KEY),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","requestState":7}}"#,
+            Malformed::InvalidParams(BAD_STATE),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","requestState":null}}"#,
+            Malformed::InvalidParams(BAD_STATE),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","requestState":["s1"]}}"#,
+            Malformed::InvalidParams(BAD_STATE),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","requestState":"s1","RequestState":"raw"}}"#,
+            Malformed::NotJsonRpc(KEY_SPELLING),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","requestſtate":"raw"}}"#,
+            Malformed::NotJsonRpc(KEY_SPELLING),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","requestState":"s1","params":{"name":"a"}}"#,
+            Malformed::NotJsonRpc(MISPLACED_STATE),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","RequestState":"s1","params":{"name":"a"}}"#,
+            Malformed::NotJsonRpc(KEY_SPELLING),
+        ),
+    ] {
+        assert_eq!(state(body), Err(want.clone()), "{body}");
+        assert!(fast::single_message(body.as_bytes()).is_none(), "{body}");
+    }
+    // The fast path reads a plain one itself.
+    let plain = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","requestState":"s1"}}"#;
+    assert!(fast::single_message(plain).is_some());
 }

@@ -373,25 +373,66 @@ pub fn seal(
     binding: impl Into<Digests>,
     issued_at_unix: u64,
 ) -> Result<String, SealError> {
-    let bound = binding.into();
     if upstream_id.len() > MAX_UPSTREAM_ID_LEN {
         return Err(SealError::UpstreamIdTooLong);
     }
     if upstream_id.is_empty() || !upstream_id.bytes().all(is_visible_ascii) {
         return Err(SealError::UpstreamIdInvalid);
     }
+    seal_payload(
+        keys,
+        &SESSION_ID,
+        upstream_id.as_bytes(),
+        binding.into(),
+        issued_at_unix,
+    )
+}
+
+/// What a sealed value is for. Its version is the first part of the wire form and, with
+/// the key id, the AAD: a value sealed for one purpose never opens as another (a sealed
+/// session id presented as a `requestState`, or the other way round, is
+/// [`UnsealError::Malformed`]; with its prefix swapped, [`UnsealError::Tampered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purpose {
+    /// `[a-z0-9]+`, distinct per purpose.
+    pub version: &'static str,
+    /// Longest payload sealed; longer is [`SealError::UpstreamIdTooLong`].
+    pub max_payload: usize,
+    /// Longest sealed value opened; longer is [`UnsealError::Malformed`].
+    pub max_sealed: usize,
+}
+
+/// Sealed `Mcp-Session-Id` values (and the legacy transport's session parameter).
+pub const SESSION_ID: Purpose = Purpose {
+    version: VERSION,
+    max_payload: MAX_UPSTREAM_ID_LEN,
+    max_sealed: MAX_SEALED_LEN,
+};
+
+/// Seals `payload` for `bound` with the first key, under `purpose`. Checks only the
+/// length: what a payload may contain is the purpose's caller's business.
+pub fn seal_payload(
+    keys: &SessionKeys,
+    purpose: &Purpose,
+    payload_in: &[u8],
+    bound: Digests,
+    issued_at_unix: u64,
+) -> Result<String, SealError> {
+    if payload_in.len() > purpose.max_payload {
+        return Err(SealError::UpstreamIdTooLong);
+    }
     let (key_id, key) = keys.sealing_key().ok_or(SealError::Crypto)?;
-    let prefix = format!("{VERSION}.{key_id}.");
+    let prefix = format!("{}.{key_id}.", purpose.version);
 
     let mut nonce = [0u8; NONCE_LEN];
     keys.rng.fill(&mut nonce).map_err(|_| SealError::Crypto)?;
 
-    let mut payload = Vec::with_capacity(NONCE_LEN + HEADER_LEN + upstream_id.len() + TAG_LEN);
+    let mut payload = Vec::with_capacity(NONCE_LEN + HEADER_LEN + payload_in.len() + TAG_LEN);
     payload.extend_from_slice(&nonce);
     payload.extend_from_slice(&issued_at_unix.to_be_bytes());
     payload.extend_from_slice(&bound.route.0);
     payload.extend_from_slice(&bound.identity.0);
-    payload.extend_from_slice(upstream_id.as_bytes());
+    payload.extend_from_slice(payload_in);
     let plaintext = payload.get_mut(NONCE_LEN..).ok_or(SealError::Crypto)?;
     let tag = key
         .seal_in_place_separate_tag(
@@ -447,7 +488,40 @@ pub fn open(
     now_unix: u64,
     max_age: Option<Duration>,
 ) -> Result<Opened, UnsealError> {
-    if sealed.len() > MAX_SEALED_LEN {
+    let opened = open_payload(keys, &SESSION_ID, sealed, binding.into(), now_unix, max_age)?;
+    let upstream_id = opened.payload;
+    if upstream_id.is_empty() || !upstream_id.iter().copied().all(is_visible_ascii) {
+        return Err(UnsealError::Malformed);
+    }
+    let upstream_id = String::from_utf8(upstream_id).map_err(|_| UnsealError::Malformed)?;
+    let issued_at = opened.issued_at;
+    let young = issued_at <= now_unix && now_unix - issued_at < RESEAL_AFTER_SECS;
+    Ok(Opened {
+        upstream_id,
+        reusable: opened.current_key && young,
+    })
+}
+
+/// What [`open_payload`] gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedPayload {
+    pub payload: Vec<u8>,
+    pub issued_at: u64,
+    /// Sealed with the key that seals now.
+    pub current_key: bool,
+}
+
+/// Opens a value sealed under `purpose`, if one of `keys` sealed it for exactly `bound`
+/// (and it is young enough).
+pub fn open_payload(
+    keys: &SessionKeys,
+    purpose: &Purpose,
+    sealed: &str,
+    bound: Digests,
+    now_unix: u64,
+    max_age: Option<Duration>,
+) -> Result<OpenedPayload, UnsealError> {
+    if sealed.len() > purpose.max_sealed {
         return Err(UnsealError::Malformed);
     }
     let mut parts = sealed.splitn(3, '.');
@@ -455,7 +529,7 @@ pub fn open(
     else {
         return Err(UnsealError::Malformed);
     };
-    if version != VERSION || !valid_key_id(key_id) {
+    if version != purpose.version || !valid_key_id(key_id) {
         return Err(UnsealError::Malformed);
     }
     let key = keys.opening_key(key_id).ok_or(UnsealError::UnknownKey)?;
@@ -470,8 +544,8 @@ pub fn open(
         .split_at_mut_checked(NONCE_LEN)
         .ok_or(UnsealError::Malformed)?;
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| UnsealError::Malformed)?;
-    // The AAD is the prefix exactly as presented; it was checked to be `v1.<key id>.`.
-    let prefix_len = VERSION.len() + 1 + key_id.len() + 1;
+    // The AAD is the prefix exactly as presented; it was checked to be `<version>.<key id>.`.
+    let prefix_len = version.len() + 1 + key_id.len() + 1;
     let aad = sealed
         .as_bytes()
         .get(..prefix_len)
@@ -486,35 +560,27 @@ pub fn open(
     let (route, rest) = rest
         .split_at_checked(SHA256_OUTPUT_LEN)
         .ok_or(UnsealError::Malformed)?;
-    let (identity, upstream_id) = rest
+    let (identity, inner) = rest
         .split_at_checked(SHA256_OUTPUT_LEN)
         .ok_or(UnsealError::Malformed)?;
-    let bound = binding.into();
     if route != &bound.route.0[..] {
         return Err(UnsealError::WrongRoute);
     }
     if identity != &bound.identity.0[..] {
         return Err(UnsealError::WrongIdentity);
     }
+    let issued_at = u64::from_be_bytes(*issued_at);
     if let Some(max_age) = max_age {
-        let issued_at = u64::from_be_bytes(*issued_at);
         if issued_at > now_unix.saturating_add(MAX_CLOCK_SKEW_SECS)
             || Duration::from_secs(now_unix.saturating_sub(issued_at)) > max_age
         {
             return Err(UnsealError::Expired);
         }
     }
-    if upstream_id.is_empty() || !upstream_id.iter().copied().all(is_visible_ascii) {
-        return Err(UnsealError::Malformed);
-    }
-    let upstream_id =
-        String::from_utf8(upstream_id.to_vec()).map_err(|_| UnsealError::Malformed)?;
-    let issued_at = u64::from_be_bytes(*issued_at);
-    let current_key = keys.sealing_key().is_some_and(|(id, _)| id == key_id);
-    let young = issued_at <= now_unix && now_unix - issued_at < RESEAL_AFTER_SECS;
-    Ok(Opened {
-        upstream_id,
-        reusable: current_key && young,
+    Ok(OpenedPayload {
+        payload: inner.to_vec(),
+        issued_at,
+        current_key: keys.sealing_key().is_some_and(|(id, _)| id == key_id),
     })
 }
 

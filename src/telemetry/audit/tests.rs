@@ -198,6 +198,27 @@ fn a_rejected_session_names_the_presenting_caller() {
 }
 
 #[test]
+fn a_rejected_handle_names_the_handle_and_the_presenting_caller() {
+    let route = route();
+    let alice = alice();
+    let seen = emitted(AuditEvent::HandleRejected {
+        route: &route,
+        caller: Caller::of(Some(&alice)),
+        handle: Handle::RequestState,
+        reason: UnsealError::WrongIdentity,
+    });
+    assert_eq!(seen.level, tracing::Level::WARN);
+    assert_eq!(
+        seen.names(),
+        ["client", "event", "handle", "issuer", "note", "reason", "route", "subject"]
+    );
+    assert_eq!(seen.get("event"), Some("handle_rejected"));
+    assert_eq!(seen.get("handle"), Some("request_state"));
+    assert_eq!(seen.get("reason"), Some("wrong_identity"));
+    assert_eq!(seen.get("subject"), Some("alice"));
+}
+
+#[test]
 fn a_failed_credential_names_the_error_kind() {
     let route = route();
     let alice = alice();

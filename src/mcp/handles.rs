@@ -1,0 +1,244 @@
+//! Server-minted handles bound to the caller: the `requestState` of MCP 2026-07-28
+//! multi round-trip requests. A server that needs input answers `tools/call`,
+//! `prompts/get` or `resources/read` with an input-required result carrying
+//! `result.requestState`; the client retries the request with that string as
+//! `params.requestState`. The string is the server's memory, held by the client: the
+//! specification says it is attacker-controlled on the way back and must not act as
+//! authentication ("state handle hijacking").
+//!
+//! So the gateway never hands the upstream's state to the client. It seals it — the same
+//! AEAD, keys and bindings as session ids (route + issuer, subject, client), under its
+//! own [`Purpose`] so that a sealed session id is never a sealed state and the other way
+//! round — and restores the upstream's original bytes only when the caller it was sealed
+//! for presents it on the same route. Anything else (another caller or route, another or
+//! unknown key, tampered, malformed, too old) is refused before the upstream is
+//! contacted.
+//!
+//! Owns the purpose, where a request may carry a state, sealing and opening, and
+//! restoring the original state in a request body. The proxy step that calls it is
+//! `proxy::handles`; the response side is a hook of `mcp::filter` ([`SealState`]).
+//!
+//! # What is sealed
+//!
+//! The state's JSON string literal *as the upstream wrote it* (between the quotes,
+//! escapes kept), so that the upstream receives exactly the bytes it minted. The sealed
+//! form is `rs1.<key id>.<base64url>`: ASCII letters, digits, `.`, `_`, `-`, which
+//! need no escaping in JSON.
+//!
+//! # Restoring the body
+//!
+//! The restored literal is always shorter than the sealed one it replaces, and the body
+//! keeps its length: JSON white space follows the restored string. Pingora's subrequest
+//! re-reads the client's request header, so its body framing (`Content-Length`) stays
+//! true; the upstream gets a body that every JSON parser reads as the request the client
+//! sent with the original state in place of the sealed one. The restored body is
+//! inspected again and must say the same thing.
+
+use std::time::Duration;
+
+use super::jsonrpc::{inspect, Inspected, Message, MessageKind};
+use super::scan::{NotJson, Scanner};
+use super::session::{
+    open_payload, seal_payload, Digests, Purpose, SealError, SessionKeys, UnsealError,
+};
+
+/// The kinds of server-minted handle the gateway binds to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handle {
+    /// `params.requestState` of a multi round-trip request.
+    RequestState,
+}
+
+impl Handle {
+    /// The `handle` label of `drawbridge_handle_rejections_total` and the audit event.
+    pub fn label(self) -> &'static str {
+        match self {
+            Handle::RequestState => "request_state",
+        }
+    }
+}
+
+/// Longest upstream `requestState` literal the gateway seals (bytes as written).
+pub const MAX_STATE_LEN: usize = 1 << 20;
+
+/// Sealed `requestState` values.
+pub const REQUEST_STATE: Purpose = Purpose {
+    version: "rs1",
+    max_payload: MAX_STATE_LEN,
+    // prefix (version, key id, two dots) + base64 of nonce, header, payload and tag.
+    max_sealed: 3 + 1 + 16 + 1 + (12 + 8 + 64 + MAX_STATE_LEN + 16).div_ceil(3) * 4,
+};
+
+/// The methods whose answer may be an input-required result (MCP 2026-07-28): a JSON
+/// answer to a POST carrying one of them is read for a `requestState` on every route.
+pub const INPUT_REQUIRED_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
+
+/// The response-side hook: the sealed form of an upstream `requestState` literal (as
+/// written, between the quotes), or `None` when it cannot be sealed (the answer then
+/// fails closed).
+pub type SealState<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Seals the upstream's `requestState` literal (as written, between its quotes) for
+/// `bound`.
+pub fn seal_request_state(
+    keys: &SessionKeys,
+    literal: &str,
+    bound: Digests,
+    now_unix: u64,
+) -> Result<String, SealError> {
+    seal_payload(keys, &REQUEST_STATE, literal.as_bytes(), bound, now_unix)
+}
+
+/// Opens a sealed `requestState` presented by a client: the upstream's literal, if it was
+/// sealed for exactly `bound` (and is younger than `max_age`).
+pub fn open_request_state(
+    keys: &SessionKeys,
+    sealed: &str,
+    bound: Digests,
+    now_unix: u64,
+    max_age: Option<Duration>,
+) -> Result<String, UnsealError> {
+    let opened = open_payload(keys, &REQUEST_STATE, sealed, bound, now_unix, max_age)?;
+    String::from_utf8(opened.payload).map_err(|_| UnsealError::Malformed)
+}
+
+/// Whether the request's `MCP-Protocol-Version` names a revision that has multi
+/// round-trip requests (2026-07-28 or later; dates compare as text). Answers to older
+/// clients are not read for a state on routes without a policy: a state that reaches
+/// the client unsealed is refused when it comes back, so it cannot be replayed.
+pub fn version_has_request_state(version: Option<&[u8]>) -> bool {
+    version.is_some_and(|v| v.len() == 10 && v >= &b"2026-07-28"[..])
+}
+
+/// Whether an answer (a JSON body on a route without a policy) may be an input-required
+/// result: the POST carried a method that may answer with one.
+pub fn answer_may_carry_state(inspected: Option<&Inspected>) -> bool {
+    inspected.is_some_and(|i| {
+        i.messages.iter().any(|m| match &m.kind {
+            MessageKind::Call { method, .. } => INPUT_REQUIRED_METHODS.contains(&method.as_str()),
+            MessageKind::Response => false,
+        })
+    })
+}
+
+/// Whether an event's data may hold a `requestState` member at all: its name, or an
+/// escape that could spell it. Lets a route without a policy skip reading the rest.
+pub fn may_carry_state(data: &str) -> bool {
+    memchr::memchr(b'\\', data.as_bytes()).is_some()
+        || memchr::memmem::find(data.as_bytes(), b"requestState").is_some()
+}
+
+/// The `requestState` a request body presents, if any. Only a single request (a message
+/// with a method and an id, not in a batch) may carry one: it is the retry of a request
+/// whose answer the client got. In a batch (which MCP 2026-07-28 does not have), a
+/// notification or a response it is refused (the text says why).
+pub fn presented_state(inspected: &Inspected) -> Result<Option<&str>, &'static str> {
+    let carrying = inspected
+        .messages
+        .iter()
+        .filter(|m| m.request_state.is_some())
+        .count();
+    if carrying == 0 {
+        return Ok(None);
+    }
+    if inspected.batch {
+        return Err("a requestState in a batch");
+    }
+    match inspected.messages.first() {
+        Some(Message {
+            id: Some(_),
+            kind: MessageKind::Call { .. },
+            request_state: Some(state),
+        }) => Ok(Some(state)),
+        _ => Err("a requestState on a message that is not a request"),
+    }
+}
+
+/// Why a body could not be restored. Never expected for a body that passed inspection
+/// (the caller answers 500 and logs it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreError(pub &'static str);
+
+/// The body the upstream receives: `body` (one request, inspected as `inspected`, whose
+/// `params.requestState` is the sealed value) with the original `literal` in place of
+/// the sealed string, followed by white space so that the length stays the same. The
+/// result is inspected again and must read as the same request with the original state.
+pub fn restore_request_state(
+    body: &[u8],
+    inspected: &Inspected,
+    literal: &str,
+) -> Result<Vec<u8>, RestoreError> {
+    let text = std::str::from_utf8(body).map_err(|_| RestoreError("not UTF-8"))?;
+    let presented = presented_state(inspected)
+        .ok()
+        .flatten()
+        .ok_or(RestoreError("no requestState to restore"))?;
+    let span = state_span(text).map_err(|_| RestoreError("not JSON"))?;
+    let [(span, value)] = &span[..] else {
+        return Err(RestoreError("not exactly one params.requestState"));
+    };
+    if value != presented {
+        return Err(RestoreError("the body and its inspection disagree"));
+    }
+    let written = literal.len() + 2;
+    let pad = span.len().checked_sub(written).ok_or(RestoreError(
+        "the original state is longer than the sealed one",
+    ))?;
+    let mut out = Vec::with_capacity(body.len());
+    out.extend_from_slice(&body[..span.start]);
+    out.push(b'"');
+    out.extend_from_slice(literal.as_bytes());
+    out.push(b'"');
+    out.resize(out.len() + pad, b' ');
+    out.extend_from_slice(&body[span.end..]);
+
+    // The restored body must read as the same request, now with the original state.
+    let original = serde_json::from_str::<String>(&format!("\"{literal}\""))
+        .map_err(|_| RestoreError("the sealed state is not a JSON string"))?;
+    let again = inspect(&out).map_err(|_| RestoreError("the restored body is not accepted"))?;
+    let same = match (&again.messages[..], &inspected.messages[..]) {
+        ([now], [before]) => {
+            !again.batch
+                && now.id == before.id
+                && now.kind == before.kind
+                && now.request_state.as_deref() == Some(original.as_str())
+        }
+        _ => false,
+    };
+    if !same {
+        return Err(RestoreError("the restored body reads differently"));
+    }
+    Ok(out)
+}
+
+/// Every `params.requestState` string of a single-object body: its span (with the
+/// quotes) and decoded value.
+fn state_span(text: &str) -> Result<Vec<(std::ops::Range<usize>, String)>, NotJson> {
+    let mut s = Scanner::new(text);
+    let mut found = Vec::new();
+    if s.peek() != Some(b'{') {
+        s.value()?;
+        return Ok(found);
+    }
+    s.object(|s, key| {
+        if !key.is("params") || s.peek() != Some(b'{') {
+            s.value()?;
+            return Ok(());
+        }
+        s.object(|s, key| {
+            if key.is("requestState") && s.peek() == Some(b'"') {
+                let start = s.pos();
+                let value = s.string()?.decode().ok_or(NotJson)?.into_owned();
+                found.push((start..s.pos(), value));
+                return Ok(());
+            }
+            s.value()?;
+            Ok::<_, NotJson>(())
+        })?;
+        Ok::<_, NotJson>(())
+    })?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests;
