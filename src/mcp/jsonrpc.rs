@@ -27,7 +27,26 @@ pub struct Message {
     /// The id exactly as the client wrote it (`1`, `"abc"`); `None` for notifications.
     pub id: Option<Box<str>>,
     pub kind: MessageKind,
+    /// The protocol version the message names in its own body (MCP 2026-07-28's
+    /// per-request `_meta`); always [`VersionClaim::Absent`] for a response.
+    pub version_claim: VersionClaim,
 }
+
+/// `params._meta["io.modelcontextprotocol/protocolVersion"]`: how a request of MCP
+/// 2026-07-28 or later names its protocol version, with no handshake before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum VersionClaim {
+    /// No `_meta` object in `params`, or one without the key: an older protocol's message.
+    #[default]
+    Absent,
+    /// The version the body names.
+    Named(String),
+    /// The key is there, with a value that is not a string.
+    NotAString,
+}
+
+/// The `_meta` key naming a request's protocol version (MCP 2026-07-28).
+pub const PROTOCOL_VERSION_META_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageKind {
@@ -102,15 +121,19 @@ const REASONS: [&str; 7] = [
 
 /// The members of a message the gateway decides on.
 const MESSAGE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
-/// The members of `params` the gateway decides on (the target of a call): every
-/// [`Target::member`](super::methods::Target::member).
-pub(crate) const PARAMS_KEYS: [&str; 2] = ["name", "uri"];
+/// The members of `params` the gateway decides on: the target of a call (every
+/// [`Target::member`](super::methods::Target::member)) and `_meta`, whose protocol
+/// version decides which rules the request's headers follow.
+pub(crate) const PARAMS_KEYS: [&str; 3] = ["name", "uri", "_meta"];
+/// The members of `params._meta` the gateway decides on.
+const META_KEYS: [&str; 1] = [PROTOCOL_VERSION_META_KEY];
 
 /// The decided key that `key` spells differently: equal under Unicode simple case
 /// folding, not byte for byte. Upstreams that match keys case-insensitively (Go's
 /// `encoding/json` folds `Name`, `NAME`, `ſ` U+017F as `s`, `K` U+212A as `k`) could
 /// read such a member in place of the one the gateway judged. The decided keys are
 /// ASCII, and the only other characters that fold to ASCII letters are U+017F and U+212A.
+/// Both sides are folded: a decided key may have capitals (`protocolVersion`).
 pub fn key_spelling_of(key: &str, decided: &[&'static str]) -> Option<&'static str> {
     let fold = |c: char| match c {
         '\u{17F}' => 's',
@@ -122,7 +145,7 @@ pub fn key_spelling_of(key: &str, decided: &[&'static str]) -> Option<&'static s
             // Folding maps a character to one of at most 3 bytes: a cheap first cut.
             && key.len() >= d.len()
             && key.len() <= 3 * d.len()
-            && key.chars().map(fold).eq(d.chars())
+            && key.chars().map(fold).eq(d.chars().map(fold))
     })
 }
 
@@ -287,11 +310,13 @@ impl<'de> Visitor<'de> for CheckedVisitor {
     }
 }
 
-/// `params`: checked like any value, keeping its top-level `name` and `uri` strings.
+/// `params`: checked like any value, keeping its top-level `name` and `uri` strings and
+/// the protocol version its `_meta` names.
 #[derive(Default)]
 struct Params {
     name: Option<String>,
     uri: Option<String>,
+    version: VersionClaim,
 }
 
 impl<'de> Deserialize<'de> for Params {
@@ -319,6 +344,7 @@ impl<'de> Deserialize<'de> for Params {
                         Some(slot) => {
                             *slot = map.next_value::<StringOrOther>()?.0.map(Cow::into_owned)
                         }
+                        None if key == "_meta" => params.version = map.next_value::<Meta>()?.0,
                         None => {
                             if key_spelling_of(&key, &PARAMS_KEYS).is_some() {
                                 return Err(de::Error::custom(KEY_SPELLING));
@@ -332,6 +358,64 @@ impl<'de> Deserialize<'de> for Params {
             }
             fn visit_unit<E>(self) -> Result<Params, E> {
                 Ok(Params::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `params._meta`: checked like any value, keeping the protocol version it names. A
+/// `_meta` that is not an object names none.
+struct Meta(VersionClaim);
+
+impl<'de> Deserialize<'de> for Meta {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Meta;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("_meta")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
+                let mut keys = KeySet::default();
+                let mut claim = VersionClaim::Absent;
+                while let Some(Text(key)) = map.next_key::<Text>()? {
+                    if key == PROTOCOL_VERSION_META_KEY {
+                        claim = match map.next_value::<StringOrOther>()?.0 {
+                            Some(version) => VersionClaim::Named(version.into_owned()),
+                            None => VersionClaim::NotAString,
+                        };
+                    } else if key_spelling_of(&key, &META_KEYS).is_some() {
+                        return Err(de::Error::custom(KEY_SPELLING));
+                    } else {
+                        map.next_value::<Checked>()?;
+                    }
+                    keys.insert(key)?;
+                }
+                Ok(Meta(claim))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Meta, A::Error> {
+                CheckedVisitor
+                    .visit_seq(seq)
+                    .map(|_| Meta(VersionClaim::Absent))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
+            }
+            fn visit_unit<E>(self) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
             }
         }
         d.deserialize_any(V)
@@ -399,12 +483,12 @@ impl RawMessage {
         if !self.version_ok {
             return Err(Malformed::NotJsonRpc(BAD_VERSION));
         }
-        let kind = match (self.method, self.has_result_or_error) {
+        let params = self.params.unwrap_or_default();
+        let (kind, version_claim) = match (self.method, self.has_result_or_error) {
             (Some(method), false) => {
                 let target = match target_member(&method) {
                     None => None,
                     Some(member) => {
-                        let params = self.params.unwrap_or_default();
                         let value = if member == "name" {
                             params.name
                         } else {
@@ -413,12 +497,16 @@ impl RawMessage {
                         Some(value.ok_or(Malformed::InvalidParams(BAD_TARGET))?)
                     }
                 };
-                MessageKind::Call { method, target }
+                (MessageKind::Call { method, target }, params.version)
             }
-            (None, true) if self.id.is_some() => MessageKind::Response,
+            (None, true) if self.id.is_some() => (MessageKind::Response, VersionClaim::Absent),
             _ => return Err(Malformed::NotJsonRpc(NO_KIND)),
         };
-        Ok(Message { id: self.id, kind })
+        Ok(Message {
+            id: self.id,
+            kind,
+            version_claim,
+        })
     }
 }
 

@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use super::RawMessage;
+use super::{RawMessage, VersionClaim};
 use std::borrow::Cow;
 
 use crate::mcp::scan::{JsonStr, NotJson, Scanner};
@@ -94,6 +94,7 @@ fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
                 match keys.insert(key)? {
                     "name" => params.name = Some(plain_string(s)?.to_string()),
                     "uri" => params.uri = Some(plain_string(s)?.to_string()),
+                    "_meta" => params.version = meta(s)?,
                     other if super::key_spelling_of(other, &super::PARAMS_KEYS).is_some() => {
                         return Err(Defer)
                     }
@@ -110,6 +111,36 @@ fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
         _ => return Err(Defer),
     }
     Ok(params)
+}
+
+/// `params._meta`: the protocol version it names, if it is an object naming one.
+fn meta(s: &mut Scanner<'_>) -> Result<VersionClaim, Defer> {
+    if s.peek() != Some(b'{') {
+        checked(s, 2)?;
+        return Ok(VersionClaim::Absent);
+    }
+    let mut claim = VersionClaim::Absent;
+    let mut keys = Keys::default();
+    s.object(|s, key| {
+        match keys.insert(key)? {
+            super::PROTOCOL_VERSION_META_KEY => {
+                claim = if s.peek() == Some(b'"') {
+                    VersionClaim::Named(plain_string(s)?.to_string())
+                } else {
+                    checked(s, 3)?;
+                    VersionClaim::NotAString
+                };
+            }
+            other if super::key_spelling_of(other, &super::META_KEYS).is_some() => {
+                return Err(Defer)
+            }
+            _ => {
+                checked(s, 3)?;
+            }
+        }
+        Ok::<_, Defer>(())
+    })?;
+    Ok(claim)
 }
 
 /// A string value (no escapes: the body has no backslash).
