@@ -6,6 +6,7 @@ pub mod filter;
 pub mod jsonrpc;
 pub mod legacy;
 pub mod methods;
+pub mod request_meta;
 pub mod scan;
 pub mod session;
 pub mod sse;

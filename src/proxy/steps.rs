@@ -12,7 +12,7 @@ use super::credential::CredentialRequest;
 use super::ctx::RequestCtx;
 use super::failure::{classify, Failure};
 use super::form::{self, Form};
-use super::headers::{MCP_METHOD, MCP_NAME, MCP_SESSION_ID};
+use super::headers::MCP_SESSION_ID;
 use super::{cache_now, ctx_binding, delegate, Gateway};
 use crate::auth::challenge::{www_authenticate, BearerErrorCode};
 use crate::auth::jwt::TokenError;
@@ -20,6 +20,7 @@ use crate::auth::{bearer, AuthFailure};
 use crate::mcp::filter::{ListKind, PendingLists};
 use crate::mcp::jsonrpc::{Inspected, MessageKind};
 use crate::mcp::legacy;
+use crate::mcp::request_meta::{self, MetaError};
 use crate::mcp::session::{self, UnsealError};
 use crate::policy::{self, Decision, Operation};
 use crate::refusal::Refusal;
@@ -330,22 +331,22 @@ impl Gateway {
         self.refuse(session, ctx, refusal).await
     }
 
-    /// `Mcp-Method` / `Mcp-Name` (MCP 2026-07-28) must say what the body says.
+    /// The request metadata headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`,
+    /// `Mcp-Param-*`) must say what the body says; see `mcp::request_meta`.
     pub(super) async fn check_mcp_headers(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
-        let headers = &session.req_header().headers;
-        let method = headers.get(&MCP_METHOD).map(|v| v.to_str().ok());
-        let name = headers.get(&MCP_NAME).map(|v| v.to_str().ok());
-        if method.is_none() && name.is_none() {
-            return Ok(false);
-        }
-        if !headers_match_body(method, name, ctx.inspected.as_ref()) {
-            return self.refuse(session, ctx, Refusal::HeaderMismatch).await;
-        }
-        Ok(false)
+        let Some(inspected) = ctx.inspected.as_ref() else {
+            return self.refuse(session, ctx, Refusal::Internal).await;
+        };
+        let refusal = match request_meta::check(&session.req_header().headers, inspected) {
+            Ok(()) => return Ok(false),
+            Err(MetaError::BatchWithClaim) => Refusal::BatchNotSupported,
+            Err(e) => Refusal::RequestMeta(e),
+        };
+        self.refuse(session, ctx, refusal).await
     }
 
     /// Authorize: every operation of the body against the route's policy. Records one
@@ -504,62 +505,4 @@ fn pending_lists(inspected: Option<&Inspected>) -> PendingLists {
         }
     }
     pending
-}
-
-/// True when the `Mcp-Method` / `Mcp-Name` headers (present ones) equal the single
-/// message's method and target. A batch cannot carry them.
-fn headers_match_body(
-    method: Option<Option<&str>>,
-    name: Option<Option<&str>>,
-    inspected: Option<&Inspected>,
-) -> bool {
-    let Some(inspected) = inspected.filter(|i| !i.batch && i.messages.len() == 1) else {
-        return false;
-    };
-    let op = Operation::of(&inspected.messages[0].kind);
-    let method_ok = match method {
-        None => true,
-        Some(value) => value == Some(op.method()),
-    };
-    let name_ok = match name {
-        None => true,
-        Some(value) => value.is_some() && value == op.target(),
-    };
-    method_ok && name_ok
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mcp::jsonrpc::inspect;
-
-    #[test]
-    fn mcp_headers_must_match_the_body() {
-        let call =
-            inspect(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#)
-                .unwrap();
-        assert!(headers_match_body(
-            Some(Some("tools/call")),
-            Some(Some("echo")),
-            Some(&call)
-        ));
-        assert!(headers_match_body(
-            Some(Some("tools/call")),
-            None,
-            Some(&call)
-        ));
-        assert!(!headers_match_body(
-            Some(Some("tools/list")),
-            None,
-            Some(&call)
-        ));
-        assert!(!headers_match_body(None, Some(Some("delete")), Some(&call)));
-        assert!(
-            !headers_match_body(Some(None), None, Some(&call)),
-            "non-ASCII header"
-        );
-        let batch = inspect(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap();
-        assert!(!headers_match_body(Some(Some("ping")), None, Some(&batch)));
-        assert!(!headers_match_body(Some(Some("ping")), None, None));
-    }
 }
