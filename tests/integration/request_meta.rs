@@ -40,6 +40,9 @@ async fn post(gw: &Gateway, body: &str, headers: &[(&str, &str)]) -> reqwest::Re
 }
 
 const V: (&str, &str) = ("mcp-protocol-version", "2026-07-28");
+
+/// What a case is about, its body, and its headers.
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
 const CALL: (&str, &str) = ("mcp-method", "tools/call");
 
 #[tokio::test]
@@ -52,7 +55,7 @@ async fn modern_requests_whose_headers_disagree_with_the_body_never_reach_the_up
         json!({"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"_meta":meta()}}).to_string();
     let legacy_echo =
         json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}).to_string();
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "no MCP-Protocol-Version",
             &echo,
