@@ -22,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import anyio
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from conftest import (E2E_DIR, LOOPBACK, _peer_logs, accepts_connections, free_port,
                       start_drawbridge, start_peer, stop_peer, wait_until)
@@ -102,6 +106,10 @@ def meta_gateway(adv_issuer, modern_ts, py_server: Server, peer_log_dir):
       default: deny
       tools:
         echo: [tools:echo]
+      prompts:
+        greeting: [tools:echo]
+      resources:
+        "test://public/*": [tools:echo]
 """ for u in upstreams)
     config = f"""\
 listen: {LOOPBACK}:{listen_port}
@@ -218,3 +226,45 @@ def test_headers_disagreeing_with_the_body_never_reach_the_server(meta_gateway,
         barrier(up.direct.rsplit("/mcp", 1)[0], ExecLog(up.requests))
     assert not up.received(value), f"{case}: the request reached the server"
     assert not up.executed(value), f"{case}: the server ran it"
+
+
+async def python_client_pinned_to_2026_07_28(url: str, token: str, value: str) -> dict:
+    """The Python SDK 2.3.0 client, `mode="2026-07-28"`: every request carries `_meta` and
+    the metadata headers the SDK derives from it, which the gateway checks."""
+    seen: dict = {}
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with http, Client(streamable_http_client(url, http_client=http), cache=None,
+                            mode=MODERN) as client:
+        seen["version"] = client.session.protocol_version
+        echoed = await client.call_tool("echo", {"message": value})
+        seen["echo"] = "".join(b.text for b in echoed.content if b.type == "text")
+        prompt = await client.get_prompt("greeting")
+        seen["prompt"] = [m.content.text for m in prompt.messages]
+        resource = await client.read_resource("test://public/info")
+        seen["resource"] = [c.text for c in resource.contents]
+    return seen
+
+
+def test_the_python_sdk_client_sends_headers_the_gateway_accepts(meta_gateway):
+    """tools/call, prompts/get and resources/read each need Mcp-Name: the real client's
+    requests pass, and the Python server runs them."""
+    base, upstreams, tokens = meta_gateway
+    up = upstreams["py"]
+    log = ExecLog(up.executions)
+    since = log.mark()
+    value = marker()
+
+    async def bounded():
+        with anyio.fail_after(30):
+            return await python_client_pinned_to_2026_07_28(base + up.prefix, tokens["py"],
+                                                            value)
+
+    seen = anyio.run(bounded)
+    assert seen["version"] == MODERN, seen
+    assert value in seen["echo"], seen
+    ran = log.executions(since)
+    assert any(e["kind"] == "tool" and value in json.dumps(e["args"]) for e in ran), ran
+    assert any(e["kind"] == "prompt" and e["prompt"] == "greeting" for e in ran), ran
+    assert any(e["kind"] == "resource" and e["resource"] == "test://public/info"
+               for e in ran), ran
+    assert not log.forbidden_executions(since), "a forbidden item ran"
