@@ -30,6 +30,9 @@ pub struct Message {
     /// The protocol version the message names in its own body (MCP 2026-07-28's
     /// per-request `_meta`); always [`VersionClaim::Absent`] for a response.
     pub version_claim: VersionClaim,
+    /// `params.taskId` when it is a string: the task a tasks-extension request is about,
+    /// which its `Mcp-Name` header mirrors.
+    pub task_id: Option<String>,
 }
 
 /// `params._meta["io.modelcontextprotocol/protocolVersion"]`: how a request of MCP
@@ -122,9 +125,10 @@ const REASONS: [&str; 7] = [
 /// The members of a message the gateway decides on.
 const MESSAGE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
 /// The members of `params` the gateway decides on: the target of a call (every
-/// [`Target::member`](super::methods::Target::member)) and `_meta`, whose protocol
-/// version decides which rules the request's headers follow.
-pub(crate) const PARAMS_KEYS: [&str; 3] = ["name", "uri", "_meta"];
+/// [`Target::member`](super::methods::Target::member)), `_meta`, whose protocol
+/// version decides which rules the request's headers follow, and `taskId`, which
+/// `Mcp-Name` mirrors on the tasks methods.
+pub(crate) const PARAMS_KEYS: [&str; 4] = ["name", "uri", "_meta", "taskId"];
 /// The members of `params._meta` the gateway decides on.
 const META_KEYS: [&str; 1] = [PROTOCOL_VERSION_META_KEY];
 
@@ -310,12 +314,13 @@ impl<'de> Visitor<'de> for CheckedVisitor {
     }
 }
 
-/// `params`: checked like any value, keeping its top-level `name` and `uri` strings and
-/// the protocol version its `_meta` names.
+/// `params`: checked like any value, keeping its top-level `name`, `uri` and `taskId`
+/// strings and the protocol version its `_meta` names.
 #[derive(Default)]
 struct Params {
     name: Option<String>,
     uri: Option<String>,
+    task_id: Option<String>,
     version: VersionClaim,
 }
 
@@ -337,6 +342,7 @@ impl<'de> Deserialize<'de> for Params {
                     let slot = match key.as_ref() {
                         "name" => Some(&mut params.name),
                         "uri" => Some(&mut params.uri),
+                        "taskId" => Some(&mut params.task_id),
                         _ => None,
                     };
                     match slot {
@@ -484,6 +490,7 @@ impl RawMessage {
             return Err(Malformed::NotJsonRpc(BAD_VERSION));
         }
         let params = self.params.unwrap_or_default();
+        let task_id = params.task_id;
         let (kind, version_claim) = match (self.method, self.has_result_or_error) {
             (Some(method), false) => {
                 let target = match target_member(&method) {
@@ -502,10 +509,15 @@ impl RawMessage {
             (None, true) if self.id.is_some() => (MessageKind::Response, VersionClaim::Absent),
             _ => return Err(Malformed::NotJsonRpc(NO_KIND)),
         };
+        let task_id = match kind {
+            MessageKind::Call { .. } => task_id,
+            MessageKind::Response => None,
+        };
         Ok(Message {
             id: self.id,
             kind,
             version_claim,
+            task_id,
         })
     }
 }

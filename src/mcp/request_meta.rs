@@ -9,7 +9,9 @@
 //! - A message whose `params._meta` names a protocol version
 //!   ([`VersionClaim`]) follows the 2026-07-28 rules: a request must carry
 //!   `MCP-Protocol-Version` equal to that version, `Mcp-Method` equal to its method, and
-//!   `Mcp-Name` equal to its target on `tools/call`, `resources/read` and `prompts/get`.
+//!   `Mcp-Name` equal to its target on `tools/call`, `resources/read` and `prompts/get`
+//!   (on `tasks/get`, `tasks/update` and `tasks/cancel` it mirrors `params.taskId`,
+//!   compared when present).
 //!   A notification's headers are checked when present (the revision defines none for
 //!   notification POSTs).
 //! - A request whose body names no version but whose `MCP-Protocol-Version` header names
@@ -54,6 +56,11 @@ pub const HANDSHAKE_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-
 
 /// The methods whose requests must carry `Mcp-Name` under 2026-07-28.
 pub const NAME_REQUIRED: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
+
+/// The tasks extension's methods whose `Mcp-Name` mirrors `params.taskId` (so that
+/// intermediaries can route every request about a task to where it runs; the TypeScript
+/// SDK v2 client sends it). Optional, compared when present.
+pub const TASK_NAME_METHODS: [&str; 3] = ["tasks/get", "tasks/update", "tasks/cancel"];
 
 /// The only method whose arguments `Mcp-Param-*` headers mirror.
 const PARAM_METHOD: &str = "tools/call";
@@ -106,7 +113,7 @@ pub enum MetaError {
     MethodMismatch,
     /// A 2026-07-28 `tools/call`, `resources/read` or `prompts/get` without `Mcp-Name`.
     MissingName,
-    /// `Mcp-Name` differs from the body's target (or the method names none).
+    /// `Mcp-Name` differs from the body's target or task id (or the method has none).
     NameMismatch,
     /// An `Mcp-Param-*` header on anything but a `tools/call`.
     ParamWithoutArguments,
@@ -151,7 +158,7 @@ impl MetaError {
                 "the Mcp-Name header is required on tools/call, resources/read and prompts/get"
             }
             MetaError::NameMismatch => {
-                "the Mcp-Name header does not match the body's params.name or params.uri"
+                "the Mcp-Name header does not match the body's params.name, params.uri or params.taskId"
             }
             MetaError::ParamWithoutArguments => {
                 "Mcp-Param-* headers mirror tool arguments: only a tools/call carries them"
@@ -312,11 +319,17 @@ fn check_message(mirrored: &Mirrored<'_>, message: &Message) -> Result<(), MetaE
         None if required => return Err(MetaError::MissingMethod),
         _ => {}
     }
-    match (mirrored.name, target) {
-        (Some(header), Some(target)) => {
+    // What `Mcp-Name` mirrors: the target, or on the tasks methods the task id.
+    let source = if TASK_NAME_METHODS.contains(&method.as_str()) {
+        &message.task_id
+    } else {
+        target
+    };
+    match (mirrored.name, source) {
+        (Some(header), Some(source)) => {
             let decoded =
                 decode_header_value(header).ok_or(MetaError::BadEncoding(Header::Name))?;
-            if decoded != target.as_str() {
+            if decoded != source.as_str() {
                 return Err(MetaError::NameMismatch);
             }
         }

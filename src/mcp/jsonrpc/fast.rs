@@ -84,7 +84,8 @@ fn message(s: &mut Scanner<'_>) -> Result<RawMessage, Defer> {
     Ok(msg)
 }
 
-/// `params`: an object (keeping its `name` and `uri` strings), an array, or null.
+/// `params`: an object (keeping its `name`, `uri` and `taskId` strings and `_meta`'s
+/// version), an array, or null.
 fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
     let mut params = super::Params::default();
     match s.peek() {
@@ -94,6 +95,7 @@ fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
                 match keys.insert(key)? {
                     "name" => params.name = Some(plain_string(s)?.to_string()),
                     "uri" => params.uri = Some(plain_string(s)?.to_string()),
+                    "taskId" => params.task_id = Some(plain_string(s)?.to_string()),
                     "_meta" => params.version = meta(s)?,
                     other if super::key_spelling_of(other, &super::PARAMS_KEYS).is_some() => {
                         return Err(Defer)

@@ -11,6 +11,7 @@ fn call(id: Option<&str>, method: &str, target: Option<&str>) -> Message {
             target: target.map(str::to_string),
         },
         version_claim: VersionClaim::Absent,
+        task_id: None,
     }
 }
 
@@ -118,6 +119,33 @@ fn the_protocol_version_in_meta_is_kept() {
     assert_eq!(
         batch.messages[1].version_claim,
         VersionClaim::Named("2026-07-28".into())
+    );
+}
+
+#[test]
+fn the_task_id_is_kept_when_it_is_a_string() {
+    let task = |body: &str| inspect(body.as_bytes()).map(|i| i.messages[0].task_id.clone());
+    assert_eq!(
+        task(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1"}}"#),
+        Ok(Some("t-1".into()))
+    );
+    assert_eq!(
+        task(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t\u002d1"}}"#),
+        Ok(Some("t-1".into()))
+    );
+    assert_eq!(
+        task(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":1}}"#),
+        Ok(None)
+    );
+    assert_eq!(
+        task(r#"{"jsonrpc":"2.0","id":1,"result":{},"params":{"taskId":"t-1"}}"#),
+        Ok(None)
+    );
+    assert_eq!(
+        task(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1","TaskId":"t-2"}}"#
+        ),
+        Err(Malformed::NotJsonRpc(KEY_SPELLING))
     );
 }
 
@@ -369,6 +397,9 @@ const TEMPLATES: &[&str] = &[
     r#"{"jsonrpc":"2.0","id":3,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolversion":"2025-11-25"}}}"#,
     r#"{"jsonrpc":"2.0","id":3,"method":"ping","params":{"_Meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
     r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","x":{"y":[1]}},"progress":1}}"#,
+    r#"{"jsonrpc":"2.0","id":4,"method":"tasks/get","params":{"taskId":"t-1","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+    r#"{"jsonrpc":"2.0","id":4,"method":"tasks/cancel","params":{"taskId":7}}"#,
+    r#"{"jsonrpc":"2.0","id":4,"method":"tasks/get","params":{"taskId":"t-1","TaskId":"t-2"}}"#,
 ];
 
 #[test]
@@ -408,6 +439,7 @@ fn the_fast_path_reads_every_body_as_serde_does() {
         r#""io.modelcontextprotocol/protocolVersion":"x","#,
         r#""_meta":"#,
         "_",
+        r#""taskId":"t","#,
     ];
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move || {
@@ -458,6 +490,7 @@ fn the_fast_path_reads_every_body_as_serde_does() {
         );
     }
     assert!(fast::single_message(TEMPLATES[26].as_bytes()).is_some());
+    assert!(fast::single_message(TEMPLATES[27].as_bytes()).is_some());
     assert!(fast > total / 5, "fast path taken {fast} of {total} times");
 }
 

@@ -190,6 +190,51 @@ fn mcp_name_is_required_on_calls_reads_and_gets_and_must_match() {
 }
 
 #[test]
+fn mcp_name_on_the_tasks_methods_mirrors_the_task_id() {
+    for method in TASK_NAME_METHODS {
+        let body = modern(method, r#""taskId":"task-7""#);
+        let m = ("mcp-method", method);
+        assert_eq!(
+            check(&headers(&[V, m]), &body),
+            Ok(()),
+            "{method}: optional"
+        );
+        assert_eq!(
+            check(&headers(&[V, m, ("mcp-name", "task-7")]), &body),
+            Ok(()),
+            "{method}"
+        );
+        assert_eq!(
+            check(&headers(&[V, m, ("mcp-name", &sentinel("task-7"))]), &body),
+            Ok(()),
+            "{method}"
+        );
+        assert_eq!(
+            check(&headers(&[V, m, ("mcp-name", "task-8")]), &body),
+            Err(MetaError::NameMismatch),
+            "{method}"
+        );
+        let numeric = modern(method, r#""taskId":7"#);
+        assert_eq!(
+            check(&headers(&[V, m, ("mcp-name", "7")]), &numeric),
+            Err(MetaError::NameMismatch),
+            "{method}: only a string task id is mirrored"
+        );
+    }
+    // tasks/list and tasks/result name no task by Mcp-Name.
+    let result = modern("tasks/result", r#""taskId":"task-7""#);
+    let h = headers(&[V, ("mcp-method", "tasks/result"), ("mcp-name", "task-7")]);
+    assert_eq!(check(&h, &result), Err(MetaError::NameMismatch));
+}
+
+fn sentinel(value: &str) -> String {
+    format!(
+        "=?base64?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(value)
+    )
+}
+
+#[test]
 fn the_base64_sentinel_is_decoded_before_comparing() {
     let call = modern("tools/call", r#""name":"wetter-für-köln""#);
     let encoded = format!(
