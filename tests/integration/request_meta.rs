@@ -53,6 +53,9 @@ async fn modern_requests_whose_headers_disagree_with_the_body_never_reach_the_up
     let encoded_other = sentinel("admin-delete");
     let list =
         json!({"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"_meta":meta()}}).to_string();
+    let task = json!({"jsonrpc":"2.0","id":7,"method":"tasks/get",
+        "params":{"taskId":"task-1","_meta":meta()}})
+    .to_string();
     let legacy_echo =
         json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo"}}).to_string();
     let cases: Vec<Case> = vec![
@@ -101,6 +104,11 @@ async fn modern_requests_whose_headers_disagree_with_the_body_never_reach_the_up
             "Mcp-Name on a list",
             &list,
             vec![V, ("mcp-method", "tools/list"), ("mcp-name", "echo")],
+        ),
+        (
+            "Mcp-Name naming another task",
+            &task,
+            vec![V, ("mcp-method", "tasks/get"), ("mcp-name", "task-2")],
         ),
         (
             "Mcp-Param on a list",
@@ -169,6 +177,17 @@ async fn agreeing_headers_pass_and_reach_the_upstream_as_sent() {
     )
     .await;
     assert_eq!(resp.status(), 200);
+    // On the tasks methods Mcp-Name mirrors the task id.
+    let task = json!({"jsonrpc":"2.0","id":4,"method":"tasks/get",
+        "params":{"taskId":"task-1","_meta":meta()}})
+    .to_string();
+    let resp = post(
+        &gw,
+        &task,
+        &[V, ("mcp-method", "tasks/get"), ("mcp-name", "task-1")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
     // Before 2026-07-28 the headers are optional.
     let legacy = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}});
     let resp = post(
@@ -179,12 +198,13 @@ async fn agreeing_headers_pass_and_reach_the_upstream_as_sent() {
     .await;
     assert_eq!(resp.status(), 200);
     let seen = up.seen();
-    assert_eq!(seen.len(), 3);
+    assert_eq!(seen.len(), 4);
     assert_eq!(seen[0].headers["mcp-name"], encoded.as_str());
     assert_eq!(seen[0].headers["mcp-param-city"], "=?base64?S8O2bG4=?=");
     let forwarded: Value = serde_json::from_slice(&seen[0].body).unwrap();
     assert_eq!(forwarded["params"]["name"], name);
     assert_eq!(seen[1].headers["mcp-name"], "file:///a.txt");
-    let forwarded: Value = serde_json::from_slice(&seen[2].body).unwrap();
+    assert_eq!(seen[2].headers["mcp-name"], "task-1");
+    let forwarded: Value = serde_json::from_slice(&seen[3].body).unwrap();
     assert_eq!(forwarded["params"]["name"], "echo");
 }
