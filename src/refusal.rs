@@ -8,8 +8,12 @@
 use crate::auth::AuthFailure;
 use crate::exchange::FailureKind;
 use crate::mcp::jsonrpc::{error_body, Inspected, Malformed};
+use crate::mcp::request_meta::MetaError;
 use crate::target::query::QueryError;
 use crate::target::TargetError;
+
+/// The JSON-RPC error code of MCP 2026-07-28's `HeaderMismatch`.
+pub const HEADER_MISMATCH_CODE: i64 = -32020;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -25,8 +29,12 @@ pub enum Refusal {
     InvalidParams(&'static str),
     /// The body's media type or content coding is not plain JSON.
     UnsupportedMediaType,
-    /// `Mcp-Method` / `Mcp-Name` headers disagree with the body.
+    /// `Mcp-Method` / `Mcp-Name` headers on a request without a body to match.
     HeaderMismatch,
+    /// The request metadata headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`,
+    /// `Mcp-Param-*`) are missing, malformed or disagree with the body (MCP 2026-07-28's
+    /// `HeaderMismatch`); says which rule.
+    RequestMeta(MetaError),
     /// The body's media type, charset or encoding is not the one reading the gateway
     /// judges (UTF-8 JSON); says which (a fixed text).
     BadMediaType(&'static str),
@@ -112,6 +120,7 @@ impl Refusal {
             | Refusal::NotJsonRpc(_)
             | Refusal::InvalidParams(_)
             | Refusal::HeaderMismatch
+            | Refusal::RequestMeta(_)
             | Refusal::BodyNotAllowed
             | Refusal::DuplicateMcpHeader
             | Refusal::MethodOverride
@@ -174,7 +183,6 @@ impl Refusal {
             Refusal::NotJsonRpc(_)
             | Refusal::BodyTooLarge
             | Refusal::UnsupportedMediaType
-            | Refusal::HeaderMismatch
             | Refusal::BadMediaType(_)
             | Refusal::MethodNotAllowed
             | Refusal::BodyNotAllowed
@@ -183,6 +191,8 @@ impl Refusal {
             | Refusal::BatchTooLong
             | Refusal::BatchNotSupported => -32600,
             Refusal::InvalidParams(_) => -32602,
+            // MCP 2026-07-28's `HeaderMismatch`, the code its clients recognise.
+            Refusal::HeaderMismatch | Refusal::RequestMeta(_) => HEADER_MISMATCH_CODE,
             Refusal::NoRoute => -32004,
             Refusal::UpstreamUnreachable => -32002,
             Refusal::UpstreamTimeout => -32003,
@@ -214,7 +224,7 @@ impl Refusal {
             Refusal::NotJsonRpc(_) => "invalid_request",
             Refusal::InvalidParams(_) => "invalid_params",
             Refusal::UnsupportedMediaType => "unsupported_media_type",
-            Refusal::HeaderMismatch => "header_mismatch",
+            Refusal::HeaderMismatch | Refusal::RequestMeta(_) => "header_mismatch",
             Refusal::BadMediaType(_) => "unsupported_media_type",
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::BodyNotAllowed => "body_not_allowed",
@@ -260,6 +270,9 @@ impl Refusal {
             }
             Refusal::HeaderMismatch => {
                 "the Mcp-Method or Mcp-Name header does not match the body".into()
+            }
+            Refusal::RequestMeta(e) => {
+                format!("the request headers do not match the body: {}", e.reason())
             }
             Refusal::BadMediaType(why) => format!(
                 "the body must be UTF-8 JSON sent as Content-Type application/json (no charset, or charset=utf-8): {why}"
@@ -400,6 +413,23 @@ mod tests {
         assert_eq!(body["id"], 42);
         assert_eq!(body["error"]["code"], -32003);
         assert_eq!(Refusal::UpstreamTimeout.status(), 504);
+    }
+
+    #[test]
+    fn a_header_mismatch_is_the_specs_header_mismatch() {
+        use crate::mcp::request_meta::MetaError;
+        let req = inspect(br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#).unwrap();
+        let refusal = Refusal::RequestMeta(MetaError::MissingMethod);
+        assert_eq!(refusal.status(), 400);
+        let body: serde_json::Value = serde_json::from_str(&refusal.body(Some(&req))).unwrap();
+        assert_eq!(body["id"], 7);
+        assert_eq!(body["error"]["code"], -32020);
+        assert_eq!(
+            body["error"]["message"],
+            "the request headers do not match the body: the Mcp-Method header is required"
+        );
+        assert_eq!(Refusal::HeaderMismatch.jsonrpc_code(), -32020);
+        assert_eq!(refusal.kind(), Refusal::HeaderMismatch.kind());
     }
 
     #[test]

@@ -149,6 +149,7 @@ pub fn presented_state(inspected: &Inspected) -> Result<Option<&str>, &'static s
             id: Some(_),
             kind: MessageKind::Call { .. },
             request_state: Some(state),
+            ..
         }) => Ok(Some(state)),
         _ => Err("a requestState on a message that is not a request"),
     }

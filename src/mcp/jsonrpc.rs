@@ -37,7 +37,29 @@ pub struct Message {
     /// caller before the upstream sees it (see `mcp::handles`). Any message may carry it
     /// here; where it is allowed is the handles step's decision.
     pub request_state: Option<Box<str>>,
+    /// The protocol version the message names in its own body (MCP 2026-07-28's
+    /// per-request `_meta`); always [`VersionClaim::Absent`] for a response.
+    pub version_claim: VersionClaim,
+    /// `params.taskId` when it is a string: the task a tasks-extension request is about,
+    /// which its `Mcp-Name` header mirrors.
+    pub task_id: Option<String>,
 }
+
+/// `params._meta["io.modelcontextprotocol/protocolVersion"]`: how a request of MCP
+/// 2026-07-28 or later names its protocol version, with no handshake before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum VersionClaim {
+    /// No `_meta` object in `params`, or one without the key: an older protocol's message.
+    #[default]
+    Absent,
+    /// The version the body names.
+    Named(String),
+    /// The key is there, with a value that is not a string.
+    NotAString,
+}
+
+/// The `_meta` key naming a request's protocol version (MCP 2026-07-28).
+pub const PROTOCOL_VERSION_META_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageKind {
@@ -126,14 +148,19 @@ const MESSAGE_KEYS: [&str; 7] = [
     "requestState",
 ];
 /// The members of `params` the gateway decides on: the target of a call (every
-/// [`Target::member`](super::methods::Target::member)) and the multi round-trip state.
-pub(crate) const PARAMS_KEYS: [&str; 3] = ["name", "uri", "requestState"];
+/// [`Target::member`](super::methods::Target::member)), the multi round-trip state,
+/// `_meta`, whose protocol version decides which rules the request's headers follow,
+/// and `taskId`, which `Mcp-Name` mirrors on the tasks methods.
+pub(crate) const PARAMS_KEYS: [&str; 5] = ["name", "uri", "requestState", "_meta", "taskId"];
+/// The members of `params._meta` the gateway decides on.
+const META_KEYS: [&str; 1] = [PROTOCOL_VERSION_META_KEY];
 
 /// The decided key that `key` spells differently: equal under Unicode simple case
 /// folding, not byte for byte. Upstreams that match keys case-insensitively (Go's
 /// `encoding/json` folds `Name`, `NAME`, `ſ` U+017F as `s`, `K` U+212A as `k`) could
 /// read such a member in place of the one the gateway judged. The decided keys are
 /// ASCII, and the only other characters that fold to ASCII letters are U+017F and U+212A.
+/// Both sides are folded: a decided key may have capitals (`protocolVersion`).
 pub fn key_spelling_of(key: &str, decided: &[&'static str]) -> Option<&'static str> {
     let fold = |c: char| match c {
         '\u{17F}' => 's',
@@ -145,7 +172,7 @@ pub fn key_spelling_of(key: &str, decided: &[&'static str]) -> Option<&'static s
             // Folding maps a character to one of at most 3 bytes: a cheap first cut.
             && key.len() >= d.len()
             && key.len() <= 3 * d.len()
-            && key.chars().map(fold).eq(d.chars().map(|c| c.to_ascii_lowercase()))
+            && key.chars().map(fold).eq(d.chars().map(fold))
     })
 }
 
@@ -313,13 +340,15 @@ impl<'de> Visitor<'de> for CheckedVisitor {
     }
 }
 
-/// `params`: checked like any value, keeping its top-level `name`, `uri` and
-/// `requestState` strings.
+/// `params`: checked like any value, keeping its top-level `name`, `uri`, `taskId` and
+/// `requestState` strings and the protocol version its `_meta` names.
 #[derive(Default)]
 struct Params {
     name: Option<String>,
     uri: Option<String>,
     request_state: Option<String>,
+    task_id: Option<String>,
+    version: VersionClaim,
 }
 
 impl<'de> Deserialize<'de> for Params {
@@ -340,6 +369,7 @@ impl<'de> Deserialize<'de> for Params {
                     let slot = match key.as_ref() {
                         "name" => Some(&mut params.name),
                         "uri" => Some(&mut params.uri),
+                        "taskId" => Some(&mut params.task_id),
                         _ => None,
                     };
                     match slot {
@@ -352,6 +382,7 @@ impl<'de> Deserialize<'de> for Params {
                             let value = value.ok_or_else(|| de::Error::custom(BAD_STATE))?;
                             params.request_state = Some(value.into_owned());
                         }
+                        None if key == "_meta" => params.version = map.next_value::<Meta>()?.0,
                         None => {
                             if key_spelling_of(&key, &PARAMS_KEYS).is_some() {
                                 return Err(de::Error::custom(KEY_SPELLING));
@@ -365,6 +396,64 @@ impl<'de> Deserialize<'de> for Params {
             }
             fn visit_unit<E>(self) -> Result<Params, E> {
                 Ok(Params::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `params._meta`: checked like any value, keeping the protocol version it names. A
+/// `_meta` that is not an object names none.
+struct Meta(VersionClaim);
+
+impl<'de> Deserialize<'de> for Meta {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Meta;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("_meta")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
+                let mut keys = KeySet::default();
+                let mut claim = VersionClaim::Absent;
+                while let Some(Text(key)) = map.next_key::<Text>()? {
+                    if key == PROTOCOL_VERSION_META_KEY {
+                        claim = match map.next_value::<StringOrOther>()?.0 {
+                            Some(version) => VersionClaim::Named(version.into_owned()),
+                            None => VersionClaim::NotAString,
+                        };
+                    } else if key_spelling_of(&key, &META_KEYS).is_some() {
+                        return Err(de::Error::custom(KEY_SPELLING));
+                    } else {
+                        map.next_value::<Checked>()?;
+                    }
+                    keys.insert(key)?;
+                }
+                Ok(Meta(claim))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Meta, A::Error> {
+                CheckedVisitor
+                    .visit_seq(seq)
+                    .map(|_| Meta(VersionClaim::Absent))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
+            }
+            fn visit_unit<E>(self) -> Result<Meta, E> {
+                Ok(Meta(VersionClaim::Absent))
             }
         }
         d.deserialize_any(V)
@@ -428,21 +517,18 @@ struct RawMessage {
 }
 
 impl RawMessage {
-    fn into_message(mut self) -> Result<Message, Malformed> {
+    fn into_message(self) -> Result<Message, Malformed> {
         if !self.version_ok {
             return Err(Malformed::NotJsonRpc(BAD_VERSION));
         }
-        let request_state = self
-            .params
-            .as_mut()
-            .and_then(|p| p.request_state.take())
-            .map(Box::from);
-        let kind = match (self.method, self.has_result_or_error) {
+        let mut params = self.params.unwrap_or_default();
+        let request_state = params.request_state.take().map(Box::from);
+        let task_id = params.task_id.take();
+        let (kind, version_claim) = match (self.method, self.has_result_or_error) {
             (Some(method), false) => {
                 let target = match target_member(&method) {
                     None => None,
                     Some(member) => {
-                        let params = self.params.unwrap_or_default();
                         let value = if member == "name" {
                             params.name
                         } else {
@@ -451,15 +537,21 @@ impl RawMessage {
                         Some(value.ok_or(Malformed::InvalidParams(BAD_TARGET))?)
                     }
                 };
-                MessageKind::Call { method, target }
+                (MessageKind::Call { method, target }, params.version)
             }
-            (None, true) if self.id.is_some() => MessageKind::Response,
+            (None, true) if self.id.is_some() => (MessageKind::Response, VersionClaim::Absent),
             _ => return Err(Malformed::NotJsonRpc(NO_KIND)),
+        };
+        let task_id = match kind {
+            MessageKind::Call { .. } => task_id,
+            MessageKind::Response => None,
         };
         Ok(Message {
             id: self.id,
             kind,
             request_state,
+            version_claim,
+            task_id,
         })
     }
 }

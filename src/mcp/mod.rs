@@ -7,6 +7,7 @@ pub mod handles;
 pub mod jsonrpc;
 pub mod legacy;
 pub mod methods;
+pub mod request_meta;
 pub mod scan;
 pub mod session;
 pub mod sse;

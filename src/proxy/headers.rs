@@ -12,8 +12,6 @@ use pingora::{ErrorType, OrErr, Result};
 // Names used on every request, parsed once. Looking a header up by `&str` parses and
 // lower-cases the name each time; these are compared and hashed as they are.
 pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
-pub static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
-pub static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -7,7 +7,11 @@
 // Every tool that RUNS appends one JSON line to the execution log, synchronously, so a
 // test asserts on what the server executed, not on what the gateway answered.
 //
-// Usage: node modern_server.mjs PORT EXECUTION_LOG
+// With a third argument, every request that ARRIVES is appended to that log too, before
+// the SDK reads it ({"kind":"request","method","url","headers","body"}), so a test can
+// assert that a refused request never reached the server at all.
+//
+// Usage: node modern_server.mjs PORT EXECUTION_LOG [REQUEST_LOG]
 
 import { appendFileSync } from "node:fs";
 import http from "node:http";
@@ -15,9 +19,9 @@ import http from "node:http";
 import { createMcpHandler, McpServer } from "@modelcontextprotocol/server";
 import { z } from "zod";
 
-const [port, executionLog] = process.argv.slice(2);
+const [port, executionLog, requestLog] = process.argv.slice(2);
 if (!port || !executionLog) {
-  console.error("usage: node modern_server.mjs PORT EXECUTION_LOG");
+  console.error("usage: node modern_server.mjs PORT EXECUTION_LOG [REQUEST_LOG]");
   process.exit(2);
 }
 
@@ -54,6 +58,18 @@ const httpServer = http.createServer(async (req, res) => {
     const chunks = [];
     for await (const chunk of req) chunks.push(chunk);
     const body = Buffer.concat(chunks);
+    if (requestLog) {
+      appendFileSync(
+        requestLog,
+        JSON.stringify({
+          kind: "request",
+          method: req.method,
+          url: req.url,
+          headers: req.headers,
+          body: body.toString("utf8"),
+        }) + "\n",
+      );
+    }
     const headers = new Headers();
     for (const [name, value] of Object.entries(req.headers)) {
       for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);

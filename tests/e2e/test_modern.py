@@ -106,12 +106,13 @@ def run(scenario, *args):
     return anyio.run(bounded)
 
 
-async def python_client_in_default_mode(url: str, oauth: OAuthClient) -> dict:
+async def python_client_in_default_mode(url: str, oauth: OAuthClient, mode: str = "auto") -> dict:
     """What the Python SDK's `Client` (default mode: auto) negotiated and saw."""
     seen: dict = {}
     async with oauth.http_client() as http:
         # No client-side cache: the list is asked again after the step-up below.
-        async with Client(streamable_http_client(url, http_client=http), cache=None) as client:
+        async with Client(streamable_http_client(url, http_client=http), cache=None,
+                          mode=mode) as client:
             seen["discovered"] = client.session.discover_result is not None
             seen["version"] = client.session.protocol_version
             # Signed in with the route's scope only: nothing to call, nothing listed.
@@ -138,6 +139,23 @@ def test_python_client_in_auto_mode_gets_2026_07_28(modern_route, modern_server)
     assert seen["tools"] == ["echo"], "the list must be filtered to what alice may call"
     assert seen["echo"] == "Echo: from python"
     # The gateway's policy refusal: JSON-RPC -32005 in a 403, never a server answer.
+    assert seen["forbidden"] == -32005, seen
+    ran = [e["tool"] for e in executions(log)[before:]]
+    assert ran == ["echo"], f"the upstream executed {ran}"
+
+
+def test_python_client_pinned_to_2026_07_28(modern_route, modern_server):
+    """`mode="2026-07-28"`: no discovery probe, every request carries `_meta` and the
+    request metadata headers (MCP-Protocol-Version, Mcp-Method, Mcp-Name), which the
+    gateway checks against the body; a conforming client passes them all."""
+    _, log = modern_server
+    before = len(executions(log))
+    seen = run(python_client_in_default_mode, modern_route,
+               OAuthClient(modern_route, user="alice"), MODERN_VERSION)
+    assert seen["version"] == MODERN_VERSION, seen
+    assert seen["tools_before"] == [], seen
+    assert seen["tools"] == ["echo"], seen
+    assert seen["echo"] == "Echo: from python", seen
     assert seen["forbidden"] == -32005, seen
     ran = [e["tool"] for e in executions(log)[before:]]
     assert ran == ["echo"], f"the upstream executed {ran}"

@@ -56,14 +56,33 @@ fn ask(state: Option<&str>) -> String {
     json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}).to_string()
 }
 
+/// The request metadata headers a 2026-07-28 client sends with `body`: the protocol
+/// version (on a route without a policy only answers to such requests are read for a
+/// state: `mcp::handles::version_has_request_state`), `Mcp-Method` and `Mcp-Name`, which
+/// must agree with the body (`mcp::request_meta`).
+fn modern_headers(body: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let v: Value = serde_json::from_str(body).unwrap_or_default();
+    let claim = &v["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"];
+    let Some(version) = claim.as_str() else {
+        return headers; // an older client's request: no metadata headers
+    };
+    headers.insert("mcp-protocol-version", version.parse().unwrap());
+    if let Some(method) = v["method"].as_str() {
+        headers.insert("mcp-method", method.parse().unwrap());
+    }
+    if let Some(name) = v["params"]["name"].as_str() {
+        headers.insert("mcp-name", name.parse().unwrap());
+    }
+    headers
+}
+
 async fn post(gw: &Gateway, path: &str, auth: &str, body: String) -> (u16, String) {
     let resp = client()
         .post(gw.url(path))
         .header("authorization", auth)
         .header("content-type", "application/json")
-        // As 2026-07-28 clients send it: on a route without a policy, only answers to
-        // such requests are read for a state (`mcp::handles::version_has_request_state`).
-        .header("mcp-protocol-version", "2026-07-28")
+        .headers(modern_headers(&body))
         .body(body)
         .send()
         .await
@@ -135,6 +154,7 @@ async fn a_state_in_an_event_stream_is_sealed_too() {
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .header("x-test-mode", "sse")
+            .headers(modern_headers(&ask(None)))
             .body(ask(None))
             .send()
             .await
@@ -332,6 +352,7 @@ async fn a_large_or_chunked_retry_reaches_the_upstream_restored() {
         .post(gw.url("/a/mcp"))
         .header("authorization", &alice)
         .header("content-type", "application/json")
+        .headers(modern_headers(&retry))
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             pieces,
         )))
@@ -365,7 +386,7 @@ async fn on_public_routes_a_state_is_bound_to_its_route() {
             let resp = client()
                 .post(gw.url(path))
                 .header("content-type", "application/json")
-                .header("mcp-protocol-version", "2026-07-28")
+                .headers(modern_headers(&body))
                 .body(body)
                 .send()
                 .await

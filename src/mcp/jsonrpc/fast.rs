@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use super::RawMessage;
+use super::{RawMessage, VersionClaim};
 use std::borrow::Cow;
 
 use crate::mcp::scan::{JsonStr, NotJson, Scanner};
@@ -86,8 +86,8 @@ fn message(s: &mut Scanner<'_>) -> Result<RawMessage, Defer> {
     Ok(msg)
 }
 
-/// `params`: an object (keeping its `name`, `uri` and `requestState` strings), an
-/// array, or null.
+/// `params`: an object (keeping its `name`, `uri`, `taskId` and `requestState` strings
+/// and `_meta`'s version), an array, or null.
 fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
     let mut params = super::Params::default();
     match s.peek() {
@@ -99,6 +99,8 @@ fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
                     "uri" => params.uri = Some(plain_string(s)?.to_string()),
                     // Not a string: the serde reading refuses it.
                     "requestState" => params.request_state = Some(plain_string(s)?.to_string()),
+                    "taskId" => params.task_id = Some(plain_string(s)?.to_string()),
+                    "_meta" => params.version = meta(s)?,
                     other if super::key_spelling_of(other, &super::PARAMS_KEYS).is_some() => {
                         return Err(Defer)
                     }
@@ -115,6 +117,36 @@ fn params(s: &mut Scanner<'_>) -> Result<super::Params, Defer> {
         _ => return Err(Defer),
     }
     Ok(params)
+}
+
+/// `params._meta`: the protocol version it names, if it is an object naming one.
+fn meta(s: &mut Scanner<'_>) -> Result<VersionClaim, Defer> {
+    if s.peek() != Some(b'{') {
+        checked(s, 2)?;
+        return Ok(VersionClaim::Absent);
+    }
+    let mut claim = VersionClaim::Absent;
+    let mut keys = Keys::default();
+    s.object(|s, key| {
+        match keys.insert(key)? {
+            super::PROTOCOL_VERSION_META_KEY => {
+                claim = if s.peek() == Some(b'"') {
+                    VersionClaim::Named(plain_string(s)?.to_string())
+                } else {
+                    checked(s, 3)?;
+                    VersionClaim::NotAString
+                };
+            }
+            other if super::key_spelling_of(other, &super::META_KEYS).is_some() => {
+                return Err(Defer)
+            }
+            _ => {
+                checked(s, 3)?;
+            }
+        }
+        Ok::<_, Defer>(())
+    })?;
+    Ok(claim)
 }
 
 /// A string value (no escapes: the body has no backslash).

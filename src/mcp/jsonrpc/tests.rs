@@ -11,6 +11,8 @@ fn call(id: Option<&str>, method: &str, target: Option<&str>) -> Message {
             target: target.map(str::to_string),
         },
         request_state: None,
+        version_claim: VersionClaim::Absent,
+        task_id: None,
     }
 }
 
@@ -56,6 +58,120 @@ fn escaped_names_are_decoded() {
         r.messages,
         vec![call(Some("1"), "tools/call", Some("delete_repo"))]
     );
+}
+
+/// The protocol version a single-message body names in `params._meta`.
+fn claim_of(body: &str) -> Result<VersionClaim, Malformed> {
+    inspect(body.as_bytes()).map(|i| i.messages[0].version_claim.clone())
+}
+
+#[test]
+fn the_protocol_version_in_meta_is_kept() {
+    let named = |v: &str| Ok(VersionClaim::Named(v.into()));
+    assert_eq!(
+        claim_of(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#
+        ),
+        named("2026-07-28")
+    );
+    assert_eq!(
+        claim_of(
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol\/protocolVersion":"2026-\u00307-28"}}}"#
+        ),
+        named("2026-07-28"),
+        "escapes are decoded"
+    );
+    assert_eq!(
+        claim_of(
+            r#"{"jsonrpc":"2.0","method":"notifications/x","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#
+        ),
+        named("2026-07-28"),
+        "notifications too"
+    );
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":null}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":["2026-07-28"]}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":20260728}}}"#,
+    ] {
+        assert_eq!(claim_of(body), Ok(VersionClaim::NotAString), "{body}");
+    }
+    for body in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":"2026-07-28"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":null}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":[{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}]}"#,
+    ] {
+        assert_eq!(claim_of(body), Ok(VersionClaim::Absent), "{body}");
+    }
+    let response = inspect(
+        br#"{"jsonrpc":"2.0","id":1,"result":{},"params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(response.messages[0].version_claim, VersionClaim::Absent);
+    let batch = inspect(
+        br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}]"#,
+    )
+    .unwrap();
+    assert_eq!(batch.messages[0].version_claim, VersionClaim::Absent);
+    assert_eq!(
+        batch.messages[1].version_claim,
+        VersionClaim::Named("2026-07-28".into())
+    );
+}
+
+#[test]
+fn the_task_id_is_kept_when_it_is_a_string() {
+    let task = |body: &str| inspect(body.as_bytes()).map(|i| i.messages[0].task_id.clone());
+    assert_eq!(
+        task(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1"}}"#),
+        Ok(Some("t-1".into()))
+    );
+    assert_eq!(
+        task(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t\u002d1"}}"#),
+        Ok(Some("t-1".into()))
+    );
+    assert_eq!(
+        task(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":1}}"#),
+        Ok(None)
+    );
+    assert_eq!(
+        task(r#"{"jsonrpc":"2.0","id":1,"result":{},"params":{"taskId":"t-1"}}"#),
+        Ok(None)
+    );
+    assert_eq!(
+        task(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1","TaskId":"t-2"}}"#
+        ),
+        Err(Malformed::NotJsonRpc(KEY_SPELLING))
+    );
+}
+
+#[test]
+fn a_repeated_or_respelled_version_claim_is_refused() {
+    let duplicate = r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#;
+    assert_eq!(
+        inspect(duplicate.as_bytes()),
+        Err(Malformed::NotJsonRpc(DUPLICATE_KEY))
+    );
+    for body in [
+        // A reader folding case (Go's encoding/json for a struct's `_meta`) would find a
+        // claim the gateway did not see, or another one.
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_Meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{},"_META":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","IO.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolver\u017fion":"2025-11-25"}}}"#,
+    ] {
+        assert_eq!(
+            inspect(body.as_bytes()),
+            Err(Malformed::NotJsonRpc(KEY_SPELLING)),
+            "{body}"
+        );
+        assert!(fast::single_message(body.as_bytes()).is_none(), "{body}");
+    }
 }
 
 #[test]
@@ -277,6 +393,16 @@ const TEMPLATES: &[&str] = &[
     r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"Name":"fine"}}}"#,
     r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ask","requestState":"rs1.k1.abc","inputResponses":{"a":{"action":"accept"}}}}"#,
     r#"{"jsonrpc":"2.0","id":"r","method":"resources/read","params":{"requestState":"rs1.k1.x-_","uri":"a:b"}}"#,
+    r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
+    r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":7}}}"#,
+    r#"{"jsonrpc":"2.0","id":3,"method":"ping","params":{"_meta":["io.modelcontextprotocol/protocolVersion"]}}"#,
+    r#"{"jsonrpc":"2.0","id":3,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#,
+    r#"{"jsonrpc":"2.0","id":3,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolversion":"2025-11-25"}}}"#,
+    r#"{"jsonrpc":"2.0","id":3,"method":"ping","params":{"_Meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+    r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","x":{"y":[1]}},"progress":1}}"#,
+    r#"{"jsonrpc":"2.0","id":4,"method":"tasks/get","params":{"taskId":"t-1","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+    r#"{"jsonrpc":"2.0","id":4,"method":"tasks/cancel","params":{"taskId":7}}"#,
+    r#"{"jsonrpc":"2.0","id":4,"method":"tasks/get","params":{"taskId":"t-1","TaskId":"t-2"}}"#,
 ];
 
 #[test]
@@ -312,6 +438,11 @@ fn the_fast_path_reads_every_body_as_serde_does() {
         "\u{17f}",
         "\u{212a}",
         "N",
+        r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"#,
+        r#""io.modelcontextprotocol/protocolVersion":"x","#,
+        r#""_meta":"#,
+        "_",
+        r#""taskId":"t","#,
     ];
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move || {
@@ -355,12 +486,14 @@ fn the_fast_path_reads_every_body_as_serde_does() {
         assert_eq!(inspect(&body), serde, "{}", String::from_utf8_lossy(&body));
     }
     // Every unchanged template without an error in it takes the fast path.
-    for template in &TEMPLATES[..8] {
+    for template in TEMPLATES[..8].iter().chain(&TEMPLATES[22..25]) {
         assert!(
             fast::single_message(template.as_bytes()).is_some(),
             "{template}"
         );
     }
+    assert!(fast::single_message(TEMPLATES[28].as_bytes()).is_some());
+    assert!(fast::single_message(TEMPLATES[29].as_bytes()).is_some());
     assert!(fast > total / 5, "fast path taken {fast} of {total} times");
 }
 
