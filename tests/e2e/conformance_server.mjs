@@ -16,13 +16,16 @@
 //
 // Usage: node conformance_server.mjs PORT EXECUTION_LOG [REQUEST_LOG]
 
+import { randomBytes, randomUUID } from "node:crypto";
 import { appendFileSync } from "node:fs";
 import http from "node:http";
 
 import {
   McpServer,
+  MissingRequiredClientCapabilityError,
   ResourceTemplate,
   createMcpHandler,
+  createRequestStateCodec,
   fromJsonSchema,
   inputRequired,
   inputResponse,
@@ -46,6 +49,12 @@ const WAV_HEADER = Buffer.from(
   "RIFF$\u0000\u0000\u0000WAVEfmt \u0010\u0000\u0000\u0000\u0001\u0000\u0001\u0000\u0040\u001f\u0000\u0000\u0080\u003e\u0000\u0000\u0002\u0000\u0010\u0000data\u0000\u0000\u0000\u0000",
   "latin1",
 ).toString("base64");
+
+// requestState integrity (the spec's MUST for state a server acts on): one key for the
+// life of this process, which serves every round of a flow.
+const STATE_CODEC = createRequestStateCodec({ key: randomBytes(32) });
+const clientCapabilities = (ctx) =>
+  ctx.mcpReq.envelope?.["io.modelcontextprotocol/clientCapabilities"] ?? {};
 
 const text = (value) => ({ content: [{ type: "text", text: value }] });
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -177,71 +186,162 @@ function registerTools(server) {
       return text(`JSON Schema 2020-12 tool called with: ${JSON.stringify(args)}`);
     });
 
-  // 2026-07-28 multi round-trip requests: the tool answers input-required until the
-  // client retries with the responses it asked for.
-  server.registerTool("test_input_required_result_elicitation",
-    { description: "Needs an elicitation answer", inputSchema: noInput },
-    async (_args, ctx) => {
-      executed("test_input_required_result_elicitation");
-      const answer = inputResponse(ctx.mcpReq.inputResponses, "user_input");
-      if (answer.kind !== "elicit") {
-        return inputRequired({
-          inputRequests: {
-            user_input: inputRequired.elicit({
-              message: "What is your name?",
-              requestedSchema: { type: "object", properties: { name: { type: "string" } }, required: ["name"] },
-            }),
-          },
-        });
-      }
-      return text(`Hello, ${answer.content?.name ?? "unknown"}`);
+  // A parameter mirrored into an `Mcp-Param-Region` header (x-mcp-header, 2026-07-28).
+  server.registerTool("test_header_param",
+    {
+      description: "Takes a region that the client also sends as a header",
+      inputSchema: fromJsonSchema({
+        type: "object",
+        properties: { region: { type: "string", "x-mcp-header": "Region" } },
+        required: ["region"],
+      }),
+    },
+    async ({ region }) => {
+      executed("test_header_param");
+      return text(`region=${region}`);
     });
-  server.registerTool("test_input_required_result_sampling",
-    { description: "Needs a sampling answer", inputSchema: noInput },
+
+  // 2026-07-28 multi round-trip requests: a tool answers input-required until the client
+  // retries with the responses it asked for. State that must come back is minted by the
+  // SDK's HMAC codec (STATE_CODEC), so a tampered requestState is refused before the
+  // handler runs; the handler reads the verified payload with ctx.mcpReq.requestState().
+  const ask = (message, field) => inputRequired.elicit({
+    message,
+    requestedSchema: { type: "object", properties: { [field]: { type: "string" } }, required: [field] },
+  });
+  const confirm = () => inputRequired.elicit({
+    message: "Please confirm",
+    requestedSchema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] },
+  });
+  const answered = (ctx, key) => inputResponse(ctx.mcpReq.inputResponses, key);
+  const field = (view, name) => (view.kind === "elicit" ? String(view.content?.[name] ?? "unknown") : "unknown");
+  const state = (ctx) => ctx.mcpReq.requestState() ?? null;
+  const mrtr = (name, run) => server.registerTool(name, { description: `${name} (input-required)`, inputSchema: noInput },
     async (_args, ctx) => {
-      executed("test_input_required_result_sampling");
-      const answer = inputResponse(ctx.mcpReq.inputResponses, "llm_response");
-      if (answer.kind !== "sampling") {
-        return inputRequired({
-          inputRequests: {
-            llm_response: inputRequired.createMessage({
-              messages: [{ role: "user", content: { type: "text", text: "What is the capital of France?" } }],
-              maxTokens: 100,
-            }),
-          },
-        });
-      }
-      const content = answer.result.content;
-      return text(`LLM said: ${Array.isArray(content) ? "" : content?.text ?? ""}`);
+      executed(name);
+      return run(ctx);
     });
-  server.registerTool("test_input_required_result_list_roots",
-    { description: "Needs the client's roots", inputSchema: noInput },
-    async (_args, ctx) => {
-      executed("test_input_required_result_list_roots");
-      const answer = inputResponse(ctx.mcpReq.inputResponses, "client_roots");
-      if (answer.kind !== "roots") {
-        return inputRequired({ inputRequests: { client_roots: inputRequired.listRoots() } });
-      }
-      return text(`Roots: ${answer.roots.map((root) => root.uri).join(", ")}`);
+
+  mrtr("test_input_required_result_elicitation", (ctx) => {
+    const view = answered(ctx, "user_name");
+    if (view.kind !== "elicit") {
+      return inputRequired({ inputRequests: { user_name: ask("What is your name?", "name") } });
+    }
+    return text(`Hello, ${field(view, "name")}!`);
+  });
+  mrtr("test_input_required_result_sampling", (ctx) => {
+    const view = answered(ctx, "sample_request");
+    if (view.kind !== "sampling") {
+      return inputRequired({ inputRequests: { sample_request: inputRequired.createMessage({
+        messages: [{ role: "user", content: { type: "text", text: "What is the capital of France?" } }],
+        maxTokens: 100,
+      }) } });
+    }
+    const content = view.result.content;
+    return text(`Sampling result: ${Array.isArray(content) ? "no response" : content?.text ?? "no response"}`);
+  });
+  mrtr("test_input_required_result_list_roots", (ctx) => {
+    const view = answered(ctx, "roots_request");
+    if (view.kind !== "roots") {
+      return inputRequired({ inputRequests: { roots_request: inputRequired.listRoots() } });
+    }
+    return text(`Found ${view.roots.length} root(s)`);
+  });
+  mrtr("test_input_required_result_request_state", async (ctx) => {
+    const view = answered(ctx, "confirm");
+    if (state(ctx)?.kind === "request-state" && view.kind === "elicit" && view.content?.ok === true) {
+      return text("state-ok: requestState validated");
+    }
+    return inputRequired({ inputRequests: { confirm: confirm() },
+      requestState: await STATE_CODEC.mint({ kind: "request-state", nonce: randomUUID() }) });
+  });
+  mrtr("test_input_required_result_multiple_inputs", async (ctx) => {
+    const name = answered(ctx, "user_name");
+    const greeting = answered(ctx, "greeting");
+    const roots = answered(ctx, "client_roots");
+    if (state(ctx)?.kind === "multiple-inputs" && name.kind === "elicit" && greeting.kind === "sampling"
+        && roots.kind === "roots") {
+      const said = Array.isArray(greeting.result.content) ? "Hello there!" : greeting.result.content?.text;
+      return text(`Name: ${field(name, "name")}; Greeting: ${said}; Roots: ${roots.roots.length}`);
+    }
+    return inputRequired({
+      inputRequests: {
+        user_name: ask("What is your name?", "name"),
+        greeting: inputRequired.createMessage({
+          messages: [{ role: "user", content: { type: "text", text: "Generate a greeting" } }], maxTokens: 50,
+        }),
+        client_roots: inputRequired.listRoots(),
+      },
+      requestState: await STATE_CODEC.mint({ kind: "multiple-inputs", nonce: randomUUID() }),
     });
-  server.registerTool("test_input_required_result_request_state",
-    { description: "Round-trips a requestState", inputSchema: noInput },
+  });
+  mrtr("test_input_required_result_multi_round", async (ctx) => {
+    const previous = state(ctx);
+    const step1 = answered(ctx, "step1");
+    const step2 = answered(ctx, "step2");
+    if (previous?.round === 1 && step1.kind === "elicit") {
+      return inputRequired({ inputRequests: { step2: ask("Step 2: What is your favorite color?", "color") },
+        requestState: await STATE_CODEC.mint({ round: 2, name: field(step1, "name"), nonce: randomUUID() }) });
+    }
+    if (previous?.round === 2 && step2.kind === "elicit") {
+      return text(`Multi-round complete for ${previous.name} who likes ${field(step2, "color")}`);
+    }
+    return inputRequired({ inputRequests: { step1: ask("Step 1: What is your name?", "name") },
+      requestState: await STATE_CODEC.mint({ round: 1, nonce: randomUUID() }) });
+  });
+  mrtr("test_input_required_result_tampered_state", async (ctx) => {
+    if (state(ctx)?.kind === "tamper-test" && answered(ctx, "confirm").kind === "elicit") {
+      return text("integrity-ok: state verified");
+    }
+    return inputRequired({ inputRequests: { confirm: confirm() },
+      requestState: await STATE_CODEC.mint({ kind: "tamper-test", nonce: randomUUID() }) });
+  });
+  mrtr("test_input_required_result_capabilities", async (ctx) => {
+    const declared = clientCapabilities(ctx);
+    const received = Object.keys(ctx.mcpReq.inputResponses ?? {});
+    if (received.length > 0) return text(`capabilities-ok: received ${received.join(",")}`);
+    const inputRequests = {};
+    if (declared.elicitation) inputRequests.elicit_input = ask("Elicitation input", "value");
+    if (declared.sampling) {
+      inputRequests.sample_input = inputRequired.createMessage({
+        messages: [{ role: "user", content: { type: "text", text: "Sample request" } }], maxTokens: 50,
+      });
+    }
+    if (Object.keys(inputRequests).length === 0) return text("No supported capabilities declared");
+    return inputRequired({ inputRequests,
+      requestState: await STATE_CODEC.mint({ kind: "capabilities-test", nonce: randomUUID() }) });
+  });
+
+  // Diagnostic tools of the server-stateless scenario.
+  server.registerTool("test_missing_capability", { description: "Needs the sampling capability", inputSchema: noInput },
+    async () => {
+      executed("test_missing_capability");
+      return text("Success");
+    });
+  server.registerTool("test_streaming_elicitation", { description: "Streams progress, then asks", inputSchema: noInput },
     async (_args, ctx) => {
-      executed("test_input_required_result_request_state");
-      const answer = inputResponse(ctx.mcpReq.inputResponses, "confirm");
-      const state = ctx.mcpReq.requestState?.() ?? null;
-      if (answer.kind !== "elicit" || state === null) {
-        return inputRequired({
-          inputRequests: {
-            confirm: inputRequired.elicit({
-              message: "Please confirm",
-              requestedSchema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] },
-            }),
-          },
-          requestState: Buffer.from(JSON.stringify({ round: 1 })).toString("base64url"),
-        });
-      }
-      return text(`state=${typeof state === "string" ? state : JSON.stringify(state)} action=${answer.action}`);
+      executed("test_streaming_elicitation");
+      await ctx.mcpReq.notify({ method: "notifications/progress",
+        params: { progressToken: ctx.mcpReq._meta?.progressToken ?? "stream", progress: 50, total: 100 } });
+      return text("Streaming complete");
+    });
+  server.registerTool("test_logging_tool", { description: "Logs at info", inputSchema: noInput },
+    async (_args, ctx) => {
+      executed("test_logging_tool");
+      await ctx.mcpReq.log("info", "test_logging_tool ran");
+      return text("Logging complete");
+    });
+  server.registerTool("test_trigger_tool_change", { description: "Announces a tool list change", inputSchema: noInput },
+    async () => {
+      executed("test_trigger_tool_change");
+      handler.notify.toolsChanged();
+      return text("tools changed");
+    });
+  server.registerTool("test_trigger_prompt_change", { description: "Announces a prompt list change", inputSchema: noInput },
+    async () => {
+      executed("test_trigger_prompt_change");
+      handler.notify.promptsChanged();
+      return text("prompts changed");
     });
 }
 
@@ -299,6 +399,23 @@ function registerPrompts(server) {
     }));
 }
 
+// prompts/get may answer input-required too (a request that is not a tool call).
+function registerInputRequiredPrompt(server) {
+  server.registerPrompt("test_input_required_result_prompt",
+    { title: "Prompt needing input", description: "Asks for the context it should use" },
+    async (ctx) => {
+      const view = inputResponse(ctx.mcpReq.inputResponses, "user_context");
+      if (view.kind !== "elicit") {
+        return inputRequired({ inputRequests: { user_context: inputRequired.elicit({
+          message: "What context should the prompt use?",
+          requestedSchema: { type: "object", properties: { context: { type: "string" } }, required: ["context"] },
+        }) } });
+      }
+      return { messages: [{ role: "user",
+        content: { type: "text", text: `Prompt with context: ${view.content?.context ?? "unknown"}` } }] };
+    });
+}
+
 function buildServer() {
   const server = new McpServer(
     { name: "drawbridge-conformance-upstream", version: "1.0.0" },
@@ -310,11 +427,24 @@ function buildServer() {
         logging: {},
         completions: {},
       },
+      requestState: { verify: STATE_CODEC.verify },
     },
   );
   registerTools(server);
   registerResources(server);
   registerPrompts(server);
+  registerInputRequiredPrompt(server);
+  // A tool error is a result (isError); a missing client capability must be the
+  // protocol error -32021 instead, so it is raised in front of McpServer's tools/call
+  // handler (the SDK keeps handlers in a private map; this is a test fixture).
+  const handlers = server.server._requestHandlers;
+  const callTool = handlers.get("tools/call");
+  handlers.set("tools/call", (request, ctx) => {
+    if (request.params?.name === "test_missing_capability" && !clientCapabilities(ctx).sampling) {
+      throw new MissingRequiredClientCapabilityError({ requiredCapabilities: { sampling: {} } });
+    }
+    return callTool(request, ctx);
+  });
   // 2025-era methods the high-level API leaves to the application.
   server.server.setRequestHandler("resources/subscribe", async () => ({}));
   server.server.setRequestHandler("resources/unsubscribe", async () => ({}));
