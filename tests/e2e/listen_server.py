@@ -6,11 +6,13 @@ Streamable HTTP on 127.0.0.1 only.
 - two readable resources, `note://public` (the caller may read it) and `note://secret`
   (it may not);
 - `touch`: publishes, to every `subscriptions/listen` stream, a resource-updated event for
-  `note://secret`, then one for `note://public`, then a tools list-changed event.
+  `note://secret`, then one for `note://public`, then a tools list-changed event;
+- `confirm` (2026-07-28 multi round-trip): answers input-required (an elicitation and a
+  `requestState` it mints) until the client retries with the answer and that state.
 
 Its own log (LISTEN_LOG, one JSON line each, written before anything is answered):
-`{"tool": name}` for every tool that runs, `{"published": event}` for every event `touch`
-publishes, and `{"body": text}` for every HTTP request body it receives — so a test
+`{"tool": name}` for every tool that runs (`confirm` adds the requestState it minted or
+received), `{"published": event}` for every event `touch` publishes, and `{"body": text}` for every HTTP request body it receives — so a test
 asserts what the upstream executed, published and received, not what the gateway said.
 
 Usage: LISTEN_LOG=/path/to/log listen_server.py PORT
@@ -20,10 +22,12 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ElicitRequest, ElicitRequestFormParams, ElicitResult, InputRequiredResult
 
 LOOPBACK = "127.0.0.1"
 PUBLIC = "note://public"
@@ -61,6 +65,25 @@ async def touch(ctx: Context) -> str:
     record({"published": "tools/list_changed"})
     await ctx.notify_tools_changed()
     return "touched"
+
+
+@server.tool()
+async def confirm(ctx: Context) -> str | InputRequiredResult:
+    """Asks the client to confirm, then answers with what came back."""
+    answer = (ctx.input_responses or {}).get("ok")
+    state = ctx.request_state
+    if state is None or not isinstance(answer, ElicitResult):
+        minted = f"confirm-{secrets.token_urlsafe(12)}"
+        record({"tool": "confirm", "minted": minted})
+        question = ElicitRequestFormParams(
+            message="Really?",
+            requested_schema={"type": "object", "properties": {"ok": {"type": "boolean"}},
+                              "required": ["ok"]},
+        )
+        return InputRequiredResult(input_requests={"ok": ElicitRequest(params=question)},
+                                   request_state=minted)
+    record({"tool": "confirm", "received": state})
+    return f"confirmed={json.dumps((answer.content or {}).get('ok'))}"
 
 
 @server.resource(PUBLIC, mime_type="text/plain")

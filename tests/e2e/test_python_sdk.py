@@ -5,7 +5,7 @@ The upstream is listen_server.py (the SDK's MCPServer, serving both protocol gen
 its own log says which tools ran, which change events it published and every request body
 it received. The client signs in through the development authorization server
 (headless_oauth.py) with the route's scope only, which the policy lets call `echo` and
-`touch`, read `note://public`, and nothing else.
+`touch` and `confirm`, read `note://public`, and nothing else.
 
 - `auto` (probe `server/discover`, fall back to `initialize` on any refusal) and
   `2026-07-28` must both end on 2026-07-28; `legacy` on 2025-11-25. In each, the tool list
@@ -16,6 +16,8 @@ it received. The client signs in through the development authorization server
   dropped, the one for `note://public` and the tools list-change pass.
 - W3C trace context in `_meta` (`traceparent`, `tracestate`) reaches the upstream
   byte for byte, in both generations.
+- A multi round-trip request (input-required, 2026-07-28): the client's retry reaches
+  the upstream with the `requestState` the upstream minted.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ResourceUpdated, ToolsListChanged
 from mcp.shared.exceptions import MCPError
+from mcp_types import ElicitResult
 
 from conftest import (
     E2E_DIR,
@@ -105,6 +108,7 @@ routes:
       tools:
         echo: [mcp:tools]
         touch: [mcp:tools]
+        confirm: [mcp:tools]
       resources:
         "{PUBLIC}": [mcp:tools]
 """
@@ -157,7 +161,7 @@ def test_each_client_mode_through_an_authenticated_default_deny_route(
     before = len(log_entries(listen_upstream))
     seen = run(use_in_mode, listen_route, oauth, mode)
     assert seen["version"] == version, seen
-    assert seen["tools"] == ["echo", "touch"], "the list must be filtered to what alice may call"
+    assert seen["tools"] == ["confirm", "echo", "touch"], "the list must be filtered to what alice may call"
     assert seen["echo"] == f"Echo: {mode}"
     assert seen["forbidden"] == -32005, seen
     ran = [e["tool"] for e in log_entries(listen_upstream)[before:] if "tool" in e]
@@ -225,3 +229,25 @@ def test_trace_context_in_meta_reaches_the_upstream_unchanged(mode, listen_route
     # Byte for byte, as the client serialised them (no re-encoding, no escaping).
     assert f'"traceparent":"{TRACEPARENT}"' in calls[0]
     assert f'"tracestate":"{TRACESTATE}"' in calls[0]
+
+
+async def confirm_with_elicitation(url: str, oauth: OAuthClient) -> str:
+    async def accept(_context, _params) -> ElicitResult:
+        return ElicitResult(action="accept", content={"ok": True})
+
+    async with oauth.http_client() as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=MODERN,
+                          cache=None, elicitation_callback=accept) as client:
+            result = await client.call_tool("confirm", {})
+            return "".join(b.text for b in result.content if b.type == "text")
+
+
+def test_an_input_required_round_trip_reaches_the_upstream_with_its_own_state(
+        listen_route, listen_upstream, oauth):
+    """A 2026-07-28 multi round-trip request through the gateway: the client answers the
+    embedded elicitation and retries; the upstream gets back the requestState it minted."""
+    before = len(log_entries(listen_upstream))
+    assert run(confirm_with_elicitation, listen_route, oauth) == "confirmed=true"
+    rounds = [e for e in log_entries(listen_upstream)[before:] if e.get("tool") == "confirm"]
+    assert [sorted(e) for e in rounds] == [["minted", "tool"], ["received", "tool"]], rounds
+    assert rounds[1]["received"] == rounds[0]["minted"]
