@@ -11,10 +11,8 @@
 //
 // Every tool that RUNS appends one JSON line to EXECUTION_LOG, synchronously: the tests
 // compare what the upstream executed through the gateway with what it executed directly.
-// Every POST body is appended, verbatim, to REQUEST_LOG when one is given (the trace
-// context test asserts on the bytes the upstream received).
 //
-// Usage: node conformance_server.mjs PORT EXECUTION_LOG [REQUEST_LOG]
+// Usage: node conformance_server.mjs PORT EXECUTION_LOG
 
 import { randomBytes, randomUUID } from "node:crypto";
 import { appendFileSync } from "node:fs";
@@ -32,9 +30,9 @@ import {
 } from "@modelcontextprotocol/server";
 import { z } from "zod";
 
-const [port, executionLog, requestLog] = process.argv.slice(2);
+const [port, executionLog] = process.argv.slice(2);
 if (!port || !executionLog) {
-  console.error("usage: node conformance_server.mjs PORT EXECUTION_LOG [REQUEST_LOG]");
+  console.error("usage: node conformance_server.mjs PORT EXECUTION_LOG");
   process.exit(2);
 }
 
@@ -472,9 +470,6 @@ const httpServer = http.createServer(async (req, res) => {
     const chunks = [];
     for await (const chunk of req) chunks.push(chunk);
     const body = Buffer.concat(chunks);
-    if (requestLog && req.method === "POST") {
-      appendFileSync(requestLog, JSON.stringify({ body: body.toString("utf8") }) + "\n");
-    }
     const headers = new Headers();
     for (const [name, value] of Object.entries(req.headers)) {
       for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
