@@ -77,6 +77,10 @@ pub enum Refusal {
     /// reason: the request's parameters are invalid, and the client recovers by sending
     /// the request again without the state (see docs/security/handles.md).
     UnknownRequestState,
+    /// A method the protocol version the request names in its `_meta` no longer has
+    /// (`resources/subscribe` and `resources/unsubscribe` in MCP 2026-07-28): 404 with
+    /// JSON-RPC -32601, as the revision says a server answers it.
+    MethodRemoved,
     /// No upstream credential could be obtained: the authorization server refused the
     /// exchange (403), is unavailable (503), or answered nonsense (502).
     Credential(FailureKind),
@@ -136,6 +140,7 @@ impl Refusal {
             Refusal::SessionNotFound => 404,
             Refusal::BadSessionHeader => 400,
             Refusal::UnknownRequestState => 400,
+            Refusal::MethodRemoved => 404,
             Refusal::Credential(FailureKind::Denied) => 403,
             Refusal::Credential(FailureKind::Unavailable) => 503,
             Refusal::Credential(FailureKind::BadGateway) => 502,
@@ -192,6 +197,11 @@ impl Refusal {
             | Refusal::BatchNotSupported => -32600,
             Refusal::InvalidParams(_) => -32602,
             // MCP 2026-07-28's `HeaderMismatch`, the code its clients recognise.
+            // A 2026-07-28 header over a body with no (string) version in `_meta`: the
+            // body lacks what the revision requires, which it calls invalid params.
+            Refusal::RequestMeta(MetaError::VersionWithoutClaim | MetaError::VersionNotAString) => {
+                -32602
+            }
             Refusal::HeaderMismatch | Refusal::RequestMeta(_) => HEADER_MISMATCH_CODE,
             Refusal::NoRoute => -32004,
             Refusal::UpstreamUnreachable => -32002,
@@ -204,6 +214,7 @@ impl Refusal {
             Refusal::SessionNotFound => -32001,
             Refusal::BadSessionHeader => -32600,
             Refusal::UnknownRequestState => -32602,
+            Refusal::MethodRemoved => -32601,
             Refusal::BadPath(_)
             | Refusal::BadQuery(_)
             | Refusal::TokenInQuery
@@ -241,6 +252,7 @@ impl Refusal {
             Refusal::SessionNotFound => "session_not_found",
             Refusal::BadSessionHeader => "bad_session_header",
             Refusal::UnknownRequestState => "invalid_request_state",
+            Refusal::MethodRemoved => "method_not_found",
             Refusal::Credential(FailureKind::Denied) => "upstream_credential_denied",
             Refusal::Credential(FailureKind::Unavailable) => "authorization_server_unavailable",
             Refusal::Credential(FailureKind::BadGateway) => "upstream_credential_failed",
@@ -306,6 +318,9 @@ impl Refusal {
             Refusal::BadSessionHeader => "one Mcp-Session-Id header, visible ASCII only".into(),
             Refusal::UnknownRequestState => {
                 "invalid or expired requestState: send the request again without it".into()
+            }
+            Refusal::MethodRemoved => {
+                "method not found: the protocol version the request names has no such method".into()
             }
             Refusal::Credential(FailureKind::Denied) => {
                 "the authorization server refused a token for the upstream on your behalf".into()

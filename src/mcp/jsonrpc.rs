@@ -534,7 +534,17 @@ impl RawMessage {
                         } else {
                             params.uri
                         };
-                        Some(value.ok_or(Malformed::InvalidParams(BAD_TARGET))?)
+                        let named = match &params.version {
+                            VersionClaim::Named(v) => Some(v.as_str()),
+                            _ => None,
+                        };
+                        match value {
+                            Some(value) => Some(value),
+                            // A method the named revision removed has no target to read:
+                            // the request path answers it "method not found".
+                            None if super::methods::removed_in(&method, named) => None,
+                            None => return Err(Malformed::InvalidParams(BAD_TARGET)),
+                        }
                     }
                 };
                 (MessageKind::Call { method, target }, params.version)

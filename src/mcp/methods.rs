@@ -119,6 +119,19 @@ macro_rules! methods {
 use Governed::Route;
 use ListKind::{Prompts, ResourceTemplates, Resources, Tools};
 
+/// Methods MCP 2026-07-28 removed (`subscriptions/listen` replaces resource
+/// subscriptions). A request naming that revision (or a later one) in its `_meta` and
+/// calling one of them is answered "method not found" by the gateway: it carries no
+/// target to judge, and the revision's servers do not have it.
+pub const REMOVED_IN_2026_07_28: [&str; 2] = ["resources/subscribe", "resources/unsubscribe"];
+
+/// Whether `method` is gone in the protocol `version` a request names in its `_meta`
+/// (dates compare as text; `None`: an older request, which has every method).
+pub fn removed_in(method: &str, version: Option<&str>) -> bool {
+    version.is_some_and(|v| v.len() == 10 && v >= "2026-07-28")
+        && REMOVED_IN_2026_07_28.contains(&method)
+}
+
 methods! {
     "initialize":                       Request, Route, None;
     "server/discover":                  Request, Route, None;

@@ -240,6 +240,7 @@ async fn inspect(
         .insert(jsonrpc::inspect(&body).map_err(Refusal::from)?);
     let req = session.req_header();
     steps::check_mcp_headers(req, inspected)?;
+    steps::check_removed_methods(inspected)?;
     steps::check_batch(req, inspected, state.max_batch)?;
     Ok(body)
 }

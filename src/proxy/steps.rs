@@ -18,7 +18,7 @@ use crate::auth::{bearer, AuthFailure, Authenticated, Principal};
 use crate::config::RouteMatch;
 use crate::exchange::CredentialRequest;
 use crate::mcp::filter::{ListKind, PendingLists};
-use crate::mcp::jsonrpc::{Inspected, MessageKind};
+use crate::mcp::jsonrpc::{Inspected, MessageKind, VersionClaim};
 use crate::mcp::request_meta::{self, MetaError};
 use crate::mcp::session;
 use crate::policy::{self, Decision, Operation, Permit};
@@ -124,6 +124,24 @@ pub(super) fn check_mcp_headers(req: &RequestHeader, inspected: &Inspected) -> R
         MetaError::BatchWithClaim => Refusal::BatchNotSupported,
         e => Refusal::RequestMeta(e),
     })
+}
+
+/// A method the protocol version the request names has removed is answered as that
+/// revision's servers answer it, "method not found" (404), before anything else judges it.
+pub(super) fn check_removed_methods(inspected: &Inspected) -> Result<(), Refusal> {
+    let removed = inspected
+        .messages
+        .iter()
+        .any(|m| match (&m.kind, &m.version_claim) {
+            (MessageKind::Call { method, .. }, VersionClaim::Named(version)) => {
+                crate::mcp::methods::removed_in(method, Some(version))
+            }
+            _ => false,
+        });
+    match removed {
+        true => Err(Refusal::MethodRemoved),
+        false => Ok(()),
+    }
 }
 
 /// A batch: at most `limits.max_batch` messages (the work one request may ask for is
@@ -367,6 +385,22 @@ mod tests {
             check_mcp_headers(&post(&[("mcp-method", "ping")]), &call),
             Err(Refusal::RequestMeta(_))
         ));
+    }
+
+    #[test]
+    fn a_removed_method_is_not_found_only_under_the_revision_that_removed_it() {
+        let body = |version: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"resources/unsubscribe","params":{{"uri":"a:b","_meta":{{"io.modelcontextprotocol/protocolVersion":"{version}"}}}}}}"#
+            )
+        };
+        let modern = inspect(body("2026-07-28").as_bytes()).unwrap();
+        assert!(matches!(
+            check_removed_methods(&modern),
+            Err(Refusal::MethodRemoved)
+        ));
+        let older = inspect(body("2025-11-25").as_bytes()).unwrap();
+        assert!(check_removed_methods(&older).is_ok());
     }
 
     /// Steps are plain functions: the batch and framing rules are checked here without a

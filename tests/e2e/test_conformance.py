@@ -68,14 +68,6 @@ NOT_FAILED = {"SUCCESS", "WARNING", "INFO", "SKIPPED"}
 # differs from the upstream's. Each must still differ (else the test fails: remove the
 # entry); nothing else may.
 KNOWN_DIVERGENCES: dict[tuple[str, str | None, str, str], str] = {
-    ("2026-07-28", None, "server-stateless",
-     "sep-2575-http-server-method-not-found-404-resources-subscribe"):
-        "resources/subscribe, removed in 2026-07-28, sent without params.uri: the gateway "
-        "cannot judge a resource call without its target and refuses it (400, -32602) "
-        "before the upstream could answer 404 -32601 (method not found).",
-    ("2026-07-28", None, "server-stateless",
-     "sep-2575-http-server-method-not-found-404-resources-unsubscribe"):
-        "as resources/subscribe: no params.uri, refused 400 -32602 by the gateway.",
     ("2026-07-28", "auth", "server-stateless", "sep-2575-http-server-method-not-found-404"):
         "`unknown/method` on a default-deny route is refused by the policy (403, -32005) "
         "before the upstream could answer 404 -32601: by design, an unlisted method never "

@@ -2,7 +2,8 @@
 //! protocol version in `params._meta` carries `MCP-Protocol-Version` equal to it,
 //! `Mcp-Method`, and `Mcp-Name` on `tools/call` / `resources/read` / `prompts/get`
 //! (Base64 sentinel decoded), or it is refused with the spec's `HeaderMismatch` (400,
-//! -32020) and the upstream receives nothing, not even a connection. Older requests keep
+//! -32020; -32602 when the body lacks the `_meta` version the header names) and the
+//! upstream receives nothing, not even a connection. Older requests keep
 //! their optional headers.
 
 use base64::Engine as _;
@@ -120,7 +121,14 @@ async fn modern_requests_whose_headers_disagree_with_the_body_never_reach_the_up
         let resp = post(&gw, body, &headers).await;
         assert_eq!(resp.status(), 400, "{what}");
         let error: Value = resp.json().await.unwrap();
-        assert_eq!(error["error"]["code"], -32020, "{what}: {error}");
+        // A body missing its `_meta` version is invalid params (the conformance suite's
+        // `sep-2575-request-meta-invalid-missing-meta`); every other case a mismatch.
+        let code = if what == "a modern header over a body naming no version" {
+            -32602
+        } else {
+            -32020
+        };
+        assert_eq!(error["error"]["code"], code, "{what}: {error}");
         assert_eq!(error["id"], 7, "{what}");
         assert!(up.seen().is_empty(), "{what}: the upstream received it");
         assert_eq!(
@@ -207,4 +215,30 @@ async fn agreeing_headers_pass_and_reach_the_upstream_as_sent() {
     assert_eq!(seen[2].headers["mcp-name"], "task-1");
     let forwarded: Value = serde_json::from_slice(&seen[3].body).unwrap();
     assert_eq!(forwarded["params"]["name"], "echo");
+}
+
+/// `resources/subscribe` and `resources/unsubscribe` are gone in MCP 2026-07-28: a request
+/// naming that revision gets "method not found" (404, -32601) from the gateway, as the
+/// revision's servers answer it, and the upstream sees nothing. Named by an older request
+/// (no `_meta` version), the method keeps its meaning and its `uri` rule.
+#[tokio::test]
+async fn methods_the_named_revision_removed_are_not_found() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&route("r", "/r/mcp", &up.url("/mcp"))).await;
+    for method in ["resources/subscribe", "resources/unsubscribe"] {
+        let body =
+            json!({"jsonrpc":"2.0","id":3,"method":method,"params":{"_meta":meta()}}).to_string();
+        let resp = post(&gw, &body, &[V, ("mcp-method", method)]).await;
+        assert_eq!(resp.status(), 404, "{method}");
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32601, "{answer}");
+        assert_eq!(answer["id"], 3, "{answer}");
+    }
+    assert!(up.seen().is_empty(), "the upstream saw {:?}", up.seen());
+    // An older request without its target is still malformed, not "not found".
+    let old =
+        json!({"jsonrpc":"2.0","id":4,"method":"resources/subscribe","params":{}}).to_string();
+    let resp = post(&gw, &old, &[]).await;
+    assert_eq!(resp.status(), 400);
+    assert!(up.seen().is_empty());
 }

@@ -403,6 +403,8 @@ const TEMPLATES: &[&str] = &[
     r#"{"jsonrpc":"2.0","id":4,"method":"tasks/get","params":{"taskId":"t-1","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
     r#"{"jsonrpc":"2.0","id":4,"method":"tasks/cancel","params":{"taskId":7}}"#,
     r#"{"jsonrpc":"2.0","id":4,"method":"tasks/get","params":{"taskId":"t-1","TaskId":"t-2"}}"#,
+    r#"{"jsonrpc":"2.0","id":9,"method":"resources/subscribe","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+    r#"{"jsonrpc":"2.0","id":9,"method":"resources/unsubscribe","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#,
 ];
 
 #[test]
@@ -800,4 +802,26 @@ fn a_request_state_is_read_once_as_a_string_in_params_only() {
     // The fast path reads a plain one itself.
     let plain = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","requestState":"s1"}}"#;
     assert!(fast::single_message(plain).is_some());
+}
+
+#[test]
+fn a_method_the_named_revision_removed_needs_no_target() {
+    let removed = inspect(
+        br#"{"jsonrpc":"2.0","id":9,"method":"resources/subscribe","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        removed.messages[0].kind,
+        MessageKind::Call {
+            method: "resources/subscribe".into(),
+            target: None
+        }
+    );
+    // Older revisions have the method, and it needs its `uri`.
+    for body in [
+        &br#"{"jsonrpc":"2.0","id":9,"method":"resources/subscribe","params":{}}"#[..],
+        br#"{"jsonrpc":"2.0","id":9,"method":"resources/subscribe","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#,
+    ] {
+        assert_eq!(inspect(body), Err(Malformed::InvalidParams(BAD_TARGET)));
+    }
 }
