@@ -5,8 +5,8 @@
 # run.sh runs the targets under `valgrind --tool=callgrind --instr-atstart=no`; this
 # script switches counting on (`callgrind_control -i on`) while the measured wrk run of a
 # target is going and off after it, then divides each process's instruction total by the
-# requests it served in that window (the calls of its `ProxyHttp::logging`, which runs
-# once per request), read from the callgrind output itself.
+# requests it served in that window (the polls of its `ProxyHttp::logging` future, once
+# per request: it never waits), read from the callgrind output itself.
 #
 # Usage: benches/load/instructions.sh NEW_BIN_DIR REF_BIN [TARGETS] [BODY_BYTES]
 #   NEW_BIN_DIR  a directory holding the drawbridge binary under test (release build)
@@ -24,7 +24,8 @@ body_bytes="${4:-0}"
 command -v callgrind_control >/dev/null || { echo "needs valgrind (callgrind_control)" >&2; exit 1; }
 
 out="$(mktemp -d)"
-trap 'kill "$runner" 2>/dev/null || true; rm -rf "$out"' EXIT
+trap 'kill "$runner" 2>/dev/null || true; [[ -n ${KEEP:-} ]] || rm -rf "$out"' EXIT
+[[ -z ${KEEP:-} ]] || echo "outputs kept in $out" >&2
 measured=17s # a duration no warm-up uses, to tell the measured wrk run apart
 
 "$here/run.sh" --bin-dir "$new_dir" --ref-bin "$ref_bin" --targets "$targets" \
@@ -70,7 +71,10 @@ for path in sorted(glob.glob(sys.argv[1] + "/cg.*")):
                 names[m.group(1)] = m.group(2)
             m = re.match(r"calls=(\d+)", line)
             if m and current is not None:
-                if current.endswith("as pingora_proxy::proxy_trait::ProxyHttp>::logging"):
+                # The future of `logging` is polled once per request (it never waits).
+                if current.startswith("<drawbridge::proxy::Gateway as") and current.endswith(
+                    "ProxyHttp>::logging::{{closure}}"
+                ):
                     calls += int(m.group(1))
                 current = None
     if calls:

@@ -529,6 +529,7 @@ routes:
         client_secret: x
         audience: upstream
         scopes: per_operation
+        base_scopes: [mcp:tools]
 EOF2
     must_validate "$1"
 }
