@@ -13,6 +13,8 @@
 #           Mcp-Session-Id opened on every request and sealed again on every answer
 #   (e+audit) the same with RUST_LOG=warn,audit=info: one `authorization` audit event per
 #           request, written to /dev/null
+#   (e+info) the same at the default level (RUST_LOG=info, default `log` settings), the
+#           log written to a file: the report gives its bytes per request
 #   (d@ref), (e@ref) (d) and (e) run by another drawbridge binary (--ref-bin), to compare
 #           two builds or revisions in one interleaved run
 # Every proxy runs one worker thread; nginx runs one worker process. For (e), a third
@@ -40,7 +42,7 @@
 #                    so pinning them to one core caps the nginx hop near its own capacity,
 #                    and under background load it keeps the proxy on a busy core; see
 #                    docs/BENCHMARKS.md
-#   --targets LIST   comma-separated subset of a,b,c,d,d+log,e,e+audit,d@ref,e@ref
+#   --targets LIST   comma-separated subset of a,b,c,d,d+log,e,e+audit,e+info,d@ref,e@ref
 #                    (default: all but the @ref ones; those need --ref-bin); the
 #                    upstream (a) always runs, it is measured only when listed
 #   --ref-bin PATH   the drawbridge binary of the @ref targets (e.g. one built from
@@ -50,7 +52,7 @@
 #                    e.g. 60000 for a body near drawbridge's 64 KiB in-memory inspection
 #                    path, or more for the streamed one; 0: the plain 100-byte call
 #                    (default)
-#   --port-base P    listeners use 127.0.0.1:P .. P+14 (default 18400)
+#   --port-base P    listeners use 127.0.0.1:P .. P+18 (default 18400)
 #   --no-build       use the binaries already in the target dir instead of `cargo build`
 #   --bin-dir DIR    run DIR/drawbridge and DIR/bare_pingora (copies of an earlier build)
 #                    instead of building
@@ -147,14 +149,16 @@ if [[ -n $ref_bare ]]; then
 fi
 IFS=, read -r -a targets <<<"$targets_csv"
 for t in "${targets[@]}"; do
-    [[ $t =~ ^(a|b|c|d|d\+log|e|e\+audit|c@ref|d@ref|e@ref)$ ]] ||
-        die "unknown target $t (a, b, c, d, d+log, e, e+audit, c@ref, d@ref, e@ref)"
+    [[ $t =~ ^(a|b|c|d|d\+log|e|e\+audit|e\+info|c@ref|d@ref|e@ref)$ ]] ||
+        die "unknown target $t (a, b, c, d, d+log, e, e+audit, e+info, c@ref, d@ref, e@ref)"
     [[ $t != [de]@ref || -n $ref_bin ]] || die "target $t needs --ref-bin"
     [[ $t != c@ref || -n $ref_bare ]] || die "target c@ref needs --ref-bare"
 done
 has_target() { [[ ",$targets_csv," == *",$1,"* ]]; }
 full_pipeline=0
-if has_target e || has_target e+audit || has_target e@ref; then full_pipeline=1; fi
+if has_target e || has_target e+audit || has_target e+info || has_target e@ref; then
+    full_pipeline=1
+fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/bench}"
 
@@ -310,9 +314,10 @@ p_a=$port_base p_b=$((port_base + 1)) p_c=$((port_base + 2))
 p_d=$((port_base + 3)) p_dlog=$((port_base + 4))
 p_e=$((port_base + 5)) p_eaudit=$((port_base + 6)) p_as=$((port_base + 7))
 p_dref=$((port_base + 8)) p_eref=$((port_base + 9)) p_cref=$((port_base + 10))
+p_einfo=$((port_base + 17))
 for p in $p_a $p_b $p_c $p_d $p_dlog $p_e $p_eaudit $p_as $p_dref $p_eref $p_cref \
     $((port_base + 11)) $((port_base + 12)) $((port_base + 13)) $((port_base + 14)) \
-    $((port_base + 15)) $((port_base + 16)); do
+    $((port_base + 15)) $((port_base + 16)) $p_einfo $((port_base + 18)); do
     port_free "$p" || die "127.0.0.1:$p is in use (choose another --port-base)"
 done
 declare -A url proxy_of label
@@ -323,6 +328,7 @@ label[d]="(d) drawbridge, public route, log=warn"
 label[d+log]="(d+log) drawbridge, log=info (access log to /dev/null)"
 label[e]="(e) drawbridge, full pipeline, log=warn"
 label[e+audit]="(e+audit) drawbridge, full pipeline, audit=info (to /dev/null)"
+label[e+info]="(e+info) drawbridge, full pipeline, RUST_LOG=info, default log settings (to a file)"
 label[c@ref]="(c@ref) the reference bare Pingora"
 label[d@ref]="(d@ref) the reference binary, public route, log=warn"
 label[e@ref]="(e@ref) the reference binary, full pipeline, log=warn"
@@ -565,6 +571,10 @@ start_full() {
     if [[ $log == warn ]]; then
         RUST_LOG=$log start "$name" INT "${on_proxy[@]}" -- "$bin" run \
             --config "$tmp/gateway-$name.yaml"
+    elif [[ $log == info ]]; then # the default level, kept: its size is measured
+        RUST_LOG=info start "$name" INT "${on_proxy[@]}" -- sh -c \
+            'exec "$0" run --config "$1" 2>>"$2"' "$bin" "$tmp/gateway-$name.yaml" \
+            "$tmp/$name.stderr"
     else # audit events on: written, to /dev/null
         RUST_LOG=$log start "$name" INT "${on_proxy[@]}" -- sh -c \
             'exec "$0" run --config "$1" 2>/dev/null' "$bin" "$tmp/gateway-$name.yaml"
@@ -618,6 +628,9 @@ if has_target e; then
 fi
 if has_target e+audit; then
     start_full e+audit drawbridge-e-audit "$p_eaudit" $((port_base + 12)) warn,audit=info
+fi
+if has_target e+info; then
+    start_full e+info drawbridge-e-info "$p_einfo" $((port_base + 18)) info
 fi
 if has_target e@ref; then
     start_full e@ref drawbridge-e-ref "$p_eref" $((port_base + 16)) warn "$ref_bin"
@@ -763,6 +776,16 @@ print("; ".join(what + " " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r.items
 ' || echo "metrics unavailable")"
         pipeline_args+=(--pipeline "($t) $summary")
     done
+    # Log volume at the default level: every byte the process wrote, over every request it
+    # served (set-up, warm-ups and measured runs alike).
+    if [[ -n ${admin_of[e+info]:-} ]]; then
+        served="$(curl -s -m 5 "http://127.0.0.1:${admin_of[e+info]}/metrics" |
+            awk '/^drawbridge_requests_total\{/ { n += $NF } END { printf "%d", n }')"
+        bytes="$(stat -c %s "$tmp/drawbridge-e-info.stderr" 2>/dev/null || echo 0)"
+        if ((served > 0)); then
+            pipeline_args+=(--pipeline "(e+info) log at the default level: $bytes bytes over $served requests, $(python3 -c "print(f'{$bytes / $served:.2f}')") bytes per request")
+        fi
+    fi
 fi
 
 # Resident memory after the run.
