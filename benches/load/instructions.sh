@@ -81,4 +81,4 @@ for path in sorted(glob.glob(sys.argv[1] + "/cg.*")):
         print(f"{cmd}: {total} instructions, {calls} requests, "
               f"{total / calls:,.0f} per request")
 EOF
-grep -E '^\| (e|e@ref|d|d@ref) ' "$out/report.md" | head -4 || true
+grep -E "^\| \((e|e@ref|d|d@ref)\) " "$out/report.md" | head -4 || true
