@@ -744,6 +744,8 @@ pub fn error_body(inspected: Option<&Inspected>, code: i64, message: &str) -> St
     }
 }
 
+#[cfg(test)]
+mod differential_tests;
 mod fast;
 #[cfg(test)]
 mod tests;
