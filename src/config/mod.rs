@@ -213,6 +213,10 @@ pub enum GrantClient {
     },
     PrivateKeyJwt {
         client_id: String,
+        /// The key, decoded at validation: the runtime signs with it as is.
+        key: crate::jose::SigningKey,
+        /// The PEM text it was read from, kept only for the route's binding
+        /// fingerprint (`exchange::binding_fingerprint` hashes it).
         key_pem: Secret,
         key_id: Option<String>,
     },

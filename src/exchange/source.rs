@@ -22,7 +22,6 @@ use super::{
 };
 use crate::auth::issuer::IssuerRuntime;
 use crate::config::{Grant, GrantClient, GrantScopes, Route, UpstreamAuth};
-use crate::jose::SigningKey;
 
 /// What a route's upstream gets, prepared at start-up.
 pub enum CredentialSource {
@@ -92,12 +91,12 @@ impl CredentialSource {
                 },
                 GrantClient::PrivateKeyJwt {
                     client_id,
-                    key_pem,
+                    key,
                     key_id,
+                    ..
                 } => ClientAuth::PrivateKeyJwt {
                     client_id: client_id.clone(),
-                    key: SigningKey::from_pem(key_pem.expose())
-                        .map_err(|e| format!("route `{}`: private key: {e}", route.name))?,
+                    key: key.clone(),
                     kid: key_id.clone(),
                 },
             };
@@ -303,6 +302,7 @@ pub fn binding_fingerprint(route: &Route, issuers: &[Arc<IssuerRuntime>]) -> [u8
                     client_id,
                     key_pem,
                     key_id,
+                    ..
                 } => {
                     field(b"private_key_jwt");
                     field(client_id.as_bytes());
@@ -349,3 +349,6 @@ pub fn session_binding(route: &Route, issuers: &[Arc<IssuerRuntime>]) -> String 
 fn bearer_header(token: &IssuedToken) -> (HeaderName, HeaderValue) {
     (http::header::AUTHORIZATION, token.authorization.clone())
 }
+
+#[cfg(test)]
+mod tests;

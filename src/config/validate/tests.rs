@@ -214,6 +214,62 @@ fn upstream_auth_shapes() {
     assert!(errs[0].contains("needs a client_secret"), "{errs:?}");
 }
 
+/// A `private_key_jwt` key is decoded once, by validation: the typed config carries the
+/// key the runtime signs with (and the PEM text, which the route's binding fingerprint
+/// hashes); a file that holds no usable key is refused with its path, never its content.
+#[test]
+fn private_key_jwt_config_holds_the_decoded_key() {
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let dir = tempfile::tempdir().unwrap();
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap();
+    let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pkcs8);
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
+    let key_file = dir.path().join("gw.key");
+    std::fs::write(&key_file, &pem).unwrap();
+    let with_key = |file: &std::path::Path| {
+        format!(
+            "{GOOD}    upstream_auth:\n      client_credentials: {{ token_endpoint: 'https://idp.example.com/token', client_id: gw, client_auth: private_key_jwt, private_key_file: '{}', key_id: k-1 }}\n",
+            file.display()
+        )
+    };
+    let loaded = validate("gw.yaml", &with_key(&key_file)).unwrap();
+    let UpstreamAuth::ClientCredentials(grant) = &loaded.config.routes[0].upstream_auth else {
+        panic!("{:?}", loaded.config.routes[0].upstream_auth);
+    };
+    match &grant.client {
+        crate::config::GrantClient::PrivateKeyJwt {
+            client_id,
+            key,
+            key_pem,
+            key_id,
+        } => {
+            assert_eq!(client_id, "gw");
+            assert_eq!(key.algorithm(), "ES256");
+            assert!(key.sign(b"header.payload").is_some());
+            assert_eq!(key_pem.expose(), pem);
+            assert_eq!(key_id.as_deref(), Some("k-1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let printed = format!("{:?}", loaded.config);
+    assert!(!printed.contains(&body[..40]), "the key is printed");
+    assert!(printed.contains("SigningKey(ES256)"), "{printed}");
+
+    let junk = dir.path().join("junk.key");
+    std::fs::write(&junk, "secret-looking-junk").unwrap();
+    let errs = errors(&with_key(&junk));
+    assert_eq!(
+        errs,
+        [format!(
+            "gw.yaml:11:141: routes[0].upstream_auth.client_credentials.private_key_file: `{}`: no PKCS#8 private key in the PEM text",
+            junk.display()
+        )]
+    );
+}
+
 #[test]
 fn policies_need_auth_and_unambiguous_patterns() {
     let text = format!(

@@ -174,12 +174,16 @@ impl Checker<'_> {
                         return None;
                     }
                 };
-                if let Err(e) = crate::jose::SigningKey::from_pem(&pem) {
-                    self.error(&key_at, format!("`{path}`: {e}"));
-                    return None;
-                }
+                let key = match crate::jose::SigningKey::from_pem(&pem) {
+                    Ok(key) => key,
+                    Err(e) => {
+                        self.error(&key_at, format!("`{path}`: {e}"));
+                        return None;
+                    }
+                };
                 GrantClient::PrivateKeyJwt {
                     client_id,
+                    key,
                     key_pem: Secret::new(pem),
                     key_id: raw.key_id.clone(),
                 }
