@@ -178,8 +178,14 @@ pub enum UpstreamAuth {
     TokenExchange(Grant),
     /// The gateway's own service token (the upstream no longer sees the user).
     ClientCredentials(Grant),
-    /// A fixed header, e.g. an API key.
-    Static { header: String, value: Secret },
+    /// A fixed header, e.g. an API key, parsed at validation. The value is marked
+    /// sensitive, so `Debug` prints `Sensitive`, never the key; unlike a [`Secret`] it is
+    /// not zeroized when dropped (no header value is).
+    Static {
+        /// Lower case, and never one of the headers the gateway manages.
+        header: http::HeaderName,
+        value: http::HeaderValue,
+    },
 }
 
 /// How to get a token from a token endpoint.

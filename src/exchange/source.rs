@@ -118,14 +118,10 @@ impl CredentialSource {
         };
         match &route.upstream_auth {
             UpstreamAuth::None => Ok(CredentialSource::None),
-            UpstreamAuth::Static { header, value } => {
-                let header = HeaderName::from_bytes(header.as_bytes())
-                    .map_err(|_| format!("route `{}`: bad static header name", route.name))?;
-                let mut value = HeaderValue::from_str(value.expose())
-                    .map_err(|_| format!("route `{}`: bad static header value", route.name))?;
-                value.set_sensitive(true);
-                Ok(CredentialSource::Static { header, value })
-            }
+            UpstreamAuth::Static { header, value } => Ok(CredentialSource::Static {
+                header: header.clone(),
+                value: value.clone(),
+            }),
             UpstreamAuth::TokenExchange(g) => grant(g, true),
             UpstreamAuth::ClientCredentials(g) => grant(g, false),
         }
@@ -278,8 +274,9 @@ pub fn binding_fingerprint(route: &Route, issuers: &[Arc<IssuerRuntime>]) -> [u8
         UpstreamAuth::None => field(b"none"),
         UpstreamAuth::Static { header, value } => {
             field(b"static");
-            field(header.as_bytes());
-            field(value.expose().as_bytes());
+            // The bytes of the validated text: the name lower case, the value as written.
+            field(header.as_str().as_bytes());
+            field(value.as_bytes());
         }
         UpstreamAuth::TokenExchange(g) | UpstreamAuth::ClientCredentials(g) => {
             let kind: &[u8] = match &route.upstream_auth {

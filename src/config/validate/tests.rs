@@ -198,10 +198,14 @@ fn upstream_auth_shapes() {
     match &loaded.config.routes[0].upstream_auth {
         UpstreamAuth::Static { header, value } => {
             assert_eq!(header, "x-api-key");
-            assert_eq!(value.expose(), "k-123");
+            assert_eq!(value.as_bytes(), b"k-123");
+            assert!(value.is_sensitive());
         }
         other => panic!("{other:?}"),
     }
+    let printed = format!("{:?}", loaded.config);
+    assert!(!printed.contains("k-123"), "the static value is printed");
+    assert!(printed.contains("value: Sensitive"), "{printed}");
     let errs = errors(&with("{ none: {}, static: { header: x, value: y } }"));
     assert!(errs[0].contains("exactly one"), "{errs:?}");
     let errs = errors(&with("{ token_exchange: { token_endpoint: 'https://idp/token', client_id: gw, client_secret: s, audience: up } }"));
