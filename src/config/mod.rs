@@ -281,8 +281,9 @@ pub struct Upstream {
     pub tls: bool,
     pub host: String,
     pub port: u16,
-    /// `Host` header value sent upstream (`host` or `host:port` when not the default port).
-    pub authority: String,
+    /// `Host` header value sent upstream (`host` or `host:port` when not the default port),
+    /// parsed at validation.
+    pub authority: http::HeaderValue,
     /// Path of the upstream URL without a trailing slash (empty for `/`).
     pub base_path: String,
     pub connect_timeout: Duration,

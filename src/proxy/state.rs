@@ -115,8 +115,7 @@ impl GatewayState {
                 })?;
                 Ok(RouteRuntime {
                     peer: upstream_peer_for(route, addr),
-                    upstream_host: http::HeaderValue::from_str(&route.upstream.authority)
-                        .map_err(|e| format!("route `{}`: upstream authority: {e}", route.name))?,
+                    upstream_host: route.upstream.authority.clone(),
                     metrics: metrics.for_route(&route.name),
                     session_route: RouteDigest::of(&session_binding(route, auth.issuers())),
                     guard: RouteGuard::for_route(route),

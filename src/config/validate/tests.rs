@@ -93,6 +93,23 @@ fn a_good_file_gives_typed_settings() {
     assert_eq!(loaded.warnings.len(), 1, "public route warned about");
 }
 
+/// The `Host` the upstream receives is parsed at validation, as the runtime sends it.
+#[test]
+fn the_upstream_authority_is_a_parsed_host_header() {
+    for (url, authority) in [
+        ("http://127.0.0.1:3001/mcp", "127.0.0.1:3001"),
+        ("http://[::1]/mcp", "[::1]"),
+        ("https://Up.Example.com:443/mcp", "up.example.com"),
+        ("https://up.example.com:8443/", "up.example.com:8443"),
+        ("http://b\u{fc}cher.example/mcp", "xn--bcher-kva.example"),
+    ] {
+        let text = GOOD.replace("http://127.0.0.1:3001/mcp", url);
+        let loaded = validate("gw.yaml", &text).unwrap();
+        let got: &http::HeaderValue = &loaded.config.routes[0].upstream.authority;
+        assert_eq!(got, authority, "{url}");
+    }
+}
+
 #[test]
 fn unknown_key_is_located() {
     let text = GOOD.replace("      url:", "      colour: red\n      url:");
