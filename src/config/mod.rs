@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::secret::{Secret, SecretBytes};
+use crate::secret::Secret;
 pub use env::{interpolate, InterpolationError};
 pub use locate::Position;
 pub use router::{RouteMatch, Router};
@@ -132,8 +132,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// `sessions`: keys that seal upstream session ids.
 #[derive(Debug, Clone)]
 pub struct Sessions {
-    /// (id, 32 key bytes, redacted); the first seals.
-    pub keys: Vec<(String, SecretBytes)>,
+    /// The keys, prepared at validation (`Debug` shows their ids only); the first seals.
+    pub keys: Arc<crate::mcp::session::SessionKeys>,
+    /// (id, key check value) of each key, in order: `drawbridge_session_key_info`
+    /// (`mcp::session::key_check`, which names a key without revealing it).
+    pub key_checks: Vec<(String, String)>,
     pub max_age: Option<Duration>,
 }
 

@@ -75,6 +75,9 @@ pub struct ExchangeCounters {
 }
 
 impl CredentialSource {
+    /// The route's credential source, from its validated `upstream_auth`: keys and
+    /// headers arrive parsed and are used as they are. The one error is what can fail at
+    /// run time: making the HTTP client for the token endpoint (its TLS set-up).
     pub fn build(
         route: &Route,
         issuers: &[Arc<IssuerRuntime>],
