@@ -1,8 +1,9 @@
-//! Secrets: a configured secret ([`Secret`]), secret bytes such as a decoded key
-//! ([`SecretBytes`]), and a secret as written in `gateway.yaml` ([`RawSecret`]). Each
-//! prints as `[redacted]` in `Debug` (and `Display`), so no log line, error or panic
-//! message can carry it by accident; `expose` is the one way out. Secrets are zeroized
-//! when dropped (copies the HTTP client makes are not).
+//! Secrets: a configured secret ([`Secret`]) and a secret as written in `gateway.yaml`
+//! ([`RawSecret`]). Each prints as `[redacted]` in `Debug` (and `Display`), so no log
+//! line, error or panic message can carry it by accident; `expose` is the one way out.
+//! Secrets are zeroized when dropped (copies the HTTP client makes are not). Keys are
+//! held decoded by the types that use them (`jose::SigningKey`,
+//! `mcp::session::SessionKeys`), whose `Debug` never shows key material.
 //!
 //! Owns the type only, at the crate root because `config` (which reads secrets),
 //! `exchange` and `auth` (which send them) all use it. Does not own where a secret
@@ -42,32 +43,6 @@ impl Drop for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
-    }
-}
-
-/// Secret bytes (e.g. a decoded key), redacted like [`Secret`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretBytes(Vec<u8>);
-
-impl SecretBytes {
-    pub fn new(value: Vec<u8>) -> SecretBytes {
-        SecretBytes(value)
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for SecretBytes {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl fmt::Debug for SecretBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretBytes([redacted])")
     }
 }
 

@@ -225,3 +225,26 @@ fn a_static_credential_may_not_name_a_gateway_managed_header() {
     let text = "routes:\n  - name: s\n    match: { path: /s }\n    upstream: { url: 'http://127.0.0.1:1/' }\n    upstream_auth: { static: { header: X-Api-Key, value: k } }\n";
     assert!(errors(text).is_empty(), "{:?}", errors(text));
 }
+
+/// The static header is parsed once, by validation; what cannot be a header is refused
+/// there with these messages (unchanged since the build step stopped re-parsing it),
+/// without the value.
+#[test]
+fn a_static_credential_must_be_a_valid_header() {
+    let with = |block: &str| {
+        format!(
+            "routes:\n  - name: s\n    match: {{ path: /s }}\n    upstream: {{ url: 'http://127.0.0.1:1/' }}\n    upstream_auth: {{ static: {block} }}\n"
+        )
+    };
+    assert_eq!(
+        errors(&with("{ header: 'X Api-Key', value: k-hunter2 }")),
+        ["gw.yaml:5:40: routes[0].upstream_auth.static.header: not a valid header name"]
+    );
+    for value in ["''", "\"k-hunter2\\u0001\"", "\"k-hunter2\\n\""] {
+        assert_eq!(
+            errors(&with(&format!("{{ header: X-Api-Key, value: {value} }}"))),
+            ["gw.yaml:5:30: routes[0].upstream_auth.static: the value is empty or not a valid header value"],
+            "{value}"
+        );
+    }
+}

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::secret::{Secret, SecretBytes};
+use crate::secret::Secret;
 pub use env::{interpolate, InterpolationError};
 pub use locate::Position;
 pub use router::{RouteMatch, Router};
@@ -132,8 +132,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// `sessions`: keys that seal upstream session ids.
 #[derive(Debug, Clone)]
 pub struct Sessions {
-    /// (id, 32 key bytes, redacted); the first seals.
-    pub keys: Vec<(String, SecretBytes)>,
+    /// The keys, prepared at validation (`Debug` shows their ids only); the first seals.
+    pub keys: Arc<crate::mcp::session::SessionKeys>,
+    /// (id, key check value) of each key, in order: `drawbridge_session_key_info`
+    /// (`mcp::session::key_check`, which names a key without revealing it).
+    pub key_checks: Vec<(String, String)>,
     pub max_age: Option<Duration>,
 }
 
@@ -178,8 +181,14 @@ pub enum UpstreamAuth {
     TokenExchange(Grant),
     /// The gateway's own service token (the upstream no longer sees the user).
     ClientCredentials(Grant),
-    /// A fixed header, e.g. an API key.
-    Static { header: String, value: Secret },
+    /// A fixed header, e.g. an API key, parsed at validation. The value is marked
+    /// sensitive, so `Debug` prints `Sensitive`, never the key; unlike a [`Secret`] it is
+    /// not zeroized when dropped (no header value is).
+    Static {
+        /// Lower case, and never one of the headers the gateway manages.
+        header: http::HeaderName,
+        value: http::HeaderValue,
+    },
 }
 
 /// How to get a token from a token endpoint.
@@ -213,6 +222,10 @@ pub enum GrantClient {
     },
     PrivateKeyJwt {
         client_id: String,
+        /// The key, decoded at validation: the runtime signs with it as is.
+        key: crate::jose::SigningKey,
+        /// The PEM text it was read from, kept only for the route's binding
+        /// fingerprint (`exchange::binding_fingerprint` hashes it).
         key_pem: Secret,
         key_id: Option<String>,
     },
@@ -271,8 +284,9 @@ pub struct Upstream {
     pub tls: bool,
     pub host: String,
     pub port: u16,
-    /// `Host` header value sent upstream (`host` or `host:port` when not the default port).
-    pub authority: String,
+    /// `Host` header value sent upstream (`host` or `host:port` when not the default port),
+    /// parsed at validation.
+    pub authority: http::HeaderValue,
     /// Path of the upstream URL without a trailing slash (empty for `/`).
     pub base_path: String,
     pub connect_timeout: Duration,

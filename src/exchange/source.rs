@@ -22,7 +22,6 @@ use super::{
 };
 use crate::auth::issuer::IssuerRuntime;
 use crate::config::{Grant, GrantClient, GrantScopes, Route, UpstreamAuth};
-use crate::jose::SigningKey;
 
 /// What a route's upstream gets, prepared at start-up.
 pub enum CredentialSource {
@@ -76,6 +75,9 @@ pub struct ExchangeCounters {
 }
 
 impl CredentialSource {
+    /// The route's credential source, from its validated `upstream_auth`: keys and
+    /// headers arrive parsed and are used as they are. The one error is what can fail at
+    /// run time: making the HTTP client for the token endpoint (its TLS set-up).
     pub fn build(
         route: &Route,
         issuers: &[Arc<IssuerRuntime>],
@@ -92,12 +94,12 @@ impl CredentialSource {
                 },
                 GrantClient::PrivateKeyJwt {
                     client_id,
-                    key_pem,
+                    key,
                     key_id,
+                    ..
                 } => ClientAuth::PrivateKeyJwt {
                     client_id: client_id.clone(),
-                    key: SigningKey::from_pem(key_pem.expose())
-                        .map_err(|e| format!("route `{}`: private key: {e}", route.name))?,
+                    key: key.clone(),
                     kid: key_id.clone(),
                 },
             };
@@ -119,14 +121,10 @@ impl CredentialSource {
         };
         match &route.upstream_auth {
             UpstreamAuth::None => Ok(CredentialSource::None),
-            UpstreamAuth::Static { header, value } => {
-                let header = HeaderName::from_bytes(header.as_bytes())
-                    .map_err(|_| format!("route `{}`: bad static header name", route.name))?;
-                let mut value = HeaderValue::from_str(value.expose())
-                    .map_err(|_| format!("route `{}`: bad static header value", route.name))?;
-                value.set_sensitive(true);
-                Ok(CredentialSource::Static { header, value })
-            }
+            UpstreamAuth::Static { header, value } => Ok(CredentialSource::Static {
+                header: header.clone(),
+                value: value.clone(),
+            }),
             UpstreamAuth::TokenExchange(g) => grant(g, true),
             UpstreamAuth::ClientCredentials(g) => grant(g, false),
         }
@@ -279,8 +277,9 @@ pub fn binding_fingerprint(route: &Route, issuers: &[Arc<IssuerRuntime>]) -> [u8
         UpstreamAuth::None => field(b"none"),
         UpstreamAuth::Static { header, value } => {
             field(b"static");
-            field(header.as_bytes());
-            field(value.expose().as_bytes());
+            // The bytes of the validated text: the name lower case, the value as written.
+            field(header.as_str().as_bytes());
+            field(value.as_bytes());
         }
         UpstreamAuth::TokenExchange(g) | UpstreamAuth::ClientCredentials(g) => {
             let kind: &[u8] = match &route.upstream_auth {
@@ -303,6 +302,7 @@ pub fn binding_fingerprint(route: &Route, issuers: &[Arc<IssuerRuntime>]) -> [u8
                     client_id,
                     key_pem,
                     key_id,
+                    ..
                 } => {
                     field(b"private_key_jwt");
                     field(client_id.as_bytes());
@@ -349,3 +349,6 @@ pub fn session_binding(route: &Route, issuers: &[Arc<IssuerRuntime>]) -> String 
 fn bearer_header(token: &IssuedToken) -> (HeaderName, HeaderValue) {
     (http::header::AUTHORIZATION, token.authorization.clone())
 }
+
+#[cfg(test)]
+mod tests;

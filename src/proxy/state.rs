@@ -50,7 +50,8 @@ pub struct GatewayState {
     pub(super) max_sse_event: usize,
     pub(super) auth: Arc<Authenticator>,
     pub(super) metadata: MetadataIndex,
-    pub(super) sessions: SessionKeys,
+    /// Shared with the configuration that prepared them.
+    pub(super) sessions: Arc<SessionKeys>,
     pub(super) session_max_age: Option<std::time::Duration>,
     /// `log.access`.
     pub(super) access_log: AccessLog,
@@ -60,6 +61,7 @@ impl GatewayState {
     /// Prepares routes (resolving upstream addresses), guards, sessions and metric handles.
     /// Blocks on DNS: for start-up, before the runtime runs. A reload resolves on a
     /// blocking thread ([`GatewayState::resolve`]) and calls [`GatewayState::build_resolved`].
+    /// Errors: those of both, all of them things that can fail at run time.
     pub fn build(
         config: &Config,
         metrics: &Metrics,
@@ -99,6 +101,13 @@ impl GatewayState {
 
     /// [`GatewayState::build`] with the upstream addresses already resolved (in route
     /// order): no blocking call, safe on the async runtime.
+    ///
+    /// What validation checked arrives parsed in the [`Config`] (keys, headers, the
+    /// upstream `Host`) and is not parsed again, so the errors are only what can fail at
+    /// run time: fewer resolved addresses than routes, an HTTP client for a token
+    /// endpoint that cannot be made (TLS set-up, see [`CredentialSource::build`]), and the
+    /// process's random session key when there is no `sessions.keys` (the system's random
+    /// source).
     pub fn build_resolved(
         config: &Config,
         metrics: &Metrics,
@@ -115,8 +124,7 @@ impl GatewayState {
                 })?;
                 Ok(RouteRuntime {
                     peer: upstream_peer_for(route, addr),
-                    upstream_host: http::HeaderValue::from_str(&route.upstream.authority)
-                        .map_err(|e| format!("route `{}`: upstream authority: {e}", route.name))?,
+                    upstream_host: route.upstream.authority.clone(),
                     metrics: metrics.for_route(&route.name),
                     session_route: RouteDigest::of(&session_binding(route, auth.issuers())),
                     guard: RouteGuard::for_route(route),
@@ -141,9 +149,9 @@ impl GatewayState {
         let sessions = session_keys(config)?;
         // Shown only for configured keys: a process-local key is never shared.
         let checks: Vec<(&str, String)> = config.sessions.as_ref().map_or_else(Vec::new, |s| {
-            s.keys
+            s.key_checks
                 .iter()
-                .map(|(id, secret)| (id.as_str(), session::key_check(secret.expose())))
+                .map(|(id, check)| (id.as_str(), check.clone()))
                 .collect()
         });
         metrics.session_keys(&checks);
@@ -224,17 +232,16 @@ fn process_session_key() -> std::result::Result<Vec<u8>, String> {
     Ok(KEY.get_or_init(|| key).clone())
 }
 
-/// The configured session keys, or one random key for this process.
-fn session_keys(config: &Config) -> std::result::Result<SessionKeys, String> {
-    let keys = match &config.sessions {
-        Some(s) => s
-            .keys
-            .iter()
-            .map(|(id, bytes)| (id.clone(), bytes.expose().to_vec()))
-            .collect(),
-        None => vec![("local".to_string(), process_session_key()?)],
-    };
-    SessionKeys::new(keys).map_err(|e| format!("sessions: {e}"))
+/// The configured session keys (prepared by validation), or one random key for this
+/// process. Fails only when the process key cannot be made (the system's random source).
+fn session_keys(config: &Config) -> std::result::Result<Arc<SessionKeys>, String> {
+    if let Some(s) = &config.sessions {
+        return Ok(s.keys.clone());
+    }
+    let local = vec![("local".to_string(), process_session_key()?)];
+    SessionKeys::new(local)
+        .map(Arc::new)
+        .map_err(|e| format!("sessions: {e}"))
 }
 
 /// Each route's upstream address, in route order (see [`GatewayState::resolve`]).

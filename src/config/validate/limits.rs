@@ -4,8 +4,8 @@
 use super::Checker;
 use crate::config::raw::{RawLimits, RawLog, RawSessions};
 use crate::config::{units, AccessLog, ClientLimits, LogSettings, Sessions};
-use crate::mcp::session::SessionKeys;
-use crate::secret::SecretBytes;
+use crate::mcp::session::{self, SessionKeys};
+use std::sync::Arc;
 
 impl Checker<'_> {
     /// A shutdown phase's length: up to an hour, the default when absent.
@@ -155,10 +155,18 @@ impl Checker<'_> {
                 }
             }
         }
-        if let Err(e) = SessionKeys::new(keys.clone()) {
-            self.error("sessions.keys", e);
-            return None;
-        }
+        // Checks before the key bytes move into the prepared keys.
+        let key_checks = keys
+            .iter()
+            .map(|(id, bytes)| (id.clone(), session::key_check(bytes)))
+            .collect();
+        let keys = match SessionKeys::new(keys) {
+            Ok(keys) => Arc::new(keys),
+            Err(e) => {
+                self.error("sessions.keys", e);
+                return None;
+            }
+        };
         let max_age = match &raw.max_age {
             None => None,
             Some(text) => match units::parse_duration(text) {
@@ -170,10 +178,8 @@ impl Checker<'_> {
             },
         };
         Some(Sessions {
-            keys: keys
-                .into_iter()
-                .map(|(id, bytes)| (id, SecretBytes::new(bytes)))
-                .collect(),
+            keys,
+            key_checks,
             max_age,
         })
     }

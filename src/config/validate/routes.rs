@@ -321,6 +321,12 @@ impl Checker<'_> {
             Some(p) => format!("{}:{p}", url.host_str()?),
             None => url.host_str()?.to_string(),
         };
+        // A parsed URL's host is ASCII (IDNA, IPv6 in brackets), so this holds; checked
+        // here so that building the run-time state has nothing left to fail on.
+        let Ok(authority) = http::HeaderValue::from_str(&authority) else {
+            self.error(&url_at, "the host is not a valid `Host` header");
+            return None;
+        };
         let base_path = url.path().trim_end_matches('/').to_string();
         let (connect_timeout, read_timeout, stream_idle_timeout) = timeouts;
         Some(Upstream {

@@ -93,6 +93,23 @@ fn a_good_file_gives_typed_settings() {
     assert_eq!(loaded.warnings.len(), 1, "public route warned about");
 }
 
+/// The `Host` the upstream receives is parsed at validation, as the runtime sends it.
+#[test]
+fn the_upstream_authority_is_a_parsed_host_header() {
+    for (url, authority) in [
+        ("http://127.0.0.1:3001/mcp", "127.0.0.1:3001"),
+        ("http://[::1]/mcp", "[::1]"),
+        ("https://Up.Example.com:443/mcp", "up.example.com"),
+        ("https://up.example.com:8443/", "up.example.com:8443"),
+        ("http://b\u{fc}cher.example/mcp", "xn--bcher-kva.example"),
+    ] {
+        let text = GOOD.replace("http://127.0.0.1:3001/mcp", url);
+        let loaded = validate("gw.yaml", &text).unwrap();
+        let got: &http::HeaderValue = &loaded.config.routes[0].upstream.authority;
+        assert_eq!(got, authority, "{url}");
+    }
+}
+
 #[test]
 fn unknown_key_is_located() {
     let text = GOOD.replace("      url:", "      colour: red\n      url:");
@@ -158,7 +175,16 @@ fn session_keys_are_checked_and_never_echoed() {
         format!("{GOOD}sessions:\n  keys:\n    - {{ id: k1, secret: '{key}' }}\n  max_age: 12h\n");
     let loaded = validate("gw.yaml", &good).unwrap();
     let sessions = loaded.config.sessions.unwrap();
-    assert_eq!(sessions.keys[0].0, "k1");
+    // The keys are prepared by validation; the runtime seals with them as they are.
+    assert_eq!(
+        format!("{:?}", sessions.keys),
+        r#"SessionKeys { ids: ["k1"], .. }"#
+    );
+    let bytes = crate::mcp::session::SessionKeys::decode_key(key).unwrap();
+    assert_eq!(
+        sessions.key_checks,
+        [("k1".to_string(), crate::mcp::session::key_check(&bytes))]
+    );
     assert_eq!(
         sessions.max_age,
         Some(std::time::Duration::from_secs(12 * 3600))
@@ -198,10 +224,14 @@ fn upstream_auth_shapes() {
     match &loaded.config.routes[0].upstream_auth {
         UpstreamAuth::Static { header, value } => {
             assert_eq!(header, "x-api-key");
-            assert_eq!(value.expose(), "k-123");
+            assert_eq!(value.as_bytes(), b"k-123");
+            assert!(value.is_sensitive());
         }
         other => panic!("{other:?}"),
     }
+    let printed = format!("{:?}", loaded.config);
+    assert!(!printed.contains("k-123"), "the static value is printed");
+    assert!(printed.contains("value: Sensitive"), "{printed}");
     let errs = errors(&with("{ none: {}, static: { header: x, value: y } }"));
     assert!(errs[0].contains("exactly one"), "{errs:?}");
     let errs = errors(&with("{ token_exchange: { token_endpoint: 'https://idp/token', client_id: gw, client_secret: s, audience: up } }"));
@@ -212,6 +242,62 @@ fn upstream_auth_shapes() {
     assert!(errs[0].contains("name an `issuer`"), "{errs:?}");
     let errs = errors(&with("{ client_credentials: { token_endpoint: 'https://idp/token', client_id: gw, client_auth: client_secret_post } }"));
     assert!(errs[0].contains("needs a client_secret"), "{errs:?}");
+}
+
+/// A `private_key_jwt` key is decoded once, by validation: the typed config carries the
+/// key the runtime signs with (and the PEM text, which the route's binding fingerprint
+/// hashes); a file that holds no usable key is refused with its path, never its content.
+#[test]
+fn private_key_jwt_config_holds_the_decoded_key() {
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let dir = tempfile::tempdir().unwrap();
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap();
+    let body = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pkcs8);
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
+    let key_file = dir.path().join("gw.key");
+    std::fs::write(&key_file, &pem).unwrap();
+    let with_key = |file: &std::path::Path| {
+        format!(
+            "{GOOD}    upstream_auth:\n      client_credentials: {{ token_endpoint: 'https://idp.example.com/token', client_id: gw, client_auth: private_key_jwt, private_key_file: '{}', key_id: k-1 }}\n",
+            file.display()
+        )
+    };
+    let loaded = validate("gw.yaml", &with_key(&key_file)).unwrap();
+    let UpstreamAuth::ClientCredentials(grant) = &loaded.config.routes[0].upstream_auth else {
+        panic!("{:?}", loaded.config.routes[0].upstream_auth);
+    };
+    match &grant.client {
+        crate::config::GrantClient::PrivateKeyJwt {
+            client_id,
+            key,
+            key_pem,
+            key_id,
+        } => {
+            assert_eq!(client_id, "gw");
+            assert_eq!(key.algorithm(), "ES256");
+            assert!(key.sign(b"header.payload").is_some());
+            assert_eq!(key_pem.expose(), pem);
+            assert_eq!(key_id.as_deref(), Some("k-1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let printed = format!("{:?}", loaded.config);
+    assert!(!printed.contains(&body[..40]), "the key is printed");
+    assert!(printed.contains("SigningKey(ES256)"), "{printed}");
+
+    let junk = dir.path().join("junk.key");
+    std::fs::write(&junk, "secret-looking-junk").unwrap();
+    let errs = errors(&with_key(&junk));
+    assert_eq!(
+        errs,
+        [format!(
+            "gw.yaml:11:141: routes[0].upstream_auth.client_credentials.private_key_file: `{}`: no PKCS#8 private key in the PEM text",
+            junk.display()
+        )]
+    );
 }
 
 #[test]

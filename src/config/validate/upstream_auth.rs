@@ -59,19 +59,20 @@ impl Checker<'_> {
     }
 
     pub(super) fn static_credential(&mut self, at: &str, raw: &RawStatic) -> Option<UpstreamAuth> {
-        let header = raw.header.to_ascii_lowercase();
-        if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+        let Ok(header) = http::HeaderName::from_bytes(raw.header.as_bytes()) else {
             self.error(&format!("{at}.header"), "not a valid header name");
             return None;
-        }
-        if crate::managed_headers::is_gateway_managed(&header) {
+        };
+        // `HeaderName` is lower case, as the list of managed headers is.
+        if crate::managed_headers::is_gateway_managed(header.as_str()) {
             self.error(
                 &format!("{at}.header"),
                 "this header is managed by the gateway",
             );
             return None;
         }
-        let value = match (&raw.value, &raw.value_file) {
+        // Held as a `Secret` until it is a header value, so that the text is zeroized.
+        let value = Secret::new(match (&raw.value, &raw.value_file) {
             (Some(v), None) => self.expand(&format!("{at}.value"), v)?,
             (None, Some(path)) => {
                 let at = format!("{at}.value_file");
@@ -88,14 +89,19 @@ impl Checker<'_> {
                 self.error(at, "give exactly one of `value` and `value_file`");
                 return None;
             }
+        });
+        let mut parsed = match http::HeaderValue::from_str(value.expose()) {
+            Ok(parsed) if !value.expose().is_empty() => parsed,
+            _ => {
+                self.error(at, "the value is empty or not a valid header value");
+                return None;
+            }
         };
-        if value.is_empty() || http::HeaderValue::from_str(&value).is_err() {
-            self.error(at, "the value is empty or not a valid header value");
-            return None;
-        }
+        // Sensitive: `Debug` prints `Sensitive`, and HTTP/2 never indexes it (HPACK).
+        parsed.set_sensitive(true);
         Some(UpstreamAuth::Static {
             header,
-            value: Secret::new(value),
+            value: parsed,
         })
     }
 
@@ -174,12 +180,16 @@ impl Checker<'_> {
                         return None;
                     }
                 };
-                if let Err(e) = crate::jose::SigningKey::from_pem(&pem) {
-                    self.error(&key_at, format!("`{path}`: {e}"));
-                    return None;
-                }
+                let key = match crate::jose::SigningKey::from_pem(&pem) {
+                    Ok(key) => key,
+                    Err(e) => {
+                        self.error(&key_at, format!("`{path}`: {e}"));
+                        return None;
+                    }
+                };
                 GrantClient::PrivateKeyJwt {
                     client_id,
+                    key,
                     key_pem: Secret::new(pem),
                     key_id: raw.key_id.clone(),
                 }
