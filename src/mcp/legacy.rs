@@ -22,11 +22,16 @@ pub struct EndpointRewriter<'a> {
 impl EndpointRewriter<'_> {
     /// The data the client may see, or `None` when the announced endpoint cannot be
     /// mapped and sealed: on another origin (a host spelled differently included),
-    /// outside the upstream's base path or with dot segments, on several lines, or with a session parameter
-    /// spelled in a way the gateway would not recognise on the way back, or given twice.
+    /// outside the upstream's base path or with dot segments, with control characters
+    /// (on several lines included), or with a session parameter spelled in a way the
+    /// gateway would not recognise on the way back, or given twice.
+    ///
+    /// Control characters, because the client's URL parser (WHATWG) strips them at the
+    /// ends and drops tabs and newlines anywhere: `\0\0/messages` is a relative
+    /// reference to the gateway, and `/messages` outside the route to the client.
     pub fn rewrite(&self, data: &str) -> Option<String> {
         let announced = data.trim_matches([' ', '\t']);
-        if announced.is_empty() || announced.contains(['\n', '\r']) {
+        if announced.is_empty() || announced.contains(|c: char| c.is_ascii_control()) {
             return None;
         }
         if ambiguous_session_params(announced) || has_dot_segments(announced) {
@@ -257,6 +262,30 @@ mod tests {
             seal: &refuse,
         };
         assert_eq!(r.rewrite("/messages?sessionId=abc"), None, "sealing failed");
+    }
+
+    #[test]
+    fn endpoints_with_control_characters_are_refused() {
+        // Found by fuzz/fuzz_targets/sse.rs: "\0\0\0\0\0\0\0\0\x08/messages?sessionId=(abc"
+        // was passed on as a relative reference (it does not start with `/`), but the
+        // client's URL parser strips leading control characters and resolves it to
+        // `/messages`, outside the route.
+        let route = route();
+        for data in [
+            "\0\0\0\0\0\0\0\0\u{8}/messages?sessionId=(abc",
+            "\u{1f}/messages?sessionId=abc",
+            "messages?sessionId=abc\u{0}",
+            "/mcp/mess\tages?sessionId=abc",
+            "/\t/elsewhere.example/messages?sessionId=abc",
+            "messages\u{7f}?sessionId=abc",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data:?}");
+        }
+        // Spaces and tabs around the endpoint are not part of it.
+        assert_eq!(
+            rewrite(&route, "\t messages?sessionId=abc \t").as_deref(),
+            Some("messages?sessionId=sealed-abc")
+        );
     }
 
     #[test]
