@@ -35,6 +35,24 @@ impl Locations {
         }
     }
 
+    /// Where the second document of a file with several (`---`) starts, if it has more
+    /// than one: the error serde gives for such a file has no position of its own.
+    pub fn second_document(text: &str) -> Option<Position> {
+        #[derive(Default)]
+        struct Starts(Vec<Marker>);
+        impl MarkedEventReceiver for Starts {
+            fn on_event(&mut self, ev: Event, mark: Marker) {
+                if matches!(ev, Event::DocumentStart) {
+                    self.0.push(mark);
+                }
+            }
+        }
+        let mut starts = Starts::default();
+        // A syntax error further on still leaves the starts found before it.
+        let _ = Parser::new_from_str(text).load(&mut starts, true);
+        starts.0.get(1).copied().map(position)
+    }
+
     /// The position of the node at `path`, or of its nearest ancestor that exists.
     pub fn position_of(&self, path: &str) -> Option<Position> {
         let mut candidate = path;
@@ -136,6 +154,19 @@ mod tests {
     use super::*;
 
     const DOC: &str = "listen: 0.0.0.0:8080\nroutes:\n  - name: a\n    upstream:\n      url: http://x\n  - name: b\n    match: { path: /b }\n";
+
+    #[test]
+    fn the_second_document_is_found() {
+        assert_eq!(
+            Locations::second_document("---\n...\n---\nroutes: []\n"),
+            Some(Position { line: 3, column: 1 })
+        );
+        assert_eq!(
+            Locations::second_document("a: 1\n---\nb: 2\n"),
+            Some(Position { line: 2, column: 1 })
+        );
+        assert_eq!(Locations::second_document("a: 1\n"), None);
+    }
 
     #[test]
     fn finds_nested_keys_in_block_and_flow_style() {

@@ -375,6 +375,20 @@ fn syntax_errors_have_no_invented_key_path_and_one_position() {
 }
 
 #[test]
+fn a_file_of_several_documents_is_refused_where_the_second_starts() {
+    // Found by fuzz/fuzz_targets/config.rs with "---\n...\n---\nroutes: []\n": serde_yaml
+    // refuses several documents without a position, and the error had none.
+    assert_eq!(
+        errors("---\n...\n---\nroutes: []\n"),
+        ["gw.yaml:3:1: deserializing from YAML containing more than one document is not supported"]
+    );
+    let two = format!("{GOOD}---\n{GOOD}");
+    let errs = errors(&two);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("gw.yaml:10:1: "), "{errs:?}");
+}
+
+#[test]
 fn a_file_with_three_shape_errors_reports_all_three_in_file_order() {
     // Before: only the first (`workers`).
     let text = format!(
