@@ -18,9 +18,9 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 /// What the reference expects of one message or batch: `None` when the filter must
-/// refuse it (a list member that is not an array), else the filtered value, or `Null`
-/// when all of it is withheld.
-fn reference(value: &Value) -> Option<Value> {
+/// refuse it (a list member that is not an array), `Some(None)` when all of it is
+/// withheld, else the filtered value.
+fn reference(value: &Value) -> Option<Option<Value>> {
     match value {
         Value::Array(items) => {
             let mut kept = Vec::new();
@@ -35,11 +35,11 @@ fn reference(value: &Value) -> Option<Value> {
                 }
             }
             if changed && kept.is_empty() {
-                return Some(Value::Null);
+                return Some(None);
             }
-            Some(Value::Array(kept))
+            Some(Some(Value::Array(kept)))
         }
-        other => Some(reference_message(other)?.unwrap_or(Value::Null)),
+        other => reference_message(other),
     }
 }
 
@@ -136,10 +136,10 @@ fuzz_target!(|data: &[u8]| {
                     (None, Err(_)) => {}
                     (None, Ok(_)) => panic!("a list that is not an array was accepted"),
                     (Some(_), Err(e)) => panic!("a plain message was refused: {e}"),
-                    (Some(Value::Null), Ok(f)) => {
+                    (Some(None), Ok(f)) => {
                         assert!(f.dropped, "a message the caller may not see passed")
                     }
-                    (Some(want), Ok(f)) => {
+                    (Some(Some(want)), Ok(f)) => {
                         assert!(!f.dropped, "a message the caller may see was withheld");
                         let out = f.rewritten.as_deref().unwrap_or(text);
                         let got: Value = serde_json::from_str(out).expect("filtered JSON");
