@@ -196,6 +196,12 @@ fn public_endpoint(route: &Route, announced: &str) -> Option<String> {
     if announced.starts_with('/') {
         return public_path_for(route, announced);
     }
+    // A colon before the first `/`, `?` or `#` makes a scheme (RFC 3986 §4.2): not a
+    // relative reference, but an absolute URL that did not parse (`http://h:80x/`).
+    let first_segment = announced.split(['/', '?', '#']).next().unwrap_or_default();
+    if first_segment.contains(':') {
+        return None;
+    }
     Some(announced.to_string())
 }
 
@@ -285,6 +291,26 @@ mod tests {
         assert_eq!(
             rewrite(&route, "\t messages?sessionId=abc \t").as_deref(),
             Some("messages?sessionId=sealed-abc")
+        );
+    }
+
+    #[test]
+    fn absolute_urls_that_do_not_parse_are_not_relative_references() {
+        // Found by fuzz/fuzz_targets/sse.rs: "http-://127.0.0.1:3002es/?sessionId=0f3c"
+        // does not parse as a URL (its port), so it was passed on as a relative
+        // reference; a client reads a scheme in it and cannot resolve it at all.
+        let route = route();
+        for data in [
+            "http-://127.0.0.1:3002es/?sessionId=0f3c",
+            "http://127.0.0.1:3001x/mcp/messages?sessionId=abc",
+            "a:b/messages?sessionId=abc",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data:?}");
+        }
+        // A colon after the first segment is only a character of the path or query.
+        assert_eq!(
+            rewrite(&route, "messages/a:b?sessionId=abc&t=1:2").as_deref(),
+            Some("messages/a:b?sessionId=sealed-abc&t=1%3A2")
         );
     }
 
