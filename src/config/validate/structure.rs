@@ -139,7 +139,7 @@ fn syntax_error(file: &str, text: &str, error: &serde_yaml::Error) -> ConfigErro
             column: l.column(),
         })
         .or_else(|| Locations::second_document(text))
-        .unwrap_or(Position { line: 1, column: 1 });
+        .unwrap_or(Position::TOP);
     ConfigError {
         file: file.to_string(),
         position: Some(position),
@@ -203,7 +203,11 @@ fn shape_error(
     );
     ConfigError {
         file: file.to_string(),
-        position: serde_position.or_else(|| locations.position_of(&path)),
+        position: Some(
+            serde_position
+                .or_else(|| locations.position_of(&path))
+                .unwrap_or(Position::TOP),
+        ),
         path,
         message,
     }

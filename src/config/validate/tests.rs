@@ -259,6 +259,20 @@ fn empty_file_and_no_routes() {
     assert!(errors("")[0].contains("empty"));
     assert!(errors("listen: 127.0.0.1:1\n")[0].contains("at least one route"));
 }
+
+#[test]
+fn a_missing_key_points_at_the_document_or_the_top_of_the_file() {
+    // Found by fuzz/fuzz_targets/config.rs: a file of comments only (and one without
+    // `routes` among its keys) got "routes: at least one route is needed" with no line.
+    assert_eq!(
+        errors("# comments only\n# nothing else\n"),
+        ["gw.yaml:1:1: routes: at least one route is needed"]
+    );
+    assert_eq!(
+        errors("# a comment\nlisten: 127.0.0.1:1\n"),
+        ["gw.yaml:2:7: routes: at least one route is needed"]
+    );
+}
 #[test]
 fn client_limits_have_defaults_and_are_checked() {
     let loaded = validate("gw.yaml", GOOD).unwrap();
