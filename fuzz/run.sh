@@ -13,8 +13,9 @@
 # is panics, arithmetic overflow (debug assertions are on), stack overflow, timeouts and
 # the targets' own differential assertions; AddressSanitizer would cost half the speed.
 #
-# FUZZ_BUILD=--dev builds without optimisation (much faster to build, slower to run; the
-# CI smoke, scripts/fuzz-smoke.sh, uses it).
+# FUZZ_BUILD=--dev builds without optimisation (much faster to build, slower to run);
+# FUZZ_SEEDS_ONLY=1 starts from the seeds alone, in a temporary corpus (loading a large
+# corpus takes longer than a short run). The CI smoke, scripts/fuzz-smoke.sh, uses both.
 set -euo pipefail
 build_flags=(-s none ${FUZZ_BUILD:-})
 fuzz_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -51,6 +52,7 @@ status=0
 printf '%-14s %8s %14s %10s %8s  %s\n' target seconds executions exec/s corpus result
 for target in "${targets[@]}"; do
   corpus="fuzz/corpus/$target"
+  [ -n "${FUZZ_SEEDS_ONLY:-}" ] && corpus="$logs/corpus-$target"
   mkdir -p "$corpus" "fuzz/artifacts/$target"
   log="$logs/$target.log"
   result=ok
