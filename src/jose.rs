@@ -16,6 +16,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::PrivateKeyDer;
 
 /// Signature algorithms drawbridge can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,14 +113,14 @@ impl SigningKey {
     /// PKCS#1 (`RSA PRIVATE KEY`). Encrypted keys are not supported.
     pub fn from_pem(pem: &str) -> Result<SigningKey, KeyError> {
         let rng = SystemRandom::new();
-        let mut rest = pem.as_bytes();
-        loop {
-            let Ok(Some((item, next))) = rustls_pemfile::read_one_from_slice(rest) else {
+        // Private-key blocks only; other blocks (certificates, …) are skipped, and text
+        // that is not PEM at all ends the search.
+        for block in PrivateKeyDer::pem_slice_iter(pem.as_bytes()) {
+            let Ok(key) = block else {
                 return Err(KeyError::NoKey);
             };
-            rest = next;
-            let inner = match item {
-                rustls_pemfile::Item::Pkcs8Key(der) => {
+            let inner = match &key {
+                PrivateKeyDer::Pkcs8(der) => {
                     let der = der.secret_pkcs8_der();
                     if let Ok(rsa) = RsaKeyPair::from_pkcs8(der) {
                         KeyPair::Rsa(rsa)
@@ -130,10 +132,10 @@ impl SigningKey {
                         return Err(KeyError::Unsupported);
                     }
                 }
-                rustls_pemfile::Item::Pkcs1Key(der) => RsaKeyPair::from_der(der.secret_pkcs1_der())
+                PrivateKeyDer::Pkcs1(der) => RsaKeyPair::from_der(der.secret_pkcs1_der())
                     .map(KeyPair::Rsa)
                     .map_err(|_| KeyError::Unsupported)?,
-                rustls_pemfile::Item::Sec1Key(_) => return Err(KeyError::Sec1NotSupported),
+                PrivateKeyDer::Sec1(_) => return Err(KeyError::Sec1NotSupported),
                 _ => continue,
             };
             return Ok(SigningKey {
@@ -141,6 +143,7 @@ impl SigningKey {
                 rng,
             });
         }
+        Err(KeyError::NoKey)
     }
 
     /// The JWS `alg` this key signs with.

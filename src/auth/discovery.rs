@@ -1,15 +1,13 @@
-//! Authorization-server metadata: OpenID Connect discovery (with the `openidconnect`
-//! crate, which also checks that the document's `issuer` is the one asked for), falling
-//! back to RFC 8414 (`/.well-known/oauth-authorization-server`, path-inserted) for OAuth
-//! servers that are not OpenID Providers.
+//! Authorization-server metadata: OpenID Connect discovery
+//! (`{issuer}/.well-known/openid-configuration`), falling back to RFC 8414
+//! (`/.well-known/oauth-authorization-server`, path-inserted) for OAuth servers that are
+//! not OpenID Providers. Either document must name exactly the issuer asked for
+//! (OpenID Connect Discovery §4.3, RFC 8414 §3.3), or it is not used.
+//!
+//! Only the members drawbridge reads are parsed: the endpoints. Signing keys come from
+//! `jwks_uri` and are checked by `jwt` with ring.
 
-use openidconnect::core::{
-    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
-    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
-};
-use openidconnect::{AdditionalProviderMetadata, IssuerUrl, ProviderMetadata};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::oauth_client::needs_tls;
 
@@ -21,31 +19,10 @@ pub struct ServerMetadata {
     pub introspection_endpoint: Option<url::Url>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
-struct Extra {
-    introspection_endpoint: Option<String>,
-}
-
-impl AdditionalProviderMetadata for Extra {}
-
-type OidcMetadata = ProviderMetadata<
-    Extra,
-    CoreAuthDisplay,
-    CoreClientAuthMethod,
-    CoreClaimName,
-    CoreClaimType,
-    CoreGrantType,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm,
-    CoreJsonWebKey,
-    CoreResponseMode,
-    CoreResponseType,
-    CoreSubjectIdentifierType,
->;
-
-/// RFC 8414 document (the members drawbridge reads).
+/// The members drawbridge reads of either document (OpenID Connect Discovery §3,
+/// RFC 8414 §2); `jwks_uri` is required of an OpenID Provider, optional in RFC 8414.
 #[derive(Deserialize)]
-struct OAuthMetadata {
+struct RawMetadata {
     issuer: String,
     jwks_uri: Option<String>,
     token_endpoint: Option<String>,
@@ -93,50 +70,58 @@ impl ServerMetadata {
     }
 }
 
+/// `https://h/realms/x` → `https://h/realms/x/.well-known/openid-configuration`.
+pub fn openid_configuration_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
+}
+
+/// Fetches one metadata document and checks that it names `issuer`.
+async fn fetch(http: &reqwest::Client, url: &str, issuer: &str) -> Result<RawMetadata, String> {
+    let resp = http
+        .get(url)
+        .header(http::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let meta: RawMetadata = resp.json().await.map_err(|e| e.to_string())?;
+    if meta.issuer != issuer {
+        return Err("the document names a different issuer".to_string());
+    }
+    Ok(meta)
+}
+
 /// Discovers the metadata of `issuer`; the error names both attempts.
 pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<ServerMetadata, String> {
-    let oidc_error = match IssuerUrl::new(issuer.to_string()) {
-        Err(e) => format!("issuer is not a URL: {e}"),
-        Ok(issuer_url) => match OidcMetadata::discover_async(issuer_url, http).await {
-            Ok(meta) => {
+    let url = url::Url::parse(issuer).map_err(|e| format!("issuer is not a URL: {e}"))?;
+    let oidc_error = match fetch(http, &openid_configuration_url(issuer), issuer).await {
+        Ok(meta) => match parse_url(meta.jwks_uri) {
+            Some(jwks_uri) => {
                 return Ok(ServerMetadata {
-                    jwks_uri: Some(meta.jwks_uri().url().clone()),
-                    token_endpoint: meta.token_endpoint().map(|t| t.url().clone()),
-                    introspection_endpoint: parse_url(
-                        meta.additional_metadata().introspection_endpoint.clone(),
-                    ),
+                    jwks_uri: Some(jwks_uri),
+                    token_endpoint: parse_url(meta.token_endpoint),
+                    introspection_endpoint: parse_url(meta.introspection_endpoint),
                 })
             }
-            Err(e) => format!("OpenID Connect discovery: {e}"),
+            None => "the document has no valid jwks_uri".to_string(),
         },
+        Err(e) => e,
     };
-    let url = url::Url::parse(issuer).map_err(|e| format!("issuer is not a URL: {e}"))?;
-    let oauth = async {
-        let resp = http
-            .get(rfc8414_url(&url))
-            .header(http::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| format!("RFC 8414 metadata: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("RFC 8414 metadata: HTTP {}", resp.status()));
-        }
-        let meta: OAuthMetadata = resp
-            .json()
-            .await
-            .map_err(|e| format!("RFC 8414 metadata: {e}"))?;
-        if meta.issuer != issuer {
-            return Err("RFC 8414 metadata names a different issuer".to_string());
-        }
-        Ok(ServerMetadata {
+    match fetch(http, &rfc8414_url(&url), issuer).await {
+        Ok(meta) => Ok(ServerMetadata {
             jwks_uri: parse_url(meta.jwks_uri),
             token_endpoint: parse_url(meta.token_endpoint),
             introspection_endpoint: parse_url(meta.introspection_endpoint),
-        })
-    };
-    oauth
-        .await
-        .map_err(|oauth_error| format!("{oidc_error}; {oauth_error}"))
+        }),
+        Err(oauth_error) => Err(format!(
+            "OpenID Connect discovery: {oidc_error}; RFC 8414 metadata: {oauth_error}"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +147,18 @@ mod tests {
             introspection_endpoint: url("http://127.0.0.1:1/introspect"),
         };
         assert_eq!(local.check_schemes(false), Ok(()));
+    }
+
+    #[test]
+    fn openid_configuration_is_appended_to_the_issuer() {
+        assert_eq!(
+            openid_configuration_url("https://idp.example.com/realms/corp/"),
+            "https://idp.example.com/realms/corp/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            openid_configuration_url("http://127.0.0.1:9000"),
+            "http://127.0.0.1:9000/.well-known/openid-configuration"
+        );
     }
 
     #[test]

@@ -357,6 +357,14 @@ pub fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
+/// A JOSE header or claims set: UTF-8 JSON (RFC 7515 §4, RFC 7519 §7.2). Checked as text
+/// first, because serde_json reading bytes skips the members a type ignores without
+/// checking them, and would accept a header that is not UTF-8 there.
+fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, TokenError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| TokenError::Malformed)?;
+    serde_json::from_str(text).map_err(|_| TokenError::Malformed)
+}
+
 /// Splits and decodes a token, refusing any algorithm outside `allowed`.
 pub fn decode<'t>(token: &'t str, allowed: &[Algorithm]) -> Result<Decoded<'t>, TokenError> {
     let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
@@ -364,7 +372,7 @@ pub fn decode<'t>(token: &'t str, allowed: &[Algorithm]) -> Result<Decoded<'t>, 
     let header_json = URL_SAFE_NO_PAD
         .decode(header_b64)
         .map_err(|_| TokenError::Malformed)?;
-    let header: Header = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+    let header: Header = from_json(&header_json)?;
     if header.crit.is_some() {
         // No critical extensions are understood, so none may be required (RFC 7515 §4.1.11).
         return Err(TokenError::Malformed);
@@ -375,7 +383,7 @@ pub fn decode<'t>(token: &'t str, allowed: &[Algorithm]) -> Result<Decoded<'t>, 
     let payload = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .map_err(|_| TokenError::Malformed)?;
-    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+    let claims: Claims = from_json(&payload)?;
     let signature = URL_SAFE_NO_PAD
         .decode(sig_b64)
         .map_err(|_| TokenError::Malformed)?;

@@ -15,6 +15,12 @@ pub struct Position {
     pub column: usize,
 }
 
+impl Position {
+    /// The top of the file: where an error points when there is no node to point at (a
+    /// file of comments only, a syntax error serde_yaml gives no location).
+    pub const TOP: Position = Position { line: 1, column: 1 };
+}
+
 /// Every node of the document by key path, in document order.
 #[derive(Debug, Default)]
 pub struct Locations {
@@ -35,15 +41,39 @@ impl Locations {
         }
     }
 
-    /// The position of the node at `path`, or of its nearest ancestor that exists.
+    /// Where the second document of a file with several (`---`) starts, if it has more
+    /// than one: the error serde gives for such a file has no position of its own.
+    pub fn second_document(text: &str) -> Option<Position> {
+        #[derive(Default)]
+        struct Starts(Vec<Marker>);
+        impl MarkedEventReceiver for Starts {
+            fn on_event(&mut self, ev: Event, mark: Marker) {
+                if matches!(ev, Event::DocumentStart) {
+                    self.0.push(mark);
+                }
+            }
+        }
+        let mut starts = Starts::default();
+        // A syntax error further on still leaves the starts found before it.
+        let _ = Parser::new_from_str(text).load(&mut starts, true);
+        starts.0.get(1).copied().map(position)
+    }
+
+    /// The position of the node at `path`, or of its nearest ancestor that exists, the
+    /// document itself last (a missing top-level key points at the top-level mapping);
+    /// `None` only when the document has no node at all (comments only).
     pub fn position_of(&self, path: &str) -> Option<Position> {
         let mut candidate = path;
         loop {
             if let Some((_, pos)) = self.nodes.iter().find(|(p, _)| p == candidate) {
                 return Some(*pos);
             }
-            let cut = candidate.rfind(['.', '['])?;
-            candidate = &candidate[..cut];
+            if candidate.is_empty() {
+                return None;
+            }
+            candidate = candidate
+                .rfind(['.', '['])
+                .map_or("", |cut| &candidate[..cut]);
         }
     }
 }
@@ -138,6 +168,19 @@ mod tests {
     const DOC: &str = "listen: 0.0.0.0:8080\nroutes:\n  - name: a\n    upstream:\n      url: http://x\n  - name: b\n    match: { path: /b }\n";
 
     #[test]
+    fn the_second_document_is_found() {
+        assert_eq!(
+            Locations::second_document("---\n...\n---\nroutes: []\n"),
+            Some(Position { line: 3, column: 1 })
+        );
+        assert_eq!(
+            Locations::second_document("a: 1\n---\nb: 2\n"),
+            Some(Position { line: 2, column: 1 })
+        );
+        assert_eq!(Locations::second_document("a: 1\n"), None);
+    }
+
+    #[test]
     fn finds_nested_keys_in_block_and_flow_style() {
         let loc = Locations::of(DOC);
         assert_eq!(
@@ -157,6 +200,22 @@ mod tests {
                 line: 7,
                 column: 20
             })
+        );
+    }
+
+    #[test]
+    fn a_missing_top_level_key_points_at_the_document() {
+        // Found by fuzz/fuzz_targets/config.rs: gateway.yaml cut to its comments and a
+        // stray line gave "routes: at least one route is needed" without a position.
+        // The top-level mapping, where yaml-rust2 marks it (after its first key).
+        let loc = Locations::of("# a comment\nlisten: 0.0.0.0:8080\n");
+        assert_eq!(
+            loc.position_of("routes"),
+            Some(Position { line: 2, column: 7 })
+        );
+        assert_eq!(
+            Locations::of("# only a comment\n").position_of("routes"),
+            None
         );
     }
 

@@ -746,6 +746,27 @@ pub fn error_body(inspected: Option<&Inspected>, code: i64, message: &str) -> St
 
 #[cfg(test)]
 mod differential_tests;
+/// The two readings of [`inspect`] apart, for the differential fuzz target
+/// (`fuzz/fuzz_targets/inspect.rs`): only with the `fuzzing` feature, never in the
+/// default build.
+#[cfg(feature = "fuzzing")]
+pub mod differential {
+    use super::{fast, finish, foreign_encoding, inspect_with_serde, Inspected, Malformed};
+
+    /// The fast path's decision, or `None` where it leaves the body to the serde reading.
+    pub fn fast_path(body: &[u8]) -> Option<Result<Inspected, Malformed>> {
+        fast::single_message(body).map(|message| finish(vec![message], false))
+    }
+
+    /// The reference: [`inspect`](super::inspect) with the serde reading alone.
+    pub fn reference(body: &[u8]) -> Result<Inspected, Malformed> {
+        if let Some(why) = foreign_encoding(body) {
+            return Err(Malformed::Encoding(why));
+        }
+        inspect_with_serde(body)
+    }
+}
+
 mod fast;
 #[cfg(test)]
 mod tests;

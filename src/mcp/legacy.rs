@@ -35,11 +35,16 @@ pub struct EndpointRewriter<'a> {
 impl EndpointRewriter<'_> {
     /// The data the client may see, or `None` when the announced endpoint cannot be
     /// mapped and sealed: on another origin (a host spelled differently included),
-    /// outside the upstream's base path or with dot segments, on several lines, or with a session parameter
-    /// spelled in a way the gateway would not recognise on the way back, or given twice.
+    /// outside the upstream's base path or with dot segments, with control characters
+    /// (on several lines included), or with a session parameter spelled in a way the
+    /// gateway would not recognise on the way back, or given twice.
+    ///
+    /// Control characters, because the client's URL parser (WHATWG) strips them at the
+    /// ends and drops tabs and newlines anywhere: `\0\0/messages` is a relative
+    /// reference to the gateway, and `/messages` outside the route to the client.
     pub fn rewrite(&self, data: &str) -> Option<String> {
         let announced = data.trim_matches([' ', '\t']);
-        if announced.is_empty() || announced.contains(['\n', '\r']) {
+        if announced.is_empty() || announced.contains(|c: char| c.is_ascii_control()) {
             return None;
         }
         if ambiguous_session_params(announced) || has_dot_segments(announced) {
@@ -142,6 +147,12 @@ fn public_endpoint(paths: RoutePaths<'_>, announced: &str) -> Option<String> {
     if announced.starts_with('/') {
         return public_path_for(paths, announced);
     }
+    // A colon before the first `/`, `?` or `#` makes a scheme (RFC 3986 §4.2): not a
+    // relative reference, but an absolute URL that did not parse (`http://h:80x/`).
+    let first_segment = announced.split(['/', '?', '#']).next().unwrap_or_default();
+    if first_segment.contains(':') {
+        return None;
+    }
     Some(announced.to_string())
 }
 
@@ -240,6 +251,50 @@ mod tests {
             seal: &refuse,
         };
         assert_eq!(r.rewrite("/messages?sessionId=abc"), None, "sealing failed");
+    }
+
+    #[test]
+    fn endpoints_with_control_characters_are_refused() {
+        // Found by fuzz/fuzz_targets/sse.rs: "\0\0\0\0\0\0\0\0\x08/messages?sessionId=(abc"
+        // was passed on as a relative reference (it does not start with `/`), but the
+        // client's URL parser strips leading control characters and resolves it to
+        // `/messages`, outside the route.
+        let route = route();
+        for data in [
+            "\0\0\0\0\0\0\0\0\u{8}/messages?sessionId=(abc",
+            "\u{1f}/messages?sessionId=abc",
+            "messages?sessionId=abc\u{0}",
+            "/mcp/mess\tages?sessionId=abc",
+            "/\t/elsewhere.example/messages?sessionId=abc",
+            "messages\u{7f}?sessionId=abc",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data:?}");
+        }
+        // Spaces and tabs around the endpoint are not part of it.
+        assert_eq!(
+            rewrite(&route, "\t messages?sessionId=abc \t").as_deref(),
+            Some("messages?sessionId=sealed-abc")
+        );
+    }
+
+    #[test]
+    fn absolute_urls_that_do_not_parse_are_not_relative_references() {
+        // Found by fuzz/fuzz_targets/sse.rs: "http-://127.0.0.1:3002es/?sessionId=0f3c"
+        // does not parse as a URL (its port), so it was passed on as a relative
+        // reference; a client reads a scheme in it and cannot resolve it at all.
+        let route = route();
+        for data in [
+            "http-://127.0.0.1:3002es/?sessionId=0f3c",
+            "http://127.0.0.1:3001x/mcp/messages?sessionId=abc",
+            "a:b/messages?sessionId=abc",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data:?}");
+        }
+        // A colon after the first segment is only a character of the path or query.
+        assert_eq!(
+            rewrite(&route, "messages/a:b?sessionId=abc&t=1:2").as_deref(),
+            Some("messages/a:b?sessionId=sealed-abc&t=1%3A2")
+        );
     }
 
     #[test]

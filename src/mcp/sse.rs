@@ -107,6 +107,11 @@ impl Event {
 
     /// Writes the event with LF line endings; with `data`, the data fields are replaced by
     /// that text (one `data` line per line of it) where the first one was.
+    ///
+    /// A field whose name starts with a byte order mark is not written. No client reads
+    /// it as a field of its own — except when it opens the stream: the client skips one
+    /// BOM there and would read `\u{feff}data: …` as the data the gateway never checked
+    /// (an upstream sending two BOMs got an unfiltered event through that way).
     pub fn render(&self, data: Option<&str>) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + data.map_or(0, str::len));
         let mut wrote_data = false;
@@ -116,6 +121,7 @@ impl Event {
                     out.push(b':');
                     out.extend_from_slice(text.as_bytes());
                 }
+                Line::Field(name, _) if name.starts_with('\u{feff}') => continue,
                 Line::Field(name, value) => {
                     if let (true, Some(new)) = (name == "data", data) {
                         if wrote_data {
@@ -316,6 +322,19 @@ mod tests {
             None,
             "the client ignores the unknown field"
         );
+    }
+
+    #[test]
+    fn a_field_behind_a_second_bom_is_not_written_for_a_client_to_read() {
+        // Found by fuzz/fuzz_targets/sse.rs with `data: 1\n\n\u{feff}data: 2\n\n`: the
+        // second event rendered alone started with a BOM, which a client starting its
+        // stream there skips, reading `data: 2` the gateway had not seen as data.
+        let events = read_all(&[b"\xEF\xBB\xBF\xEF\xBB\xBFdata: 2\nid: 7\n\n"]).unwrap();
+        assert_eq!(events[0].data(), None, "the gateway reads no data");
+        let rendered = events[0].render(None);
+        assert_eq!(rendered, b"id: 7\n\n".to_vec());
+        let client = read_all(&[&rendered]).unwrap();
+        assert_eq!(client[0].data(), None, "nor does a client starting there");
     }
 
     #[test]

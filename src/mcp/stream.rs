@@ -237,6 +237,18 @@ mod tests {
     }
 
     #[test]
+    fn a_second_byte_order_mark_does_not_carry_a_list_past_the_filter() {
+        // Found by fuzz/fuzz_targets/sse.rs: the reader skips one BOM, so the gateway read
+        // `\u{feff}data: …` as an unknown field and passed the event unfiltered; the
+        // client, for which the stream started there, skipped that BOM and read the list.
+        let stream = format!("\u{feff}\u{feff}data: {LIST}\n\ndata: {LIST}\n\n");
+        let (text, failure) = run(&[stream.as_bytes()], 1 << 20);
+        assert_eq!(failure, None);
+        assert!(!text.contains("secret"), "{text}");
+        assert_eq!(text, format!("\ndata: {FILTERED}\n\n"));
+    }
+
+    #[test]
     fn a_final_event_ending_in_a_lone_cr_is_filtered() {
         let stream = format!("data: {LIST}\r\r");
         let (text, _) = run(&[stream.as_bytes()], 1 << 20);

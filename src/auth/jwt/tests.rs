@@ -147,6 +147,32 @@ fn malformed_tokens() {
 }
 
 #[test]
+fn headers_and_claims_that_are_not_utf8_are_malformed() {
+    // Found by fuzz/fuzz_targets/bearer_jwt.rs: the header
+    // {"alg":"RS256","a g":"\xff\xff\xffqES128"} decoded, because serde_json skips a
+    // member the header type ignores without checking that it is UTF-8.
+    let header = b"{\"alg\":\"RS256\",\"a g\":\"\xff\xff\xffqES128\"}";
+    let token = format!("{}.{}.c2ln", b64(header), b64(b"{}"));
+    assert_eq!(
+        decode(&token, &Algorithm::DEFAULT).err(),
+        Some(TokenError::Malformed)
+    );
+    let claims = b"{\"sub\":\"alice\",\"x\":\"\xc3\"}";
+    let token = format!("{}.{}.c2ln", b64(br#"{"alg":"RS256"}"#), b64(claims));
+    assert_eq!(
+        decode(&token, &Algorithm::DEFAULT).err(),
+        Some(TokenError::Malformed)
+    );
+    // The same documents in UTF-8 decode.
+    let token = format!(
+        "{}.{}.c2ln",
+        b64(r#"{"alg":"RS256","a g":"é"}"#.as_bytes()),
+        b64(r#"{"sub":"alice","x":"é"}"#.as_bytes())
+    );
+    assert!(decode(&token, &Algorithm::DEFAULT).is_ok());
+}
+
+#[test]
 fn key_selection_respects_family_pin_and_ambiguity() {
     let a = ec_key("a");
     let b = ec_key("b");

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::locate::Locations;
+use super::locate::{Locations, Position};
 use super::raw::RawConfig;
 use super::{
     env, units, Config, ConfigError, Issuer, Loaded, Route, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
@@ -92,7 +92,7 @@ impl Checker<'_> {
     pub(super) fn error(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: self.file.to_string(),
-            position: self.locations.position_of(path),
+            position: Some(self.locations.position_of(path).unwrap_or(Position::TOP)),
             path: path.to_string(),
             message: message.into(),
         });

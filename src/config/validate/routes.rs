@@ -3,6 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
 use super::{valid_scope, Checker};
 use crate::config::raw::{RawAuth, RawPolicy, RawRoute, RawTimeouts};
 use crate::config::{
@@ -354,7 +357,7 @@ impl Checker<'_> {
                 return None;
             }
         };
-        let certs: Result<Vec<Vec<u8>>, _> = rustls_pemfile::certs(&mut pem.as_slice())
+        let certs: Result<Vec<Vec<u8>>, _> = CertificateDer::pem_slice_iter(&pem)
             .map(|c| c.map(|der| der.as_ref().to_vec()))
             .collect();
         match certs {

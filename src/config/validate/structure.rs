@@ -35,7 +35,7 @@ pub(super) fn parse_structure(
     };
     let document = match serde_yaml::from_str::<Value>(text) {
         Ok(document) => document,
-        Err(syntax) => return Err(vec![syntax_error(file, &syntax)]),
+        Err(syntax) => return Err(vec![syntax_error(file, text, &syntax)]),
     };
     let mut errors = vec![shape_error(file, locations, "", first, true)];
     for error in part_errors(file, locations, &document) {
@@ -128,13 +128,21 @@ fn reparse<T: DeserializeOwned>(value: &Value) -> Result<(), ShapeError> {
     deserialize::<T>(&text).map(|_| ())
 }
 
-fn syntax_error(file: &str, error: &serde_yaml::Error) -> ConfigError {
-    ConfigError {
-        file: file.to_string(),
-        position: error.location().map(|l| Position {
+/// Every syntax error has a position: serde_yaml's; for a file of several documents
+/// (which serde_yaml reports without one), where the second starts; else the top of
+/// the file.
+fn syntax_error(file: &str, text: &str, error: &serde_yaml::Error) -> ConfigError {
+    let position = error
+        .location()
+        .map(|l| Position {
             line: l.line(),
             column: l.column(),
-        }),
+        })
+        .or_else(|| Locations::second_document(text))
+        .unwrap_or(Position::TOP);
+    ConfigError {
+        file: file.to_string(),
+        position: Some(position),
         path: String::new(),
         message: syntax_message(&error.to_string()),
     }
@@ -195,7 +203,11 @@ fn shape_error(
     );
     ConfigError {
         file: file.to_string(),
-        position: serde_position.or_else(|| locations.position_of(&path)),
+        position: Some(
+            serde_position
+                .or_else(|| locations.position_of(&path))
+                .unwrap_or(Position::TOP),
+        ),
         path,
         message,
     }

@@ -345,6 +345,20 @@ fn empty_file_and_no_routes() {
     assert!(errors("")[0].contains("empty"));
     assert!(errors("listen: 127.0.0.1:1\n")[0].contains("at least one route"));
 }
+
+#[test]
+fn a_missing_key_points_at_the_document_or_the_top_of_the_file() {
+    // Found by fuzz/fuzz_targets/config.rs: a file of comments only (and one without
+    // `routes` among its keys) got "routes: at least one route is needed" with no line.
+    assert_eq!(
+        errors("# comments only\n# nothing else\n"),
+        ["gw.yaml:1:1: routes: at least one route is needed"]
+    );
+    assert_eq!(
+        errors("# a comment\nlisten: 127.0.0.1:1\n"),
+        ["gw.yaml:2:7: routes: at least one route is needed"]
+    );
+}
 #[test]
 fn client_limits_have_defaults_and_are_checked() {
     let loaded = validate("gw.yaml", GOOD).unwrap();
@@ -458,6 +472,20 @@ fn syntax_errors_have_no_invented_key_path_and_one_position() {
         errors(&tab),
         ["gw.yaml:4:1: found a tab character that violates indentation, while scanning a plain scalar (a tab? indent with spaces only)"]
     );
+}
+
+#[test]
+fn a_file_of_several_documents_is_refused_where_the_second_starts() {
+    // Found by fuzz/fuzz_targets/config.rs with "---\n...\n---\nroutes: []\n": serde_yaml
+    // refuses several documents without a position, and the error had none.
+    assert_eq!(
+        errors("---\n...\n---\nroutes: []\n"),
+        ["gw.yaml:3:1: deserializing from YAML containing more than one document is not supported"]
+    );
+    let two = format!("{GOOD}---\n{GOOD}");
+    let errs = errors(&two);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("gw.yaml:10:1: "), "{errs:?}");
 }
 
 #[test]
