@@ -77,6 +77,11 @@ pub enum Refusal {
     /// reason: the request's parameters are invalid, and the client recovers by sending
     /// the request again without the state (see docs/security/handles.md).
     UnknownRequestState,
+    /// A task id (`params.taskId`, or the related-task `_meta`) that this caller may not
+    /// use on this route: not sealed by the gateway, sealed for another caller or route,
+    /// altered, or too old. Answered like a task the server does not know (invalid
+    /// params, -32602); one message for every reason (see docs/security/handles.md).
+    UnknownTaskId,
     /// No upstream credential could be obtained: the authorization server refused the
     /// exchange (403), is unavailable (503), or answered nonsense (502).
     Credential(FailureKind),
@@ -135,7 +140,7 @@ impl Refusal {
             Refusal::Forbidden { .. } => 403,
             Refusal::SessionNotFound => 404,
             Refusal::BadSessionHeader => 400,
-            Refusal::UnknownRequestState => 400,
+            Refusal::UnknownRequestState | Refusal::UnknownTaskId => 400,
             Refusal::Credential(FailureKind::Denied) => 403,
             Refusal::Credential(FailureKind::Unavailable) => 503,
             Refusal::Credential(FailureKind::BadGateway) => 502,
@@ -203,7 +208,7 @@ impl Refusal {
             Refusal::Credential(_) => -32006,
             Refusal::SessionNotFound => -32001,
             Refusal::BadSessionHeader => -32600,
-            Refusal::UnknownRequestState => -32602,
+            Refusal::UnknownRequestState | Refusal::UnknownTaskId => -32602,
             Refusal::BadPath(_)
             | Refusal::BadQuery(_)
             | Refusal::TokenInQuery
@@ -241,6 +246,7 @@ impl Refusal {
             Refusal::SessionNotFound => "session_not_found",
             Refusal::BadSessionHeader => "bad_session_header",
             Refusal::UnknownRequestState => "invalid_request_state",
+            Refusal::UnknownTaskId => "invalid_task_id",
             Refusal::Credential(FailureKind::Denied) => "upstream_credential_denied",
             Refusal::Credential(FailureKind::Unavailable) => "authorization_server_unavailable",
             Refusal::Credential(FailureKind::BadGateway) => "upstream_credential_failed",
@@ -306,6 +312,9 @@ impl Refusal {
             Refusal::BadSessionHeader => "one Mcp-Session-Id header, visible ASCII only".into(),
             Refusal::UnknownRequestState => {
                 "invalid or expired requestState: send the request again without it".into()
+            }
+            Refusal::UnknownTaskId => {
+                "unknown or expired task id: use only task ids this gateway gave you".into()
             }
             Refusal::Credential(FailureKind::Denied) => {
                 "the authorization server refused a token for the upstream on your behalf".into()
