@@ -386,17 +386,17 @@ fn filter_result(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Re
             }
             return Ok(());
         }
-        let Some(keep) = rules.keep else {
-            s.value()?;
-            return Ok(());
-        };
-        if key.is("cacheScope") {
+        if key.is("cacheScope") && (rules.keep.is_some() || rules.tasks.is_some()) {
             if cache_scope.is_some() {
                 return Err(Fail::Shape(DUPLICATE));
             }
             cache_scope = Some(s.value()?);
             return Ok(());
         }
+        let Some(keep) = rules.keep else {
+            s.value()?;
+            return Ok(());
+        };
         let Some(kind) = list_member(&key) else {
             s.value()?;
             return Ok(());
@@ -429,11 +429,11 @@ fn filter_result(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Re
         }
         Ok(())
     })?;
-    // A list judged for this caller is private to them, whatever the upstream said; an
-    // absent `cacheScope` already means private to the SDK clients.
-    if let Some(scope) =
-        cache_scope.filter(|r| !seen.is_empty() && text[r.clone()] != *PRIVATE_SCOPE)
-    {
+    // A list judged for this caller (the policy's, or a task list) is private to them,
+    // whatever the upstream said; an absent `cacheScope` already means private to the SDK
+    // clients.
+    let judged = !seen.is_empty() || task_members.contains(&"tasks");
+    if let Some(scope) = cache_scope.filter(|r| judged && text[r.clone()] != *PRIVATE_SCOPE) {
         found.edits.push(Edit {
             inner: scope,
             kept: Vec::new(),

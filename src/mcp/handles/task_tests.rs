@@ -235,6 +235,13 @@ fn a_task_list_shows_only_what_the_gateway_can_attribute() {
             r#"{"jsonrpc":"2.0","id":4,"result":{"tasks":[{"taskId":"TK[alice-1]","status":"working"}],"nextCursor":"c"}}"#
         )
     );
+    // Judged for this caller: private to them, whatever the upstream said.
+    let public =
+        r#"{"jsonrpc":"2.0","id":4,"result":{"cacheScope":"public","ttlMs":5,"tasks":[]}}"#;
+    assert_eq!(
+        filtered(public, rules(true, &[])).as_deref(),
+        Some(r#"{"jsonrpc":"2.0","id":4,"result":{"cacheScope":"private","ttlMs":5,"tasks":[]}}"#)
+    );
     // Token exchange: the upstream sees the caller, every task it lists is theirs.
     assert_eq!(
         filtered(list, rules(true, &[])).as_deref(),
