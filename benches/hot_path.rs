@@ -542,6 +542,7 @@ fn bench_list_filter<M: Clock>(c: &mut Criterion<M>) {
             let hooks = Hooks {
                 keep: Some(&keep),
                 seal_state: None,
+                tasks: None,
                 endpoint: &endpoint,
                 error_messages: &errors,
             };

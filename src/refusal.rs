@@ -81,6 +81,11 @@ pub enum Refusal {
     /// (`resources/subscribe` and `resources/unsubscribe` in MCP 2026-07-28): 404 with
     /// JSON-RPC -32601, as the revision says a server answers it.
     MethodRemoved,
+    /// A task id (`params.taskId`, or the related-task `_meta`) that this caller may not
+    /// use on this route: not sealed by the gateway, sealed for another caller or route,
+    /// altered, or too old. Answered like a task the server does not know (invalid
+    /// params, -32602); one message for every reason (see docs/security/handles.md).
+    UnknownTaskId,
     /// No upstream credential could be obtained: the authorization server refused the
     /// exchange (403), is unavailable (503), or answered nonsense (502).
     Credential(FailureKind),
@@ -139,7 +144,7 @@ impl Refusal {
             Refusal::Forbidden { .. } => 403,
             Refusal::SessionNotFound => 404,
             Refusal::BadSessionHeader => 400,
-            Refusal::UnknownRequestState => 400,
+            Refusal::UnknownRequestState | Refusal::UnknownTaskId => 400,
             Refusal::MethodRemoved => 404,
             Refusal::Credential(FailureKind::Denied) => 403,
             Refusal::Credential(FailureKind::Unavailable) => 503,
@@ -213,7 +218,7 @@ impl Refusal {
             Refusal::Credential(_) => -32006,
             Refusal::SessionNotFound => -32001,
             Refusal::BadSessionHeader => -32600,
-            Refusal::UnknownRequestState => -32602,
+            Refusal::UnknownRequestState | Refusal::UnknownTaskId => -32602,
             Refusal::MethodRemoved => -32601,
             Refusal::BadPath(_)
             | Refusal::BadQuery(_)
@@ -253,6 +258,7 @@ impl Refusal {
             Refusal::BadSessionHeader => "bad_session_header",
             Refusal::UnknownRequestState => "invalid_request_state",
             Refusal::MethodRemoved => "method_not_found",
+            Refusal::UnknownTaskId => "invalid_task_id",
             Refusal::Credential(FailureKind::Denied) => "upstream_credential_denied",
             Refusal::Credential(FailureKind::Unavailable) => "authorization_server_unavailable",
             Refusal::Credential(FailureKind::BadGateway) => "upstream_credential_failed",
@@ -321,6 +327,9 @@ impl Refusal {
             }
             Refusal::MethodRemoved => {
                 "method not found: the protocol version the request names has no such method".into()
+            }
+            Refusal::UnknownTaskId => {
+                "unknown or expired task id: use only task ids this gateway gave you".into()
             }
             Refusal::Credential(FailureKind::Denied) => {
                 "the authorization server refused a token for the upstream on your behalf".into()

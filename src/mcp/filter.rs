@@ -24,6 +24,7 @@ use std::fmt;
 use std::ops::Range;
 
 use super::handles::SealState;
+use super::jsonrpc::RELATED_TASK_META_KEY;
 use super::scan::{JsonStr, NotJson, Scanner};
 
 pub use super::methods::ListKind;
@@ -139,6 +140,9 @@ pub type Keep<'a> = &'a dyn Fn(ListKind, &str) -> bool;
 pub struct Rules<'a> {
     pub keep: Option<Keep<'a>>,
     pub seal_state: Option<SealState<'a>>,
+    /// Task ids (tasks extension): sealed for the caller, or withheld where the gateway
+    /// cannot tell whose task it is (`None`: left as they are; see `mcp::handles`).
+    pub tasks: Option<TaskRules<'a>>,
 }
 
 impl<'a> Rules<'a> {
@@ -147,8 +151,138 @@ impl<'a> Rules<'a> {
         Rules {
             keep: Some(keep),
             seal_state: None,
+            tasks: None,
         }
     }
+}
+
+/// What happens to the task ids of a server-to-client message.
+///
+/// A `result` answers the caller's own request: its `taskId` (`tasks/get`,
+/// `tasks/cancel`, `tasks/update`), `task.taskId` (a task-augmented request) and
+/// related-task `_meta` are sealed for the caller. Anything that may be about another
+/// caller's task — each entry of `result.tasks` (`tasks/list`), and every notification
+/// or server request whose `params` name a task (`notifications/tasks/status`, the
+/// related-task `_meta`) — is sealed only when it is [`TaskRules::attributable`], and
+/// otherwise withheld (a list entry removed, a message dropped).
+#[derive(Clone, Copy)]
+pub struct TaskRules<'a> {
+    /// The sealed form of an upstream task id literal (as written, between its quotes);
+    /// `None` when it cannot be sealed (the message is then unfilterable).
+    pub seal: SealState<'a>,
+    /// The upstream sees each caller with a credential of their own (token exchange), so
+    /// whatever task it shows a caller is one it lets that caller use.
+    pub per_caller: bool,
+    /// The task ids (decoded) that the request being answered presented, and that the
+    /// gateway opened for this caller: theirs, whatever the credential.
+    pub presented: &'a [String],
+}
+
+impl TaskRules<'_> {
+    /// Whether a task id seen outside a result may be handed to this caller.
+    pub fn attributable(&self, id: &str) -> bool {
+        self.per_caller || self.presented.iter().any(|p| p == id)
+    }
+}
+
+const TASK_NOT_STRING: FilterError = FilterError("a taskId that is not a string");
+const TASK_NOT_SEALED: FilterError = FilterError("a taskId the gateway could not seal");
+
+/// The edit that puts the sealed form of the task id string at `span` in its place.
+fn seal_task_id(text: &str, span: Range<usize>, tasks: TaskRules<'_>) -> Result<Edit, Fail> {
+    let literal = &text[span.start + 1..span.end - 1];
+    let sealed = (tasks.seal)(literal).ok_or(TASK_NOT_SEALED)?;
+    Ok(Edit {
+        inner: span,
+        kept: Vec::new(),
+        literal: Some(Cow::Owned(format!("\"{sealed}\""))),
+    })
+}
+
+/// A task id found in a message: its span (with the quotes) and decoded value.
+type TaskIdAt = (Range<usize>, String);
+
+/// Reads a string member that holds a task id, the scanner placed before the value.
+fn task_id_value(s: &mut Scanner<'_>) -> Result<TaskIdAt, Fail> {
+    if s.peek() != Some(b'"') {
+        s.value()?;
+        return Err(TASK_NOT_STRING.into());
+    }
+    let start = s.pos();
+    let value = s.string()?.decode().ok_or(Fail::NotJson)?.into_owned();
+    Ok((start..s.pos(), value))
+}
+
+/// The `taskId` of the value at the scanner, when it is an object that has one; the
+/// span of the whole value. A `taskId` twice or of another type is an error.
+fn task_object(s: &mut Scanner<'_>) -> Result<(Range<usize>, Option<TaskIdAt>), Fail> {
+    if s.peek() != Some(b'{') {
+        return Ok((s.value()?, None));
+    }
+    let mut found = None;
+    let span = s.object(|s, key| {
+        if key.is("taskId") {
+            if found.is_some() {
+                return Err(Fail::Shape(DUPLICATE));
+            }
+            found = Some(task_id_value(s)?);
+            return Ok(());
+        }
+        s.value()?;
+        Ok(())
+    })?;
+    Ok((span, found))
+}
+
+/// The related-task id of the `_meta` value at the scanner, if it names one.
+fn related_task(s: &mut Scanner<'_>) -> Result<Option<TaskIdAt>, Fail> {
+    if s.peek() != Some(b'{') {
+        s.value()?;
+        return Ok(None);
+    }
+    let mut found = None;
+    let mut seen = false;
+    s.object(|s, key| {
+        if key.is(RELATED_TASK_META_KEY) {
+            if seen {
+                return Err(Fail::Shape(DUPLICATE));
+            }
+            seen = true;
+            found = task_object(s)?.1;
+            return Ok(());
+        }
+        s.value()?;
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// `result.tasks` (`tasks/list`): the entries the caller may see, each with its task id
+/// sealed, as the new text between the brackets; entries the gateway cannot attribute,
+/// or without one string `taskId`, are left out.
+fn task_list(s: &mut Scanner<'_>, tasks: TaskRules<'_>) -> Result<(Range<usize>, String), Fail> {
+    let text = s.text();
+    if s.peek() != Some(b'[') {
+        s.value()?;
+        return Err(FilterError("a task list that is not an array").into());
+    }
+    let mut out = String::new();
+    let list = s.array(|s| {
+        let (span, id) = task_object(s)?;
+        let Some((id_span, id)) = id else {
+            return Ok::<_, Fail>(());
+        };
+        if !tasks.attributable(&id) {
+            return Ok(());
+        }
+        let edit = seal_task_id(text, id_span, tasks)?;
+        if !out.is_empty() {
+            out.push(',');
+        }
+        apply(text, span, std::slice::from_ref(&edit), &mut out);
+        Ok(())
+    })?;
+    Ok((list.start + 1..list.end - 1, out))
 }
 
 /// A `requestState` member of a result: it must be one string, and is replaced by its
@@ -200,7 +334,37 @@ fn filter_result(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Re
     let mut seen: Vec<ListKind> = Vec::new();
     let mut cache_scope: Option<Range<usize>> = None;
     let mut state_seen = false;
+    let mut task_members: Vec<&'static str> = Vec::new();
     s.object(|s, key| {
+        if let Some(tasks) = rules.tasks {
+            let member = ["taskId", "task", "tasks", "_meta"]
+                .into_iter()
+                .find(|m| key.is(m));
+            if let Some(member) = member {
+                if task_members.contains(&member) {
+                    return Err(Fail::Shape(DUPLICATE));
+                }
+                task_members.push(member);
+                let at = match member {
+                    "taskId" => Some(task_id_value(s)?),
+                    "task" => task_object(s)?.1,
+                    "_meta" => related_task(s)?,
+                    _ => {
+                        let (inner, kept) = task_list(s, tasks)?;
+                        found.edits.push(Edit {
+                            inner,
+                            kept: Vec::new(),
+                            literal: Some(Cow::Owned(kept)),
+                        });
+                        None
+                    }
+                };
+                if let Some((span, _)) = at {
+                    found.edits.push(seal_task_id(text, span, tasks)?);
+                }
+                return Ok(());
+            }
+        }
         if key.is("requestState") {
             if state_seen {
                 return Err(Fail::Shape(DUPLICATE));
@@ -222,17 +386,17 @@ fn filter_result(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Re
             }
             return Ok(());
         }
-        let Some(keep) = rules.keep else {
-            s.value()?;
-            return Ok(());
-        };
-        if key.is("cacheScope") {
+        if key.is("cacheScope") && (rules.keep.is_some() || rules.tasks.is_some()) {
             if cache_scope.is_some() {
                 return Err(Fail::Shape(DUPLICATE));
             }
             cache_scope = Some(s.value()?);
             return Ok(());
         }
+        let Some(keep) = rules.keep else {
+            s.value()?;
+            return Ok(());
+        };
         let Some(kind) = list_member(&key) else {
             s.value()?;
             return Ok(());
@@ -265,11 +429,11 @@ fn filter_result(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Re
         }
         Ok(())
     })?;
-    // A list judged for this caller is private to them, whatever the upstream said; an
-    // absent `cacheScope` already means private to the SDK clients.
-    if let Some(scope) =
-        cache_scope.filter(|r| !seen.is_empty() && text[r.clone()] != *PRIVATE_SCOPE)
-    {
+    // A list judged for this caller (the policy's, or a task list) is private to them,
+    // whatever the upstream said; an absent `cacheScope` already means private to the SDK
+    // clients.
+    let judged = !seen.is_empty() || task_members.contains(&"tasks");
+    if let Some(scope) = cache_scope.filter(|r| judged && text[r.clone()] != *PRIVATE_SCOPE) {
         found.edits.push(Edit {
             inner: scope,
             kept: Vec::new(),
@@ -312,6 +476,7 @@ fn resource_update_visible(text: &str, params: Option<Range<usize>>, keep: Keep<
 /// says whether the whole message is to be withheld.
 fn filter_object(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Result<bool, Fail> {
     let text = s.text();
+    let first_edit = found.edits.len();
     let mut result_seen = false;
     let mut method: Option<Option<Cow<'_, str>>> = None;
     let mut params: Option<Range<usize>> = None;
@@ -349,11 +514,49 @@ fn filter_object(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Re
     let withheld = match rules.keep {
         Some(keep) => {
             matches!(&method, Some(Some(m)) if m == RESOURCE_UPDATED)
-                && !resource_update_visible(text, params, keep)
+                && !resource_update_visible(text, params.clone(), keep)
         }
         None => false,
     };
+    if let (Some(tasks), Some(params), false) = (rules.tasks, params, withheld) {
+        let ids = params_task_ids(text, params)?;
+        if !ids.iter().all(|(_, id)| tasks.attributable(id)) {
+            return Ok(true);
+        }
+        for (span, _) in ids {
+            found.edits.push(seal_task_id(text, span, tasks)?);
+        }
+        found.edits[first_edit..].sort_by_key(|e| e.inner.start);
+    }
     Ok(withheld)
+}
+
+/// The task ids a notification's or server request's `params` name: `params.taskId`
+/// (`notifications/tasks/status`) and the related-task `_meta`.
+fn params_task_ids(text: &str, params: Range<usize>) -> Result<Vec<TaskIdAt>, Fail> {
+    let mut s = Scanner::at(text, params.start);
+    let mut ids = Vec::new();
+    if s.peek() != Some(b'{') {
+        return Ok(ids);
+    }
+    let (mut id_seen, mut meta_seen) = (false, false);
+    s.object(|s, key| {
+        if key.is("taskId") {
+            if std::mem::replace(&mut id_seen, true) {
+                return Err(Fail::Shape(DUPLICATE));
+            }
+            ids.push(task_id_value(s)?);
+        } else if key.is("_meta") {
+            if std::mem::replace(&mut meta_seen, true) {
+                return Err(Fail::Shape(DUPLICATE));
+            }
+            ids.extend(related_task(s)?);
+        } else {
+            s.value()?;
+        }
+        Ok(())
+    })?;
+    Ok(ids)
 }
 
 /// `text[range]` with the edits inside it applied.

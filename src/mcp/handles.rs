@@ -36,7 +36,7 @@
 
 use std::time::Duration;
 
-use super::jsonrpc::{inspect, Inspected, Message, MessageKind};
+use super::jsonrpc::{inspect, Inspected, Message, MessageKind, RELATED_TASK_META_KEY};
 use super::scan::{NotJson, Scanner};
 use super::session::{
     open_payload, seal_payload, Digests, Purpose, SealError, SessionKeys, UnsealError,
@@ -47,6 +47,9 @@ use super::session::{
 pub enum Handle {
     /// `params.requestState` of a multi round-trip request.
     RequestState,
+    /// A task id of the tasks extension (`taskId` in results, `params`, and the
+    /// related-task `_meta`).
+    TaskId,
 }
 
 impl Handle {
@@ -54,6 +57,16 @@ impl Handle {
     pub fn label(self) -> &'static str {
         match self {
             Handle::RequestState => "request_state",
+            Handle::TaskId => "task_id",
+        }
+    }
+
+    /// What its sealed form is (a distinct version, so that no handle, and no session
+    /// id, is ever accepted as another).
+    pub fn purpose(self) -> &'static Purpose {
+        match self {
+            Handle::RequestState => &REQUEST_STATE,
+            Handle::TaskId => &TASK_ID,
         }
     }
 }
@@ -67,6 +80,17 @@ pub const REQUEST_STATE: Purpose = Purpose {
     max_payload: MAX_STATE_LEN,
     // prefix (version, key id, two dots) + base64 of nonce, header, payload and tag.
     max_sealed: 3 + 1 + 16 + 1 + (12 + 8 + 64 + MAX_STATE_LEN + 16).div_ceil(3) * 4,
+};
+
+/// Longest upstream task id literal the gateway seals (bytes as written). Task ids are
+/// short names; a longer one makes the answer unfilterable.
+pub const MAX_TASK_ID_LEN: usize = 4096;
+
+/// Sealed task ids.
+pub const TASK_ID: Purpose = Purpose {
+    version: "tk1",
+    max_payload: MAX_TASK_ID_LEN,
+    max_sealed: 3 + 1 + 16 + 1 + (12 + 8 + 64 + MAX_TASK_ID_LEN + 16).div_ceil(3) * 4,
 };
 
 /// The methods whose answer may be an input-required result (MCP 2026-07-28): a JSON
@@ -86,7 +110,7 @@ pub fn seal_request_state(
     bound: Digests,
     now_unix: u64,
 ) -> Result<String, SealError> {
-    seal_payload(keys, &REQUEST_STATE, literal.as_bytes(), bound, now_unix)
+    seal_handle(keys, Handle::RequestState, literal, bound, now_unix)
 }
 
 /// Opens a sealed `requestState` presented by a client: the upstream's literal, if it was
@@ -98,7 +122,32 @@ pub fn open_request_state(
     now_unix: u64,
     max_age: Option<Duration>,
 ) -> Result<String, UnsealError> {
-    let opened = open_payload(keys, &REQUEST_STATE, sealed, bound, now_unix, max_age)?;
+    open_handle(keys, Handle::RequestState, sealed, bound, now_unix, max_age)
+}
+
+/// Seals an upstream handle's literal (as written, between its quotes) for `bound`,
+/// under the handle's own purpose.
+pub fn seal_handle(
+    keys: &SessionKeys,
+    handle: Handle,
+    literal: &str,
+    bound: Digests,
+    now_unix: u64,
+) -> Result<String, SealError> {
+    seal_payload(keys, handle.purpose(), literal.as_bytes(), bound, now_unix)
+}
+
+/// Opens a sealed handle presented by a client: the upstream's literal, if it was sealed
+/// as this kind of handle for exactly `bound` (and is younger than `max_age`).
+pub fn open_handle(
+    keys: &SessionKeys,
+    handle: Handle,
+    sealed: &str,
+    bound: Digests,
+    now_unix: u64,
+    max_age: Option<Duration>,
+) -> Result<String, UnsealError> {
+    let opened = open_payload(keys, handle.purpose(), sealed, bound, now_unix, max_age)?;
     String::from_utf8(opened.payload).map_err(|_| UnsealError::Malformed)
 }
 
@@ -121,11 +170,40 @@ pub fn answer_may_carry_state(inspected: Option<&Inspected>) -> bool {
     })
 }
 
+/// The first revision with tasks (2025-11-25).
+const TASKS_SINCE: &[u8] = b"2025-11-25";
+
+/// Whether a JSON answer (on a route without a policy) is read for a server-minted
+/// handle: a `requestState` (2026-07-28 or later, a method that may answer
+/// input-required), or a task id (2025-11-25 or later, a `tasks/*` method or one that
+/// may create a task: `tools/call`, `prompts/get`, `resources/read`).
+pub fn answer_may_carry_handle(version: Option<&[u8]>, inspected: Option<&Inspected>) -> bool {
+    let state = version_has_request_state(version) && answer_may_carry_state(inspected);
+    let tasks = version.is_some_and(|v| v.len() == 10 && v >= TASKS_SINCE)
+        && inspected.is_some_and(|i| {
+            i.messages.iter().any(|m| match &m.kind {
+                MessageKind::Call { method, .. } => {
+                    method.starts_with("tasks/")
+                        || INPUT_REQUIRED_METHODS.contains(&method.as_str())
+                }
+                MessageKind::Response => false,
+            })
+        });
+    state || tasks
+}
+
 /// Whether an event's data may hold a `requestState` member at all: its name, or an
 /// escape that could spell it. Lets a route without a policy skip reading the rest.
 pub fn may_carry_state(data: &str) -> bool {
     memchr::memchr(b'\\', data.as_bytes()).is_some()
         || memchr::memmem::find(data.as_bytes(), b"requestState").is_some()
+}
+
+/// Whether an event's data may hold a task id: the member name, or an escape that could
+/// spell it. Lets a route without a policy skip reading the rest.
+pub fn may_carry_task_id(data: &str) -> bool {
+    memchr::memchr(b'\\', data.as_bytes()).is_some()
+        || memchr::memmem::find(data.as_bytes(), b"taskId").is_some()
 }
 
 /// The `requestState` a request body presents, if any. Only a single request (a message
@@ -155,6 +233,66 @@ pub fn presented_state(inspected: &Inspected) -> Result<Option<&str>, &'static s
     }
 }
 
+/// Where a request presents a server-minted handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// `params.requestState`.
+    RequestState,
+    /// `params.taskId` (`tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/update`, or
+    /// any other message that names one there).
+    TaskId,
+    /// `params._meta["io.modelcontextprotocol/related-task"].taskId`.
+    RelatedTask,
+}
+
+impl Place {
+    /// The kind of handle found there (its purpose and label).
+    pub fn handle(self) -> Handle {
+        match self {
+            Place::RequestState => Handle::RequestState,
+            Place::TaskId | Place::RelatedTask => Handle::TaskId,
+        }
+    }
+}
+
+/// Every server-minted handle a request body presents, where and as sent. A
+/// `requestState` only on a single request (see [`presented_state`]); a task id only on
+/// a single message with a method (a request or a notification: a client may tell the
+/// server about its task), never in a batch (which MCP 2025-11-25, the first revision
+/// with tasks, does not have).
+pub fn presented_handles(inspected: &Inspected) -> Result<Vec<(Place, &str)>, &'static str> {
+    let state = presented_state(inspected)?;
+    let carrying = inspected
+        .messages
+        .iter()
+        .filter(|m| m.task_id.is_some() || m.related_task.is_some())
+        .count();
+    let mut found: Vec<(Place, &str)> = state
+        .map(|s| (Place::RequestState, s))
+        .into_iter()
+        .collect();
+    if carrying == 0 {
+        return Ok(found);
+    }
+    if inspected.batch {
+        return Err("a task id in a batch");
+    }
+    let Some(message) = inspected.messages.first() else {
+        return Err("a task id on a message that is not a request");
+    };
+    if !matches!(message.kind, MessageKind::Call { .. }) {
+        return Err("a task id on a message that is not a request");
+    }
+    found.extend(message.task_id.as_deref().map(|t| (Place::TaskId, t)));
+    found.extend(
+        message
+            .related_task
+            .as_deref()
+            .map(|t| (Place::RelatedTask, t)),
+    );
+    Ok(found)
+}
+
 /// Why a body could not be restored. Never expected for a body that passed inspection
 /// (the caller answers 500 and logs it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,58 +307,115 @@ pub fn restore_request_state(
     inspected: &Inspected,
     literal: &str,
 ) -> Result<Vec<u8>, RestoreError> {
-    let text = std::str::from_utf8(body).map_err(|_| RestoreError("not UTF-8"))?;
-    let presented = presented_state(inspected)
-        .ok()
-        .flatten()
-        .ok_or(RestoreError("no requestState to restore"))?;
-    let span = state_span(text).map_err(|_| RestoreError("not JSON"))?;
-    let [(span, value)] = &span[..] else {
-        return Err(RestoreError("not exactly one params.requestState"));
-    };
-    if value != presented {
-        return Err(RestoreError("the body and its inspection disagree"));
-    }
-    let written = literal.len() + 2;
-    let pad = span.len().checked_sub(written).ok_or(RestoreError(
-        "the original state is longer than the sealed one",
-    ))?;
-    let mut out = Vec::with_capacity(body.len());
-    out.extend_from_slice(&body[..span.start]);
-    out.push(b'"');
-    out.extend_from_slice(literal.as_bytes());
-    out.push(b'"');
-    out.resize(out.len() + pad, b' ');
-    out.extend_from_slice(&body[span.end..]);
+    restore_handles(
+        body,
+        inspected,
+        &[(Place::RequestState, literal.to_string())],
+    )
+    .map(|(out, _)| out)
+}
 
-    // The restored body must read as the same request, now with the original state.
-    let original = serde_json::from_str::<String>(&format!("\"{literal}\""))
-        .map_err(|_| RestoreError("the sealed state is not a JSON string"))?;
+/// The body the upstream receives: `body` (one message, inspected as `inspected`) with
+/// each opened handle's original literal (as the upstream wrote it, between the quotes)
+/// in place of the sealed string at its place, each followed by white space so that the
+/// body keeps its length. `opened` must name every handle the body presents (see
+/// [`presented_handles`]). The result is inspected again and must read as the same
+/// message with the original handles; that reading is returned with it (the upstream's
+/// view: its `Mcp-Name` mirrors the original task id).
+pub fn restore_handles(
+    body: &[u8],
+    inspected: &Inspected,
+    opened: &[(Place, String)],
+) -> Result<(Vec<u8>, Inspected), RestoreError> {
+    let text = std::str::from_utf8(body).map_err(|_| RestoreError("not UTF-8"))?;
+    let presented = presented_handles(inspected).map_err(RestoreError)?;
+    if presented.is_empty() || presented.len() != opened.len() {
+        return Err(RestoreError(
+            "the handles to restore are not the ones presented",
+        ));
+    }
+    let spans = handle_spans(text).map_err(|_| RestoreError("not JSON"))?;
+    let mut edits: Vec<(std::ops::Range<usize>, &str)> = Vec::with_capacity(opened.len());
+    for (place, literal) in opened {
+        let sealed = presented
+            .iter()
+            .find(|(p, _)| p == place)
+            .map(|(_, sealed)| *sealed)
+            .ok_or(RestoreError("a handle that the request does not present"))?;
+        let mut at = spans.iter().filter(|(p, _, _)| p == place);
+        let (Some((_, span, value)), None) = (at.next(), at.next()) else {
+            return Err(RestoreError("not exactly one handle at its place"));
+        };
+        if value != sealed {
+            return Err(RestoreError("the body and its inspection disagree"));
+        }
+        if literal.len() + 2 > span.len() {
+            return Err(RestoreError(
+                "the original handle is longer than the sealed one",
+            ));
+        }
+        edits.push((span.clone(), literal));
+    }
+    edits.sort_by_key(|(span, _)| span.start);
+    let mut out = Vec::with_capacity(body.len());
+    let mut at = 0;
+    for (span, literal) in &edits {
+        out.extend_from_slice(&body[at..span.start]);
+        out.push(b'"');
+        out.extend_from_slice(literal.as_bytes());
+        out.push(b'"');
+        out.resize(out.len() + span.len() - literal.len() - 2, b' ');
+        at = span.end;
+    }
+    out.extend_from_slice(&body[at..]);
+
+    // The restored body must read as the same message, now with the original handles.
+    let decoded = |place: Place| -> Result<Option<String>, RestoreError> {
+        match opened.iter().find(|(p, _)| *p == place) {
+            None => Ok(None),
+            Some((_, literal)) => serde_json::from_str::<String>(&format!("\"{literal}\""))
+                .map(Some)
+                .map_err(|_| RestoreError("a sealed handle is not a JSON string")),
+        }
+    };
+    let state = decoded(Place::RequestState)?;
+    let task_id = decoded(Place::TaskId)?;
+    let related = decoded(Place::RelatedTask)?;
     let again = inspect(&out).map_err(|_| RestoreError("the restored body is not accepted"))?;
     let same = match (&again.messages[..], &inspected.messages[..]) {
         ([now], [before]) => {
             !again.batch
                 && now.id == before.id
                 && now.kind == before.kind
-                && now.request_state.as_deref() == Some(original.as_str())
+                && now.version_claim == before.version_claim
+                && now.request_state.as_deref() == state.as_deref()
+                && now.task_id == task_id
+                && now.related_task == related
         }
         _ => false,
     };
     if !same {
         return Err(RestoreError("the restored body reads differently"));
     }
-    Ok(out)
+    Ok((out, again))
 }
 
-/// Every `params.requestState` string of a single-object body: its span (with the
-/// quotes) and decoded value.
-fn state_span(text: &str) -> Result<Vec<(std::ops::Range<usize>, String)>, NotJson> {
+/// Every handle string of a single-object body: where it is, its span (with the
+/// quotes) and decoded value. Places: `params.requestState`, `params.taskId`,
+/// `params._meta[related-task].taskId`.
+fn handle_spans(text: &str) -> Result<Vec<(Place, std::ops::Range<usize>, String)>, NotJson> {
     let mut s = Scanner::new(text);
     let mut found = Vec::new();
     if s.peek() != Some(b'{') {
         s.value()?;
         return Ok(found);
     }
+    let string_at = |s: &mut Scanner<'_>, place: Place, found: &mut Vec<_>| {
+        let start = s.pos();
+        let value = s.string()?.decode().ok_or(NotJson)?.into_owned();
+        found.push((place, start..s.pos(), value));
+        Ok::<_, NotJson>(())
+    };
     s.object(|s, key| {
         if !key.is("params") || s.peek() != Some(b'{') {
             s.value()?;
@@ -228,9 +423,26 @@ fn state_span(text: &str) -> Result<Vec<(std::ops::Range<usize>, String)>, NotJs
         }
         s.object(|s, key| {
             if key.is("requestState") && s.peek() == Some(b'"') {
-                let start = s.pos();
-                let value = s.string()?.decode().ok_or(NotJson)?.into_owned();
-                found.push((start..s.pos(), value));
+                return string_at(s, Place::RequestState, &mut found);
+            }
+            if key.is("taskId") && s.peek() == Some(b'"') {
+                return string_at(s, Place::TaskId, &mut found);
+            }
+            if key.is("_meta") && s.peek() == Some(b'{') {
+                s.object(|s, key| {
+                    if !key.is(RELATED_TASK_META_KEY) || s.peek() != Some(b'{') {
+                        s.value()?;
+                        return Ok(());
+                    }
+                    s.object(|s, key| {
+                        if key.is("taskId") && s.peek() == Some(b'"') {
+                            return string_at(s, Place::RelatedTask, &mut found);
+                        }
+                        s.value()?;
+                        Ok::<_, NotJson>(())
+                    })?;
+                    Ok::<_, NotJson>(())
+                })?;
                 return Ok(());
             }
             s.value()?;
@@ -241,5 +453,7 @@ fn state_span(text: &str) -> Result<Vec<(std::ops::Range<usize>, String)>, NotJs
     Ok(found)
 }
 
+#[cfg(test)]
+mod task_tests;
 #[cfg(test)]
 mod tests;

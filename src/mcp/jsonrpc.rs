@@ -43,6 +43,10 @@ pub struct Message {
     /// `params.taskId` when it is a string: the task a tasks-extension request is about,
     /// which its `Mcp-Name` header mirrors.
     pub task_id: Option<String>,
+    /// `params._meta["io.modelcontextprotocol/related-task"].taskId`: the task a message
+    /// says it belongs to (tasks extension), a server-minted handle opened like
+    /// `taskId` (see `mcp::handles`).
+    pub related_task: Option<String>,
 }
 
 /// `params._meta["io.modelcontextprotocol/protocolVersion"]`: how a request of MCP
@@ -60,6 +64,9 @@ pub enum VersionClaim {
 
 /// The `_meta` key naming a request's protocol version (MCP 2026-07-28).
 pub const PROTOCOL_VERSION_META_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// The `_meta` key naming the task a message belongs to (tasks extension).
+pub const RELATED_TASK_META_KEY: &str = "io.modelcontextprotocol/related-task";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageKind {
@@ -123,6 +130,7 @@ const KEY_SPELLING: &str =
     "a member whose key differs only in case from one the gateway reads (e.g. \"Name\" beside \"name\")";
 const BAD_TARGET: &str = "params lacks the string member naming the tool, prompt or resource";
 const BAD_STATE: &str = "params.requestState is not a string";
+const BAD_TASK_ID: &str = "params.taskId (or the related-task _meta's taskId) is not a string";
 const MISPLACED_STATE: &str =
     "a requestState member outside params (it is read only as params.requestState)";
 const REASONS: [&str; 8] = [
@@ -153,7 +161,7 @@ const MESSAGE_KEYS: [&str; 7] = [
 /// and `taskId`, which `Mcp-Name` mirrors on the tasks methods.
 pub(crate) const PARAMS_KEYS: [&str; 5] = ["name", "uri", "requestState", "_meta", "taskId"];
 /// The members of `params._meta` the gateway decides on.
-const META_KEYS: [&str; 1] = [PROTOCOL_VERSION_META_KEY];
+pub(crate) const META_KEYS: [&str; 2] = [PROTOCOL_VERSION_META_KEY, RELATED_TASK_META_KEY];
 
 /// The decided key that `key` spells differently: equal under Unicode simple case
 /// folding, not byte for byte. Upstreams that match keys case-insensitively (Go's
@@ -219,6 +227,9 @@ fn inspect_with_serde(body: &[u8]) -> Result<Inspected, Malformed> {
             }
             if text.starts_with(BAD_STATE) {
                 return Err(Malformed::InvalidParams(BAD_STATE));
+            }
+            if text.starts_with(BAD_TASK_ID) {
+                return Err(Malformed::InvalidParams(BAD_TASK_ID));
             }
             let reason = REASONS
                 .iter()
@@ -349,6 +360,7 @@ struct Params {
     request_state: Option<String>,
     task_id: Option<String>,
     version: VersionClaim,
+    related_task: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Params {
@@ -369,7 +381,6 @@ impl<'de> Deserialize<'de> for Params {
                     let slot = match key.as_ref() {
                         "name" => Some(&mut params.name),
                         "uri" => Some(&mut params.uri),
-                        "taskId" => Some(&mut params.task_id),
                         _ => None,
                     };
                     match slot {
@@ -382,7 +393,17 @@ impl<'de> Deserialize<'de> for Params {
                             let value = value.ok_or_else(|| de::Error::custom(BAD_STATE))?;
                             params.request_state = Some(value.into_owned());
                         }
-                        None if key == "_meta" => params.version = map.next_value::<Meta>()?.0,
+                        // A server-minted handle: one string, or the message is refused.
+                        None if key == "taskId" => {
+                            let value = map.next_value::<StringOrOther>()?.0;
+                            let value = value.ok_or_else(|| de::Error::custom(BAD_TASK_ID))?;
+                            params.task_id = Some(value.into_owned());
+                        }
+                        None if key == "_meta" => {
+                            let meta = map.next_value::<Meta>()?;
+                            params.version = meta.0;
+                            params.related_task = meta.1;
+                        }
                         None => {
                             if key_spelling_of(&key, &PARAMS_KEYS).is_some() {
                                 return Err(de::Error::custom(KEY_SPELLING));
@@ -404,7 +425,7 @@ impl<'de> Deserialize<'de> for Params {
 
 /// `params._meta`: checked like any value, keeping the protocol version it names. A
 /// `_meta` that is not an object names none.
-struct Meta(VersionClaim);
+struct Meta(VersionClaim, Option<String>);
 
 impl<'de> Deserialize<'de> for Meta {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -417,12 +438,15 @@ impl<'de> Deserialize<'de> for Meta {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
                 let mut keys = KeySet::default();
                 let mut claim = VersionClaim::Absent;
+                let mut related = None;
                 while let Some(Text(key)) = map.next_key::<Text>()? {
                     if key == PROTOCOL_VERSION_META_KEY {
                         claim = match map.next_value::<StringOrOther>()?.0 {
                             Some(version) => VersionClaim::Named(version.into_owned()),
                             None => VersionClaim::NotAString,
                         };
+                    } else if key == RELATED_TASK_META_KEY {
+                        related = Some(map.next_value::<RelatedTask>()?.0);
                     } else if key_spelling_of(&key, &META_KEYS).is_some() {
                         return Err(de::Error::custom(KEY_SPELLING));
                     } else {
@@ -430,30 +454,65 @@ impl<'de> Deserialize<'de> for Meta {
                     }
                     keys.insert(key)?;
                 }
-                Ok(Meta(claim))
+                Ok(Meta(claim, related))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Meta, A::Error> {
                 CheckedVisitor
                     .visit_seq(seq)
-                    .map(|_| Meta(VersionClaim::Absent))
+                    .map(|_| Meta(VersionClaim::Absent, None))
             }
             fn visit_bool<E>(self, _: bool) -> Result<Meta, E> {
-                Ok(Meta(VersionClaim::Absent))
+                Ok(Meta(VersionClaim::Absent, None))
             }
             fn visit_i64<E>(self, _: i64) -> Result<Meta, E> {
-                Ok(Meta(VersionClaim::Absent))
+                Ok(Meta(VersionClaim::Absent, None))
             }
             fn visit_u64<E>(self, _: u64) -> Result<Meta, E> {
-                Ok(Meta(VersionClaim::Absent))
+                Ok(Meta(VersionClaim::Absent, None))
             }
             fn visit_f64<E>(self, _: f64) -> Result<Meta, E> {
-                Ok(Meta(VersionClaim::Absent))
+                Ok(Meta(VersionClaim::Absent, None))
             }
             fn visit_str<E>(self, _: &str) -> Result<Meta, E> {
-                Ok(Meta(VersionClaim::Absent))
+                Ok(Meta(VersionClaim::Absent, None))
             }
             fn visit_unit<E>(self) -> Result<Meta, E> {
-                Ok(Meta(VersionClaim::Absent))
+                Ok(Meta(VersionClaim::Absent, None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The related-task `_meta` value: an object whose `taskId` is one string. Anything
+/// else (not an object, no `taskId`, another type, another spelling of it) is refused:
+/// the gateway must open the id the upstream reads.
+struct RelatedTask(String);
+
+impl<'de> Deserialize<'de> for RelatedTask {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RelatedTask;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the related-task object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RelatedTask, A::Error> {
+                let mut keys = KeySet::default();
+                let mut id = None;
+                while let Some(Text(key)) = map.next_key::<Text>()? {
+                    if key == "taskId" {
+                        let value = map.next_value::<StringOrOther>()?.0;
+                        id = Some(value.ok_or_else(|| de::Error::custom(BAD_TASK_ID))?);
+                    } else if key_spelling_of(&key, &["taskId"]).is_some() {
+                        return Err(de::Error::custom(KEY_SPELLING));
+                    } else {
+                        map.next_value::<Checked>()?;
+                    }
+                    keys.insert(key)?;
+                }
+                let id = id.ok_or_else(|| de::Error::custom(BAD_TASK_ID))?;
+                Ok(RelatedTask(id.into_owned()))
             }
         }
         d.deserialize_any(V)
@@ -524,6 +583,7 @@ impl RawMessage {
         let mut params = self.params.unwrap_or_default();
         let request_state = params.request_state.take().map(Box::from);
         let task_id = params.task_id.take();
+        let related_task = params.related_task.take();
         let (kind, version_claim) = match (self.method, self.has_result_or_error) {
             (Some(method), false) => {
                 let target = match target_member(&method) {
@@ -552,9 +612,9 @@ impl RawMessage {
             (None, true) if self.id.is_some() => (MessageKind::Response, VersionClaim::Absent),
             _ => return Err(Malformed::NotJsonRpc(NO_KIND)),
         };
-        let task_id = match kind {
-            MessageKind::Call { .. } => task_id,
-            MessageKind::Response => None,
+        let (task_id, related_task) = match kind {
+            MessageKind::Call { .. } => (task_id, related_task),
+            MessageKind::Response => (None, None),
         };
         Ok(Message {
             id: self.id,
@@ -562,6 +622,7 @@ impl RawMessage {
             request_state,
             version_claim,
             task_id,
+            related_task,
         })
     }
 }

@@ -253,6 +253,23 @@ pub fn decode_header_value(value: &str) -> Option<Cow<'_, str>> {
     String::from_utf8(bytes).ok().map(Cow::Owned)
 }
 
+/// How a mirrored header carries `value`: as itself when that reads back unchanged
+/// (visible ASCII and inner spaces, no white space at either end, not itself in the
+/// sentinel's form), otherwise in the Base64 sentinel `=?base64?…?=`. The inverse of
+/// [`decode_header_value`]; used for the `Mcp-Name` an upstream receives when the gateway
+/// restored its own task id in the body (see `mcp::handles`).
+pub fn encode_header_value(value: &str) -> String {
+    let visible = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let padded = value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']);
+    let sentinel = value.starts_with(SENTINEL_PREFIX) && value.ends_with(SENTINEL_SUFFIX);
+    let plain = !value.is_empty() && visible && !padded && !sentinel;
+    if plain {
+        return value.to_string();
+    }
+    let payload = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
+    format!("{SENTINEL_PREFIX}{payload}{SENTINEL_SUFFIX}")
+}
+
 /// Checks the request metadata headers against the inspected body (see the module
 /// documentation for the rules).
 pub fn check(headers: &HeaderMap, inspected: &Inspected) -> Result<(), MetaError> {

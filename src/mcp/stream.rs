@@ -7,8 +7,8 @@
 //! cannot be read or filtered ends the stream: the client gets an error event instead
 //! (see [`error_event`]) and nothing after it. Once failed, the filter passes nothing.
 
-use super::filter::{filter_message_with, Keep, ListKind, Rules};
-use super::handles::{may_carry_state, SealState};
+use super::filter::{filter_message_with, Keep, ListKind, Rules, TaskRules};
+use super::handles::{may_carry_state, may_carry_task_id, SealState};
 use super::sse::{Event, EventReader, StreamError};
 
 /// Why the gateway ended a stream.
@@ -39,6 +39,9 @@ pub struct Hooks<'a> {
     pub keep: Option<Keep<'a>>,
     /// Seals an upstream `requestState` (see `mcp::handles`); `None`: left as it is.
     pub seal_state: Option<SealState<'a>>,
+    /// Seals or withholds upstream task ids (see `filter::TaskRules`); `None`: left as
+    /// they are.
+    pub tasks: Option<TaskRules<'a>>,
     /// The `endpoint` event's data as the client may see it; `None` if it cannot be.
     pub endpoint: &'a dyn Fn(&str) -> Option<String>,
     /// The data of the events that end a failed stream (JSON-RPC messages).
@@ -117,15 +120,18 @@ impl SseFilter {
             out.bytes.extend(event.render(None));
             return Ok(());
         };
-        // Without a policy only a `requestState` needs reading: data that cannot hold
-        // one (no such name, no escape) passes unread.
+        // Without a policy only a `requestState` or a task id needs reading: data that
+        // cannot hold one (no such name, no escape) passes unread.
         let rules = Rules {
             keep: hooks.keep,
             seal_state: hooks
                 .seal_state
                 .filter(|_| hooks.keep.is_some() || may_carry_state(&data)),
+            tasks: hooks
+                .tasks
+                .filter(|_| hooks.keep.is_some() || may_carry_task_id(&data)),
         };
-        if rules.keep.is_none() && rules.seal_state.is_none() {
+        if rules.keep.is_none() && rules.seal_state.is_none() && rules.tasks.is_none() {
             out.bytes.extend(event.render(None));
             return Ok(());
         }
@@ -198,6 +204,7 @@ mod tests {
         Hooks {
             keep: Some(&only_echo),
             seal_state: None,
+            tasks: None,
             endpoint: &endpoint,
             error_messages: &errors,
         }

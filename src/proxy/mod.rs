@@ -173,13 +173,18 @@ impl Gateway {
         )?;
         ctx.upstream_session_id = opened.upstream_id;
         ctx.reusable_seal = opened.reusable_seal;
-        // 8b. Multi round-trip state: opened for this caller, the body restored.
+        // 8b. Server-minted handles (requestState, task ids): opened for this caller,
+        // the body restored, and the upstream's reading of it kept.
         let body = match (body, ctx.inspected.as_ref()) {
             (Some(body), Some(inspected)) => {
-                let restored =
-                    handles::open_request_state(state, rt, &ctx.principal, inspected, &body)?;
-                ctx.body_restored = restored.is_some();
-                Some(restored.unwrap_or(body))
+                match handles::open_handles(state, rt, &ctx.principal, inspected, &body)? {
+                    Some((restored, again)) => {
+                        ctx.body_restored = true;
+                        ctx.inspected = Some(again);
+                        Some(restored)
+                    }
+                    None => Some(body),
+                }
             }
             (body, _) => body,
         };
@@ -356,6 +361,8 @@ impl ProxyHttp for Gateway {
         let uri = http::Uri::try_from(found.upstream_path.as_str())
             .or_err(ErrorType::InternalError, "rewritten path is not a URI")?;
         upstream_request.set_uri(uri);
+        // The upstream's own task id in `Mcp-Name`, as in the restored body (`handles`).
+        handles::mirror_task_name(upstream_request, ctx.inspected.as_ref());
         headers::prepare_upstream_request(
             upstream_request,
             &Forwarding {
@@ -400,11 +407,14 @@ impl ProxyHttp for Gateway {
             }
         }
         let policy = ctx.route.as_ref().is_some_and(|r| r.route.policy.is_some());
-        // An answer that may carry a `requestState` is read too, to seal it (`handles`).
+        // An answer that may carry a `requestState` or a task id is read too, to seal it
+        // (`handles`).
         let version = session.req_header().headers.get("mcp-protocol-version");
         let read_json = policy
-            || (crate::mcp::handles::version_has_request_state(version.map(|v| v.as_bytes()))
-                && crate::mcp::handles::answer_may_carry_state(ctx.inspected.as_ref()));
+            || crate::mcp::handles::answer_may_carry_handle(
+                version.map(|v| v.as_bytes()),
+                ctx.inspected.as_ref(),
+            );
         ctx.response_mode = rewrite::mode_for(
             read_json,
             stream,

@@ -12,8 +12,8 @@ use pingora::{Error, Result};
 use super::ctx::{RequestCtx, ResponseMode};
 use super::failure::UNFILTERABLE;
 use super::Gateway;
-use crate::mcp::filter::{JsonListRewriter, ListKind, Rules};
-use crate::mcp::handles::seal_request_state;
+use crate::mcp::filter::{JsonListRewriter, ListKind, Rules, TaskRules};
+use crate::mcp::handles::{seal_handle, seal_request_state, Handle};
 use crate::mcp::jsonrpc::error_object;
 use crate::mcp::legacy::{EndpointRewriter, RoutePaths};
 use crate::mcp::stream::{error_notification, Hooks, SseFilter, StreamFailure};
@@ -82,9 +82,22 @@ impl Gateway {
                 .map_err(|e| tracing::warn!(route = %route.name, reason = e.reason(), "cannot seal a requestState"))
                 .ok()
         };
+        // Every upstream task id too, or withheld where it may be another caller's.
+        let seal_task = |literal: &str| {
+            seal_handle(&state.sessions, Handle::TaskId, literal, binding, super::state::cache_now())
+                .map_err(|e| tracing::warn!(route = %route.name, reason = e.reason(), "cannot seal a task id"))
+                .ok()
+        };
+        let presented = super::handles::presented_task_ids(ctx.inspected.as_ref());
+        let tasks = TaskRules {
+            seal: &seal_task,
+            per_caller: super::handles::per_caller_upstream(rt, &ctx.principal),
+            presented: &presented,
+        };
         let rules = Rules {
             keep: policy.is_some().then_some(&keep as _),
             seal_state: Some(&seal_state),
+            tasks: Some(tasks),
         };
         let refusal = Refusal::UnfilterableAnswer;
         let out: Vec<u8> = match &mut ctx.response_mode {
@@ -122,6 +135,7 @@ impl Gateway {
                 let hooks = Hooks {
                     keep: rules.keep,
                     seal_state: rules.seal_state,
+                    tasks: rules.tasks,
                     endpoint: &endpoint,
                     error_messages: &error_messages,
                 };

@@ -72,7 +72,7 @@ pub enum AuditEvent<'a> {
         caller: Caller<'a>,
         reason: UnsealError,
     },
-    /// `handle_rejected` (warn): a server-minted handle (`requestState`) that did not
+    /// `handle_rejected` (warn): a server-minted handle (`requestState`, a task id) that did not
     /// open for this caller; the request never reached the upstream.
     HandleRejected {
         route: &'a Route,

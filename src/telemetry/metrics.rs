@@ -193,7 +193,7 @@ impl RouteMetrics {
             .inc();
     }
 
-    /// A sealed server-minted handle refused (`handle`: `request_state`; `reason` from
+    /// A sealed server-minted handle refused (`handle`: `request_state`, `task_id`; `reason` from
     /// the session module).
     pub fn handle_rejection(&self, handle: &str, reason: &str) {
         self.families
@@ -314,7 +314,7 @@ impl Metrics {
         let handle_rejections = counter(
             &registry,
             "drawbridge_handle_rejections_total",
-            "Server-minted handles (requestState) refused before the upstream, by route, handle and reason.",
+            "Server-minted handles (requestState, task ids) refused before the upstream, by route, handle and reason.",
             &["route", "handle", "reason"],
         )?;
         let list_items_removed = counter(

@@ -27,5 +27,6 @@ mod request_meta;
 mod response_forms;
 mod sessions;
 mod streaming;
+mod tasks;
 mod tls;
 mod url_forms;

@@ -185,14 +185,22 @@ async fn agreeing_headers_pass_and_reach_the_upstream_as_sent() {
     )
     .await;
     assert_eq!(resp.status(), 200);
-    // On the tasks methods Mcp-Name mirrors the task id.
+    // On the tasks methods Mcp-Name mirrors the task id, the sealed one the client holds
+    // (a task-augmented call gets it); the upstream gets its own in both (see tasks.rs).
+    let create = json!({"jsonrpc":"2.0","id":4,"method":"tools/call",
+        "params":{"name":"work","arguments":{"label":"1"},"task":{},"_meta":meta()}})
+    .to_string();
+    let resp = post(&gw, &create, &[V, CALL, ("mcp-name", "work")]).await;
+    assert_eq!(resp.status(), 200);
+    let created: Value = resp.json().await.unwrap();
+    let sealed = created["result"]["task"]["taskId"].as_str().unwrap();
     let task = json!({"jsonrpc":"2.0","id":4,"method":"tasks/get",
-        "params":{"taskId":"task-1","_meta":meta()}})
+        "params":{"taskId":sealed,"_meta":meta()}})
     .to_string();
     let resp = post(
         &gw,
         &task,
-        &[V, ("mcp-method", "tasks/get"), ("mcp-name", "task-1")],
+        &[V, ("mcp-method", "tasks/get"), ("mcp-name", sealed)],
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -206,14 +214,14 @@ async fn agreeing_headers_pass_and_reach_the_upstream_as_sent() {
     .await;
     assert_eq!(resp.status(), 200);
     let seen = up.seen();
-    assert_eq!(seen.len(), 4);
+    assert_eq!(seen.len(), 5);
     assert_eq!(seen[0].headers["mcp-name"], encoded.as_str());
     assert_eq!(seen[0].headers["mcp-param-city"], "=?base64?S8O2bG4=?=");
     let forwarded: Value = serde_json::from_slice(&seen[0].body).unwrap();
     assert_eq!(forwarded["params"]["name"], name);
     assert_eq!(seen[1].headers["mcp-name"], "file:///a.txt");
-    assert_eq!(seen[2].headers["mcp-name"], "task-1");
-    let forwarded: Value = serde_json::from_slice(&seen[3].body).unwrap();
+    assert_eq!(seen[3].headers["mcp-name"], "upstream-task-1");
+    let forwarded: Value = serde_json::from_slice(&seen[4].body).unwrap();
     assert_eq!(forwarded["params"]["name"], "echo");
 }
 

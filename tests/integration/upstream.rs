@@ -1,8 +1,8 @@
 //! An in-process stand-in for an MCP server, on loopback: it records what reaches it and
 //! answers in the shapes MCP servers use (JSON, SSE on POST, a GET event stream, 202 for
 //! notifications, DELETE, and the legacy HTTP+SSE transport). Test controls:
-//! `x-test-mode: sse | slow | truncated | chunked | malformed-list | sse-malformed-list`
-//! on a POST.
+//! `x-test-mode: sse | slow | truncated | chunked | malformed-list | sse-malformed-list |
+//! sse-tasks` on a POST.
 //!
 //! The leak check. Every caller token a test mints (or registers with
 //! [`register_caller_token`]) is remembered process-wide; each request that reaches any
@@ -26,6 +26,15 @@ use tokio::sync::{mpsc, Notify};
 /// The `requestState` the `ask` tool mints: quotes, a backslash and a non-ASCII letter,
 /// so that its JSON form has escapes the upstream must get back byte for byte.
 pub const ASK_STATE: &str = "upstream-state \"q\" \\ \u{e9}";
+
+/// The task ids the stand-in mints (tasks extension): `upstream-task-<label>` for a
+/// task-augmented `tools/call` whose `arguments.label` is `<label>`. The same upstream
+/// credential serves every caller, so `tasks/list` shows every task (those of
+/// [`LISTED_TASKS`]), as a server that cannot tell callers apart would.
+pub const TASK_PREFIX: &str = "upstream-task-";
+
+/// Who owns the tasks `tasks/list` shows (ids `upstream-task-<owner>`).
+pub const LISTED_TASKS: [&str; 2] = ["alice", "bob"];
 
 /// One request as the upstream received it.
 #[derive(Debug, Clone)]
@@ -339,6 +348,26 @@ fn answer(msg: &serde_json::Value, mode: &str, body_len: usize) -> Option<serde_
                     "receivedState": state}),
             }
         }
+        // Tasks: a task-augmented call creates one; the tasks methods describe the task
+        // named by `params.taskId` (and say which one they received).
+        ("tools/call", _) if msg["params"].get("task").is_some() => {
+            let label = msg["params"]["arguments"]["label"].as_str().unwrap_or("x");
+            json!({"task": {"taskId": format!("{TASK_PREFIX}{label}"), "status": "working",
+                "createdAt": "2026-01-01T00:00:00Z", "ttl": 60000}})
+        }
+        ("tasks/get" | "tasks/cancel" | "tasks/update", _) => {
+            let task = msg["params"]["taskId"].clone();
+            json!({"taskId": task, "status": "working", "createdAt": "2026-01-01T00:00:00Z",
+                "ttl": 60000, "receivedMeta": msg["params"]["_meta"].clone()})
+        }
+        ("tasks/result", _) => {
+            let task = msg["params"]["taskId"].clone();
+            json!({"content": [{"type": "text", "text": "done"}],
+                "_meta": {"io.modelcontextprotocol/related-task": {"taskId": task}}})
+        }
+        ("tasks/list", _) => json!({"tasks": LISTED_TASKS.iter().map(|owner| json!({
+            "taskId": format!("{TASK_PREFIX}{owner}"), "status": "working",
+            "createdAt": "2026-01-01T00:00:00Z", "ttl": 60000})).collect::<Vec<_>>()}),
         _ => json!({ "method": method, "bytes": body_len }),
     };
     Some(json!({"jsonrpc": "2.0", "id": id, "result": result}))
@@ -386,6 +415,22 @@ async fn post(shared: Arc<Shared>, mode: &str, body: &Bytes) -> Response {
             let text = format!(
                 "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{{\"progress\":1}}}}\n\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"tools\":[{{\"name\":\"echo\"}},{{\"name\":\"secret-tool\"}},{{\"name\":\"delete_repo\"\n\n"
             );
+            sse_response(Body::from(text))
+        }
+        "sse-tasks" => {
+            // Status notifications for every listed task and for the one the request
+            // names (a server that broadcasts to whoever shares its credential), then
+            // the answer.
+            let mut text = String::new();
+            let named = msg["params"]["taskId"].as_str().map(str::to_string);
+            let owners = LISTED_TASKS.iter().map(|o| format!("{TASK_PREFIX}{o}"));
+            for task in owners.chain(named) {
+                let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/tasks/status",
+                    "params": {"taskId": task, "status": "completed",
+                        "createdAt": "2026-01-01T00:00:00Z", "ttl": 60000}});
+                text.push_str(&format!("event: message\ndata: {note}\n\n"));
+            }
+            text.push_str(&format!("event: message\ndata: {result}\n\n"));
             sse_response(Body::from(text))
         }
         "slow" => {

@@ -240,6 +240,7 @@ fn every_upstream_state_in_an_answer_is_sealed_or_the_answer_fails() {
     let rules = Rules {
         keep: None,
         seal_state: Some(&seal_as_alice),
+        tasks: None,
     };
     for (text, want) in [
         (
@@ -282,6 +283,7 @@ fn every_upstream_state_in_an_answer_is_sealed_or_the_answer_fails() {
     let failing = Rules {
         keep: None,
         seal_state: Some(&refuse),
+        tasks: None,
     };
     assert!(filter_message_with(r#"{"result":{"requestState":"a"}}"#, failing).is_err());
 }
@@ -293,6 +295,7 @@ fn without_a_policy_an_unreadable_answer_passes_as_before() {
     let only_state = Rules {
         keep: None,
         seal_state: Some(&seal_as_alice),
+        tasks: None,
     };
     // JSON: a readable state is sealed; text that is not JSON, or a state that is not
     // one string, passes unchanged (the raw state is refused when it comes back).
@@ -318,6 +321,7 @@ fn without_a_policy_an_unreadable_answer_passes_as_before() {
     let with_policy = Rules {
         keep: Some(&keep_all),
         seal_state: Some(&seal_as_alice),
+        tasks: None,
     };
     assert!(JsonListRewriter::new(true)
         .push_with(br#"{"result":{"requestState":1}}"#, true, with_policy)
@@ -342,6 +346,7 @@ fn without_a_policy_an_unreadable_answer_passes_as_before() {
     let hooks = Hooks {
         keep: None,
         seal_state: Some(&seal_as_alice),
+        tasks: None,
         endpoint: &endpoint,
         error_messages: &errors,
     };

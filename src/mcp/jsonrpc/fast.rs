@@ -137,6 +137,8 @@ fn meta(s: &mut Scanner<'_>) -> Result<VersionClaim, Defer> {
                     VersionClaim::NotAString
                 };
             }
+            // A task handle to open: read by the serde path only (it is rare).
+            super::RELATED_TASK_META_KEY => return Err(Defer),
             other if super::key_spelling_of(other, &super::META_KEYS).is_some() => {
                 return Err(Defer)
             }

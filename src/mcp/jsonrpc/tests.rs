@@ -13,6 +13,7 @@ fn call(id: Option<&str>, method: &str, target: Option<&str>) -> Message {
         request_state: None,
         version_claim: VersionClaim::Absent,
         task_id: None,
+        related_task: None,
     }
 }
 
@@ -124,7 +125,40 @@ fn the_protocol_version_in_meta_is_kept() {
 }
 
 #[test]
-fn the_task_id_is_kept_when_it_is_a_string() {
+fn the_related_task_id_is_read_from_meta_and_must_be_one_string() {
+    let related = |body: &str| inspect(body.as_bytes()).map(|i| i.messages[0].related_task.clone());
+    let with = |meta: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","_meta":{meta}}}}}"#
+        )
+    };
+    assert_eq!(
+        related(&with(
+            r#"{"io.modelcontextprotocol/related-task":{"taskId":"t-1"}}"#
+        )),
+        Ok(Some("t-1".into()))
+    );
+    assert_eq!(
+        related(&with(
+            r#"{"io.modelcontextprotocol/related-task":{"task\u0049d":"t\u002d1"}}"#
+        )),
+        Ok(Some("t-1".into()))
+    );
+    assert_eq!(related(&with(r#"{"other":1}"#)), Ok(None));
+    for bad in [
+        r#"{"io.modelcontextprotocol/related-task":{"taskId":1}}"#,
+        r#"{"io.modelcontextprotocol/related-task":{}}"#,
+        r#"{"io.modelcontextprotocol/related-task":"t-1"}"#,
+        r#"{"io.modelcontextprotocol/related-task":{"taskId":"a","taskId":"b"}}"#,
+        r#"{"io.modelcontextprotocol/related-task":{"TaskId":"a","taskId":"b"}}"#,
+        r#"{"io.modelcontextprotocol/Related-Task":{"taskId":"a"}}"#,
+    ] {
+        assert!(related(&with(bad)).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn the_task_id_is_kept_and_must_be_a_string() {
     let task = |body: &str| inspect(body.as_bytes()).map(|i| i.messages[0].task_id.clone());
     assert_eq!(
         task(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1"}}"#),
@@ -134,10 +168,17 @@ fn the_task_id_is_kept_when_it_is_a_string() {
         task(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t\u002d1"}}"#),
         Ok(Some("t-1".into()))
     );
-    assert_eq!(
-        task(r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":1}}"#),
-        Ok(None)
-    );
+    // A task id is a server-minted handle the gateway opens: another type is refused
+    // (an upstream would read it, the gateway could not open it).
+    for other in ["1", "null", "{}", "[\"t-1\"]"] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{{"taskId":{other}}}}}"#
+        );
+        assert!(
+            matches!(task(&body), Err(Malformed::InvalidParams(_))),
+            "{body}"
+        );
+    }
     assert_eq!(
         task(r#"{"jsonrpc":"2.0","id":1,"result":{},"params":{"taskId":"t-1"}}"#),
         Ok(None)
