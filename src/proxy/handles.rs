@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 
+use super::ctx::RequestCtx;
 use super::state::{cache_now, ctx_binding, GatewayState, RouteRuntime};
 use crate::auth::Principal;
 use crate::config::UpstreamAuth;
@@ -18,6 +19,28 @@ use crate::mcp::jsonrpc::{Inspected, MessageKind};
 use crate::mcp::request_meta::{encode_header_value, NAME_HEADER, TASK_NAME_METHODS};
 use crate::refusal::Refusal;
 use crate::telemetry::audit::{self, AuditEvent, Caller};
+
+/// Step 8b: the body the upstream receives. A body with server-minted handles is
+/// restored (`ctx.body_restored`, its reading replaced by the upstream's view); any other
+/// body, or none, is passed on as it is.
+pub(super) fn restore_body(
+    state: &GatewayState,
+    rt: &RouteRuntime,
+    ctx: &mut RequestCtx,
+    body: Option<Bytes>,
+) -> Result<Option<Bytes>, Refusal> {
+    let (Some(bytes), Some(inspected)) = (body.as_ref(), ctx.inspected.as_ref()) else {
+        return Ok(body);
+    };
+    match open_handles(state, rt, &ctx.principal, inspected, bytes)? {
+        Some((restored, again)) => {
+            ctx.body_restored = true;
+            ctx.inspected = Some(again);
+            Ok(Some(restored))
+        }
+        None => Ok(body),
+    }
+}
 
 /// Opens every server-minted handle of a POST body (`params.requestState`,
 /// `params.taskId`, the related-task `_meta`), if any: `Some` is the restored body and

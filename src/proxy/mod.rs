@@ -160,7 +160,7 @@ impl Gateway {
         let (permit, lists) =
             steps::authorize(rt, ctx.principal.as_deref(), ctx.inspected.as_ref())?;
         ctx.pending_lists = lists;
-        let permit = ctx.permit.insert(permit);
+        ctx.permit = Some(permit);
         // 8. Session: a sealed session id opens for this caller and route only.
         let found = ctx.route.as_mut().ok_or(Refusal::Internal)?;
         let opened = steps::open_session(
@@ -175,25 +175,13 @@ impl Gateway {
         ctx.reusable_seal = opened.reusable_seal;
         // 8b. Server-minted handles (requestState, task ids): opened for this caller,
         // the body restored, and the upstream's reading of it kept.
-        let body = match (body, ctx.inspected.as_ref()) {
-            (Some(body), Some(inspected)) => {
-                match handles::open_handles(state, rt, &ctx.principal, inspected, &body)? {
-                    Some((restored, again)) => {
-                        ctx.body_restored = true;
-                        ctx.inspected = Some(again);
-                        Some(restored)
-                    }
-                    None => Some(body),
-                }
-            }
-            (body, _) => body,
-        };
+        let body = handles::restore_body(state, rt, ctx, body)?;
         // 9. Credential: what the upstream gets instead of the caller's token.
         let request = CredentialRequest {
             subject_token: subject_token.as_deref(),
             subject_key: ctx.token_key,
             subject_expires_at: ctx.principal.as_ref().map(|p| p.expires_at),
-            permit_scopes: &permit.scopes,
+            permit_scopes: ctx.permit.as_ref().map_or(&[][..], |p| &p.scopes[..]),
         };
         ctx.upstream_credential =
             steps::obtain_credential(self, rt, &request, ctx.principal.as_deref()).await?;
