@@ -50,6 +50,11 @@ fn reference_message(message: &Value) -> Option<Option<Value>> {
     };
     let mut out = members.clone();
     if let Some(Value::Object(result)) = members.get("result") {
+        // A requestState is sealed on its way to the client: one that is not a string
+        // cannot be, and the answer is refused (`mcp::handles`).
+        if result.get("requestState").is_some_and(|s| !s.is_string()) {
+            return None;
+        }
         let mut result = result.clone();
         let mut any_list = false;
         for (field, kind, key) in LISTS {
@@ -175,6 +180,8 @@ fn check_stream(stream: &[u8], lengths: &[usize]) {
     let endpoint = |data: &str| Some(data.to_string());
     let hooks = Hooks {
         keep: Some(&keep),
+        seal_state: None,
+        tasks: None,
         endpoint: &endpoint,
         error_messages: &errors,
     };

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::sync::{Arc, LazyLock};
 
 use drawbridge::config::{load_str, Route, Router};
-use drawbridge::mcp::legacy::EndpointRewriter;
+use drawbridge::mcp::legacy::{EndpointRewriter, RoutePaths};
 use drawbridge::mcp::sse::{Event, EventReader, StreamError};
 use drawbridge_fuzz::split_chunks;
 use libfuzzer_sys::fuzz_target;
@@ -73,7 +73,12 @@ fn check_endpoint(route: &Route, stream_path: &str, data: &str) {
         let _ = id;
         Some(out)
     };
-    let Some(public) = (EndpointRewriter { route, seal: &seal }).rewrite(data) else {
+    let paths = RoutePaths {
+        upstream: &route.upstream.url,
+        upstream_base_path: &route.upstream.base_path,
+        public_prefix: &route.path_prefix,
+    };
+    let Some(public) = (EndpointRewriter { paths, seal: &seal }).rewrite(data) else {
         return;
     };
     assert!(!public.contains(['\n', '\r']), "{public:?}");
