@@ -174,8 +174,14 @@ pub fn session_param(query: &str) -> Result<Option<String>, SessionParamError> {
 
 /// The announced endpoint as a path under the route, or `None` if it cannot be mapped.
 /// Relative references (`messages?x`) resolve against the rewritten stream URL on the
-/// client side and need no change.
+/// client side and need no change. A path that would start with `//` or `/\` is not
+/// one: the client reads it as another host (a route at `/` maps the upstream's
+/// `//elsewhere/x` to exactly that).
 fn public_endpoint(route: &Route, announced: &str) -> Option<String> {
+    mapped_endpoint(route, announced).filter(|e| !e.starts_with("//") && !e.starts_with("/\\"))
+}
+
+fn mapped_endpoint(route: &Route, announced: &str) -> Option<String> {
     if let Ok(url) = url::Url::parse(announced) {
         let upstream = &route.upstream.url;
         let same_origin = url.scheme() == upstream.scheme()
@@ -311,6 +317,31 @@ mod tests {
         assert_eq!(
             rewrite(&route, "messages/a:b?sessionId=abc&t=1:2").as_deref(),
             Some("messages/a:b?sessionId=sealed-abc&t=1%3A2")
+        );
+    }
+
+    #[test]
+    fn a_route_at_the_root_never_maps_an_endpoint_to_another_host() {
+        // Found by fuzz/fuzz_targets/sse.rs: "http://127.0.0.1:3002//127.0.0.1:3002Id=0f3c"
+        // on a route at `/` became "//127.0.0.1:3002Id=0f3c", which a client resolves as
+        // a scheme-relative reference: another host.
+        let text = "listen: 127.0.0.1:1\nadmin: { listen: 127.0.0.1:2 }\nroutes:\n  - { name: root, match: { path: / }, upstream: { url: 'http://127.0.0.1:3002/' } }\n";
+        let config = load_str("t", text).unwrap().config;
+        let route = Router::new(&config.routes)
+            .find(None, "/sse")
+            .unwrap()
+            .route;
+        for data in [
+            "http://127.0.0.1:3002//127.0.0.1:3002Id=0f3c",
+            "http://127.0.0.1:3002//elsewhere.example/messages?sessionId=abc",
+            "/\\elsewhere.example/messages?sessionId=abc",
+            "http://127.0.0.1:3002/\\elsewhere.example/messages?sessionId=abc",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data:?}");
+        }
+        assert_eq!(
+            rewrite(&route, "http://127.0.0.1:3002/messages?sessionId=abc").as_deref(),
+            Some("/messages?sessionId=sealed-abc")
         );
     }
 
