@@ -28,10 +28,13 @@ impl EndpointRewriter<'_> {
     ///
     /// Control characters, because the client's URL parser (WHATWG) strips them at the
     /// ends and drops tabs and newlines anywhere: `\0\0/messages` is a relative
-    /// reference to the gateway, and `/messages` outside the route to the client.
+    /// reference to the gateway, and `/messages` outside the route to the client. A
+    /// fragment, because the session parameter is read up to it by the client and
+    /// across it by [`map_session_param`]: `?sessionId#=x` had a session parameter for
+    /// the one and none for the other.
     pub fn rewrite(&self, data: &str) -> Option<String> {
         let announced = data.trim_matches([' ', '\t']);
-        if announced.is_empty() || announced.contains(|c: char| c.is_ascii_control()) {
+        if announced.is_empty() || announced.contains(|c: char| c.is_ascii_control() || c == '#') {
             return None;
         }
         if ambiguous_session_params(announced) || has_dot_segments(announced) {
@@ -343,6 +346,21 @@ mod tests {
             rewrite(&route, "http://127.0.0.1:3002/messages?sessionId=abc").as_deref(),
             Some("/messages?sessionId=sealed-abc")
         );
+    }
+
+    #[test]
+    fn endpoints_with_a_fragment_are_refused() {
+        // Found by fuzz/fuzz_targets/sse.rs: "ages?sessionId#=abc;sed=N/sess=`bbi[" went
+        // out unmapped: the mapping read the parameter `sessionId#`, the client reads
+        // `sessionId` (the query ends at `#`).
+        let route = route();
+        for data in [
+            "ages?sessionId#=abc;sed=N/sess=`bbi[",
+            "messages?sessionId=abc#x",
+            "/mcp/messages#?sessionId=abc",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data:?}");
+        }
     }
 
     #[test]
