@@ -48,14 +48,25 @@ impl EndpointRewriter<'_> {
 /// percent-encoded: the client would resolve it to a path the gateway did not map.
 fn has_dot_segments(endpoint: &str) -> bool {
     let before_query = endpoint.split(['?', '#']).next().unwrap_or_default();
+    // `://` after a scheme starts an authority, which ends at the path (a backslash ends
+    // it too for http URLs); anywhere else it is part of the path.
     let path = match before_query.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("", |at| &rest[at..]),
-        None => before_query,
+        Some((scheme, rest)) if is_scheme(scheme) => {
+            rest.find(['/', '\\']).map_or("", |at| &rest[at..])
+        }
+        _ => before_query,
     };
     path.split(['/', '\\']).any(|segment| {
         let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
         decoded == "." || decoded == ".."
     })
+}
+
+/// RFC 3986 §3.1: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// True when the query holds more than one session parameter, or one whose name the
@@ -361,6 +372,23 @@ mod tests {
         ] {
             assert_eq!(rewrite(&route, data), None, "{data:?}");
         }
+    }
+
+    #[test]
+    fn a_path_holding_colon_slash_slash_is_still_checked_for_dot_segments() {
+        // Found by fuzz/fuzz_targets/sse.rs: "..\\ED0/..\\%ttp://" was taken for a URL
+        // with an authority (it holds `://`), so its path was never checked; as a
+        // relative reference it resolves two levels up, outside the route.
+        let route = route();
+        for data in [
+            "..\\ED0/..\\%ttp://",
+            "../x?y=a://b",
+            "a/../../b://c",
+            "http://127.0.0.1:3001\\..\\..\\x",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data:?}");
+        }
+        assert!(is_scheme("http") && is_scheme("git+ssh") && !is_scheme("..\\x"));
     }
 
     #[test]
