@@ -41,10 +41,13 @@ impl EndpointRewriter<'_> {
     ///
     /// Control characters, because the client's URL parser (WHATWG) strips them at the
     /// ends and drops tabs and newlines anywhere: `\0\0/messages` is a relative
-    /// reference to the gateway, and `/messages` outside the route to the client.
+    /// reference to the gateway, and `/messages` outside the route to the client. A
+    /// fragment, because the session parameter is read up to it by the client and
+    /// across it by [`map_session_param`]: `?sessionId#=x` had a session parameter for
+    /// the one and none for the other.
     pub fn rewrite(&self, data: &str) -> Option<String> {
         let announced = data.trim_matches([' ', '\t']);
-        if announced.is_empty() || announced.contains(|c: char| c.is_ascii_control()) {
+        if announced.is_empty() || announced.contains(|c: char| c.is_ascii_control() || c == '#') {
             return None;
         }
         if ambiguous_session_params(announced) || has_dot_segments(announced) {
@@ -58,14 +61,25 @@ impl EndpointRewriter<'_> {
 /// percent-encoded: the client would resolve it to a path the gateway did not map.
 fn has_dot_segments(endpoint: &str) -> bool {
     let before_query = endpoint.split(['?', '#']).next().unwrap_or_default();
+    // `://` after a scheme starts an authority, which ends at the path (a backslash ends
+    // it too for http URLs); anywhere else it is part of the path.
     let path = match before_query.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("", |at| &rest[at..]),
-        None => before_query,
+        Some((scheme, rest)) if is_scheme(scheme) => {
+            rest.find(['/', '\\']).map_or("", |at| &rest[at..])
+        }
+        _ => before_query,
     };
     path.split(['/', '\\']).any(|segment| {
         let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
         decoded == "." || decoded == ".."
     })
+}
+
+/// RFC 3986 §3.1: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// True when the query holds more than one session parameter, or one whose name the
@@ -125,8 +139,14 @@ pub fn map_session_param(
 
 /// The announced endpoint as a path under the route, or `None` if it cannot be mapped.
 /// Relative references (`messages?x`) resolve against the rewritten stream URL on the
-/// client side and need no change.
+/// client side and need no change. A path that would start with `//` or `/\` is not
+/// one: the client reads it as another host (a route at `/` maps the upstream's
+/// `//elsewhere/x` to exactly that).
 fn public_endpoint(paths: RoutePaths<'_>, announced: &str) -> Option<String> {
+    mapped_endpoint(paths, announced).filter(|e| !e.starts_with("//") && !e.starts_with("/\\"))
+}
+
+fn mapped_endpoint(paths: RoutePaths<'_>, announced: &str) -> Option<String> {
     if let Ok(url) = url::Url::parse(announced) {
         let upstream = paths.upstream;
         let same_origin = url.scheme() == upstream.scheme()
@@ -295,6 +315,63 @@ mod tests {
             rewrite(&route, "messages/a:b?sessionId=abc&t=1:2").as_deref(),
             Some("messages/a:b?sessionId=sealed-abc&t=1%3A2")
         );
+    }
+
+    #[test]
+    fn a_route_at_the_root_never_maps_an_endpoint_to_another_host() {
+        // Found by fuzz/fuzz_targets/sse.rs: "http://127.0.0.1:3002//127.0.0.1:3002Id=0f3c"
+        // on a route at `/` became "//127.0.0.1:3002Id=0f3c", which a client resolves as
+        // a scheme-relative reference: another host.
+        let text = "listen: 127.0.0.1:1\nadmin: { listen: 127.0.0.1:2 }\nroutes:\n  - { name: root, match: { path: / }, upstream: { url: 'http://127.0.0.1:3002/' } }\n";
+        let config = load_str("t", text).unwrap().config;
+        let route = Router::new(&config.routes)
+            .find(None, "/sse")
+            .unwrap()
+            .route;
+        for data in [
+            "http://127.0.0.1:3002//127.0.0.1:3002Id=0f3c",
+            "http://127.0.0.1:3002//elsewhere.example/messages?sessionId=abc",
+            "/\\elsewhere.example/messages?sessionId=abc",
+            "http://127.0.0.1:3002/\\elsewhere.example/messages?sessionId=abc",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data:?}");
+        }
+        assert_eq!(
+            rewrite(&route, "http://127.0.0.1:3002/messages?sessionId=abc").as_deref(),
+            Some("/messages?sessionId=sealed-abc")
+        );
+    }
+
+    #[test]
+    fn endpoints_with_a_fragment_are_refused() {
+        // Found by fuzz/fuzz_targets/sse.rs: "ages?sessionId#=abc;sed=N/sess=`bbi[" went
+        // out unmapped: the mapping read the parameter `sessionId#`, the client reads
+        // `sessionId` (the query ends at `#`).
+        let route = route();
+        for data in [
+            "ages?sessionId#=abc;sed=N/sess=`bbi[",
+            "messages?sessionId=abc#x",
+            "/mcp/messages#?sessionId=abc",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_holding_colon_slash_slash_is_still_checked_for_dot_segments() {
+        // Found by fuzz/fuzz_targets/sse.rs: "..\\ED0/..\\%ttp://" was taken for a URL
+        // with an authority (it holds `://`), so its path was never checked; as a
+        // relative reference it resolves two levels up, outside the route.
+        let route = route();
+        for data in [
+            "..\\ED0/..\\%ttp://",
+            "../x?y=a://b",
+            "a/../../b://c",
+            "http://127.0.0.1:3001\\..\\..\\x",
+        ] {
+            assert_eq!(rewrite(&route, data), None, "{data:?}");
+        }
+        assert!(is_scheme("http") && is_scheme("git+ssh") && !is_scheme("..\\x"));
     }
 
     #[test]
