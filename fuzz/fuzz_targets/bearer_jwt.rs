@@ -112,7 +112,13 @@ fn jwt(data: &[u8]) {
 
 fn check_decoded(decoded: &jwt::Decoded<'_>, header: Option<&[u8]>) {
     if let Some(header) = header {
-        let value: Value = serde_json::from_slice(header).expect("a decoded header is JSON");
+        let value: Value = match serde_json::from_slice(header) {
+            Ok(value) => value,
+            // JSON with a number past f64's range in a member the header type ignores:
+            // valid, but more than `Value` can hold.
+            Err(e) if e.to_string().starts_with("number out of range") => return,
+            Err(e) => panic!("a decoded header is not JSON: {e}"),
+        };
         assert_eq!(
             value.get("alg").and_then(Value::as_str),
             Some(decoded.alg.name()),
