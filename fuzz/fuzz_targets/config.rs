@@ -24,8 +24,12 @@ fuzz_target!(|data: &[u8]| {
     if text.trim().is_empty() {
         return;
     }
-    // YAML ends a line at LF, CRLF or a lone CR.
-    let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count();
+    // YAML ends a line at LF, CRLF or a lone CR, and (YAML 1.1, which the parsers
+    // follow) at NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR too.
+    let lines = text
+        .replace("\r\n", "\n")
+        .split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
+        .count();
     for error in &errors {
         let Some(position) = error.position else {
             panic!("an error without a position: {error}");
