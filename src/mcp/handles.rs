@@ -37,6 +37,7 @@
 use std::time::Duration;
 
 use super::jsonrpc::{inspect, Inspected, Message, MessageKind, RELATED_TASK_META_KEY};
+use super::methods::revision_since;
 use super::scan::{NotJson, Scanner};
 use super::session::{
     open_payload, seal_payload, Digests, Purpose, SealError, SessionKeys, UnsealError,
@@ -156,7 +157,7 @@ pub fn open_handle(
 /// clients are not read for a state on routes without a policy: a state that reaches
 /// the client unsealed is refused when it comes back, so it cannot be replayed.
 pub fn version_has_request_state(version: Option<&[u8]>) -> bool {
-    version.is_some_and(|v| v.len() == 10 && v >= &b"2026-07-28"[..])
+    revision_since(version, b"2026-07-28")
 }
 
 /// Whether an answer (a JSON body on a route without a policy) may be an input-required
@@ -179,7 +180,7 @@ const TASKS_SINCE: &[u8] = b"2025-11-25";
 /// may create a task: `tools/call`, `prompts/get`, `resources/read`).
 pub fn answer_may_carry_handle(version: Option<&[u8]>, inspected: Option<&Inspected>) -> bool {
     let state = version_has_request_state(version) && answer_may_carry_state(inspected);
-    let tasks = version.is_some_and(|v| v.len() == 10 && v >= TASKS_SINCE)
+    let tasks = revision_since(version, TASKS_SINCE)
         && inspected.is_some_and(|i| {
             i.messages.iter().any(|m| match &m.kind {
                 MessageKind::Call { method, .. } => {

@@ -128,8 +128,14 @@ pub const REMOVED_IN_2026_07_28: [&str; 2] = ["resources/subscribe", "resources/
 /// Whether `method` is gone in the protocol `version` a request names in its `_meta`
 /// (dates compare as text; `None`: an older request, which has every method).
 pub fn removed_in(method: &str, version: Option<&str>) -> bool {
-    version.is_some_and(|v| v.len() == 10 && v >= "2026-07-28")
+    revision_since(version.map(str::as_bytes), b"2026-07-28")
         && REMOVED_IN_2026_07_28.contains(&method)
+}
+
+/// Whether a protocol `version` a request names (`YYYY-MM-DD`) is the revision `since` or
+/// a later one: such dates compare as text. Anything else names no revision.
+pub fn revision_since(version: Option<&[u8]>, since: &[u8]) -> bool {
+    version.is_some_and(|v| v.len() == since.len() && v >= since)
 }
 
 methods! {
