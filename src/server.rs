@@ -76,6 +76,7 @@ pub fn build(
         .map_err(|e| format!("metrics: {e}"))?;
     let gateway = Gateway::new(GatewayState::build(config, &metrics, auth)?, &metrics)
         .with_client_metrics(client_metrics.clone());
+    metrics.config_loaded();
     let state = gateway.state_handle();
 
     let mut readiness = Readiness::default();

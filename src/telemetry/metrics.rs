@@ -79,6 +79,21 @@ fn method_slot(method: &str) -> (usize, &'static str) {
     }
 }
 
+/// The standard `process_*` metrics (CPU, resident memory, open and maximum file
+/// descriptors, threads, start time) of the gateway's own process, read from `/proc` when
+/// scraped. Only Linux has them; elsewhere there is nothing to register.
+#[cfg(target_os = "linux")]
+fn register_process_collector(registry: &Registry) -> prometheus::Result<()> {
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn register_process_collector(_registry: &Registry) -> prometheus::Result<()> {
+    Ok(())
+}
+
 struct Families {
     requests: IntCounterVec,
     duration: HistogramVec,
@@ -97,6 +112,8 @@ struct Families {
     stream_errors: IntCounterVec,
     jwks_refreshes: IntCounterVec,
     config_reloads: IntCounterVec,
+    last_reload_success: prometheus::Gauge,
+    last_reload_successful: IntGauge,
     session_keys: IntGaugeVec,
 }
 
@@ -372,6 +389,19 @@ impl Metrics {
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
         }
+        let last_reload_success = prometheus::Gauge::with_opts(Opts::new(
+            "drawbridge_config_last_reload_success_timestamp_seconds",
+            "When the configuration in use was loaded (start-up or the last accepted reload), \
+             in seconds since the Unix epoch.",
+        ))?;
+        registry.register(Box::new(last_reload_success.clone()))?;
+        let last_reload_successful = IntGauge::with_opts(Opts::new(
+            "drawbridge_config_last_reload_successful",
+            "1 if the last configuration load or reload was accepted, 0 if it was refused \
+             (the previous configuration then stays in use).",
+        ))?;
+        registry.register(Box::new(last_reload_successful.clone()))?;
+        register_process_collector(&registry)?;
         Ok(Metrics {
             registry,
             families: Arc::new(Families {
@@ -392,6 +422,8 @@ impl Metrics {
                 stream_errors,
                 jwks_refreshes,
                 config_reloads,
+                last_reload_success,
+                last_reload_successful,
                 session_keys,
             }),
         })
@@ -438,12 +470,30 @@ impl Metrics {
         }
     }
 
-    /// Counts one reload attempt (`success` or `failure`).
+    /// Counts one reload attempt (`success` or `failure`) and, for a success, records
+    /// when it happened.
     pub fn config_reload(&self, result: &str) {
         self.families
             .config_reloads
             .with_label_values(&[result])
             .inc();
+        let accepted = result == "success";
+        if accepted {
+            self.config_loaded();
+        }
+        self.families
+            .last_reload_successful
+            .set(i64::from(accepted));
+    }
+
+    /// Records that the configuration in use was loaded now (at start-up, and by every
+    /// accepted reload).
+    pub fn config_loaded(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.families.last_reload_success.set(now);
+        self.families.last_reload_successful.set(1);
     }
 
     /// The registry, for modules that own metric families of their own.
@@ -511,6 +561,51 @@ mod tests {
             r#"drawbridge_tool_calls_total{decision="allow",route="everything",tool="echo"} 1"#
         ));
         assert!(text.contains("drawbridge_build_info{version="));
+    }
+
+    /// The value of an unlabelled sample in the text exposition.
+    fn sample(text: &str, name: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn reloads_record_when_and_whether_the_configuration_was_accepted() {
+        let m = Metrics::new().unwrap();
+        let text = String::from_utf8(m.render()).unwrap();
+        let when = "drawbridge_config_last_reload_success_timestamp_seconds";
+        let ok = "drawbridge_config_last_reload_successful";
+        assert_eq!(sample(&text, when), Some(0.0), "{text}");
+        m.config_loaded();
+        let text = String::from_utf8(m.render()).unwrap();
+        let loaded = sample(&text, when).unwrap();
+        assert!(loaded > 1.7e9, "{loaded}");
+        assert_eq!(sample(&text, ok), Some(1.0));
+        m.config_reload("failure");
+        let text = String::from_utf8(m.render()).unwrap();
+        assert_eq!(sample(&text, ok), Some(0.0), "a refused reload shows");
+        assert_eq!(
+            sample(&text, when),
+            Some(loaded),
+            "the time of the last success stays"
+        );
+        m.config_reload("success");
+        let text = String::from_utf8(m.render()).unwrap();
+        assert_eq!(sample(&text, ok), Some(1.0));
+        assert!(sample(&text, when).unwrap() >= loaded);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_metrics_describe_this_process() {
+        let m = Metrics::new().unwrap();
+        let text = String::from_utf8(m.render()).unwrap();
+        let fds = sample(&text, "process_open_fds").unwrap();
+        let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as f64;
+        assert!(fds >= 3.0 && fds <= open_now + 16.0, "{fds} vs {open_now}");
+        assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 1e6);
+        assert!(sample(&text, "process_max_fds").unwrap() >= fds);
+        assert!(sample(&text, "process_start_time_seconds").unwrap() > 1.7e9);
     }
 
     #[test]

@@ -47,6 +47,23 @@ async fn metrics_count_requests_by_route_method_and_status() {
         Some(3.0)
     );
     assert!(m.contains("drawbridge_build_info{version=\""));
+    // The process metrics are the gateway's own (its pid's file descriptors), and the
+    // configuration it started with counts as loaded.
+    let fds = sample(&m, "process_open_fds").unwrap();
+    assert!(fds >= 3.0, "{fds}");
+    assert!(sample(&m, "process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(
+        sample(
+            &m,
+            "drawbridge_config_last_reload_success_timestamp_seconds"
+        )
+        .unwrap()
+            > 1.7e9
+    );
+    assert_eq!(
+        sample(&m, "drawbridge_config_last_reload_successful"),
+        Some(1.0)
+    );
 
     let health = reqwest::get(gw.admin_url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);

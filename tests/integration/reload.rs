@@ -381,6 +381,11 @@ async fn with_watch_a_changed_file_reloads_without_a_signal() {
     let m = gw.metrics().await;
     assert_eq!(reloads(&m, "failure"), Some(1.0), "retried: {m}");
     assert_eq!(
+        sample(&m, "drawbridge_config_last_reload_successful"),
+        Some(0.0),
+        "a refused reload is visible: {m}"
+    );
+    assert_eq!(
         status(&gw, "/b/mcp").await,
         200,
         "the old configuration stays"
@@ -392,6 +397,11 @@ async fn with_watch_a_changed_file_reloads_without_a_signal() {
         reloads(&gw.metrics().await, "success") == Some(2.0)
     })
     .await;
+    let m = gw.metrics().await;
+    assert_eq!(
+        sample(&m, "drawbridge_config_last_reload_successful"),
+        Some(1.0)
+    );
     std::fs::write(&secret, key(2)).unwrap();
     eventually("the new secret is in use", || async {
         key_check(&gw).await.is_some_and(|c| c != first_check)
