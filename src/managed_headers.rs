@@ -41,6 +41,10 @@ pub const GATEWAY_MANAGED_HEADERS: &[&str] = &[
     "mcp-name",
     "mcp-protocol-version",
     "last-event-id",
+    // Request id and trace context: kept from the client or written by the gateway.
+    "x-request-id",
+    "traceparent",
+    "tracestate",
 ];
 
 /// True when `name` is one of [`GATEWAY_MANAGED_HEADERS`], in any case.

@@ -7,7 +7,7 @@
 
 use crate::auth::AuthFailure;
 use crate::exchange::FailureKind;
-use crate::mcp::jsonrpc::{error_body, Inspected, Malformed};
+use crate::mcp::jsonrpc::{error_body_for, Inspected, Malformed};
 use crate::mcp::request_meta::MetaError;
 use crate::target::query::QueryError;
 use crate::target::TargetError;
@@ -361,6 +361,16 @@ impl Refusal {
     /// The response body: a JSON-RPC error answering the request's id(s) when the request
     /// was JSON-RPC (or meant to be), a small JSON object otherwise.
     pub fn body(&self, inspected: Option<&Inspected>) -> String {
+        self.body_for(inspected, None)
+    }
+
+    /// [`Refusal::body`] naming the refused request by its `X-Request-Id`: in
+    /// `error.data.requestId` of a JSON-RPC error, as `request_id` in the other forms.
+    pub fn body_for(&self, inspected: Option<&Inspected>, request_id: Option<&str>) -> String {
+        let id_member = match request_id.map(serde_json::to_string) {
+            Some(Ok(id)) => format!(r#","request_id":{id}"#),
+            _ => String::new(),
+        };
         if let Refusal::Auth { failure, .. } = self {
             // OAuth-style error object (RFC 6750): the body is read only after
             // authentication, so there is no JSON-RPC id to answer.
@@ -369,7 +379,7 @@ impl Refusal {
                 .1
                 .map_or("unauthorized", |c| c.as_str());
             let description = serde_json::Value::String(self.message());
-            return format!(r#"{{"error":"{code}","error_description":{description}}}"#);
+            return format!(r#"{{"error":"{code}","error_description":{description}{id_member}}}"#);
         }
         // A batch over the limit gets one error, not one per message: the refusal stays
         // small however long the batch.
@@ -388,10 +398,13 @@ impl Refusal {
                     | Refusal::TooManyConnections
             );
         if rpc {
-            return error_body(inspected, self.jsonrpc_code(), &self.message());
+            return error_body_for(inspected, self.jsonrpc_code(), &self.message(), request_id);
         }
         let message = serde_json::Value::String(self.message());
-        format!(r#"{{"error":"{}","message":{message}}}"#, self.kind())
+        format!(
+            r#"{{"error":"{}","message":{message}{id_member}}}"#,
+            self.kind()
+        )
     }
 }
 
@@ -454,6 +467,38 @@ mod tests {
         );
         assert_eq!(Refusal::HeaderMismatch.jsonrpc_code(), -32020);
         assert_eq!(refusal.kind(), Refusal::HeaderMismatch.kind());
+    }
+
+    #[test]
+    fn every_body_form_names_the_request_it_refuses() {
+        let id = Some("req-7:a/b");
+        let single = inspect(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).unwrap();
+        let batch = inspect(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#).unwrap();
+        let read = |text: String| -> serde_json::Value { serde_json::from_str(&text).unwrap() };
+        let rpc = read(Refusal::UpstreamTimeout.body_for(Some(&single), id));
+        assert_eq!(rpc["error"]["data"]["requestId"], "req-7:a/b");
+        let many = read(Refusal::UpstreamTimeout.body_for(Some(&batch), id));
+        for item in many.as_array().unwrap() {
+            assert_eq!(item["error"]["data"]["requestId"], "req-7:a/b");
+        }
+        let plain = read(Refusal::NoRoute.body_for(None, id));
+        assert_eq!(plain["request_id"], "req-7:a/b");
+        assert_eq!(plain["error"], "no_route");
+        let auth = read(
+            Refusal::Auth {
+                failure: crate::auth::AuthFailure::InsufficientScope,
+                challenge: String::new(),
+            }
+            .body_for(None, id),
+        );
+        assert_eq!(auth["request_id"], "req-7:a/b");
+        // Without an id, the bodies are as before.
+        assert!(read(Refusal::UpstreamTimeout.body(Some(&single)))["error"]
+            .get("data")
+            .is_none());
+        assert!(read(Refusal::NoRoute.body(None))
+            .get("request_id")
+            .is_none());
     }
 
     #[test]

@@ -780,28 +780,52 @@ impl<'de> Visitor<'de> for ElementVisitor {
 
 /// A JSON-RPC error object answering `id` (`null` when unknown).
 pub fn error_object(id: Option<&str>, code: i64, message: &str) -> String {
+    error_object_for(id, code, message, None)
+}
+
+/// [`error_object`], naming the request it refuses in `error.data.requestId` (the
+/// `X-Request-Id` that the access line and the audit events carry too).
+pub fn error_object_for(
+    id: Option<&str>,
+    code: i64,
+    message: &str,
+    request_id: Option<&str>,
+) -> String {
     let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
+    let data = match request_id.map(serde_json::to_string) {
+        Some(Ok(request_id)) => format!(r#","data":{{"requestId":{request_id}}}"#),
+        _ => String::new(),
+    };
     format!(
-        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{message}}}}}"#,
+        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":{code},"message":{message}{data}}}}}"#,
         id.unwrap_or("null")
     )
 }
 
 /// The error body for a refused request: one object, or a batch with one per request.
 pub fn error_body(inspected: Option<&Inspected>, code: i64, message: &str) -> String {
+    error_body_for(inspected, code, message, None)
+}
+
+/// [`error_body`] naming the refused request (see [`error_object_for`]).
+pub fn error_body_for(
+    inspected: Option<&Inspected>,
+    code: i64,
+    message: &str,
+    request_id: Option<&str>,
+) -> String {
+    let object = |id| error_object_for(id, code, message, request_id);
     match inspected {
         Some(i) if i.batch => {
             let mut ids = i.request_ids().peekable();
             if ids.peek().is_none() {
-                return error_object(None, code, message);
+                return object(None);
             }
-            let items: Vec<String> = ids
-                .map(|id| error_object(Some(id), code, message))
-                .collect();
+            let items: Vec<String> = ids.map(|id| object(Some(id))).collect();
             format!("[{}]", items.join(","))
         }
-        Some(i) => error_object(i.request_ids().next(), code, message),
-        None => error_object(None, code, message),
+        Some(i) => object(i.request_ids().next()),
+        None => object(None),
     }
 }
 

@@ -8,6 +8,7 @@ use pingora::Result;
 
 use super::origin;
 use crate::refusal::Refusal;
+use crate::telemetry::ids::X_REQUEST_ID;
 
 /// A refusal as JSON, with its status and headers, and the CORS headers for an allowed browser origin, so that a browser
 /// client can read the refusal and its challenge.
@@ -17,8 +18,12 @@ pub(super) async fn write_refusal(
     body: Bytes,
     refusal: &Refusal,
     cors: Option<&http::HeaderValue>,
+    request_id: Option<&http::HeaderValue>,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(8))?;
+    let mut resp = ResponseHeader::build(status, Some(9))?;
+    if let Some(id) = request_id {
+        resp.insert_header(&X_REQUEST_ID, id)?;
+    }
     if let Some(origin) = cors {
         origin::add_response_headers(&mut resp, origin)?;
     }
@@ -40,14 +45,21 @@ pub(super) async fn write_refusal(
 
 /// Protected resource metadata (RFC 9728) for GET, HEAD and a CORS preflight, readable
 /// from any origin; other methods get 405.
-pub(super) async fn write_metadata(session: &mut Session, body: Bytes) -> Result<()> {
+pub(super) async fn write_metadata(
+    session: &mut Session,
+    body: Bytes,
+    request_id: Option<&http::HeaderValue>,
+) -> Result<()> {
     let (status, body) = match session.req_header().method {
         http::Method::GET => (200, body),
         http::Method::HEAD => (200, Bytes::new()),
         http::Method::OPTIONS => (204, Bytes::new()),
         _ => (405, Bytes::new()),
     };
-    let mut resp = ResponseHeader::build(status, Some(6))?;
+    let mut resp = ResponseHeader::build(status, Some(7))?;
+    if let Some(id) = request_id {
+        resp.insert_header(&X_REQUEST_ID, id)?;
+    }
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "max-age=300")?;

@@ -13,6 +13,7 @@ use crate::mcp::jsonrpc::Inspected;
 use crate::mcp::stream::SseFilter;
 use crate::policy::Permit;
 use crate::refusal::Refusal;
+use crate::telemetry::ids::RequestIds;
 
 /// How the response body is treated on its way to the client.
 #[derive(Debug, Default)]
@@ -35,6 +36,9 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The client's address (its TCP peer), set when the request path starts.
     pub client_ip: Option<std::net::IpAddr>,
+    /// Request id and trace id, set first of all (`steps::identify`); a subrequest gets
+    /// the main request's.
+    pub ids: Option<RequestIds>,
     /// Set by the route step; every later phase relies on it.
     pub route: Option<RouteMatch>,
     /// Who is calling (protected routes), set by the authenticate step.
@@ -82,6 +86,7 @@ impl RequestCtx {
             state,
             started: Instant::now(),
             client_ip: None,
+            ids: None,
             route: None,
             principal: None,
             permit: None,
@@ -101,6 +106,16 @@ impl RequestCtx {
             delegated: false,
             list_failure: None,
         }
+    }
+
+    /// The request id, for bodies and log lines.
+    pub fn request_id(&self) -> Option<&str> {
+        self.ids.as_ref().map(RequestIds::request_id)
+    }
+
+    /// The request id as a header value, for answers.
+    pub fn request_id_header(&self) -> Option<&http::HeaderValue> {
+        self.ids.as_ref().map(|ids| &ids.request_id)
     }
 
     /// In a subrequest: its JSON list answer could not be filtered, so the main request

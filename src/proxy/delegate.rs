@@ -46,6 +46,7 @@ pub struct Handoff {
     pub permit: Permit,
     pub inspected: Inspected,
     pub body_len: usize,
+    pub ids: Option<crate::telemetry::ids::RequestIds>,
     /// Set by the subrequest when a JSON list answer could not be filtered: the main
     /// request, which holds that answer's header, then sends a 502.
     pub list_failure: Arc<AtomicBool>,
@@ -86,6 +87,7 @@ pub fn adopt_handoff(session: &mut Session, ctx: &mut RequestCtx) -> bool {
         ctx.inspected = Some(h.inspected);
         ctx.body_len = Some(h.body_len);
         ctx.list_failure = Some(h.list_failure);
+        ctx.ids = h.ids;
     }
     true
 }
@@ -120,6 +122,7 @@ pub async fn hand_off(
         permit,
         inspected,
         body_len,
+        ids: ctx.ids.clone(),
         list_failure: Default::default(),
     };
     ctx.delegated = true;

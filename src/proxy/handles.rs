@@ -19,6 +19,7 @@ use crate::mcp::jsonrpc::{Inspected, MessageKind};
 use crate::mcp::request_meta::{encode_header_value, NAME_HEADER, TASK_NAME_METHODS};
 use crate::refusal::Refusal;
 use crate::telemetry::audit::{self, AuditEvent, Caller};
+use crate::telemetry::ids::RequestIds;
 
 /// Step 8b: the body the upstream receives. A body with server-minted handles is
 /// restored (`ctx.body_restored`, its reading replaced by the upstream's view); any other
@@ -32,7 +33,14 @@ pub(super) fn restore_body(
     let (Some(bytes), Some(inspected)) = (body.as_ref(), ctx.inspected.as_ref()) else {
         return Ok(body);
     };
-    match open_handles(state, rt, &ctx.principal, inspected, bytes)? {
+    match open_handles(
+        state,
+        rt,
+        &ctx.principal,
+        inspected,
+        bytes,
+        ctx.ids.as_ref(),
+    )? {
         Some((restored, again)) => {
             ctx.body_restored = true;
             ctx.inspected = Some(again);
@@ -53,6 +61,7 @@ pub(super) fn open_handles(
     principal: &Option<Arc<Principal>>,
     inspected: &Inspected,
     body: &Bytes,
+    ids: Option<&RequestIds>,
 ) -> Result<Option<(Bytes, Inspected)>, Refusal> {
     let presented = handles::presented_handles(inspected).map_err(Refusal::InvalidParams)?;
     if presented.is_empty() {
@@ -71,12 +80,15 @@ pub(super) fn open_handles(
         )
         .map_err(|reason| {
             rt.metrics.handle_rejection(handle.label(), reason.reason());
-            audit::emit(&AuditEvent::HandleRejected {
-                route: &rt.route,
-                caller: Caller::of(principal.as_deref()),
-                handle,
-                reason,
-            });
+            audit::emit(
+                &AuditEvent::HandleRejected {
+                    route: &rt.route,
+                    caller: Caller::of(principal.as_deref()),
+                    handle,
+                    reason,
+                },
+                ids,
+            );
             match handle {
                 Handle::RequestState => Refusal::UnknownRequestState,
                 Handle::TaskId => Refusal::UnknownTaskId,

@@ -39,6 +39,7 @@ use crate::exchange::{CredentialCache, CredentialRequest, ExchangeCounters};
 use crate::mcp::jsonrpc;
 use crate::refusal::Refusal;
 use crate::telemetry::budget::{self, RefusalKey, Source};
+use crate::telemetry::ids::RequestIds;
 use crate::telemetry::Metrics;
 use arc_swap::ArcSwap;
 use failure::{classify, Failure};
@@ -144,8 +145,15 @@ impl Gateway {
         // 5. Authenticate: a protected route's caller, before any body byte is read.
         // The token itself is kept (in this function only) when the route exchanges it.
         let mut subject_token = None;
-        if let Some(auth) =
-            steps::authenticate(state, rt, req, &target.query, ctx.client_ip).await?
+        if let Some(auth) = steps::authenticate(
+            state,
+            rt,
+            req,
+            &target.query,
+            ctx.client_ip,
+            ctx.ids.as_ref(),
+        )
+        .await?
         {
             ctx.principal = Some(auth.verified.principal);
             ctx.token_key = Some(auth.verified.token_key);
@@ -157,8 +165,12 @@ impl Gateway {
             Form::Bodiless => None,
         };
         // 7. Authorize every operation: the permit forwarding requires.
-        let (permit, lists) =
-            steps::authorize(rt, ctx.principal.as_deref(), ctx.inspected.as_ref())?;
+        let (permit, lists) = steps::authorize(
+            rt,
+            ctx.principal.as_deref(),
+            ctx.inspected.as_ref(),
+            ctx.ids.as_ref(),
+        )?;
         ctx.pending_lists = lists;
         ctx.permit = Some(permit);
         // 8. Session: a sealed session id opens for this caller and route only.
@@ -170,6 +182,7 @@ impl Gateway {
             &target.query,
             &ctx.principal,
             found,
+            ctx.ids.as_ref(),
         )?;
         ctx.upstream_session_id = opened.upstream_id;
         ctx.reusable_seal = opened.reusable_seal;
@@ -183,8 +196,14 @@ impl Gateway {
             subject_expires_at: ctx.principal.as_ref().map(|p| p.expires_at),
             permit_scopes: ctx.permit.as_ref().map_or(&[][..], |p| &p.scopes[..]),
         };
-        ctx.upstream_credential =
-            steps::obtain_credential(self, rt, &request, ctx.principal.as_deref()).await?;
+        ctx.upstream_credential = steps::obtain_credential(
+            self,
+            rt,
+            &request,
+            ctx.principal.as_deref(),
+            ctx.ids.as_ref(),
+        )
+        .await?;
         Ok(Admitted::Forward(body))
     }
 
@@ -206,9 +225,17 @@ impl Gateway {
         if let (Refusal::BodyTimeout, Some(m)) = (&refusal, &self.client_metrics) {
             m.timeout(crate::telemetry::client::TimeoutKind::Body);
         }
-        let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
+        let body = Bytes::from(refusal.body_for(ctx.inspected.as_ref(), ctx.request_id()));
         let cors = origin::cors_origin(session, ctx);
-        answer::write_refusal(session, refusal.status(), body, &refusal, cors.as_ref()).await?;
+        answer::write_refusal(
+            session,
+            refusal.status(),
+            body,
+            &refusal,
+            cors.as_ref(),
+            ctx.request_id_header(),
+        )
+        .await?;
         ctx.refusal = Some(refusal);
         Ok(true)
     }
@@ -272,9 +299,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut Box<RequestCtx>,
     ) -> Result<bool> {
         if delegate::adopt_handoff(session, ctx) {
-            // A subrequest: the main request already routed and inspected it.
+            // A subrequest: the main request already identified, routed and inspected it.
+            if let Some(ids) = &ctx.ids {
+                steps::write_ids(session.req_header_mut(), ids, true);
+            }
             return Ok(false);
         }
+        ctx.ids = Some(steps::identify(session.req_header_mut()));
         let state = ctx.state.clone();
         ctx.client_ip = session
             .client_addr()
@@ -283,7 +314,7 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         if let Some((route, doc)) = state.metadata.find(request_host(req), req.uri.path()) {
             ctx.metadata_of = Some(route);
-            answer::write_metadata(session, doc).await?;
+            answer::write_metadata(session, doc, ctx.request_id_header()).await?;
             return Ok(true);
         }
         let outcome = match self.admit(session, ctx, &state).await {
@@ -383,6 +414,9 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(failure::UNFILTERABLE, "compressed upstream answer");
         }
         headers::prepare_client_response(upstream_response);
+        if let Some(id) = ctx.request_id_header() {
+            upstream_response.insert_header(&crate::telemetry::ids::X_REQUEST_ID, id)?;
+        }
         self.seal_response_session(upstream_response, ctx);
         if let Some(origin) = origin::cors_origin(session, ctx) {
             origin::add_response_headers(upstream_response, &origin)?;
@@ -483,10 +517,17 @@ impl ProxyHttp for Gateway {
             };
         }
         let status = refusal.status();
-        let body = Bytes::from(refusal.body(ctx.inspected.as_ref()));
+        let body = Bytes::from(refusal.body_for(ctx.inspected.as_ref(), ctx.request_id()));
         let cors = origin::cors_origin(session, ctx);
-        if let Err(write_error) =
-            answer::write_refusal(session, status, body, &refusal, cors.as_ref()).await
+        if let Err(write_error) = answer::write_refusal(
+            session,
+            status,
+            body,
+            &refusal,
+            cors.as_ref(),
+            ctx.request_id_header(),
+        )
+        .await
         {
             tracing::debug!(error = %write_error, "could not send the error response");
         }
@@ -547,6 +588,9 @@ impl ProxyHttp for Gateway {
             bytes_out = session.body_bytes_sent(),
             refusal = refusal.map(Refusal::kind),
             upstream_error = ctx.upstream_error,
+            client = ctx.client_ip.map(tracing::field::display),
+            request_id = ctx.request_id(),
+            trace_id = ctx.ids.as_ref().map(RequestIds::trace_id),
             error = e.map(|e| e.etype().as_str()),
         );
     }

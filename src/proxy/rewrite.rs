@@ -148,7 +148,10 @@ impl Gateway {
                     if failure == StreamFailure::Unfilterable {
                         rt.metrics.list_filter_failure();
                     }
-                    audit::emit(&AuditEvent::StreamEnded { route, failure });
+                    audit::emit(
+                        &AuditEvent::StreamEnded { route, failure },
+                        ctx.ids.as_ref(),
+                    );
                 }
                 out.bytes
             }
@@ -163,14 +166,19 @@ impl Gateway {
                 Err(e) => {
                     rt.metrics.list_filter_failure();
                     rt.metrics.stream_error("unfilterable_answer");
-                    audit::emit(&AuditEvent::ListFilterFailed { route, error: &e });
+                    audit::emit(
+                        &AuditEvent::ListFilterFailed { route, error: &e },
+                        ctx.ids.as_ref(),
+                    );
                     ctx.response_mode = ResponseMode::Discard;
                     // A held answer (see `delegate`) becomes a 502; otherwise the status
                     // is already sent and the error answers the request's ids.
                     if let Some(failed) = &ctx.list_failure {
                         failed.store(true, std::sync::atomic::Ordering::Release);
                     }
-                    refusal.body(ctx.inspected.as_ref()).into_bytes()
+                    refusal
+                        .body_for(ctx.inspected.as_ref(), ctx.request_id())
+                        .into_bytes()
                 }
             },
         };

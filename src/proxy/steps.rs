@@ -26,9 +26,34 @@ use crate::refusal::Refusal;
 use crate::target::query::Query;
 use crate::target::session_param;
 use crate::telemetry::audit::{self, AuditEvent, Caller};
+use crate::telemetry::ids::{self, RequestIds};
 
 /// Denied operations of one batch that get an audit event each; the rest are counted.
 const AUDITED_DENIALS: usize = 16;
+
+/// Identify, first of all: the request's id and trace (`telemetry::ids`). A new
+/// `X-Request-Id` or `traceparent` is written into the request head, so the upstream and
+/// a subrequest carry the same ids as the logs.
+pub(super) fn identify(req: &mut RequestHeader) -> RequestIds {
+    let assigned = ids::assign(&req.headers);
+    write_ids(req, &assigned.ids, assigned.set_request_id);
+    assigned.ids
+}
+
+/// Writes the ids the gateway chose into the request head: the request id when it is
+/// new (or always, for a subrequest, whose head was copied before the main request
+/// identified it), and a trace the gateway started.
+pub(super) fn write_ids(req: &mut RequestHeader, ids: &RequestIds, request_id: bool) {
+    // Writing a header can fail only for an invalid value, and generated ids are ASCII
+    // hex: the logs keep the ids whatever happens.
+    if request_id {
+        let _ = req.insert_header(&ids::X_REQUEST_ID, &ids.request_id);
+    }
+    if let Some(traceparent) = &ids.new_traceparent {
+        let _ = req.insert_header(&ids::TRACEPARENT, traceparent);
+        req.remove_header(&ids::TRACESTATE);
+    }
+}
 
 /// The form of the request, before anything is read or authenticated: a method MCP uses
 /// (POST, GET, DELETE; a CORS preflight was answered before), no body on GET or DELETE, no
@@ -61,6 +86,7 @@ pub(super) async fn authenticate(
     req: &RequestHeader,
     query: &Query,
     client: Option<std::net::IpAddr>,
+    ids: Option<&RequestIds>,
 ) -> Result<Option<Authentication>, Refusal> {
     let Some(guard) = &rt.guard else {
         if bearer::query_has_token(query) {
@@ -86,11 +112,14 @@ pub(super) async fn authenticate(
     };
     outcome.map(Some).map_err(|failure| {
         rt.metrics.auth_failure(failure.reason());
-        audit::emit(&AuditEvent::AuthenticationRefused {
-            route: &rt.route,
-            failure: &failure,
-            client,
-        });
+        audit::emit(
+            &AuditEvent::AuthenticationRefused {
+                route: &rt.route,
+                failure: &failure,
+                client,
+            },
+            ids,
+        );
         if failure == AuthFailure::Token(TokenError::IntrospectionBusy) {
             Refusal::IntrospectionBusy
         } else {
@@ -169,6 +198,7 @@ pub(super) fn authorize(
     rt: &RouteRuntime,
     principal: Option<&Principal>,
     inspected: Option<&Inspected>,
+    ids: Option<&RequestIds>,
 ) -> Result<(Permit, PendingLists), Refusal> {
     let granted = principal.map_or(&[][..], |p| &p.scopes[..]);
     let policy = rt.route.policy.as_ref();
@@ -194,21 +224,27 @@ pub(super) fn authorize(
         if !single && (is_allowed || denied > AUDITED_DENIALS) {
             continue;
         }
-        audit::emit(&AuditEvent::Authorization {
-            route: &rt.route,
-            caller: Caller::of(principal),
-            verdict: v,
-        });
+        audit::emit(
+            &AuditEvent::Authorization {
+                route: &rt.route,
+                caller: Caller::of(principal),
+                verdict: v,
+            },
+            ids,
+        );
     }
     if !single && !verdicts.is_empty() {
-        audit::emit(&AuditEvent::AuthorizationSummary {
-            route: &rt.route,
-            caller: Caller::of(principal),
-            operations: verdicts.len(),
-            allowed,
-            denied,
-            denied_not_logged: denied.saturating_sub(AUDITED_DENIALS),
-        });
+        audit::emit(
+            &AuditEvent::AuthorizationSummary {
+                route: &rt.route,
+                caller: Caller::of(principal),
+                operations: verdicts.len(),
+                allowed,
+                denied,
+                denied_not_logged: denied.saturating_sub(AUDITED_DENIALS),
+            },
+            ids,
+        );
     }
     match result {
         Ok(permit) => {
@@ -271,6 +307,7 @@ pub(super) fn open_session(
     query: &Query,
     principal: &Option<Arc<Principal>>,
     found: &mut RouteMatch,
+    ids: Option<&RequestIds>,
 ) -> Result<OpenedSession, Refusal> {
     let mut values = req.headers.get_all(&MCP_SESSION_ID).iter();
     let header = values.next().map(|v| v.to_str().map(str::to_string));
@@ -313,11 +350,14 @@ pub(super) fn open_session(
         return Ok(opened);
     };
     rt.metrics.session_rejection(e.reason());
-    audit::emit(&AuditEvent::SessionRejected {
-        route: &rt.route,
-        caller: Caller::of(principal.as_deref()),
-        reason: e,
-    });
+    audit::emit(
+        &AuditEvent::SessionRejected {
+            route: &rt.route,
+            caller: Caller::of(principal.as_deref()),
+            reason: e,
+        },
+        ids,
+    );
     Err(Refusal::SessionNotFound)
 }
 
@@ -329,6 +369,7 @@ pub(super) async fn obtain_credential(
     rt: &RouteRuntime,
     request: &CredentialRequest<'_>,
     principal: Option<&Principal>,
+    ids: Option<&RequestIds>,
 ) -> Result<Option<(http::HeaderName, http::HeaderValue)>, Refusal> {
     rt.credential
         .obtain(
@@ -339,11 +380,14 @@ pub(super) async fn obtain_credential(
         )
         .await
         .map_err(|e| {
-            audit::emit(&AuditEvent::UpstreamCredentialFailed {
-                route: &rt.route,
-                caller: Caller::of(principal),
-                error: &e,
-            });
+            audit::emit(
+                &AuditEvent::UpstreamCredentialFailed {
+                    route: &rt.route,
+                    caller: Caller::of(principal),
+                    error: &e,
+                },
+                ids,
+            );
             Refusal::Credential(e.kind())
         })
 }

@@ -9,6 +9,7 @@
 //! decide call [`emit`].
 
 use super::budget::{self, RefusalKey, Source};
+use super::ids::RequestIds;
 use crate::auth::{AuthFailure, Principal};
 use crate::config::Route;
 use crate::exchange::ExchangeError;
@@ -180,17 +181,24 @@ impl AuditEvent<'_> {
 
 /// Writes `event` on target `audit`; a refusal within the log budget only (see
 /// [`AuditEvent::refusal_key`]): the rest are counted and reported per interval.
-pub fn emit(event: &AuditEvent<'_>) {
+///
+/// `ids`: the request's id and trace id (`telemetry::ids`), written as `request_id` and
+/// `trace_id`, so an event joins the request's access line and the upstream's logs.
+pub fn emit(event: &AuditEvent<'_>, ids: Option<&RequestIds>) {
     if event.refusal_key().is_none_or(budget::admit) {
-        write(event);
+        write(event, ids);
     }
 }
 
-fn write(event: &AuditEvent<'_>) {
+fn write(event: &AuditEvent<'_>, ids: Option<&RequestIds>) {
+    let request_id = ids.map(RequestIds::request_id);
+    let trace_id = ids.map(RequestIds::trace_id);
     match *event {
         AuditEvent::AuthenticationRefused { route, failure, .. } => tracing::info!(
             target: "audit",
             event = "authentication_refused",
+            request_id,
+            trace_id,
             route = %route.name,
             reason = failure.reason(),
         ),
@@ -206,6 +214,8 @@ fn write(event: &AuditEvent<'_>) {
             tracing::info!(
                 target: "audit",
                 event = "authorization",
+                request_id,
+                trace_id,
                 route = %route.name,
                 issuer = caller.issuer,
                 subject = caller.subject,
@@ -226,6 +236,8 @@ fn write(event: &AuditEvent<'_>) {
         } => tracing::info!(
             target: "audit",
             event = "authorization",
+            request_id,
+            trace_id,
             route = %route.name,
             issuer = caller.issuer,
             subject = caller.subject,
@@ -242,6 +254,8 @@ fn write(event: &AuditEvent<'_>) {
         } => tracing::warn!(
             target: "audit",
             event = "session_rejected",
+            request_id,
+            trace_id,
             route = %route.name,
             reason = reason.reason(),
             issuer = caller.issuer,
@@ -257,6 +271,8 @@ fn write(event: &AuditEvent<'_>) {
         } => tracing::warn!(
             target: "audit",
             event = "handle_rejected",
+            request_id,
+            trace_id,
             route = %route.name,
             handle = handle.label(),
             reason = reason.reason(),
@@ -272,6 +288,8 @@ fn write(event: &AuditEvent<'_>) {
         } => tracing::warn!(
             target: "audit",
             event = "upstream_credential_failed",
+            request_id,
+            trace_id,
             route = %route.name,
             issuer = caller.issuer,
             subject = caller.subject,
@@ -281,6 +299,8 @@ fn write(event: &AuditEvent<'_>) {
         AuditEvent::StreamEnded { route, failure } => tracing::warn!(
             target: "audit",
             event = "stream_ended",
+            request_id,
+            trace_id,
             route = %route.name,
             reason = failure.reason(),
             "an upstream event stream could not be filtered; it was ended with an error"
@@ -288,6 +308,8 @@ fn write(event: &AuditEvent<'_>) {
         AuditEvent::ListFilterFailed { route, error } => tracing::warn!(
             target: "audit",
             event = "list_filter_failed",
+            request_id,
+            trace_id,
             route = %route.name,
             reason = %error,
             "an upstream answer could not be filtered; an error was sent instead"

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod budget;
 pub mod client;
+pub mod ids;
 pub mod logging;
 pub mod metrics;
 

@@ -23,6 +23,7 @@ mod policy;
 mod proxying;
 mod reload;
 mod request_forms;
+mod request_ids;
 mod request_meta;
 mod response_forms;
 mod sessions;

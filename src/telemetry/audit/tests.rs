@@ -58,9 +58,14 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
 
 /// The one event `event` writes.
 fn emitted(event: AuditEvent<'_>) -> Seen {
+    emitted_for(event, None)
+}
+
+/// The one event `event` writes for the request `ids` names.
+fn emitted_for(event: AuditEvent<'_>, ids: Option<&RequestIds>) -> Seen {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let subscriber = tracing_subscriber::registry().with(Capture(seen.clone()));
-    tracing::subscriber::with_default(subscriber, || write(&event));
+    tracing::subscriber::with_default(subscriber, || write(&event, ids));
     let mut seen = std::mem::take(&mut *seen.lock().unwrap());
     assert_eq!(seen.len(), 1, "{seen:?}");
     let one = seen.remove(0);
@@ -85,6 +90,59 @@ fn alice() -> Principal {
         vec!["mcp".to_string()],
         0,
     )
+}
+
+#[test]
+fn every_kind_of_event_names_its_request_and_trace() {
+    let route = route();
+    let alice = alice();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-request-id", "req-1".parse().unwrap());
+    headers.insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    let ids = crate::telemetry::ids::assign(&headers).ids;
+    let verdict = Verdict {
+        op: Operation::Tool("deploy"),
+        decision: Decision::Allow { scopes: vec![] },
+    };
+    let caller = Caller::of(Some(&alice));
+    let error = crate::mcp::filter::NOT_JSON;
+    for event in [
+        AuditEvent::AuthenticationRefused {
+            route: &route,
+            failure: &AuthFailure::InsufficientScope,
+            client: None,
+        },
+        AuditEvent::Authorization {
+            route: &route,
+            caller,
+            verdict: &verdict,
+        },
+        AuditEvent::SessionRejected {
+            route: &route,
+            caller,
+            reason: UnsealError::Tampered,
+        },
+        AuditEvent::StreamEnded {
+            route: &route,
+            failure: StreamFailure::Unfilterable,
+        },
+        AuditEvent::ListFilterFailed {
+            route: &route,
+            error: &error,
+        },
+    ] {
+        let seen = emitted_for(event, Some(&ids));
+        assert_eq!(seen.get("request_id"), Some("req-1"), "{seen:?}");
+        assert_eq!(
+            seen.get("trace_id"),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+    }
 }
 
 #[test]
