@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod client_addr;
 pub mod config;
 pub mod exchange;
 pub mod jose;

@@ -61,6 +61,9 @@ pub struct Config {
     pub sessions: Option<Sessions>,
     /// `log`: what the gateway writes at the default level (the log budget).
     pub log: LogSettings,
+    /// `trusted_proxies`: whose `X-Forwarded-For` names the client (for logs and the log
+    /// budget; nothing is authorized by address).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 /// `log`: the log budget (docs/operations.md, "Log volume").

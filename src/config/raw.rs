@@ -24,6 +24,9 @@ pub struct RawConfig {
     pub shutdown_drain: Option<String>,
     pub sessions: Option<RawSessions>,
     pub log: Option<RawLog>,
+    /// Address blocks whose `X-Forwarded-For` names the client (`10.0.0.0/8`, ...).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub issuers: Vec<RawIssuer>,
     #[serde(default)]

@@ -34,7 +34,8 @@ pub struct RequestCtx {
     /// The configuration this request runs under, fixed when it starts.
     pub state: Arc<GatewayState>,
     pub started: Instant,
-    /// The client's address (its TCP peer), set when the request path starts.
+    /// The client's address, set when the request path starts: its TCP peer, or what a
+    /// trusted proxy says in `X-Forwarded-For` (`client_addr`).
     pub client_ip: Option<std::net::IpAddr>,
     /// Request id and trace id, set first of all (`steps::identify`); a subrequest gets
     /// the main request's.

@@ -265,6 +265,27 @@ async fn inspect(
     Ok(body)
 }
 
+/// The TCP peer's address.
+fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// The client's address: the peer, or what a trusted proxy reports (`client_addr`).
+fn client_ip(
+    session: &Session,
+    trusted: &crate::client_addr::TrustedProxies,
+) -> Option<std::net::IpAddr> {
+    let peer = peer_ip(session)?;
+    if trusted.is_empty() {
+        return Some(peer);
+    }
+    let forwarded = session.req_header().headers.get_all("x-forwarded-for");
+    Some(trusted.client(peer, forwarded.iter()))
+}
+
 fn request_host(req: &RequestHeader) -> Option<&str> {
     req.uri.host().or_else(|| {
         req.headers
@@ -307,10 +328,7 @@ impl ProxyHttp for Gateway {
         }
         ctx.ids = Some(steps::identify(session.req_header_mut()));
         let state = ctx.state.clone();
-        ctx.client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        ctx.client_ip = client_ip(session, &state.trusted_proxies);
         let req = session.req_header();
         if let Some((route, doc)) = state.metadata.find(request_host(req), req.uri.path()) {
             ctx.metadata_of = Some(route);
@@ -386,10 +404,7 @@ impl ProxyHttp for Gateway {
             upstream_request,
             &Forwarding {
                 upstream_authority: &rt.upstream_host,
-                client_ip: session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip()),
+                client_ip: peer_ip(session),
                 body_len: ctx.body_len,
                 session_id: ctx.upstream_session_id.as_deref(),
                 // After the caller's credentials were stripped: the route's own, if any.
@@ -589,6 +604,9 @@ impl ProxyHttp for Gateway {
             refusal = refusal.map(Refusal::kind),
             upstream_error = ctx.upstream_error,
             client = ctx.client_ip.map(tracing::field::display),
+            peer = peer_ip(session)
+                .filter(|peer| Some(*peer) != ctx.client_ip)
+                .map(tracing::field::display),
             request_id = ctx.request_id(),
             trace_id = ctx.ids.as_ref().map(RequestIds::trace_id),
             error = e.map(|e| e.etype().as_str()),

@@ -55,6 +55,8 @@ pub struct GatewayState {
     pub(super) session_max_age: Option<std::time::Duration>,
     /// `log.access`.
     pub(super) access_log: AccessLog,
+    /// `trusted_proxies`.
+    pub(super) trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 impl GatewayState {
@@ -169,6 +171,7 @@ impl GatewayState {
             sessions,
             session_max_age: config.sessions.as_ref().and_then(|s| s.max_age),
             access_log: config.log.access,
+            trusted_proxies: config.trusted_proxies.clone(),
         })
     }
 

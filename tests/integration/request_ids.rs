@@ -200,3 +200,89 @@ async fn a_large_body_through_a_subrequest_keeps_its_ids() {
     let parent = seen[0].headers["traceparent"].to_str().unwrap();
     assert_eq!(line["trace_id"], parent[3..35]);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_logged() {
+    let up = Upstream::start().await;
+    let routes = crate::harness::route("open", "/open/mcp", &up.url("/mcp"));
+    let gw = Gateway::start_with(
+        &routes,
+        &format!("{LOG_ALL}trusted_proxies: [127.0.0.1/32]\n"),
+    )
+    .await;
+    let resp = client()
+        .post(gw.url("/open/mcp"))
+        .header("x-request-id", "xff-1")
+        .header("x-forwarded-for", "1.1.1.1, 198.51.100.7")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let line = access_line(&gw, "xff-1").await;
+    assert_eq!(
+        line["client"], "198.51.100.7",
+        "the proxy's word, not the forgery"
+    );
+    assert_eq!(line["peer"], "127.0.0.1");
+    // The upstream's X-Forwarded-For is unchanged by this: the peer is appended.
+    assert_eq!(
+        up.seen()[0].headers["x-forwarded-for"],
+        "1.1.1.1, 198.51.100.7, 127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_a_forwarded_address_is_not_believed() {
+    let up = Upstream::start().await;
+    let routes = crate::harness::route("open", "/open/mcp", &up.url("/mcp"));
+    let gw = Gateway::start_with(&routes, LOG_ALL).await;
+    client()
+        .post(gw.url("/open/mcp"))
+        .header("x-request-id", "xff-2")
+        .header("x-forwarded-for", "198.51.100.7")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    let line = access_line(&gw, "xff-2").await;
+    assert_eq!(line["client"], "127.0.0.1");
+    assert!(line.get("peer").is_none(), "{line}");
+}
+
+#[tokio::test]
+async fn clients_behind_one_proxy_are_separate_sources_for_the_log_budget() {
+    let idp = Idp::start().await;
+    let up = Upstream::start().await;
+    let routes = format!(
+        "  - name: ids\n    match: {{ path: /ids/mcp }}\n    public_url: {RESOURCE}\n    upstream: {{ url: '{}' }}\n    auth: {{ issuers: [corp] }}\n",
+        up.url("/mcp")
+    );
+    // The default budget: one refusal of a kind per source and interval is written.
+    let extra = format!(
+        "trusted_proxies: [127.0.0.1]\nissuers:\n  - name: corp\n    issuer: {}\n",
+        idp.issuer
+    );
+    let gw = Gateway::start_with(&routes, &extra).await;
+    for (id, from) in [
+        ("a-1", "198.51.100.1"),
+        ("a-2", "198.51.100.1"),
+        ("b-1", "198.51.100.2"),
+    ] {
+        let resp = client()
+            .post(gw.url("/ids/mcp"))
+            .header("x-request-id", id)
+            .header("x-forwarded-for", from)
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let log = log_when(&gw, |log| log.contains(r#""request_id":"b-1""#)).await;
+    let written: Vec<String> = audit_events(&log, "authentication_refused")
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(written, ["a-1", "b-1"], "{log}");
+}

@@ -2,6 +2,7 @@
 //! the log budget.
 
 use super::Checker;
+use crate::client_addr::{Cidr, TrustedProxies};
 use crate::config::raw::{RawLimits, RawLog, RawSessions};
 use crate::config::{units, AccessLog, ClientLimits, LogSettings, Sessions};
 use crate::mcp::session::{self, SessionKeys};
@@ -23,6 +24,27 @@ impl Checker<'_> {
                 default
             }
         }
+    }
+
+    /// `trusted_proxies`: address blocks, each checked; a block that trusts every address
+    /// is allowed but warned about (any client could then choose the address it is
+    /// logged under).
+    pub(super) fn trusted_proxies(&mut self, raw: &[String]) -> TrustedProxies {
+        let mut blocks = Vec::with_capacity(raw.len());
+        for (i, text) in raw.iter().enumerate() {
+            match Cidr::parse(text) {
+                Ok(block) => {
+                    if block.prefix() == 0 {
+                        self.warnings.push(format!(
+                            "trusted_proxies[{i}] `{text}` trusts every address: any client can choose the address it is logged under"
+                        ));
+                    }
+                    blocks.push(block);
+                }
+                Err(why) => self.error(&format!("trusted_proxies[{i}]"), why),
+            }
+        }
+        TrustedProxies::new(blocks)
     }
 
     /// `log`: the access-line mode, refusal aggregation and its interval (1s to 1h).

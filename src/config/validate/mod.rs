@@ -200,6 +200,7 @@ impl Checker<'_> {
             Some(s) => self.sessions(s),
         };
         let log = self.log_settings(raw.log.as_ref());
+        let trusted_proxies = self.trusted_proxies(&raw.trusted_proxies);
         let issuers: Vec<Arc<Issuer>> = raw
             .issuers
             .iter()
@@ -252,6 +253,7 @@ impl Checker<'_> {
             routes,
             sessions,
             log,
+            trusted_proxies,
         })
     }
 

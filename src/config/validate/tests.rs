@@ -44,6 +44,42 @@ fn shutdown_phases_default_and_are_bounded() {
 }
 
 #[test]
+fn trusted_proxies_are_checked_blocks_and_every_address_is_warned_about() {
+    let loaded = validate("gw.yaml", GOOD).unwrap();
+    assert!(loaded.config.trusted_proxies.is_empty(), "none by default");
+    let set = format!("trusted_proxies: [10.0.0.0/8, 192.0.2.7, '2001:db8::/32']\n{GOOD}");
+    let loaded = validate("gw.yaml", &set).unwrap();
+    assert!(!loaded.config.trusted_proxies.is_empty());
+    assert!(!loaded
+        .warnings
+        .iter()
+        .any(|w| w.contains("trusted_proxies")));
+    let bad = format!("trusted_proxies:\n  - 10.0.0.0/8\n  - 10.1.2.3/8\n  - lb.internal\n{GOOD}");
+    let errs = errors(&bad);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].contains("gw.yaml:3:")
+            && errs[0].contains("trusted_proxies[1]")
+            && errs[0].contains("bits set past the prefix"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].contains("gw.yaml:4:") && errs[1].contains("not an IP address"),
+        "{errs:?}"
+    );
+    let all = format!("trusted_proxies: ['0.0.0.0/0']\n{GOOD}");
+    let loaded = validate("gw.yaml", &all).unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("trusts every address")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
 fn batch_limit_and_cookie_forwarding_default_and_are_checked() {
     let loaded = validate("gw.yaml", GOOD).unwrap();
     assert_eq!(loaded.config.max_batch, crate::config::DEFAULT_MAX_BATCH);
