@@ -170,7 +170,10 @@ pub(super) fn authorize(
     principal: Option<&Principal>,
     inspected: Option<&Inspected>,
 ) -> Result<(Permit, PendingLists), Refusal> {
-    let granted = principal.map_or(&[][..], |p| &p.scopes[..]);
+    let granted: &dyn policy::Grants = match principal {
+        Some(p) => p,
+        None => &crate::policy::NOTHING_GRANTED,
+    };
     let policy = rt.route.policy.as_ref();
     let (result, verdicts) = policy::authorize(policy, granted, inspected);
     // Audit output per request is bounded: a lone operation gets its event; a batch gets

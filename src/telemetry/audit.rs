@@ -213,6 +213,7 @@ fn write(event: &AuditEvent<'_>) {
                 method = verdict.op.method(),
                 name = verdict.op.target(),
                 decision = verdict.decision.label(),
+                rule = verdict.decision.rule(),
                 missing = %missing,
             )
         }
