@@ -672,4 +672,27 @@ mod tests {
         );
         assert_ne!(alice.session_identity(), IdentityDigest::anonymous());
     }
+
+    /// Sessions bind the subject and client the issuer's claim mapping reads: two Entra
+    /// tokens with one `sub` but different `oid` are two callers under `subject: oid`.
+    #[test]
+    fn session_identity_follows_the_claim_mapping() {
+        let mapping = crate::config::ClaimMapping {
+            subject: crate::policy::ClaimName::parse("oid").unwrap(),
+            client: vec![crate::policy::ClaimName::parse("appid").unwrap()],
+            permissions: Vec::new(),
+        };
+        let principal = |claims: serde_json::Value| {
+            let identity = claims::identity(&mapping, &[], &claims).unwrap();
+            Principal::of_identity("https://idp".to_string(), identity, 0)
+        };
+        let one =
+            principal(serde_json::json!({"sub": "same", "oid": "o1", "appid": "a", "azp": "z"}));
+        let two = principal(serde_json::json!({"sub": "same", "oid": "o2", "appid": "a"}));
+        assert_eq!(
+            one.session_identity(),
+            IdentityDigest::of("https://idp", "o1", Some("a"))
+        );
+        assert_ne!(one.session_identity(), two.session_identity());
+    }
 }
