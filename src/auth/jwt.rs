@@ -306,7 +306,10 @@ impl Decoded<'_> {
     }
 }
 
-/// The claims drawbridge reads from an access token.
+/// The registered claims drawbridge checks in every access token (the types of `scope`,
+/// `scp` and the client claims too). Who the caller is and what they were granted is
+/// read from the whole payload ([`Decoded::claims_json`]) by `auth::claims`, as the
+/// issuer's claim mapping says.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Claims {
     pub iss: Option<String>,
@@ -331,19 +334,6 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// Scopes from `scope` (space-separated) or, failing that, `scp` (array or string).
-    pub fn scopes(&self) -> Vec<String> {
-        match &self.scope {
-            Some(s) => s.split_ascii_whitespace().map(str::to_string).collect(),
-            None => self
-                .scp
-                .iter()
-                .flat_map(|s| s.split_ascii_whitespace())
-                .map(str::to_string)
-                .collect(),
-        }
-    }
-
     pub fn client(&self) -> Option<&str> {
         self.client_id.as_deref().or(self.azp.as_deref())
     }
