@@ -402,6 +402,7 @@ fn four_rule_policy() -> Policy {
     let rule = |glob: &str, scope: &str| Rule {
         glob: Glob::new(glob),
         scopes: vec![scope.to_string()],
+        claims: vec![],
     };
     let (tools, ambiguous) = RuleSet::new(vec![
         rule("echo", "tools:echo"),

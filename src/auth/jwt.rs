@@ -25,6 +25,9 @@ pub enum TokenError {
     WrongIssuer,
     WrongAudience,
     MissingClaim,
+    /// A claim the issuer's mapping reads (subject, scopes, permissions) has a type it
+    /// cannot have (a number where a string or an array of strings belongs).
+    InvalidClaim,
     Inactive,
     IssuerUnavailable,
     /// A verified token of another kind: an OpenID Connect ID token, a refresh token, or
@@ -48,6 +51,7 @@ impl TokenError {
             TokenError::WrongIssuer => "wrong_issuer",
             TokenError::WrongAudience => "wrong_audience",
             TokenError::MissingClaim => "missing_claim",
+            TokenError::InvalidClaim => "invalid_claim",
             TokenError::Inactive => "inactive",
             TokenError::IssuerUnavailable => "issuer_unavailable",
             TokenError::WrongTokenType => "wrong_token_type",
@@ -67,6 +71,7 @@ impl TokenError {
             TokenError::WrongIssuer => "the token's issuer is not accepted on this resource",
             TokenError::WrongAudience => "the access token is not meant for this resource",
             TokenError::MissingClaim => "the access token lacks a required claim",
+            TokenError::InvalidClaim => "the access token has a claim of an unexpected type",
             TokenError::Inactive => "the access token is not active",
             TokenError::IssuerUnavailable => "the token's issuer cannot be reached to verify it",
             TokenError::WrongTokenType => "the token is not an access token",
@@ -275,11 +280,19 @@ pub struct Decoded<'t> {
     /// The JOSE `typ` header, as sent.
     pub typ: Option<String>,
     pub claims: Claims,
+    /// The payload as sent, for [`Decoded::claims_json`].
+    payload: Vec<u8>,
     signing_input: &'t str,
     signature: Vec<u8>,
 }
 
 impl Decoded<'_> {
+    /// Every claim of the payload, as JSON: what an issuer's claim mapping and claim
+    /// rules read. Call it after [`Decoded::verify_with`]: only signed claims count.
+    pub fn claims_json(&self) -> Result<serde_json::Value, TokenError> {
+        from_json(&self.payload)
+    }
+
     /// Checks the signature with `key`; the key must fit the token's algorithm.
     pub fn verify_with(&self, key: &VerifyingKey) -> Result<(), TokenError> {
         if !key.fits(self.alg) {
@@ -293,7 +306,10 @@ impl Decoded<'_> {
     }
 }
 
-/// The claims drawbridge reads from an access token.
+/// The registered claims drawbridge checks in every access token (the types of `scope`,
+/// `scp` and the client claims too). Who the caller is and what they were granted is
+/// read from the whole payload ([`Decoded::claims_json`]) by `auth::claims`, as the
+/// issuer's claim mapping says.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Claims {
     pub iss: Option<String>,
@@ -318,19 +334,6 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// Scopes from `scope` (space-separated) or, failing that, `scp` (array or string).
-    pub fn scopes(&self) -> Vec<String> {
-        match &self.scope {
-            Some(s) => s.split_ascii_whitespace().map(str::to_string).collect(),
-            None => self
-                .scp
-                .iter()
-                .flat_map(|s| s.split_ascii_whitespace())
-                .map(str::to_string)
-                .collect(),
-        }
-    }
-
     pub fn client(&self) -> Option<&str> {
         self.client_id.as_deref().or(self.azp.as_deref())
     }
@@ -395,6 +398,7 @@ pub fn decode<'t>(token: &'t str, allowed: &[Algorithm]) -> Result<Decoded<'t>, 
         kid: header.kid,
         typ: header.typ,
         claims,
+        payload,
         signing_input,
         signature,
     })

@@ -1,7 +1,8 @@
 //! Step 2 of the request path: the gateway as an OAuth 2.1 resource server. A bearer
 //! token from the `Authorization` header is verified for *this* route — signature by the
 //! issuer's keys (or RFC 7662 introspection for opaque tokens), exact `iss`, `aud`
-//! naming the route's `public_url`, times — and becomes a [`Principal`].
+//! naming the route (its `public_url`, or its listed `audiences`), times — and becomes a
+//! [`Principal`], read from the claims as the issuer's claim mapping says ([`claims`]).
 //!
 //! Owns token validation, the verified-token caches, protected resource metadata
 //! (RFC 9728) and the challenges. It does not decide per-tool access (`policy`) and never
@@ -11,6 +12,7 @@ pub mod audience;
 pub mod bearer;
 mod cache;
 pub mod challenge;
+pub mod claims;
 pub mod discovery;
 pub mod introspection;
 pub mod issuer;
@@ -44,9 +46,20 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The claims the configuration's claim rules name, and nothing else.
+    pub claims: crate::policy::ClaimSet,
     /// What sealed session ids bind of this caller (issuer, subject, client), hashed once
     /// here rather than on every request that presents a session.
     session_identity: IdentityDigest,
+}
+
+impl crate::policy::Grants for Principal {
+    fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+    fn claims(&self) -> &crate::policy::ClaimSet {
+        &self.claims
+    }
 }
 
 impl Principal {
@@ -64,7 +77,22 @@ impl Principal {
             client_id,
             scopes,
             expires_at,
+            claims: crate::policy::ClaimSet::default(),
             session_identity,
+        }
+    }
+
+    /// A principal as the issuer's claim mapping read it from a token.
+    pub fn of_identity(issuer: String, identity: claims::Identity, expires_at: i64) -> Principal {
+        let claims::Identity {
+            subject,
+            client,
+            scopes,
+            claims,
+        } = identity;
+        Principal {
+            claims,
+            ..Principal::new(issuer, subject, client, scopes, expires_at)
         }
     }
 
@@ -175,7 +203,7 @@ impl RouteGuard {
         };
         Some(RouteGuard {
             issuers: auth.issuers.clone(),
-            audience: Audience::new(public_url),
+            audience: Audience::accepting(public_url, &auth.audiences),
             required_scopes: auth.required_scopes.clone(),
             resource_metadata: metadata::metadata_url(public_url),
             scope_hint,
@@ -234,6 +262,31 @@ pub struct Authenticator {
     introspection_counters: CacheCounters,
     rejected_counters: CacheCounters,
     introspection_coalesced: IntCounter,
+    /// Every claim some route's claim rules name: what principals keep of their tokens.
+    rule_claims: Vec<crate::policy::ClaimName>,
+}
+
+/// The claims named by the claim rules of every route's policy, each once.
+fn rule_claims(config: &Config) -> Vec<crate::policy::ClaimName> {
+    let mut names: Vec<crate::policy::ClaimName> = Vec::new();
+    for policy in config.routes.iter().filter_map(|r| r.policy.as_ref()) {
+        let rules = [
+            &policy.tools,
+            &policy.resources,
+            &policy.prompts,
+            &policy.methods,
+        ];
+        let per_rule = rules
+            .into_iter()
+            .flat_map(|set| set.rules())
+            .flat_map(|r| &r.claims);
+        for rule in policy.require.iter().chain(per_rule) {
+            if !names.contains(&rule.claim) {
+                names.push(rule.claim.clone());
+            }
+        }
+    }
+    names
 }
 
 const TOKEN_CACHE_CAPACITY: u64 = 50_000;
@@ -335,6 +388,7 @@ impl Authenticator {
             introspection_counters: CacheCounters::new(metrics, "introspection"),
             rejected_counters: CacheCounters::new(metrics, "introspection_negative"),
             introspection_coalesced: metrics.cache_counter("introspection", "coalesced"),
+            rule_claims: rule_claims(config),
         })
     }
 
@@ -450,13 +504,15 @@ impl Authenticator {
             unix_now(),
             issuer.config.leeway.as_secs() as i64,
         )?;
-        let subject = claims.sub.clone().ok_or(TokenError::MissingClaim)?;
+        let identity = claims::identity(
+            &issuer.config.claims,
+            &self.rule_claims,
+            &decoded.claims_json()?,
+        )?;
         Ok(Verified {
-            principal: Arc::new(Principal::new(
+            principal: Arc::new(Principal::of_identity(
                 iss.to_string(),
-                subject,
-                claims.client().map(str::to_string),
-                claims.scopes(),
+                identity,
                 claims.exp.unwrap_or_default(),
             )),
             issuer_index,
@@ -540,7 +596,8 @@ impl Authenticator {
                     .and_then(|m| m.introspection_endpoint.clone())
             })
             .ok_or(TokenError::IssuerUnavailable)?;
-        let resp = introspection::introspect(&self.http, &endpoint, settings, token).await?;
+        let (resp, answer) =
+            introspection::introspect(&self.http, &endpoint, settings, token).await?;
         let leeway = issuer.config.leeway.as_secs() as i64;
         introspection::check_response(
             &resp,
@@ -553,14 +610,9 @@ impl Authenticator {
             .exp
             .unwrap_or_else(|| unix_now() + settings.cache_max.as_secs() as i64);
         Ok(Verified {
-            principal: Arc::new(Principal::new(
+            principal: Arc::new(Principal::of_identity(
                 issuer.config.issuer.clone(),
-                resp.sub.clone().unwrap_or_default(),
-                resp.client_id.clone(),
-                resp.scope
-                    .as_deref()
-                    .map(|s| s.split_ascii_whitespace().map(str::to_string).collect())
-                    .unwrap_or_default(),
+                claims::identity(&issuer.config.claims, &self.rule_claims, &answer)?,
                 expires_at,
             )),
             issuer_index,
@@ -619,5 +671,28 @@ mod tests {
             p("alice", None).session_identity()
         );
         assert_ne!(alice.session_identity(), IdentityDigest::anonymous());
+    }
+
+    /// Sessions bind the subject and client the issuer's claim mapping reads: two Entra
+    /// tokens with one `sub` but different `oid` are two callers under `subject: oid`.
+    #[test]
+    fn session_identity_follows_the_claim_mapping() {
+        let mapping = crate::config::ClaimMapping {
+            subject: crate::policy::ClaimName::parse("oid").unwrap(),
+            client: vec![crate::policy::ClaimName::parse("appid").unwrap()],
+            permissions: Vec::new(),
+        };
+        let principal = |claims: serde_json::Value| {
+            let identity = claims::identity(&mapping, &[], &claims).unwrap();
+            Principal::of_identity("https://idp".to_string(), identity, 0)
+        };
+        let one =
+            principal(serde_json::json!({"sub": "same", "oid": "o1", "appid": "a", "azp": "z"}));
+        let two = principal(serde_json::json!({"sub": "same", "oid": "o2", "appid": "a"}));
+        assert_eq!(
+            one.session_identity(),
+            IdentityDigest::of("https://idp", "o1", Some("a"))
+        );
+        assert_ne!(one.session_identity(), two.session_identity());
     }
 }

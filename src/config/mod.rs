@@ -10,6 +10,7 @@
 //! `oauth_client`, `managed_headers`) and the pure modules whose values validation
 //! builds (`policy` rules, `mcp::session::SessionKeys`).
 
+mod claim_mapping;
 mod env;
 mod locate;
 pub mod origin;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::secret::Secret;
+pub use claim_mapping::{ClaimMapping, PermissionClaim};
 pub use env::{interpolate, InterpolationError};
 pub use locate::Position;
 pub use router::{RouteMatch, Router};
@@ -160,6 +162,8 @@ pub struct Issuer {
     /// Accepted JWT `typ` header values, lower-case without `application/`
     /// (`at+jwt`, `jwt`); an absent `typ` is accepted only with `jwt`.
     pub token_types: Vec<String>,
+    /// `claims`: where tokens carry the subject, the client and permissions.
+    pub claims: ClaimMapping,
 }
 
 /// RFC 7662 introspection settings of an issuer.
@@ -250,6 +254,9 @@ pub struct RouteAuth {
     /// The route's `public_url`: the audience its tokens must carry. Part of this block,
     /// so a protected route cannot exist without it.
     pub public_url: url::Url,
+    /// `audiences`: the `aud` values accepted, compared exactly; empty: `public_url`
+    /// (compared as a URI). The metadata's `resource` stays `public_url` either way.
+    pub audiences: Vec<String>,
     /// Indexes into `Config::issuers`.
     pub issuers: Vec<usize>,
     pub required_scopes: Vec<String>,

@@ -133,6 +133,38 @@ pub struct RawIssuer {
     pub allow_insecure_http: Option<bool>,
     /// Accepted JWT `typ` values (`at+jwt`, `JWT`); default both (and no `typ`).
     pub token_types: Option<Vec<String>>,
+    /// Where this issuer's tokens carry the subject, the client and permissions.
+    pub claims: Option<RawClaimMapping>,
+}
+
+/// `issuers[].claims`. Claim names are member names or JSON pointers (`/a/b`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimMapping {
+    /// The subject claim (default `sub`), e.g. `oid` for Entra ID.
+    pub subject: Option<String>,
+    /// The client claims, first present wins (default `client_id`, `azp`, `cid`, `appid`).
+    pub client: Option<Vec<String>>,
+    /// Claims whose values are granted like scopes, e.g. `roles`, `permissions`.
+    #[serde(default)]
+    pub permissions: Vec<RawPermissionClaim>,
+}
+
+/// A permission claim: its name, or `{ claim, prefix }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPermissionClaim {
+    Name(String),
+    Prefixed(RawPrefixedClaim),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrefixedClaim {
+    pub claim: String,
+    /// Put in front of each value, e.g. `role:` grants `role:admin` for `admin`.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +186,8 @@ pub struct RawIntrospection {
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     pub issuers: Vec<String>,
+    /// Accepted `aud` values, compared exactly (default: the route's `public_url`).
+    pub audiences: Option<Vec<String>>,
     #[serde(default)]
     pub required_scopes: Vec<String>,
     #[serde(default)]
@@ -167,14 +201,45 @@ pub struct RawAuth {
 pub struct RawPolicy {
     /// `deny` (the default) or `allow` for names no rule covers.
     pub default: Option<String>,
+    /// Conditions on every request of the route.
+    pub require: Option<RawRequire>,
     #[serde(default)]
-    pub tools: std::collections::BTreeMap<String, Vec<String>>,
+    pub tools: std::collections::BTreeMap<String, RawRule>,
     #[serde(default)]
-    pub resources: std::collections::BTreeMap<String, Vec<String>>,
+    pub resources: std::collections::BTreeMap<String, RawRule>,
     #[serde(default)]
-    pub prompts: std::collections::BTreeMap<String, Vec<String>>,
+    pub prompts: std::collections::BTreeMap<String, RawRule>,
     #[serde(default)]
-    pub methods: std::collections::BTreeMap<String, Vec<String>>,
+    pub methods: std::collections::BTreeMap<String, RawRule>,
+}
+
+/// `policy.require`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequire {
+    #[serde(default)]
+    pub claims: RawClaimRules,
+}
+
+/// Claim name → accepted values (any one present passes).
+pub type RawClaimRules = std::collections::BTreeMap<String, Vec<String>>;
+
+/// One policy rule: the short form (a list of scopes) or the long form, a mapping that
+/// later rule kinds extend with more keys.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRule {
+    Scopes(Vec<String>),
+    Full(RawFullRule),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFullRule {
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub claims: RawClaimRules,
 }
 
 /// `routes[].upstream_auth`: exactly one member.

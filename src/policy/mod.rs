@@ -9,10 +9,56 @@
 //! route's `required_scopes` unless a `methods` rule says otherwise. Names no rule covers follow `default` (deny unless configured).
 //! A permit ([`Permit`]) is the only proof that a request was authorized; forwarding
 //! requires one.
+//!
+//! Claim rules ([`claims`]) sit next to scopes: `require` for every request on the
+//! route, and per rule in the long form `{scopes: [...], claims: {...}}`. A claim rule
+//! that fails refuses the operation with no step-up (more scopes would not help), and
+//! hides the item from lists like a missing scope does.
 
+pub mod claims;
 mod glob;
 
+pub use claims::{ClaimName, ClaimRule, ClaimSet};
 pub use glob::Glob;
+
+/// What a caller holds, as policy reads it: granted scopes and the claims rules name.
+/// A bare list of scopes is a caller without claims.
+pub trait Grants {
+    fn scopes(&self) -> &[String];
+    fn claims(&self) -> &ClaimSet;
+}
+
+static NO_CLAIMS: ClaimSet = ClaimSet::EMPTY;
+
+/// A caller with no scopes and no claims (on a route without `auth`).
+pub static NOTHING_GRANTED: [String; 0] = [];
+
+impl Grants for [String] {
+    fn scopes(&self) -> &[String] {
+        self
+    }
+    fn claims(&self) -> &ClaimSet {
+        &NO_CLAIMS
+    }
+}
+
+impl<const N: usize> Grants for [String; N] {
+    fn scopes(&self) -> &[String] {
+        self
+    }
+    fn claims(&self) -> &ClaimSet {
+        &NO_CLAIMS
+    }
+}
+
+impl Grants for Vec<String> {
+    fn scopes(&self) -> &[String] {
+        self
+    }
+    fn claims(&self) -> &ClaimSet {
+        &NO_CLAIMS
+    }
+}
 
 use crate::mcp::jsonrpc::{Inspected, MessageKind};
 use crate::mcp::methods::{self, Governed, ListKind, Target};
@@ -27,11 +73,13 @@ pub fn route_level(method: &str) -> bool {
     methods::governed(method) == Governed::Route
 }
 
-/// One rule: a pattern and the scopes it requires (all of them).
+/// One rule: a pattern, the scopes it requires (all of them) and its claim rules (each
+/// must hold).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub glob: Glob,
     pub scopes: Vec<String>,
+    pub claims: Vec<ClaimRule>,
 }
 
 /// Rules of one kind, most specific first.
@@ -73,6 +121,8 @@ impl RuleSet {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     pub default_allow: bool,
+    /// `require.claims`: claim rules every request on the route must satisfy.
+    pub require: Vec<ClaimRule>,
     pub tools: RuleSet,
     pub resources: RuleSet,
     pub prompts: RuleSet,
@@ -91,6 +141,9 @@ pub enum Operation<'a> {
     Method(&'a str),
     /// The client answering a server request (sampling, elicitation, roots).
     Response,
+    /// A request that carries no message (a GET stream, a DELETE), judged only when the
+    /// route's `require` refuses it.
+    Request,
 }
 
 impl<'a> Operation<'a> {
@@ -131,6 +184,7 @@ impl<'a> Operation<'a> {
             Operation::Resource { method, .. } => method,
             Operation::Method(m) => m,
             Operation::Response => "response",
+            Operation::Request => "request",
         }
     }
 
@@ -156,6 +210,9 @@ pub enum Decision {
     },
     /// No rule covers it and the default is deny: no scope would help.
     NotPermitted,
+    /// A claim rule failed (`rule` is its label, e.g. `claims:groups`): no scope would
+    /// help either.
+    ClaimsFailed { rule: String },
 }
 
 impl Decision {
@@ -164,7 +221,45 @@ impl Decision {
             Decision::Allow { .. } => "allow",
             Decision::MissingScopes { .. } => "deny",
             Decision::NotPermitted => "deny",
+            Decision::ClaimsFailed { .. } => "deny",
         }
+    }
+
+    /// Which rule refused, for audit: `scopes`, `default` or a claim rule's label.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Decision::Allow { .. } => None,
+            Decision::MissingScopes { .. } => Some("scopes"),
+            Decision::NotPermitted => Some("default"),
+            Decision::ClaimsFailed { rule } => Some(rule),
+        }
+    }
+}
+
+/// What an operation needs: the scopes and claim rules of the rule that decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs<'p> {
+    pub scopes: &'p [String],
+    pub claims: &'p [ClaimRule],
+}
+
+impl Needs<'_> {
+    const NOTHING: Needs<'static> = Needs {
+        scopes: &[],
+        claims: &[],
+    };
+
+    fn of(rule: &Rule) -> Needs<'_> {
+        Needs {
+            scopes: &rule.scopes,
+            claims: &rule.claims,
+        }
+    }
+
+    /// Held when every scope is granted and every claim rule holds.
+    fn held_by(&self, granted: &(impl Grants + ?Sized)) -> bool {
+        self.scopes.iter().all(|s| granted.scopes().contains(s))
+            && claims::first_failing(self.claims, granted.claims()).is_none()
     }
 }
 
@@ -172,35 +267,58 @@ impl Policy {
     /// The scopes an operation needs beyond the route's, or `None` when no scope can
     /// permit it.
     pub fn required_scopes_for(&self, op: Operation<'_>) -> Option<&[String]> {
+        self.needs(op).map(|n| n.scopes)
+    }
+
+    /// What the rule deciding `op` needs, or `None` when nothing can permit it. The
+    /// route's `require` is checked apart (it applies to every request).
+    pub fn needs(&self, op: Operation<'_>) -> Option<Needs<'_>> {
         let (rules, name) = match op {
-            Operation::Response => return Some(&[]),
+            Operation::Response | Operation::Request => return Some(Needs::NOTHING),
             Operation::Tool(n) => (&self.tools, n),
             Operation::Prompt(n) => (&self.prompts, n),
             Operation::Resource { uri, .. } => (&self.resources, uri),
             Operation::Method(m) => {
                 if let Some(rule) = self.methods.find(m) {
-                    return Some(&rule.scopes);
+                    return Some(Needs::of(rule));
                 }
                 if route_level(m) {
-                    return Some(&[]);
+                    return Some(Needs::NOTHING);
                 }
-                return self.default_allow.then_some(&[][..]);
+                return self.default_allow.then_some(Needs::NOTHING);
             }
         };
         match rules.find(name) {
-            Some(rule) => Some(&rule.scopes),
-            None => self.default_allow.then_some(&[][..]),
+            Some(rule) => Some(Needs::of(rule)),
+            None => self.default_allow.then_some(Needs::NOTHING),
         }
     }
 
-    /// Decides one operation for a caller holding `granted` scopes.
-    pub fn decide(&self, granted: &[String], op: Operation<'_>) -> Decision {
-        match self.required_scopes_for(op) {
+    /// The route's `require` rule the caller fails, if any.
+    pub fn failed_requirement(&self, granted: &(impl Grants + ?Sized)) -> Option<&ClaimRule> {
+        claims::first_failing(&self.require, granted.claims())
+    }
+
+    /// Decides one operation for a caller holding `granted` scopes and claims. A failed
+    /// claim rule decides before missing scopes: a step-up could not lift it.
+    pub fn decide(&self, granted: &(impl Grants + ?Sized), op: Operation<'_>) -> Decision {
+        if let Some(failed) = self.failed_requirement(granted) {
+            return Decision::ClaimsFailed {
+                rule: failed.label(),
+            };
+        }
+        match self.needs(op) {
             None => Decision::NotPermitted,
-            Some(needed) => {
+            Some(needs) => {
+                if let Some(failed) = claims::first_failing(needs.claims, granted.claims()) {
+                    return Decision::ClaimsFailed {
+                        rule: failed.label(),
+                    };
+                }
+                let needed = needs.scopes;
                 let missing: Vec<String> = needed
                     .iter()
-                    .filter(|s| !granted.contains(s))
+                    .filter(|s| !granted.scopes().contains(s))
                     .cloned()
                     .collect();
                 if missing.is_empty() {
@@ -220,14 +338,19 @@ impl Policy {
     /// May the caller see this item in a list? Exactly "may they call it", so listing and
     /// calling never disagree.
     /// (`decide` without its allocations: it runs once per listed item.)
-    pub fn visible(&self, granted: &[String], op: Operation<'_>) -> bool {
-        self.required_scopes_for(op)
-            .is_some_and(|needed| needed.iter().all(|s| granted.contains(s)))
+    pub fn visible(&self, granted: &(impl Grants + ?Sized), op: Operation<'_>) -> bool {
+        self.failed_requirement(granted).is_none()
+            && self.needs(op).is_some_and(|needs| needs.held_by(granted))
     }
 
     /// May the caller see an item of a list answer (a tool, prompt, resource or resource
     /// template, by its name, URI or URI template)?
-    pub fn item_visible(&self, granted: &[String], kind: ListKind, name: &str) -> bool {
+    pub fn item_visible(
+        &self,
+        granted: &(impl Grants + ?Sized),
+        kind: ListKind,
+        name: &str,
+    ) -> bool {
         match Operation::of_item(kind, name) {
             Some(op) => self.visible(granted, op),
             None => self.template_visible(granted, name),
@@ -238,9 +361,12 @@ impl Policy {
     /// produce could be read: `{…}` expressions become `*`, and the template is shown if
     /// a resource rule whose scopes the caller holds can match the same URI (or, with
     /// `default: allow`, if no rule claims all of its URIs for scopes the caller lacks).
-    pub fn template_visible(&self, granted: &[String], uri_template: &str) -> bool {
+    pub fn template_visible(&self, granted: &(impl Grants + ?Sized), uri_template: &str) -> bool {
+        if self.failed_requirement(granted).is_some() {
+            return false;
+        }
         let pattern = template_glob(uri_template);
-        let held = |r: &Rule| r.scopes.iter().all(|s| granted.contains(s));
+        let held = |r: &Rule| Needs::of(r).held_by(granted);
         let reachable = self
             .resources
             .rules()
@@ -293,12 +419,16 @@ pub struct Denial {
 /// A batch is refused whole if any element is refused.
 pub fn authorize<'a>(
     policy: Option<&Policy>,
-    granted: &[String],
+    granted: &(impl Grants + ?Sized),
     inspected: Option<&'a Inspected>,
 ) -> (Result<Permit, Denial>, Vec<Verdict<'a>>) {
-    let ops: Vec<Operation<'a>> = inspected
+    let mut ops: Vec<Operation<'a>> = inspected
         .map(|i| i.messages.iter().map(|m| Operation::of(&m.kind)).collect())
         .unwrap_or_default();
+    // The route's `require` refuses a request without a message too.
+    if ops.is_empty() && policy.is_some_and(|p| p.failed_requirement(granted).is_some()) {
+        ops.push(Operation::Request);
+    }
     let Some(policy) = policy else {
         let verdicts = ops
             .into_iter()
@@ -330,6 +460,11 @@ pub fn authorize<'a>(
             }
             Decision::NotPermitted => {
                 refused.push(describe(v.op, None));
+                not_permitted = true;
+                continue;
+            }
+            Decision::ClaimsFailed { rule } => {
+                refused.push(format!("{} is not permitted by {rule}", what(v.op)));
                 not_permitted = true;
                 continue;
             }
@@ -375,14 +510,19 @@ fn extend_unique(into: &mut Vec<String>, from: &[String]) {
     }
 }
 
-fn describe(op: Operation<'_>, missing: Option<&[String]>) -> String {
-    let what = match op {
+fn what(op: Operation<'_>) -> String {
+    match op {
         Operation::Tool(n) => format!("tool `{n}`"),
         Operation::Prompt(n) => format!("prompt `{n}`"),
         Operation::Resource { uri, .. } => format!("resource `{uri}`"),
         Operation::Method(m) => format!("method `{m}`"),
         Operation::Response => "response".to_string(),
-    };
+        Operation::Request => "this request".to_string(),
+    }
+}
+
+fn describe(op: Operation<'_>, missing: Option<&[String]>) -> String {
+    let what = what(op);
     match missing {
         Some(m) => format!("{what} needs scope {}", m.join(" ")),
         None => format!("{what} is not permitted on this route"),

@@ -8,6 +8,7 @@ fn rules(pairs: &[(&str, &[&str])]) -> RuleSet {
             .map(|(p, s)| Rule {
                 glob: Glob::new(p),
                 scopes: s.iter().map(|x| x.to_string()).collect(),
+                claims: vec![],
             })
             .collect(),
     );
@@ -18,6 +19,7 @@ fn rules(pairs: &[(&str, &[&str])]) -> RuleSet {
 fn policy(default_allow: bool) -> Policy {
     Policy {
         default_allow,
+        require: vec![],
         tools: rules(&[
             ("echo", &["tools:echo"]),
             ("get-*", &["tools:read"]),
@@ -135,14 +137,17 @@ fn ambiguous_patterns_are_reported() {
         Rule {
             glob: Glob::new("get-*"),
             scopes: vec![],
+            claims: vec![],
         },
         Rule {
             glob: Glob::new("*-env"),
             scopes: vec![],
+            claims: vec![],
         },
         Rule {
             glob: Glob::new("get-env"),
             scopes: vec![],
+            claims: vec![],
         },
     ]);
     assert_eq!(ambiguous, vec![("get-*".to_string(), "*-env".to_string())]);
@@ -236,6 +241,7 @@ fn table_rules(pairs: &[(&str, &str)]) -> RuleSet {
             .map(|(glob, scope)| Rule {
                 glob: Glob::new(glob),
                 scopes: vec![scope.to_string()],
+                claims: vec![],
             })
             .collect(),
     );
@@ -248,6 +254,7 @@ fn table_rules(pairs: &[(&str, &str)]) -> RuleSet {
 fn table_policy(default_allow: bool) -> Policy {
     Policy {
         default_allow,
+        require: vec![],
         tools: table_rules(&[("n", "tool")]),
         prompts: table_rules(&[("n", "prompt")]),
         resources: table_rules(&[("u", "resource")]),
@@ -325,4 +332,206 @@ fn list_items_are_judged_by_the_call_they_stand_for() {
         assert!(p.item_visible(&held(scope), kind, name), "{kind:?}");
         assert!(!p.item_visible(&held("other"), kind, name), "{kind:?}");
     }
+}
+
+/// A caller with scopes and claims, as a principal presents them to policy.
+struct Caller {
+    scopes: Vec<String>,
+    claims: ClaimSet,
+}
+
+impl Grants for Caller {
+    fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+    fn claims(&self) -> &ClaimSet {
+        &self.claims
+    }
+}
+
+fn claim_rule(claim: &str, values: &[&str]) -> ClaimRule {
+    ClaimRule {
+        claim: ClaimName::parse(claim).unwrap(),
+        values: granted(values),
+    }
+}
+
+fn caller(scopes: &[&str], claims: serde_json::Value) -> Caller {
+    let names: Vec<ClaimName> = ["groups", "tid", "/realm_access/roles"]
+        .iter()
+        .map(|n| ClaimName::parse(n).unwrap())
+        .collect();
+    Caller {
+        scopes: granted(scopes),
+        claims: ClaimSet::collect(&names, &claims),
+    }
+}
+
+/// `tools: { deploy: { scopes: [tools:deploy], claims: { groups: [sre, platform] } },
+/// echo: [tools:echo] }`, with or without `require: { claims: { tid: [t1] } }`.
+fn claims_policy(require: bool) -> Policy {
+    let (tools, ambiguous) = RuleSet::new(vec![
+        Rule {
+            glob: Glob::new("deploy"),
+            scopes: granted(&["tools:deploy"]),
+            claims: vec![claim_rule("groups", &["sre", "platform"])],
+        },
+        Rule {
+            glob: Glob::new("echo"),
+            scopes: granted(&["tools:echo"]),
+            claims: vec![],
+        },
+        Rule {
+            glob: Glob::new("admin-*"),
+            scopes: vec![],
+            claims: vec![claim_rule("/realm_access/roles", &["admin"])],
+        },
+    ]);
+    assert!(ambiguous.is_empty());
+    let (resources, _) = RuleSet::new(vec![Rule {
+        glob: Glob::new("file:///srv/secret/*"),
+        scopes: vec![],
+        claims: vec![claim_rule("groups", &["sre"])],
+    }]);
+    Policy {
+        require: if require {
+            vec![claim_rule("tid", &["t1"])]
+        } else {
+            vec![]
+        },
+        tools,
+        resources,
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn claim_rules_decide_with_no_step_up() {
+    let p = claims_policy(false);
+    let sre = caller(
+        &["tools:deploy"],
+        serde_json::json!({"groups": ["dev", "sre"]}),
+    );
+    let dev = caller(
+        &["tools:deploy", "tools:echo"],
+        serde_json::json!({"groups": ["dev"]}),
+    );
+    assert_eq!(
+        p.decide(&sre, Operation::Tool("deploy")),
+        Decision::Allow {
+            scopes: granted(&["tools:deploy"])
+        }
+    );
+    let refused = p.decide(&dev, Operation::Tool("deploy"));
+    assert_eq!(
+        refused,
+        Decision::ClaimsFailed {
+            rule: "claims:groups".into()
+        }
+    );
+    assert_eq!(refused.rule(), Some("claims:groups"));
+    assert_eq!(refused.label(), "deny");
+    // The claim fails first: more scopes would not help, so none are asked for.
+    let neither = caller(&[], serde_json::json!({}));
+    assert!(matches!(
+        p.decide(&neither, Operation::Tool("deploy")),
+        Decision::ClaimsFailed { .. }
+    ));
+    // With the claim, scopes are still required.
+    let sre_without_scope = caller(&[], serde_json::json!({"groups": "sre"}));
+    assert!(matches!(
+        p.decide(&sre_without_scope, Operation::Tool("deploy")),
+        Decision::MissingScopes { .. }
+    ));
+    // Claims-only rules and nested claims.
+    let admin = caller(
+        &[],
+        serde_json::json!({"realm_access": {"roles": ["admin"]}}),
+    );
+    assert!(matches!(
+        p.decide(&admin, Operation::Tool("admin-reset")),
+        Decision::Allow { .. }
+    ));
+    assert!(matches!(
+        p.decide(&sre, Operation::Tool("admin-reset")),
+        Decision::ClaimsFailed { .. }
+    ));
+    // A bare scope list holds no claims.
+    assert!(matches!(
+        p.decide(&granted(&["tools:deploy"]), Operation::Tool("deploy")),
+        Decision::ClaimsFailed { .. }
+    ));
+
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy"}}"#;
+    let inspected = inspect(body).unwrap();
+    let (result, verdicts) = authorize(Some(&p), &dev, Some(&inspected));
+    let denial = result.unwrap_err();
+    assert!(denial.not_permitted, "no step-up for a claim rule");
+    assert!(denial.needed.is_empty());
+    assert!(
+        denial.message.contains("tool `deploy`") && denial.message.contains("claims:groups"),
+        "{}",
+        denial.message
+    );
+    assert!(
+        !denial.message.contains("sre"),
+        "accepted values are not told"
+    );
+    assert_eq!(verdicts[0].decision.rule(), Some("claims:groups"));
+}
+
+#[test]
+fn claim_rules_filter_lists_like_calls() {
+    let p = claims_policy(false);
+    let sre = caller(
+        &["tools:deploy", "tools:echo"],
+        serde_json::json!({"groups": ["sre"]}),
+    );
+    let dev = caller(
+        &["tools:deploy", "tools:echo"],
+        serde_json::json!({"groups": ["dev"]}),
+    );
+    assert!(p.item_visible(&sre, ListKind::Tools, "deploy"));
+    assert!(!p.item_visible(&dev, ListKind::Tools, "deploy"));
+    assert!(p.item_visible(&dev, ListKind::Tools, "echo"));
+    assert!(p.item_visible(&sre, ListKind::Resources, "file:///srv/secret/a"));
+    assert!(!p.item_visible(&dev, ListKind::Resources, "file:///srv/secret/a"));
+    // A template is shown only when a rule the caller satisfies can match its URIs.
+    assert!(p.template_visible(&sre, "file:///srv/secret/{name}"));
+    assert!(!p.template_visible(&dev, "file:///srv/secret/{name}"));
+}
+
+#[test]
+fn the_route_requirement_refuses_every_request_and_hides_everything() {
+    let p = claims_policy(true);
+    let ours = caller(&["tools:echo"], serde_json::json!({"tid": "t1"}));
+    let theirs = caller(&["tools:echo"], serde_json::json!({"tid": "t2"}));
+    assert!(matches!(
+        p.decide(&ours, Operation::Tool("echo")),
+        Decision::Allow { .. }
+    ));
+    assert_eq!(
+        p.decide(&theirs, Operation::Tool("echo")),
+        Decision::ClaimsFailed {
+            rule: "claims:tid".into()
+        }
+    );
+    assert_eq!(
+        p.decide(&theirs, Operation::Method("initialize")),
+        Decision::ClaimsFailed {
+            rule: "claims:tid".into()
+        }
+    );
+    assert!(p.item_visible(&ours, ListKind::Tools, "echo"));
+    assert!(!p.item_visible(&theirs, ListKind::Tools, "echo"));
+    assert!(!p.template_visible(&theirs, "file:///srv/secret/{name}"));
+    // A request without a message (GET stream, DELETE) is refused too, and recorded.
+    let (result, verdicts) = authorize(Some(&p), &theirs, None);
+    assert!(result.unwrap_err().not_permitted);
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(verdicts[0].op, Operation::Request);
+    assert_eq!(verdicts[0].decision.rule(), Some("claims:tid"));
+    let (result, verdicts) = authorize(Some(&p), &ours, None);
+    assert!(result.is_ok());
+    assert!(verdicts.is_empty());
 }

@@ -69,7 +69,10 @@ impl Gateway {
         };
         let route = &found.route;
         let chunk = body.as_deref().unwrap_or(&[]);
-        let granted = ctx.principal.as_ref().map_or(&[][..], |p| &p.scopes[..]);
+        let granted: &dyn crate::policy::Grants = match ctx.principal.as_deref() {
+            Some(p) => p,
+            None => &crate::policy::NOTHING_GRANTED,
+        };
         let policy = route.policy.as_ref();
         let keep = |kind: ListKind, name: &str| match policy {
             None => true,

@@ -200,7 +200,10 @@ pub(super) fn authorize(
     inspected: Option<&Inspected>,
     ids: Option<&RequestIds>,
 ) -> Result<(Permit, PendingLists), Refusal> {
-    let granted = principal.map_or(&[][..], |p| &p.scopes[..]);
+    let granted: &dyn policy::Grants = match principal {
+        Some(p) => p,
+        None => &crate::policy::NOTHING_GRANTED,
+    };
     let policy = rt.route.policy.as_ref();
     let (result, verdicts) = policy::authorize(policy, granted, inspected);
     // Audit output per request is bounded: a lone operation gets its event; a batch gets

@@ -223,6 +223,7 @@ fn write(event: &AuditEvent<'_>, ids: Option<&RequestIds>) {
                 method = verdict.op.method(),
                 name = verdict.op.target(),
                 decision = verdict.decision.label(),
+                rule = verdict.decision.rule(),
                 missing = %missing,
             )
         }

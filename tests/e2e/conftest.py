@@ -75,6 +75,7 @@ class OAuthGateway:
     whoami_url: str  # protected route to whoami (token exchange)
     opaque_url: str  # like everything_url, but the AS issues opaque tokens (introspection)
     whoami_wide_url: str  # token exchange for a scope the user's token lacks: always refused
+    claims_url: str  # route to whoami (no upstream credential) whose tool needs groups: [sre]
     admin_url: str
     issuer: str
 
@@ -268,6 +269,8 @@ def authserver(peer_log_dir) -> Iterator[AuthServer]:
         "PORT": str(port),
         "DRAWBRIDGE_CLIENT_SECRET": secret,
         "AUTH_USERS": "alice,bob",
+        # A `groups` claim for the claim rules of the `claims` route.
+        "AUTH_GROUPS": "alice=sre+platform;bob=dev",
         # Tokens for resources under /opaque/ are opaque: drawbridge must introspect them.
         "OPAQUE_PATHS": "/opaque/",
     }
@@ -370,6 +373,21 @@ routes:
         client_secret: ${{DRAWBRIDGE_EXCHANGE_SECRET}}
         audience: {WHOAMI_AUDIENCE}
         scopes: [tools:admin]
+  - name: claims
+    match: {{ path: /claims/mcp }}
+    public_url: {base}/claims/mcp
+    upstream:
+      url: {whoami_url}
+    auth:
+      issuers: [e2e]
+      required_scopes: [mcp:tools]
+    upstream_auth:
+      none: {{}}
+    policy:
+      default: deny
+      tools:
+        whoami:                    # a claim rule: alice (sre) may, bob (dev) may not
+          claims: {{ groups: [sre] }}
   - name: opaque
     match: {{ path: /opaque/mcp }}
     public_url: {base}/opaque/mcp
@@ -406,6 +424,7 @@ def oauth_gateway(authserver, everything_server, whoami_server, peer_log_dir) ->
             whoami_url=f"{base}/whoami/mcp",
             opaque_url=f"{base}/opaque/mcp",
             whoami_wide_url=f"{base}/whoami-wide/mcp",
+            claims_url=f"{base}/claims/mcp",
             admin_url=admin_url,
             issuer=authserver.issuer,
         )

@@ -20,6 +20,7 @@ mod log_budget;
 mod metrics;
 mod modern;
 mod policy;
+mod providers;
 mod proxying;
 mod reload;
 mod request_forms;

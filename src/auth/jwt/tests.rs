@@ -60,8 +60,12 @@ fn es256_token_verifies_with_its_key_and_claims_are_read() {
     decoded.verify_with(k).unwrap();
     assert_eq!(decoded.claims.sub.as_deref(), Some("alice"));
     assert_eq!(decoded.claims.aud, ["https://gw/mcp", "other"]);
-    assert_eq!(decoded.claims.scopes(), ["a", "b"]);
+    assert_eq!(decoded.claims.scope.as_deref(), Some("a b"));
     assert_eq!(decoded.claims.client(), Some("c1"));
+    // The whole payload, for the issuer's claim mapping.
+    let json = decoded.claims_json().unwrap();
+    assert_eq!(json["sub"], "alice");
+    assert_eq!(json["scope"], "a b");
 }
 
 #[test]
@@ -219,7 +223,7 @@ fn scp_array_and_azp_are_fallbacks() {
     let c: Claims =
         serde_json::from_value(serde_json::json!({"scp":["x","y"],"azp":"app","aud":"single"}))
             .unwrap();
-    assert_eq!(c.scopes(), ["x", "y"]);
+    assert_eq!(c.scp, ["x", "y"]);
     assert_eq!(c.client(), Some("app"));
     assert_eq!(c.aud, ["single"]);
 }

@@ -77,7 +77,9 @@ impl Checker<'_> {
                 Some(self.introspection(&format!("{at}.introspection"), i, allow_insecure_http)?)
             }
         };
+        let claims = self.claim_mapping(&format!("{at}.claims"), raw.claims.as_ref());
         Some(Issuer {
+            claims,
             name: raw.name.clone(),
             issuer,
             issuer_url,

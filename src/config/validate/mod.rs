@@ -2,6 +2,7 @@
 //! the shape of each part of the file (`structure`), then the meaning of each setting, by
 //! concern (`limits`, `issuers`, `routes`, `upstream_auth`).
 
+mod claims;
 mod issuers;
 mod limits;
 mod routes;
@@ -228,6 +229,7 @@ impl Checker<'_> {
             .map(Arc::new)
             .collect();
         self.check_unique(&routes);
+        self.issuer_warnings(&issuers, &routes);
         if raw.sessions.is_none() && routes.iter().any(|r| r.auth.is_some()) {
             self.warnings.push(
                 "no `sessions.keys`: session ids are sealed with a random key of this process; replicas cannot serve each other's sessions and a restart ends them".into(),
@@ -271,5 +273,7 @@ impl Checker<'_> {
     }
 }
 
+#[cfg(test)]
+mod claims_tests;
 #[cfg(test)]
 mod tests;

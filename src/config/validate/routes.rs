@@ -7,7 +7,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use super::{valid_scope, Checker};
-use crate::config::raw::{RawAuth, RawPolicy, RawRoute, RawTimeouts};
+use crate::config::raw::{RawAuth, RawPolicy, RawRoute, RawRule, RawTimeouts};
 use crate::config::{
     units, Route, RouteAuth, Upstream, UpstreamAuth, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT,
     DEFAULT_STREAM_IDLE_TIMEOUT,
@@ -128,6 +128,14 @@ impl Checker<'_> {
                 }
             }
         }
+        let audiences = self.audiences(&format!("{at}.audiences"), raw.audiences.as_deref());
+        if let (Some(url), false) = (public_url, audiences.is_empty()) {
+            if !audiences.iter().any(|a| a == url.as_str()) {
+                self.warnings.push(format!(
+                    "{at}.audiences does not list the route's public_url: tokens that MCP clients obtain with an RFC 8707 `resource` (for the public_url) will be refused"
+                ));
+            }
+        }
         let resource_documentation = match &raw.resource_documentation {
             None => None,
             Some(u) => {
@@ -144,12 +152,44 @@ impl Checker<'_> {
         Some(RouteAuth {
             // Missing: reported above (or, when invalid, by `public_url`); no route.
             public_url: public_url?.clone(),
+            audiences,
             issuers,
             required_scopes: raw.required_scopes.clone(),
             scopes_supported,
             resource_name: raw.resource_name.clone(),
             resource_documentation,
         })
+    }
+
+    /// `auth.audiences`: non-empty strings, each once; absent: empty (the public URL).
+    pub(super) fn audiences(&mut self, at: &str, raw: Option<&[String]>) -> Vec<String> {
+        let Some(raw) = raw else {
+            return Vec::new();
+        };
+        if raw.is_empty() {
+            self.error(
+                at,
+                "list at least one audience, or leave the key out to accept the public_url",
+            );
+        }
+        let mut audiences: Vec<String> = Vec::new();
+        for (i, value) in raw.iter().enumerate() {
+            let at = format!("{at}[{i}]");
+            let Some(value) = self.expand(&at, value) else {
+                continue;
+            };
+            if value.is_empty() || value.trim() != value {
+                self.error(
+                    &at,
+                    "an audience is a non-empty value without leading or trailing spaces",
+                );
+            } else if audiences.contains(&value) {
+                self.error(&at, "listed twice");
+            } else {
+                audiences.push(value);
+            }
+        }
+        audiences
     }
 
     /// `allowed_origins`: each an origin as browsers send it, `scheme://host[:port]`
@@ -182,46 +222,67 @@ impl Checker<'_> {
                 false
             }
         };
-        let mut set = |kind: &str, map: &std::collections::BTreeMap<String, Vec<String>>| {
-            let mut rules = Vec::new();
-            for (pattern, scopes) in map {
-                let path = format!("{at}.{kind}.{pattern}");
-                if pattern.is_empty() {
-                    self.error(&path, "an empty pattern matches nothing");
-                }
-                for scope in scopes {
-                    if !valid_scope(scope) {
-                        self.error(
-                            &path,
-                            "a scope is printable ASCII without spaces, quotes or backslashes",
-                        );
-                    }
-                }
-                rules.push(Rule {
-                    glob: Glob::new(pattern),
-                    scopes: scopes.clone(),
-                });
-            }
-            let (set, ambiguous) = RuleSet::new(rules);
-            for (a, b) in ambiguous {
-                self.error(
-                    &format!("{at}.{kind}"),
-                    format!("patterns `{a}` and `{b}` can match the same name with equal specificity; make one more specific"),
-                );
-            }
-            set
+        let require = match &raw.require {
+            None => Vec::new(),
+            Some(r) => self.claim_rules(&format!("{at}.require.claims"), &r.claims),
         };
-        let tools = set("tools", &raw.tools);
-        let resources = set("resources", &raw.resources);
-        let prompts = set("prompts", &raw.prompts);
-        let methods = set("methods", &raw.methods);
+        let tools = self.rule_set(at, "tools", &raw.tools);
+        let resources = self.rule_set(at, "resources", &raw.resources);
+        let prompts = self.rule_set(at, "prompts", &raw.prompts);
+        let methods = self.rule_set(at, "methods", &raw.methods);
         Policy {
             default_allow,
+            require,
             tools,
             resources,
             prompts,
             methods,
         }
+    }
+
+    /// The rules of one kind (`tools`, …), in the short form (a list of scopes) or the
+    /// long form (`{scopes, claims}`).
+    fn rule_set(
+        &mut self,
+        at: &str,
+        kind: &str,
+        map: &std::collections::BTreeMap<String, RawRule>,
+    ) -> RuleSet {
+        let mut rules = Vec::new();
+        for (pattern, rule) in map {
+            let path = format!("{at}.{kind}.{pattern}");
+            if pattern.is_empty() {
+                self.error(&path, "an empty pattern matches nothing");
+            }
+            let (scopes, claims) = match rule {
+                RawRule::Scopes(scopes) => (scopes, Vec::new()),
+                RawRule::Full(full) => (
+                    &full.scopes,
+                    self.claim_rules(&format!("{path}.claims"), &full.claims),
+                ),
+            };
+            for scope in scopes {
+                if !valid_scope(scope) {
+                    self.error(
+                        &path,
+                        "a scope is printable ASCII without spaces, quotes or backslashes",
+                    );
+                }
+            }
+            rules.push(Rule {
+                glob: Glob::new(pattern),
+                scopes: scopes.clone(),
+                claims,
+            });
+        }
+        let (set, ambiguous) = RuleSet::new(rules);
+        for (a, b) in ambiguous {
+            self.error(
+                &format!("{at}.{kind}"),
+                format!("patterns `{a}` and `{b}` can match the same name with equal specificity; make one more specific"),
+            );
+        }
+        set
     }
 
     pub(super) fn path_prefix(&mut self, at: &str, value: &str) -> Option<String> {

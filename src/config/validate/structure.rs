@@ -282,6 +282,12 @@ fn operator_words(path: &str, message: &str) -> String {
         let expected = rest.split_once(", expected ").map_or("", |(_, e)| e);
         return format!("expected {}", expected_words(path, expected));
     }
+    if message.starts_with("data did not match any variant of untagged enum RawRule") {
+        return "expected a list of scopes such as [tools:echo], or a mapping such as `{ scopes: [tools:deploy], claims: { groups: [sre] } }`".into();
+    }
+    if message.starts_with("data did not match any variant of untagged enum RawPermissionClaim") {
+        return "expected a claim name such as `roles`, or a mapping such as `{ claim: /realm_access/roles, prefix: \"realm:\" }`".into();
+    }
     if let Some(rest) = message.strip_prefix("missing field ") {
         return format!("the key {rest} is required here");
     }

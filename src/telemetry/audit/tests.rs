@@ -180,10 +180,11 @@ fn an_authorization_names_the_caller_operation_and_missing_scopes() {
     assert_eq!(
         seen.names(),
         [
-            "client", "decision", "event", "issuer", "method", "missing", "name", "route",
+            "client", "decision", "event", "issuer", "method", "missing", "name", "route", "rule",
             "subject"
         ]
     );
+    assert_eq!(seen.get("rule"), Some("scopes"));
     assert_eq!(seen.get("event"), Some("authorization"));
     assert_eq!(seen.get("issuer"), Some("https://idp.example"));
     assert_eq!(seen.get("subject"), Some("alice"));
@@ -206,6 +207,23 @@ fn an_authorization_names_the_caller_operation_and_missing_scopes() {
     assert_eq!(seen.get("decision"), Some("allow"));
     assert_eq!(seen.get("missing"), Some(""));
     assert_eq!(seen.get("name"), None);
+    assert_eq!(seen.get("rule"), None);
+
+    // A failed claim rule is named (the claim, never its values).
+    let claims = Verdict {
+        op: Operation::Tool("deploy"),
+        decision: Decision::ClaimsFailed {
+            rule: "claims:groups".into(),
+        },
+    };
+    let seen = emitted(AuditEvent::Authorization {
+        route: &route,
+        caller: Caller::of(Some(&alice)),
+        verdict: &claims,
+    });
+    assert_eq!(seen.get("decision"), Some("deny"));
+    assert_eq!(seen.get("rule"), Some("claims:groups"));
+    assert_eq!(seen.get("missing"), Some(""));
 }
 
 #[test]

@@ -27,6 +27,9 @@
 //   ACCESS_TOKEN_TTL           seconds (default 600)
 //   DEFAULT_SCOPE              what an authorization request without `scope` asks for
 //                              (default "mcp:tools", RFC 6749 section 3.3)
+//   AUTH_GROUPS                users' groups, put in a `groups` claim (array) of their
+//                              access tokens, e.g. "alice=sre+platform;bob=dev"
+//                              (default: none, and no `groups` claim)
 import { generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
 
@@ -63,6 +66,11 @@ const resourceScopes = list(env(
 const opaquePaths = list(env('OPAQUE_PATHS', ''));
 const accessTokenTtl = Number(env('ACCESS_TOKEN_TTL', '600'));
 const defaultScope = list(env('DEFAULT_SCOPE', 'mcp:tools')).join(' ');
+// "alice=sre+platform;bob=dev" -> Map { alice => [sre, platform], bob => [dev] }
+const groupsOf = new Map(env('AUTH_GROUPS', '').split(';').filter(Boolean).map((entry) => {
+  const [user, groups = ''] = entry.split('=');
+  return [user.trim(), groups.split('+').map((g) => g.trim()).filter(Boolean)];
+}));
 
 // One RSA signing key per run: tokens die with the process, which is what tests want.
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -154,6 +162,8 @@ const configuration = {
   },
   extraTokenClaims: async (_ctx, token) => {
     if (token.gty === TOKEN_EXCHANGE && token.extra?.act) return { act: token.extra.act };
+    const groups = token.accountId && groupsOf.get(token.accountId);
+    if (groups) return { groups };
     return undefined;
   },
   pkce: { required: () => true },
