@@ -4,6 +4,7 @@
 
 mod issuers;
 mod limits;
+mod on_behalf_of;
 mod routes;
 mod structure;
 mod upstream_auth;
