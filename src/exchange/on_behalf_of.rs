@@ -42,20 +42,25 @@ pub(super) fn within(granted: &str, requested: &[String]) -> bool {
         if r.eq_ignore_ascii_case(granted) {
             return true;
         }
-        let Some(resource) = strip_suffix_ignore_case(r, "/.default") else {
+        // Compared as bytes: the answer is the authorization server's text, and no
+        // slicing of it may fall inside a character.
+        let Some(resource) = strip_suffix_ignore_case(r.as_bytes(), b"/.default") else {
             return false;
         };
-        granted.len() > resource.len() + 1
-            && granted.is_char_boundary(resource.len() + 1)
-            && granted[..resource.len()].eq_ignore_ascii_case(resource)
-            && granted.as_bytes()[resource.len()] == b'/'
-            && !granted[resource.len() + 1..].contains('/')
+        match granted.as_bytes().split_at_checked(resource.len()) {
+            Some((head, [b'/', permission @ ..])) => {
+                head.eq_ignore_ascii_case(resource)
+                    && !permission.is_empty()
+                    && !permission.contains(&b'/')
+            }
+            _ => false,
+        }
     })
 }
 
-fn strip_suffix_ignore_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
-    let cut = text.len().checked_sub(suffix.len())?;
-    (text.is_char_boundary(cut) && text[cut..].eq_ignore_ascii_case(suffix)).then(|| &text[..cut])
+fn strip_suffix_ignore_case<'a>(text: &'a [u8], suffix: &[u8]) -> Option<&'a [u8]> {
+    let (head, tail) = text.split_at_checked(text.len().checked_sub(suffix.len())?)?;
+    tail.eq_ignore_ascii_case(suffix).then_some(head)
 }
 
 /// The answer to one on-behalf-of request for `requested` scopes.

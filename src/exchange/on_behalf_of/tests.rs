@@ -37,6 +37,11 @@ fn a_default_scope_covers_that_resources_permissions_only() {
     assert!(!within("api://up/", &requested));
     assert!(!within("api://up/a/b", &requested));
     assert!(!within("https://graph.microsoft.com/User.Read", &requested));
+    // Multi-byte characters where a slice by the resource's length would cut one.
+    assert!(!within("api://uü/x", &scopes(&["api://uu/.default"])));
+    assert!(!within("api://u", &scopes(&["api://üü/.default"])));
+    assert!(!within("é", &scopes(&["é/.default"])));
+    assert!(within("é/x", &scopes(&["é/.default"])));
     let named = scopes(&["https://graph.microsoft.com/User.Read"]);
     assert!(within("https://graph.microsoft.com/user.read", &named));
     assert!(!within("https://graph.microsoft.com/Mail.Read", &named));
