@@ -2,8 +2,8 @@
 //! never travels on (the proxy strips it with the other gateway credentials); instead the
 //! route's `upstream_auth` decides: an RFC 8693 token issued for the upstream, an Entra
 //! ID on-behalf-of token for the upstream's API, the gateway's own client-credentials
-//! token, a static header, or nothing. Tokens come from
-//! the shared [`CredentialCache`], which coalesces concurrent misses.
+//! token, a static header, or nothing. Tokens come from the shared [`CredentialCache`],
+//! which coalesces concurrent misses.
 //!
 //! Owns: turning a route's validated `upstream_auth` into a [`CredentialSource`] at
 //! start-up (and reload), obtaining the header for one request, and what cached tokens and
