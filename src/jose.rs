@@ -1,7 +1,8 @@
 //! JOSE vocabulary the gateway shares between modules: the JWS algorithms it verifies
 //! access tokens with ([`Algorithm`]), how a `typ` media type is compared
 //! ([`normalize_media_type`]), and its own private key for `private_key_jwt`
-//! ([`SigningKey`]).
+//! ([`SigningKey`]), with the SHA-256 thumbprint of its certificate when the
+//! authorization server identifies the key by it (Entra ID's `x5t#S256`).
 //!
 //! Owns these types and their parsing, at the crate root because `config` parses them
 //! when it validates `gateway.yaml` (an unknown algorithm or a bad key is a config error)
@@ -12,12 +13,15 @@
 use std::fmt;
 use std::sync::Arc;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use ring::rand::SystemRandom;
+use ring::signature::KeyPair as _;
 use ring::signature::{
     EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Signature algorithms drawbridge can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +78,9 @@ pub fn normalize_media_type(typ: &str) -> String {
 pub struct SigningKey {
     inner: Arc<KeyPair>,
     rng: SystemRandom,
+    /// Base64url SHA-256 of the DER certificate of this key (`x5t#S256`, RFC 7515
+    /// §4.1.8), when one was given: [`SigningKey::with_certificate`].
+    certificate_thumbprint: Option<Arc<str>>,
 }
 
 enum KeyPair {
@@ -141,6 +148,7 @@ impl SigningKey {
             return Ok(SigningKey {
                 inner: Arc::new(inner),
                 rng,
+                certificate_thumbprint: None,
             });
         }
         Err(KeyError::NoKey)
@@ -172,8 +180,100 @@ impl SigningKey {
     }
 }
 
+/// Why a certificate could not be paired with a signing key. Never contains key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateError {
+    /// No readable `CERTIFICATE` block in the PEM text.
+    NoCertificate,
+    /// The certificate's public key is not the private key's.
+    KeyMismatch,
+}
+
+impl fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertificateError::NoCertificate => f.write_str("no X.509 certificate in the PEM text"),
+            CertificateError::KeyMismatch => {
+                f.write_str("the certificate is not the private key's (its public key differs)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CertificateError {}
+
+impl SigningKey {
+    /// The same key, paired with its certificate (the first `CERTIFICATE` block of
+    /// `pem`): refused unless the certificate's public key is this key's. Assertions then
+    /// carry the certificate's SHA-256 thumbprint as `x5t#S256`.
+    pub fn with_certificate(mut self, pem: &str) -> Result<SigningKey, CertificateError> {
+        let der = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .next()
+            .and_then(Result::ok)
+            .ok_or(CertificateError::NoCertificate)?;
+        let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|_| CertificateError::NoCertificate)?;
+        let public: &[u8] = match &*self.inner {
+            KeyPair::Rsa(key) => key.public().as_ref(),
+            KeyPair::EcP256(key) => key.public_key().as_ref(),
+        };
+        if certificate.public_key().subject_public_key.data.as_ref() != public {
+            return Err(CertificateError::KeyMismatch);
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+        let thumbprint = URL_SAFE_NO_PAD.encode(digest.as_ref());
+        self.certificate_thumbprint = Some(Arc::from(thumbprint));
+        Ok(self)
+    }
+
+    /// The certificate's `x5t#S256`, if the key was paired with one.
+    pub fn certificate_thumbprint(&self) -> Option<&str> {
+        self.certificate_thumbprint.as_deref()
+    }
+}
+
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SigningKey({})", self.algorithm())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key and its self-signed certificate, as PEM.
+    fn key_and_certificate() -> (String, String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["drawbridge".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (key.serialize_pem(), cert.pem(), cert.der().to_vec())
+    }
+
+    #[test]
+    fn a_certificate_names_its_key_by_sha256_thumbprint() {
+        let (key_pem, cert_pem, der) = key_and_certificate();
+        let key = SigningKey::from_pem(&key_pem).unwrap();
+        assert_eq!(key.certificate_thumbprint(), None);
+        let key = key.with_certificate(&cert_pem).unwrap();
+        let expected = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, &der));
+        assert_eq!(key.certificate_thumbprint(), Some(expected.as_str()));
+    }
+
+    #[test]
+    fn another_keys_certificate_or_none_is_refused() {
+        let (key_pem, _, _) = key_and_certificate();
+        let (_, other_cert, _) = key_and_certificate();
+        let key = SigningKey::from_pem(&key_pem).unwrap();
+        assert_eq!(
+            key.clone().with_certificate(&other_cert).unwrap_err(),
+            CertificateError::KeyMismatch
+        );
+        assert_eq!(
+            key.with_certificate(&key_pem).unwrap_err(),
+            CertificateError::NoCertificate
+        );
     }
 }

@@ -89,6 +89,11 @@ pub enum Refusal {
     /// No upstream credential could be obtained: the authorization server refused the
     /// exchange (403), is unavailable (503), or answered nonsense (502).
     Credential(FailureKind),
+    /// The authorization server refused the upstream credential until the caller signs in
+    /// again meeting its conditions (Entra ID's claims challenge, e.g. multi-factor
+    /// authentication): 403, and `challenge` is the `WWW-Authenticate` value that carries
+    /// the claims to the client (`error="insufficient_claims", claims="…"`).
+    CredentialClaims { challenge: String },
     /// Authentication failed on a protected route; `challenge` is the `WWW-Authenticate`
     /// value that tells the client where to get a token and which scopes to ask for.
     Auth {
@@ -149,6 +154,7 @@ impl Refusal {
             Refusal::Credential(FailureKind::Denied) => 403,
             Refusal::Credential(FailureKind::Unavailable) => 503,
             Refusal::Credential(FailureKind::BadGateway) => 502,
+            Refusal::CredentialClaims { .. } => 403,
             Refusal::BadPath(_) | Refusal::BadQuery(_) | Refusal::TokenInQuery => 400,
             Refusal::UriTooLong => 414,
             Refusal::IntrospectionBusy => 503,
@@ -174,6 +180,7 @@ impl Refusal {
         match self {
             Refusal::Auth { challenge, .. } => Some(challenge),
             Refusal::Forbidden { challenge, .. } => challenge.as_deref(),
+            Refusal::CredentialClaims { challenge } => Some(challenge),
             _ => None,
         }
     }
@@ -215,7 +222,7 @@ impl Refusal {
             Refusal::UnfilterableAnswer => -32002,
             Refusal::Auth { .. } => -32001,
             Refusal::Forbidden { .. } => -32005,
-            Refusal::Credential(_) => -32006,
+            Refusal::Credential(_) | Refusal::CredentialClaims { .. } => -32006,
             Refusal::SessionNotFound => -32001,
             Refusal::BadSessionHeader => -32600,
             Refusal::UnknownRequestState | Refusal::UnknownTaskId => -32602,
@@ -262,6 +269,7 @@ impl Refusal {
             Refusal::Credential(FailureKind::Denied) => "upstream_credential_denied",
             Refusal::Credential(FailureKind::Unavailable) => "authorization_server_unavailable",
             Refusal::Credential(FailureKind::BadGateway) => "upstream_credential_failed",
+            Refusal::CredentialClaims { .. } => "upstream_claims_challenge",
             Refusal::BadPath(_) => "bad_path",
             Refusal::BadQuery(_) => "bad_query",
             Refusal::TokenInQuery => "token_in_query",
@@ -339,6 +347,9 @@ impl Refusal {
             }
             Refusal::Credential(FailureKind::BadGateway) => {
                 "the gateway could not obtain a credential for the upstream".into()
+            }
+            Refusal::CredentialClaims { .. } => {
+                "the authorization server requires you to sign in again meeting its conditions before the upstream can be called on your behalf: request a new token with the claims in WWW-Authenticate".into()
             }
             Refusal::BadPath(what) => format!("bad request path: {what}"),
             Refusal::BadQuery(what) => format!("bad query string: {what}"),
@@ -499,6 +510,30 @@ mod tests {
         assert!(read(Refusal::NoRoute.body(None))
             .get("request_id")
             .is_none());
+    }
+
+    #[test]
+    fn a_claims_challenge_is_a_403_that_carries_it() {
+        let refusal = Refusal::CredentialClaims {
+            challenge: r#"Bearer error="insufficient_claims", claims="e30=""#.into(),
+        };
+        assert_eq!(refusal.status(), 403);
+        assert_eq!(refusal.retry_after(), None);
+        assert_eq!(
+            refusal.www_authenticate(),
+            Some(r#"Bearer error="insufficient_claims", claims="e30=""#)
+        );
+        let req =
+            inspect(br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"x"}}"#)
+                .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&refusal.body(Some(&req))).unwrap();
+        assert_eq!(body["id"], 3);
+        assert_eq!(body["error"]["code"], -32006);
+        assert!(
+            !body.to_string().contains("e30="),
+            "the claims travel in the header only"
+        );
+        assert_eq!(refusal.kind(), "upstream_claims_challenge");
     }
 
     #[test]

@@ -188,6 +188,10 @@ pub enum UpstreamAuth {
     TokenExchange(Grant),
     /// The gateway's own service token (the upstream no longer sees the user).
     ClientCredentials(Grant),
+    /// Microsoft Entra ID's on-behalf-of grant: a token for the upstream's API, obtained
+    /// with the caller's token as the assertion. Its grant has no `audience` or
+    /// `resource` (Entra names the API in the scopes) and fixed scopes.
+    OnBehalfOf(Grant),
     /// A fixed header, e.g. an API key, parsed at validation. The value is marked
     /// sensitive, so `Debug` prints `Sensitive`, never the key; unlike a [`Secret`] it is
     /// not zeroized when dropped (no header value is).

@@ -248,6 +248,7 @@ pub struct RawFullRule {
 pub struct RawUpstreamAuth {
     pub token_exchange: Option<RawGrant>,
     pub client_credentials: Option<RawGrant>,
+    pub on_behalf_of: Option<RawOnBehalfOf>,
     #[serde(rename = "static")]
     pub static_: Option<RawStatic>,
     pub none: Option<Value>,
@@ -276,6 +277,31 @@ pub struct RawGrant {
     pub timeout: Option<String>,
     /// With `scopes: per_operation`: what to request when an operation needs no scope.
     pub base_scopes: Option<Vec<String>>,
+    /// Accept a plain-http `token_endpoint` off loopback (test setups only).
+    pub allow_insecure_http: Option<bool>,
+}
+
+/// Microsoft Entra ID's on-behalf-of grant: the caller's token as an RFC 7523 JWT
+/// bearer `assertion`, `requested_token_use=on_behalf_of`. Client authentication is in
+/// the request body (a secret, or a certificate's signed assertion), as Entra documents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOnBehalfOf {
+    /// Issuer (by name) whose discovered `token_endpoint` is used.
+    pub issuer: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<RawSecret>,
+    pub client_secret_file: Option<String>,
+    /// PEM private key whose certificate is registered with the application.
+    pub private_key_file: Option<String>,
+    /// PEM certificate of that key: its SHA-256 thumbprint is the assertion's `x5t#S256`.
+    pub certificate_file: Option<String>,
+    /// Sent as the assertion's `kid`.
+    pub key_id: Option<String>,
+    /// Scopes of the upstream's API, e.g. `api://upstream/.default`.
+    pub scopes: Option<Vec<String>>,
+    pub timeout: Option<String>,
     /// Accept a plain-http `token_endpoint` off loopback (test setups only).
     pub allow_insecure_http: Option<bool>,
 }

@@ -1,9 +1,11 @@
-//! The transport to one token endpoint: builds the RFC 8693 token-exchange and
-//! client-credentials requests, attaches client authentication, reads a bounded answer
-//! and hands it to `response` for validation. No caching here (see `cache`).
+//! The transport to one token endpoint: builds the RFC 8693 token-exchange,
+//! on-behalf-of and client-credentials requests, attaches client authentication, reads a
+//! bounded answer and hands it to `response` (or `on_behalf_of`) for validation. No
+//! caching here (see `cache`).
 
 use std::time::{Duration, Instant};
 
+use super::on_behalf_of;
 use super::response::{parse_error, parse_success_for};
 use super::{
     ClientAuth, ExchangeError, ExchangeRequest, IssuedToken, ACCESS_TOKEN_TYPE,
@@ -88,12 +90,39 @@ impl TokenClient {
         self.post(&form, scopes).await
     }
 
+    /// Entra ID's on-behalf-of grant: the caller's token as the `assertion`, for the
+    /// upstream API's `scopes`. Client authentication goes in the body (Entra documents
+    /// `client_secret` or `client_assertion` there).
+    pub async fn on_behalf_of(
+        &self,
+        assertion: &str,
+        scopes: &[String],
+    ) -> Result<IssuedToken, ExchangeError> {
+        let scope = scopes.join(" ");
+        let form = on_behalf_of::form(assertion, &scope);
+        let (status, body, received_at) = self.send(&form).await?;
+        on_behalf_of::answer(status, &body, received_at, scopes)
+    }
+
     /// Sends `grant` and validates the answer against the `requested` scopes.
     async fn post(
         &self,
         grant: &[(&str, &str)],
         requested: &[String],
     ) -> Result<IssuedToken, ExchangeError> {
+        let (status, body, received_at) = self.send(grant).await?;
+        match status {
+            200 => parse_success_for(&body, received_at, requested),
+            s if (200..300).contains(&s) => Err(ExchangeError::InvalidResponse(
+                "success status other than 200",
+            )),
+            s => Err(parse_error(s, &body)),
+        }
+    }
+
+    /// Sends `grant` with the client's authentication; the answer's status, its body
+    /// (bounded) and when it arrived.
+    async fn send(&self, grant: &[(&str, &str)]) -> Result<(u16, Vec<u8>, Instant), ExchangeError> {
         let credentials = self
             .auth
             .credentials(&self.endpoint)
@@ -137,14 +166,7 @@ impl TokenClient {
             }
             body.extend_from_slice(&chunk);
         }
-
-        match status {
-            200 => parse_success_for(&body, received_at, requested),
-            s if (200..300).contains(&s) => Err(ExchangeError::InvalidResponse(
-                "success status other than 200",
-            )),
-            s => Err(parse_error(s, &body)),
-        }
+        Ok((status, body, received_at))
     }
 }
 

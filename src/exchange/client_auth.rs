@@ -63,7 +63,9 @@ impl ClientAuth {
 }
 
 /// RFC 7523 §3: `iss` = `sub` = the client, `aud` = the token endpoint, a short `exp`
-/// and a random `jti` so that a captured assertion cannot be replayed.
+/// and a random `jti` so that a captured assertion cannot be replayed. A key paired with
+/// its certificate names it by `x5t#S256` (how Entra ID finds a certificate credential),
+/// and `nbf` is set, as Entra's assertion format lists it.
 fn client_assertion(
     client_id: &str,
     key: &SigningKey,
@@ -73,6 +75,9 @@ fn client_assertion(
     let mut header = serde_json::json!({ "alg": key.algorithm(), "typ": "JWT" });
     if let Some(kid) = kid {
         header["kid"] = kid.into();
+    }
+    if let Some(thumbprint) = key.certificate_thumbprint() {
+        header["x5t#S256"] = thumbprint.into();
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -84,6 +89,7 @@ fn client_assertion(
         "sub": client_id,
         "aud": endpoint.as_str(),
         "iat": now,
+        "nbf": now,
         "exp": now + ASSERTION_LIFETIME_SECS,
         "jti": URL_SAFE_NO_PAD.encode(jti),
     });

@@ -3,9 +3,11 @@
 //!
 //! This module owns the whole step: which credential a route's upstream gets
 //! ([`CredentialSource`], built from the route's validated `upstream_auth`: token exchange,
-//! client credentials, a static header, or none) and obtaining it for one request
-//! ([`CredentialSource::obtain`]); talking to an authorization server's token endpoint —
-//! RFC 8693 token exchange and the client-credentials grant ([`TokenClient`]), the
+//! Entra ID's on-behalf-of grant, client credentials, a static header, or none) and
+//! obtaining it for one request ([`CredentialSource::obtain`]); talking to an
+//! authorization server's token endpoint — RFC 8693 token exchange, on-behalf-of
+//! (`on_behalf_of`, with its claims challenges) and the client-credentials grant
+//! ([`TokenClient`]), the
 //! gateway's own client authentication ([`ClientAuth`]: `client_secret_basic`,
 //! `client_secret_post`, RFC 7523 `private_key_jwt`), strict validation of the answer;
 //! the cache of issued tokens ([`CredentialCache`]: bounded, refreshed shortly before
@@ -20,6 +22,7 @@
 mod cache;
 mod client;
 mod client_auth;
+mod on_behalf_of;
 mod response;
 mod source;
 
@@ -34,6 +37,7 @@ use crate::secret::Secret;
 
 pub use cache::{instant_at_unix, subject_token_hash, CacheKey, CacheOutcome, CredentialCache};
 pub use client::TokenClient;
+pub use on_behalf_of::ClaimsChallenge;
 pub use response::DEFAULT_EXPIRES_IN;
 pub use source::{
     binding_fingerprint, session_binding, CredentialRequest, CredentialSource, ExchangeCounters,
@@ -46,6 +50,8 @@ pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-e
 /// accepted are access tokens; a JWT is accepted as issued too.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// RFC 7523's JWT bearer grant type, which Entra ID's on-behalf-of grant uses.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// How the gateway authenticates itself to the token endpoint.
 #[derive(Debug, Clone)]
@@ -60,7 +66,8 @@ pub enum ClientAuth {
         client_id: String,
         key: SigningKey,
         /// Sent as the assertion's `kid` header when the authorization server needs it
-        /// to pick the registered key.
+        /// to pick the registered key. (A key paired with its certificate also sends
+        /// the certificate's `x5t#S256`: [`SigningKey::with_certificate`].)
         kid: Option<String>,
     },
 }
@@ -130,6 +137,14 @@ pub enum ExchangeError {
     /// The token endpoint answered with an error status. `error` is the OAuth error code
     /// (`invalid_grant`, …) when the body had a well-formed one.
     Rejected { status: u16, error: Option<String> },
+    /// The authorization server refused this caller until they sign in again meeting its
+    /// conditions (Entra ID's `interaction_required` with `claims`, e.g. multi-factor
+    /// authentication): the client is told what its next token must carry.
+    ClaimsChallenge {
+        status: u16,
+        error: String,
+        claims: ClaimsChallenge,
+    },
     /// A success status with an answer the gateway must not use.
     InvalidResponse(&'static str),
     /// `scopes: per_operation`, an operation that needs no scope, and no `base_scopes`:
@@ -152,13 +167,16 @@ pub enum FailureKind {
 }
 
 /// OAuth error codes that refuse the subject or the requested target rather than the
-/// gateway's own configuration.
-const DENIAL_CODES: [&str; 5] = [
+/// gateway's own configuration. `interaction_required` and `consent_required` (OpenID
+/// Connect; Entra ID answers them to on-behalf-of requests) say the user must act first.
+const DENIAL_CODES: [&str; 7] = [
     "invalid_grant",
     "invalid_target",
     "invalid_scope",
     "unauthorized_client",
     "access_denied",
+    "interaction_required",
+    "consent_required",
 ];
 
 impl ExchangeError {
@@ -167,6 +185,7 @@ impl ExchangeError {
         match self {
             ExchangeError::Transport(_) => "transport_error",
             ExchangeError::Rejected { .. } => "rejected",
+            ExchangeError::ClaimsChallenge { .. } => "claims_challenge",
             ExchangeError::InvalidResponse(_) => "invalid_response",
             ExchangeError::NoScopeToRequest => "no_scope",
         }
@@ -181,6 +200,7 @@ impl ExchangeError {
             ExchangeError::Rejected {
                 error: Some(code), ..
             } if DENIAL_CODES.contains(&code.as_str()) => FailureKind::Denied,
+            ExchangeError::ClaimsChallenge { .. } => FailureKind::Denied,
             ExchangeError::Rejected { .. }
             | ExchangeError::InvalidResponse(_)
             | ExchangeError::NoScopeToRequest => FailureKind::BadGateway,
@@ -202,12 +222,27 @@ impl fmt::Display for ExchangeError {
                 status,
                 error: None,
             } => write!(f, "token endpoint refused the request: {status}"),
+            // The claims themselves are for the client, not for logs.
+            ExchangeError::ClaimsChallenge { status, error, .. } => write!(
+                f,
+                "token endpoint refused the request with a claims challenge: {status} {error}"
+            ),
             ExchangeError::InvalidResponse(reason) => {
                 write!(f, "token endpoint answer unusable: {reason}")
             }
             ExchangeError::NoScopeToRequest => {
                 f.write_str("the operation needs no scope and the route configures no base_scopes")
             }
+        }
+    }
+}
+
+impl ExchangeError {
+    /// The claims challenge the client should get, if the refusal carried one.
+    pub fn claims_challenge(&self) -> Option<&ClaimsChallenge> {
+        match self {
+            ExchangeError::ClaimsChallenge { claims, .. } => Some(claims),
+            _ => None,
         }
     }
 }

@@ -23,6 +23,19 @@ pub fn parse_success_for(
     received_at: Instant,
     requested: &[String],
 ) -> Result<IssuedToken, ExchangeError> {
+    parse_success_within(body, received_at, requested, |granted, requested| {
+        requested.iter().any(|r| r == granted)
+    })
+}
+
+/// [`parse_success_for`] with the grant's own reading of "within the request":
+/// `within(granted, requested)` says whether one granted scope was asked for.
+pub fn parse_success_within(
+    body: &[u8],
+    received_at: Instant,
+    requested: &[String],
+    within: fn(&str, &[String]) -> bool,
+) -> Result<IssuedToken, ExchangeError> {
     let answer: Value =
         serde_json::from_slice(body).map_err(|_| ExchangeError::InvalidResponse("not JSON"))?;
     let answer = answer
@@ -48,7 +61,7 @@ pub fn parse_success_for(
             Some(Value::String(granted)) => {
                 if !granted
                     .split_ascii_whitespace()
-                    .all(|g| requested.iter().any(|r| r == g))
+                    .all(|g| within(g, requested))
                 {
                     return Err(ExchangeError::InvalidResponse(
                         "the issued scope exceeds the request",

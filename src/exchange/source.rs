@@ -1,8 +1,9 @@
 //! Step 6 of the request path: the credential the upstream receives. The caller's token
 //! never travels on (the proxy strips it with the other gateway credentials); instead the
-//! route's `upstream_auth` decides: an RFC 8693 token issued for the upstream, the
-//! gateway's own client-credentials token, a static header, or nothing. Tokens come from
-//! the shared [`CredentialCache`], which coalesces concurrent misses.
+//! route's `upstream_auth` decides: an RFC 8693 token issued for the upstream, an Entra
+//! ID on-behalf-of token for the upstream's API, the gateway's own client-credentials
+//! token, a static header, or nothing. Tokens come from the shared [`CredentialCache`],
+//! which coalesces concurrent misses.
 //!
 //! Owns: turning a route's validated `upstream_auth` into a [`CredentialSource`] at
 //! start-up (and reload), obtaining the header for one request, and what cached tokens and
@@ -33,9 +34,27 @@ pub enum CredentialSource {
     Grant(Box<GrantRuntime>),
 }
 
+/// Which grant a route runs at its token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GrantKind {
+    /// RFC 8693: the caller's token as `subject_token`.
+    TokenExchange,
+    /// Entra ID's on-behalf-of: the caller's token as `assertion`.
+    OnBehalfOf,
+    /// The gateway's own token; no caller's token is sent.
+    ClientCredentials,
+}
+
+impl GrantKind {
+    /// Whether the grant sends the caller's token, so that its tokens are the caller's.
+    fn sends_subject_token(self) -> bool {
+        matches!(self, GrantKind::TokenExchange | GrantKind::OnBehalfOf)
+    }
+}
+
 /// A token-endpoint grant ready to run.
 pub struct GrantRuntime {
-    exchange: bool,
+    kind: GrantKind,
     route: Arc<str>,
     http: reqwest::Client,
     client: ClientAuth,
@@ -51,7 +70,7 @@ pub struct GrantRuntime {
 
 /// What the credential step knows about the request.
 pub struct CredentialRequest<'a> {
-    /// The caller's validated token (token exchange only).
+    /// The caller's validated token (token exchange and on-behalf-of only).
     pub subject_token: Option<&'a str>,
     pub subject_key: Option<[u8; 32]>,
     /// Unix seconds: cached upstream tokens never outlive the caller's.
@@ -82,7 +101,7 @@ impl CredentialSource {
         route: &Route,
         issuers: &[Arc<IssuerRuntime>],
     ) -> Result<CredentialSource, String> {
-        let grant = |g: &Grant, exchange: bool| -> Result<CredentialSource, String> {
+        let grant = |g: &Grant, kind: GrantKind| -> Result<CredentialSource, String> {
             let client = match &g.client {
                 GrantClient::Basic { client_id, secret } => ClientAuth::Basic {
                     client_id: client_id.clone(),
@@ -106,7 +125,7 @@ impl CredentialSource {
             let http = TokenClient::http_client(g.timeout)
                 .map_err(|e| format!("route `{}`: {e}", route.name))?;
             Ok(CredentialSource::Grant(Box::new(GrantRuntime {
-                exchange,
+                kind,
                 route: Arc::from(route.name.as_str()),
                 http,
                 client,
@@ -125,15 +144,16 @@ impl CredentialSource {
                 header: header.clone(),
                 value: value.clone(),
             }),
-            UpstreamAuth::TokenExchange(g) => grant(g, true),
-            UpstreamAuth::ClientCredentials(g) => grant(g, false),
+            UpstreamAuth::TokenExchange(g) => grant(g, GrantKind::TokenExchange),
+            UpstreamAuth::OnBehalfOf(g) => grant(g, GrantKind::OnBehalfOf),
+            UpstreamAuth::ClientCredentials(g) => grant(g, GrantKind::ClientCredentials),
         }
     }
 
-    /// True for an RFC 8693 exchange, the one source that sends the caller's token to the
-    /// authorization server as `subject_token`.
+    /// True for an RFC 8693 exchange or an on-behalf-of grant, the sources that send the
+    /// caller's token to the authorization server (`subject_token`, `assertion`).
     pub fn exchanges_subject_token(&self) -> bool {
-        matches!(self, CredentialSource::Grant(g) if g.exchange)
+        matches!(self, CredentialSource::Grant(g) if g.kind.sends_subject_token())
     }
 
     /// The header to add upstream, if any.
@@ -164,7 +184,9 @@ impl CredentialSource {
             GrantScopes::PerOperation => request.permit_scopes,
             GrantScopes::Fixed(list) => list,
         };
-        let key = if grant.exchange {
+        // The caller's tokens are keyed by the caller's token (its digest) and the
+        // scopes, so that no caller is ever given another's.
+        let key = if grant.kind.sends_subject_token() {
             let subject = request.subject_key.ok_or(ExchangeError::InvalidResponse(
                 "no subject token to exchange",
             ))?;
@@ -184,7 +206,7 @@ impl CredentialSource {
             )
         }
         .bound_to(grant.fingerprint);
-        let subject_expiry = if grant.exchange {
+        let subject_expiry = if grant.kind.sends_subject_token() {
             request.subject_expires_at.map(instant_at_unix)
         } else {
             None
@@ -239,22 +261,28 @@ impl GrantRuntime {
                 ExchangeError::Transport("the issuer's token endpoint is not known yet".into())
             })?;
         let client = TokenClient::new(self.http.clone(), endpoint, self.client.clone());
-        if self.exchange {
-            let subject_token = request.subject_token.ok_or(ExchangeError::InvalidResponse(
+        let subject_token = || {
+            request.subject_token.ok_or(ExchangeError::InvalidResponse(
                 "no subject token to exchange",
-            ))?;
-            client
-                .exchange(&ExchangeRequest {
-                    subject_token,
-                    audience: self.audience.as_deref(),
-                    resource: self.resource.as_deref(),
-                    scopes,
-                })
-                .await
-        } else {
-            client
-                .client_credentials(scopes, self.audience.as_deref(), self.resource.as_deref())
-                .await
+            ))
+        };
+        match self.kind {
+            GrantKind::TokenExchange => {
+                client
+                    .exchange(&ExchangeRequest {
+                        subject_token: subject_token()?,
+                        audience: self.audience.as_deref(),
+                        resource: self.resource.as_deref(),
+                        scopes,
+                    })
+                    .await
+            }
+            GrantKind::OnBehalfOf => client.on_behalf_of(subject_token()?, scopes).await,
+            GrantKind::ClientCredentials => {
+                client
+                    .client_credentials(scopes, self.audience.as_deref(), self.resource.as_deref())
+                    .await
+            }
         }
     }
 }
@@ -281,9 +309,12 @@ pub fn binding_fingerprint(route: &Route, issuers: &[Arc<IssuerRuntime>]) -> [u8
             field(header.as_str().as_bytes());
             field(value.as_bytes());
         }
-        UpstreamAuth::TokenExchange(g) | UpstreamAuth::ClientCredentials(g) => {
+        UpstreamAuth::TokenExchange(g)
+        | UpstreamAuth::OnBehalfOf(g)
+        | UpstreamAuth::ClientCredentials(g) => {
             let kind: &[u8] = match &route.upstream_auth {
                 UpstreamAuth::TokenExchange(_) => b"token_exchange",
+                UpstreamAuth::OnBehalfOf(_) => b"on_behalf_of",
                 _ => b"client_credentials",
             };
             field(kind);
@@ -300,14 +331,20 @@ pub fn binding_fingerprint(route: &Route, issuers: &[Arc<IssuerRuntime>]) -> [u8
                 }
                 GrantClient::PrivateKeyJwt {
                     client_id,
+                    key,
                     key_pem,
                     key_id,
-                    ..
                 } => {
                     field(b"private_key_jwt");
                     field(client_id.as_bytes());
                     field(key_pem.expose().as_bytes());
                     field(key_id.as_deref().unwrap_or_default().as_bytes());
+                    // The certificate the assertions name (a renewed certificate for
+                    // the same key is a new credential at the authorization server).
+                    if let Some(thumbprint) = key.certificate_thumbprint() {
+                        field(b"x5t#S256");
+                        field(thumbprint.as_bytes());
+                    }
                 }
             }
             let issuer = g

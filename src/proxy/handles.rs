@@ -129,10 +129,14 @@ pub(super) fn mirror_task_name(req: &mut RequestHeader, inspected: Option<&Inspe
 }
 
 /// Whether the upstream sees each caller with a credential of their own (token
-/// exchange on a route with authentication): then every task it shows a caller is
-/// theirs (see `mcp::filter::TaskRules`).
+/// exchange or on-behalf-of on a route with authentication): then every task it shows a
+/// caller is theirs (see `mcp::filter::TaskRules`).
 pub(super) fn per_caller_upstream(rt: &RouteRuntime, principal: &Option<Arc<Principal>>) -> bool {
-    principal.is_some() && matches!(rt.route.upstream_auth, UpstreamAuth::TokenExchange(_))
+    principal.is_some()
+        && matches!(
+            rt.route.upstream_auth,
+            UpstreamAuth::TokenExchange(_) | UpstreamAuth::OnBehalfOf(_)
+        )
 }
 
 /// The task ids (decoded, the upstream's own) that the request being answered presented

@@ -365,8 +365,9 @@ pub(super) fn open_session(
 }
 
 /// Credential: what the upstream receives instead of the caller's token (token exchange,
-/// client credentials, static, none). A failure never falls back to forwarding anything:
-/// the request is refused.
+/// on-behalf-of, client credentials, static, none). A failure never falls back to
+/// forwarding anything: the request is refused; a claims challenge from the authorization
+/// server is passed to the client in the refusal's `WWW-Authenticate`.
 pub(super) async fn obtain_credential(
     gateway: &Gateway,
     rt: &RouteRuntime,
@@ -391,7 +392,12 @@ pub(super) async fn obtain_credential(
                 },
                 ids,
             );
-            Refusal::Credential(e.kind())
+            match (e.claims_challenge(), &rt.guard) {
+                (Some(claims), Some(guard)) => Refusal::CredentialClaims {
+                    challenge: claims.www_authenticate(&guard.resource_metadata),
+                },
+                _ => Refusal::Credential(e.kind()),
+            }
         })
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: the built `drawbridge` binary in front of in-process upstreams.
 //! One test binary with modules keeps link time low.
 
+mod entra;
 mod harness;
 mod idp;
 mod upstream;
@@ -10,6 +11,7 @@ mod cli;
 mod connections;
 mod credentials;
 mod deploy;
+mod entra_selftest;
 mod errors;
 mod exchange;
 mod exchange_idp;
@@ -19,6 +21,7 @@ mod lists;
 mod log_budget;
 mod metrics;
 mod modern;
+mod obo;
 mod policy;
 mod providers;
 mod proxying;

@@ -135,7 +135,8 @@ impl Checker<'_> {
 fn upstream_issuer(auth: &crate::config::UpstreamAuth) -> Option<usize> {
     match auth {
         crate::config::UpstreamAuth::TokenExchange(g)
-        | crate::config::UpstreamAuth::ClientCredentials(g) => g.issuer,
+        | crate::config::UpstreamAuth::ClientCredentials(g)
+        | crate::config::UpstreamAuth::OnBehalfOf(g) => g.issuer,
         _ => None,
     }
 }

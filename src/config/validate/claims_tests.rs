@@ -254,3 +254,27 @@ routes:
     assert_eq!(unused.len(), 1, "{unused:?}");
     assert!(unused[0].starts_with("issuers[0]: no route uses issuer `corp`"));
 }
+
+#[test]
+fn an_issuer_used_only_for_on_behalf_of_is_in_use() {
+    let text = "issuers:
+  - name: corp
+    issuer: https://idp.example.com
+  - name: entra
+    issuer: https://login.example.com/tenant/v2.0
+routes:
+  - name: secure
+    match: { path: /secure/mcp }
+    public_url: https://mcp.example.com/secure/mcp
+    upstream: { url: 'http://127.0.0.1:3001/mcp' }
+    auth: { issuers: [corp] }
+    upstream_auth:
+      on_behalf_of: { issuer: entra, client_id: gw, client_secret: s, scopes: ['api://up/.default'] }
+";
+    let loaded = load(text).unwrap();
+    assert!(
+        !loaded.warnings.iter().any(|w| w.contains("no route uses issuer")),
+        "{:?}",
+        loaded.warnings
+    );
+}

@@ -5,6 +5,7 @@
 mod claims;
 mod issuers;
 mod limits;
+mod on_behalf_of;
 mod routes;
 mod structure;
 mod upstream_auth;

@@ -18,13 +18,14 @@ impl Checker<'_> {
         if raw.passthrough.is_some() {
             self.error(
                 &format!("{at}.passthrough"),
-                "token passthrough does not exist: the MCP specification forbids forwarding a token issued for the gateway; use token_exchange (the upstream gets its own token for the same user), client_credentials, static or none",
+                "token passthrough does not exist: the MCP specification forbids forwarding a token issued for the gateway; use token_exchange or on_behalf_of (the upstream gets its own token for the same user), client_credentials, static or none",
             );
             return None;
         }
         let chosen = [
             raw.token_exchange.is_some(),
             raw.client_credentials.is_some(),
+            raw.on_behalf_of.is_some(),
             raw.static_.is_some(),
             raw.none.is_some(),
         ]
@@ -34,7 +35,7 @@ impl Checker<'_> {
         if chosen != 1 {
             self.error(
                 at,
-                "choose exactly one of token_exchange, client_credentials, static, none",
+                "choose exactly one of token_exchange, on_behalf_of, client_credentials, static, none",
             );
             return None;
         }
@@ -51,6 +52,11 @@ impl Checker<'_> {
         if let Some(g) = &raw.client_credentials {
             let grant = self.grant(&format!("{at}.client_credentials"), g, issuer_names, false)?;
             return Some(UpstreamAuth::ClientCredentials(grant));
+        }
+        if let Some(o) = &raw.on_behalf_of {
+            let grant =
+                self.on_behalf_of(&format!("{at}.on_behalf_of"), o, issuer_names, protected)?;
+            return Some(UpstreamAuth::OnBehalfOf(grant));
         }
         if let Some(st) = &raw.static_ {
             return self.static_credential(&format!("{at}.static"), st);
@@ -112,40 +118,14 @@ impl Checker<'_> {
         issuer_names: &HashMap<&str, usize>,
         exchange: bool,
     ) -> Option<Grant> {
-        let issuer = match &raw.issuer {
-            None => None,
-            Some(name) => match issuer_names.get(name.as_str()) {
-                Some(i) => Some(*i),
-                None => {
-                    self.error(
-                        &format!("{at}.issuer"),
-                        format!("no issuer named `{name}` in `issuers`"),
-                    );
-                    return None;
-                }
-            },
-        };
         let allow_insecure_http = raw.allow_insecure_http.unwrap_or(false);
-        if allow_insecure_http {
-            self.warnings.push(format!(
-                "{at}: allow_insecure_http is on: client secrets and subject tokens may travel over plain HTTP (test setups only)"
-            ));
-        }
-        let token_endpoint = match &raw.token_endpoint {
-            None => None,
-            Some(u) => {
-                let at = format!("{at}.token_endpoint");
-                let u = self.expand(&at, u)?;
-                Some(self.identity_url(&at, &u, allow_insecure_http)?)
-            }
-        };
-        if issuer.is_none() && token_endpoint.is_none() {
-            self.error(
-                at,
-                "name an `issuer` (its discovered token endpoint) or a `token_endpoint`",
-            );
-            return None;
-        }
+        let (issuer, token_endpoint) = self.grant_endpoint(
+            at,
+            raw.issuer.as_deref(),
+            raw.token_endpoint.as_deref(),
+            allow_insecure_http,
+            issuer_names,
+        )?;
         let client_id = self.expand(&format!("{at}.client_id"), &raw.client_id)?;
         let secret = match &raw.client_secret {
             None => None,
@@ -172,25 +152,11 @@ impl Checker<'_> {
                     self.error(&key_at, "private_key_jwt needs a private_key_file");
                     return None;
                 };
-                let path = self.expand(&key_at, path)?;
-                let pem = match self.read_secret(&key_at, &path) {
-                    Ok(pem) => pem,
-                    Err(e) => {
-                        self.error(&key_at, format!("cannot read `{path}`: {e}"));
-                        return None;
-                    }
-                };
-                let key = match crate::jose::SigningKey::from_pem(&pem) {
-                    Ok(key) => key,
-                    Err(e) => {
-                        self.error(&key_at, format!("`{path}`: {e}"));
-                        return None;
-                    }
-                };
+                let (key, pem) = self.private_key(&key_at, path)?;
                 GrantClient::PrivateKeyJwt {
                     client_id,
                     key,
-                    key_pem: Secret::new(pem),
+                    key_pem: pem,
                     key_id: raw.key_id.clone(),
                 }
             }
@@ -240,16 +206,7 @@ impl Checker<'_> {
                 return None;
             }
         };
-        let timeout = match &raw.timeout {
-            None => DEFAULT_GRANT_TIMEOUT,
-            Some(t) => match units::parse_duration(t) {
-                Ok(d) if !d.is_zero() => d,
-                _ => {
-                    self.error(&format!("{at}.timeout"), "a duration such as `5s`");
-                    DEFAULT_GRANT_TIMEOUT
-                }
-            },
-        };
+        let timeout = self.grant_timeout(at, raw.timeout.as_deref());
         let base_scopes = raw.base_scopes.clone().unwrap_or_default();
         if !base_scopes.iter().all(|s| valid_scope(s)) {
             self.error(&format!("{at}.base_scopes"), "a list of scope strings");
@@ -276,5 +233,89 @@ impl Checker<'_> {
             base_scopes,
             allow_insecure_http,
         })
+    }
+
+    /// Where a grant's token endpoint is: a named issuer's discovered one, or a
+    /// configured URL (https unless loopback or `allow_insecure_http`, warned about).
+    pub(super) fn grant_endpoint(
+        &mut self,
+        at: &str,
+        issuer: Option<&str>,
+        token_endpoint: Option<&str>,
+        allow_insecure_http: bool,
+        issuer_names: &HashMap<&str, usize>,
+    ) -> Option<(Option<usize>, Option<url::Url>)> {
+        let issuer = match issuer {
+            None => None,
+            Some(name) => match issuer_names.get(name) {
+                Some(i) => Some(*i),
+                None => {
+                    self.error(
+                        &format!("{at}.issuer"),
+                        format!("no issuer named `{name}` in `issuers`"),
+                    );
+                    return None;
+                }
+            },
+        };
+        if allow_insecure_http {
+            self.warnings.push(format!(
+                "{at}: allow_insecure_http is on: client secrets and subject tokens may travel over plain HTTP (test setups only)"
+            ));
+        }
+        let token_endpoint = match token_endpoint {
+            None => None,
+            Some(u) => {
+                let at = format!("{at}.token_endpoint");
+                let u = self.expand(&at, u)?;
+                Some(self.identity_url(&at, &u, allow_insecure_http)?)
+            }
+        };
+        if issuer.is_none() && token_endpoint.is_none() {
+            self.error(
+                at,
+                "name an `issuer` (its discovered token endpoint) or a `token_endpoint`",
+            );
+            return None;
+        }
+        Some((issuer, token_endpoint))
+    }
+
+    /// A grant's `timeout`, or the default.
+    pub(super) fn grant_timeout(&mut self, at: &str, raw: Option<&str>) -> std::time::Duration {
+        match raw {
+            None => DEFAULT_GRANT_TIMEOUT,
+            Some(t) => match units::parse_duration(t) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    self.error(&format!("{at}.timeout"), "a duration such as `5s`");
+                    DEFAULT_GRANT_TIMEOUT
+                }
+            },
+        }
+    }
+
+    /// The `private_key_jwt` key at `path` (`at` names the key), decoded, with its PEM
+    /// text for the route's binding fingerprint.
+    pub(super) fn private_key(
+        &mut self,
+        at: &str,
+        path: &str,
+    ) -> Option<(crate::jose::SigningKey, Secret)> {
+        let path = self.expand(at, path)?;
+        let pem = match self.read_secret(at, &path) {
+            Ok(pem) => pem,
+            Err(e) => {
+                self.error(at, format!("cannot read `{path}`: {e}"));
+                return None;
+            }
+        };
+        match crate::jose::SigningKey::from_pem(&pem) {
+            Ok(key) => Some((key, Secret::new(pem))),
+            Err(e) => {
+                self.error(at, format!("`{path}`: {e}"));
+                None
+            }
+        }
     }
 }

@@ -127,3 +127,82 @@ fn a_private_key_jwt_grant_signs_with_the_validated_key_and_binds_its_pem() {
     );
     assert_eq!(grant.fingerprint, binding_fingerprint(&route, &[]));
 }
+
+/// A route with an `auth` block and `upstream_auth` as given (on-behalf-of needs one).
+fn protected_route(upstream_auth: &str) -> Arc<Route> {
+    let text = format!(
+        "issuers:\n  - name: entra\n    issuer: https://login.microsoftonline.com/t/v2.0\nroutes:\n  - name: r\n    match: {{ path: /r }}\n    public_url: https://mcp.example.com/r\n    upstream: {{ url: 'http://127.0.0.1:3001/mcp' }}\n    auth: {{ issuers: [entra] }}\n    upstream_auth: {upstream_auth}\n"
+    );
+    crate::config::load_str("gw.yaml", &text)
+        .unwrap()
+        .config
+        .routes[0]
+        .clone()
+}
+
+/// Pinned: an on-behalf-of grant binds its kind, client, secret, endpoint and scopes;
+/// its tokens are the caller's (the caller's token is kept for the grant).
+#[test]
+fn an_on_behalf_of_grant_is_bound_as_its_own_kind() {
+    let obo = protected_route("{ on_behalf_of: { token_endpoint: 'https://login.microsoftonline.com/t/oauth2/v2.0/token', client_id: gw, client_secret: s3, scopes: ['api://up/.default'] } }");
+    let source = CredentialSource::build(&obo, &[]).unwrap();
+    assert!(source.exchanges_subject_token());
+    // upstream, kind, client auth, id, secret, issuer (none), token endpoint, audience
+    // and resource (none), scopes, base scopes (none).
+    let fields: [&[u8]; 12] = [
+        b"drawbridge route binding v1",
+        b"http://127.0.0.1:3001/mcp",
+        b"on_behalf_of",
+        b"post",
+        b"gw",
+        b"s3",
+        b"",
+        b"https://login.microsoftonline.com/t/oauth2/v2.0/token",
+        b"",
+        b"",
+        b"api://up/.default",
+        b"",
+    ];
+    let expected = expected_fingerprint(&fields);
+    assert_eq!(hex(binding_fingerprint(&obo, &[])), hex(expected));
+    let exchange = protected_route("{ token_exchange: { token_endpoint: 'https://login.microsoftonline.com/t/oauth2/v2.0/token', client_id: gw, client_secret: s3, client_auth: client_secret_post, scopes: ['api://up/.default'], audience: x } }");
+    assert_ne!(
+        binding_fingerprint(&obo, &[]),
+        binding_fingerprint(&exchange, &[])
+    );
+}
+
+/// A renewed certificate for the same key is another credential at Entra: the binding
+/// changes, so tokens obtained with the old one are not reused.
+#[test]
+fn an_on_behalf_of_certificate_is_part_of_the_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let key_file = dir.path().join("k.pem");
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let route_with = |name: &str| {
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert_file = dir.path().join(format!("{name}.crt"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        protected_route(&format!(
+            "{{ on_behalf_of: {{ token_endpoint: 'https://login.microsoftonline.com/t/oauth2/v2.0/token', client_id: gw, private_key_file: '{}', certificate_file: '{}', scopes: ['api://up/.default'] }} }}",
+            key_file.display(),
+            cert_file.display()
+        ))
+    };
+    let (first, renewed) = (route_with("first"), route_with("renewed"));
+    assert_ne!(
+        binding_fingerprint(&first, &[]),
+        binding_fingerprint(&renewed, &[])
+    );
+    let CredentialSource::Grant(grant) = CredentialSource::build(&first, &[]).unwrap() else {
+        panic!("not a grant");
+    };
+    let ClientAuth::PrivateKeyJwt { key, .. } = &grant.client else {
+        panic!("not private_key_jwt");
+    };
+    assert!(key.certificate_thumbprint().is_some());
+}
