@@ -273,7 +273,10 @@ routes:
 ";
     let loaded = load(text).unwrap();
     assert!(
-        !loaded.warnings.iter().any(|w| w.contains("no route uses issuer")),
+        !loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("no route uses issuer")),
         "{:?}",
         loaded.warnings
     );
