@@ -106,6 +106,25 @@ pub fn build(
             .collect();
         (!stale.is_empty()).then(|| format!("stale keys: {}", stale.join(", ")))
     });
+    // Which issuer cannot be reached, by name and URL (public values, no secrets): the
+    // first thing an operator needs when the gateway is unready or refuses with 503.
+    let unreachable_state = state.clone();
+    readiness.add_note(move || {
+        let unreachable: Vec<String> = unreachable_state
+            .load()
+            .authenticator()
+            .issuers()
+            .iter()
+            .filter(|i| i.unreachable())
+            .map(|i| format!("{} ({})", i.config.name, i.config.issuer))
+            .collect();
+        (!unreachable.is_empty()).then(|| {
+            format!(
+                "issuer unreachable (metadata or keys could not be fetched): {}",
+                unreachable.join(", ")
+            )
+        })
+    });
     let readiness = Arc::new(readiness);
 
     let client_connections = connections::ClientConnections::new(
