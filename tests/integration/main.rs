@@ -13,6 +13,7 @@ mod deploy;
 mod errors;
 mod exchange;
 mod exchange_idp;
+mod faults;
 mod handles;
 mod idp_selftest;
 mod lists;
