@@ -113,6 +113,10 @@ pub enum Refusal {
     /// The token could not be checked now: too many introspection calls to its issuer
     /// are in flight (503, try again shortly).
     IntrospectionBusy,
+    /// The token could not be checked now: its issuer's keys (a `kid` not yet known,
+    /// or none fetched yet) or its introspection endpoint cannot be reached (503, try
+    /// again shortly). Never a challenge: a new token would not help.
+    IssuerUnavailable,
     /// The request's `Origin` is not one of the route's `allowed_origins` (or there is
     /// more than one `Origin`): a page on another site must not drive the gateway.
     OriginNotAllowed,
@@ -157,7 +161,7 @@ impl Refusal {
             Refusal::CredentialClaims { .. } => 403,
             Refusal::BadPath(_) | Refusal::BadQuery(_) | Refusal::TokenInQuery => 400,
             Refusal::UriTooLong => 414,
-            Refusal::IntrospectionBusy => 503,
+            Refusal::IntrospectionBusy | Refusal::IssuerUnavailable => 503,
             Refusal::OriginNotAllowed => 403,
             Refusal::BodyTimeout => 408,
             Refusal::MalformedBody => 400,
@@ -170,6 +174,7 @@ impl Refusal {
         match self {
             Refusal::Credential(FailureKind::Unavailable) => Some(5),
             Refusal::IntrospectionBusy => Some(1),
+            Refusal::IssuerUnavailable => Some(5),
             Refusal::TooManyConnections => Some(1),
             _ => None,
         }
@@ -231,7 +236,7 @@ impl Refusal {
             | Refusal::BadQuery(_)
             | Refusal::TokenInQuery
             | Refusal::UriTooLong => -32600,
-            Refusal::IntrospectionBusy => -32001,
+            Refusal::IntrospectionBusy | Refusal::IssuerUnavailable => -32001,
             Refusal::OriginNotAllowed => -32005,
             Refusal::BodyTimeout | Refusal::MalformedBody => -32600,
             Refusal::TooManyConnections => -32007,
@@ -275,6 +280,7 @@ impl Refusal {
             Refusal::TokenInQuery => "token_in_query",
             Refusal::UriTooLong => "uri_too_long",
             Refusal::IntrospectionBusy => "introspection_busy",
+            Refusal::IssuerUnavailable => "issuer_unavailable",
             Refusal::OriginNotAllowed => "origin_not_allowed",
             Refusal::BodyTimeout => "body_timeout",
             Refusal::MalformedBody => "malformed_body",
@@ -359,6 +365,9 @@ impl Refusal {
             Refusal::UriTooLong => "the request target is longer than the gateway accepts".into(),
             Refusal::IntrospectionBusy => {
                 "too many token checks are in progress; try again shortly".into()
+            }
+            Refusal::IssuerUnavailable => {
+                "the token's issuer cannot be reached to verify it; try again shortly".into()
             }
             Refusal::OriginNotAllowed => "requests from this origin are not allowed".into(),
             Refusal::BodyTimeout => "the request body did not arrive in time".into(),
@@ -534,6 +543,17 @@ mod tests {
             "the claims travel in the header only"
         );
         assert_eq!(refusal.kind(), "upstream_claims_challenge");
+    }
+
+    #[test]
+    fn an_unreachable_issuer_is_a_503_to_retry_not_a_challenge() {
+        let refusal = Refusal::IssuerUnavailable;
+        assert_eq!(refusal.status(), 503);
+        assert_eq!(refusal.retry_after(), Some(5));
+        assert_eq!(refusal.www_authenticate(), None);
+        assert_eq!(refusal.kind(), "issuer_unavailable");
+        let body: serde_json::Value = serde_json::from_str(&refusal.body(None)).unwrap();
+        assert_eq!(body["error"], "issuer_unavailable");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! service on `listen`, the admin service on `admin.listen`, and the supervisor that
 //! keeps issuers fresh and reloads the configuration on SIGHUP; and the shutdown sequence:
 //! SIGTERM turns `/readyz` to 503 while traffic is still served (`shutdown_drain`), then
-//! the listeners stop and in-flight requests get `shutdown_grace` to finish.
+//! the listeners stop and in-flight requests get up to `shutdown_grace` to finish; the
+//! process exits as soon as the last one is done.
 //! Client connections on the MCP listener are admitted and timed by [`connections`].
 
 mod connections;
@@ -106,16 +107,34 @@ pub fn build(
             .collect();
         (!stale.is_empty()).then(|| format!("stale keys: {}", stale.join(", ")))
     });
+    // Which issuer cannot be reached, by name and URL (public values, no secrets): the
+    // first thing an operator needs when the gateway is unready or refuses with 503.
+    let unreachable_state = state.clone();
+    readiness.add_note(move || {
+        let unreachable: Vec<String> = unreachable_state
+            .load()
+            .authenticator()
+            .issuers()
+            .iter()
+            .filter(|i| i.unreachable())
+            .map(|i| format!("{} ({})", i.config.name, i.config.issuer))
+            .collect();
+        (!unreachable.is_empty()).then(|| {
+            format!(
+                "issuer unreachable (metadata or keys could not be fetched): {}",
+                unreachable.join(", ")
+            )
+        })
+    });
     let readiness = Arc::new(readiness);
 
-    let mut proxy = Service::new(
-        "drawbridge".to_string(),
-        connections::ClientConnections::new(
-            pingora::proxy::http_proxy(&server.configuration, gateway),
-            config.client,
-            client_metrics,
-        ),
+    let client_connections = connections::ClientConnections::new(
+        pingora::proxy::http_proxy(&server.configuration, gateway),
+        config.client,
+        client_metrics,
     );
+    let open_connections = client_connections.open_connections();
+    let mut proxy = Service::new("drawbridge".to_string(), client_connections);
     // No L4 read buffer on client connections. Pingora's default is a 64 KiB buffer per
     // connection, zero-filled when the connection is accepted, so every idle keep-alive
     // connection and every open event stream held 64 KiB of resident memory (measured
@@ -148,6 +167,8 @@ pub fn build(
         state,
         metrics,
         readiness: readiness.clone(),
+        open_connections,
+        grace: config.shutdown_grace,
     };
     server.add_service(background_service("supervisor", supervisor));
     server.add_service(proxy);
@@ -290,6 +311,10 @@ struct Supervisor {
     state: Arc<ArcSwap<GatewayState>>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    /// Client connections still open; the process exits once none is left after the
+    /// listeners stopped, instead of sitting out the whole grace period.
+    open_connections: connections::OpenConnections,
+    grace: Duration,
 }
 
 /// One background refresh task per live issuer, keyed by the runtime's address.
@@ -443,13 +468,39 @@ impl BackgroundService for Supervisor {
                         let _ = stop.send(true);
                         task.abort();
                     }
-                    // Give in-flight work the grace Pingora grants before it stops.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    exit_once_idle(&self.open_connections, self.grace).await;
                     return;
                 }
             }
         }
     }
+}
+
+/// After the listeners stopped: exits the process (status 0) as soon as no client
+/// connection is open, within `grace`. Pingora itself sleeps the whole grace period
+/// before it stops its runtimes, whether or not anything is in flight; this ends the wait
+/// when the last request or stream is done. Once the listeners have stopped, Pingora
+/// closes idle kept-alive connections (`http_cleanup`), so an open connection is one
+/// with a request in flight. When `grace` runs out first, Pingora's own sequence ends
+/// the process (and cuts what still runs).
+async fn exit_once_idle(open: &connections::OpenConnections, grace: Duration) {
+    const POLL: Duration = Duration::from_millis(20);
+    // The accept loops stop and idle connections are closed just after the broadcast
+    // that woke this task; a connection accepted in that moment is counted by then.
+    const SETTLE: Duration = Duration::from_millis(100);
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(SETTLE).await;
+    while open.count() > 0 {
+        if started.elapsed() >= grace {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    tracing::info!(
+        waited_ms = started.elapsed().as_millis() as u64,
+        "no request in flight; exiting"
+    );
+    std::process::exit(0)
 }
 
 /// What `--watch` polls: the configuration file and the files it names.

@@ -43,8 +43,20 @@ use crate::telemetry::client::{ClientMetrics, TimeoutKind};
 pub struct ClientConnections {
     proxy: Arc<HttpProxy<Gateway>>,
     limits: ClientLimits,
-    open: AtomicUsize,
+    open: OpenConnections,
     metrics: ClientMetrics,
+}
+
+/// How many client connections are open (admitted, not yet closed). Shared with the
+/// shutdown sequence: once the listener has stopped, idle kept-alive connections are
+/// closed by Pingora, so what remains open is a request or stream in flight.
+#[derive(Clone, Default)]
+pub struct OpenConnections(Arc<AtomicUsize>);
+
+impl OpenConnections {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// One admitted connection; gives its slot back when dropped.
@@ -52,7 +64,7 @@ struct Slot<'a>(&'a ClientConnections);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.open.0.fetch_sub(1, Ordering::AcqRel);
         self.0.metrics.open.dec();
     }
 }
@@ -66,14 +78,19 @@ impl ClientConnections {
         ClientConnections {
             proxy: Arc::new(proxy),
             limits,
-            open: AtomicUsize::new(0),
+            open: OpenConnections::default(),
             metrics,
         }
     }
 
+    /// The count of open connections, for the shutdown sequence.
+    pub fn open_connections(&self) -> OpenConnections {
+        self.open.clone()
+    }
+
     fn admit(&self) -> Option<Slot<'_>> {
-        if self.open.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
-            self.open.fetch_sub(1, Ordering::AcqRel);
+        if self.open.0.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
+            self.open.0.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         self.metrics.open.inc();

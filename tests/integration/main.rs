@@ -15,6 +15,7 @@ mod entra_selftest;
 mod errors;
 mod exchange;
 mod exchange_idp;
+mod faults;
 mod handles;
 mod idp_selftest;
 mod lists;
