@@ -21,3 +21,4 @@ pub mod secret;
 pub mod server;
 pub mod target;
 pub mod telemetry;
+pub mod upstream_dns;

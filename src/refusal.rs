@@ -117,6 +117,9 @@ pub enum Refusal {
     /// or none fetched yet) or its introspection endpoint cannot be reached (503, try
     /// again shortly). Never a challenge: a new token would not help.
     IssuerUnavailable,
+    /// The route's upstream host name has not resolved (yet): 503, try again; the
+    /// other routes are served (`upstream_dns`).
+    UpstreamUnresolved,
     /// The request's `Origin` is not one of the route's `allowed_origins` (or there is
     /// more than one `Origin`): a page on another site must not drive the gateway.
     OriginNotAllowed,
@@ -161,7 +164,9 @@ impl Refusal {
             Refusal::CredentialClaims { .. } => 403,
             Refusal::BadPath(_) | Refusal::BadQuery(_) | Refusal::TokenInQuery => 400,
             Refusal::UriTooLong => 414,
-            Refusal::IntrospectionBusy | Refusal::IssuerUnavailable => 503,
+            Refusal::IntrospectionBusy
+            | Refusal::IssuerUnavailable
+            | Refusal::UpstreamUnresolved => 503,
             Refusal::OriginNotAllowed => 403,
             Refusal::BodyTimeout => 408,
             Refusal::MalformedBody => 400,
@@ -174,7 +179,7 @@ impl Refusal {
         match self {
             Refusal::Credential(FailureKind::Unavailable) => Some(5),
             Refusal::IntrospectionBusy => Some(1),
-            Refusal::IssuerUnavailable => Some(5),
+            Refusal::IssuerUnavailable | Refusal::UpstreamUnresolved => Some(5),
             Refusal::TooManyConnections => Some(1),
             _ => None,
         }
@@ -221,7 +226,7 @@ impl Refusal {
             }
             Refusal::HeaderMismatch | Refusal::RequestMeta(_) => HEADER_MISMATCH_CODE,
             Refusal::NoRoute => -32004,
-            Refusal::UpstreamUnreachable => -32002,
+            Refusal::UpstreamUnreachable | Refusal::UpstreamUnresolved => -32002,
             Refusal::UpstreamTimeout => -32003,
             Refusal::Internal => -32603,
             Refusal::UnfilterableAnswer => -32002,
@@ -281,6 +286,7 @@ impl Refusal {
             Refusal::UriTooLong => "uri_too_long",
             Refusal::IntrospectionBusy => "introspection_busy",
             Refusal::IssuerUnavailable => "issuer_unavailable",
+            Refusal::UpstreamUnresolved => "upstream_unresolved",
             Refusal::OriginNotAllowed => "origin_not_allowed",
             Refusal::BodyTimeout => "body_timeout",
             Refusal::MalformedBody => "malformed_body",
@@ -368,6 +374,9 @@ impl Refusal {
             }
             Refusal::IssuerUnavailable => {
                 "the token's issuer cannot be reached to verify it; try again shortly".into()
+            }
+            Refusal::UpstreamUnresolved => {
+                "the upstream MCP server's host name does not resolve; try again shortly".into()
             }
             Refusal::OriginNotAllowed => "requests from this origin are not allowed".into(),
             Refusal::BodyTimeout => "the request body did not arrive in time".into(),

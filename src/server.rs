@@ -32,6 +32,7 @@ use crate::config;
 use crate::config::watch::{Signature, Watch};
 use crate::proxy::{Gateway, GatewayState};
 use crate::telemetry::Metrics;
+use crate::upstream_dns::{self, Addresses, Change};
 
 /// After the grace period (`shutdown_grace`, during which in-flight requests finish),
 /// how long Pingora waits for its runtimes to stop.
@@ -75,8 +76,14 @@ pub fn build(
     let auth = Arc::new(Authenticator::new(config, metrics.as_ref(), None)?);
     let client_metrics = crate::telemetry::client::ClientMetrics::register(metrics.registry())
         .map_err(|e| format!("metrics: {e}"))?;
-    let gateway = Gateway::new(GatewayState::build(config, &metrics, auth)?, &metrics)
-        .with_client_metrics(client_metrics.clone());
+    // Upstream host names: looked up now (a name that does not resolve leaves only its
+    // routes answering 503), then again every `dns.refresh` by the supervisor.
+    let addresses = Arc::new(Addresses::default());
+    let state = GatewayState::build(config, &metrics, auth, &addresses)?;
+    for (host, why) in upstream_dns::resolve_new(&addresses, config.dns.timeout) {
+        tracing::warn!(%host, error = %why, "an upstream host does not resolve; its routes answer 503 until it does");
+    }
+    let gateway = Gateway::new(state, &metrics).with_client_metrics(client_metrics.clone());
     metrics.config_loaded();
     let state = gateway.state_handle();
 
@@ -126,6 +133,23 @@ pub fn build(
             )
         })
     });
+    // Which upstream host does not resolve, and for which routes: those routes answer
+    // 503, the others are served, so the gateway stays ready.
+    let unresolved_state = state.clone();
+    readiness.add_note(move || {
+        let state = unresolved_state.load();
+        let lines: Vec<String> = state
+            .unresolved_upstreams()
+            .into_iter()
+            .map(|(host, routes, why)| format!("{host} (routes {}: {why})", routes.join(", ")))
+            .collect();
+        (!lines.is_empty()).then(|| {
+            format!(
+                "upstream host does not resolve (its routes answer 503): {}",
+                lines.join("; ")
+            )
+        })
+    });
     let readiness = Arc::new(readiness);
 
     let client_connections = connections::ClientConnections::new(
@@ -166,6 +190,7 @@ pub fn build(
         listen: (config.listen.clone(), config.admin_listen.clone()),
         state,
         metrics,
+        addresses,
         readiness: readiness.clone(),
         open_connections,
         grace: config.shutdown_grace,
@@ -310,6 +335,8 @@ struct Supervisor {
     listen: (String, String),
     state: Arc<ArcSwap<GatewayState>>,
     metrics: Arc<Metrics>,
+    /// Upstream host names and their addresses, shared by every configuration.
+    addresses: Arc<Addresses>,
     readiness: Arc<Readiness>,
     /// Client connections still open; the process exits once none is left after the
     /// listeners stopped, instead of sitting out the whole grace period.
@@ -391,13 +418,26 @@ impl Supervisor {
             self.metrics.as_ref(),
             Some(current.authenticator()),
         )?);
-        // DNS blocks: resolve the upstreams on a blocking thread, off the async runtime.
-        let hosts = GatewayState::upstream_hosts(new);
-        let resolved = tokio::task::spawn_blocking(move || GatewayState::resolve(hosts))
-            .await
-            .map_err(|_| "resolving the upstream hosts failed".to_string())??;
-        let state = GatewayState::build_resolved(new, &self.metrics, auth, resolved)?;
+        let state = GatewayState::build(new, &self.metrics, auth, &self.addresses)?;
+        // Hosts this configuration names for the first time: looked up before it serves
+        // (DNS blocks: on a blocking thread). One that does not resolve does not refuse
+        // the reload; its routes answer 503 until it does.
+        let addresses = self.addresses.clone();
+        let timeout = new.dns.timeout;
+        let failed =
+            tokio::task::spawn_blocking(move || upstream_dns::resolve_new(&addresses, timeout))
+                .await
+                .unwrap_or_default();
+        for (host, why) in failed {
+            tracing::warn!(%host, error = %why, "an upstream host does not resolve; its routes answer 503 until it does");
+        }
         self.state.store(Arc::new(state));
+        let in_use: Vec<(String, u16)> = new
+            .routes
+            .iter()
+            .map(|r| (r.upstream.host.clone(), r.upstream.port))
+            .collect();
+        self.addresses.retain(&in_use);
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
@@ -409,6 +449,11 @@ impl Supervisor {
 impl BackgroundService for Supervisor {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let probing = tokio::spawn(await_listener(self.probe, self.listening.clone()));
+        let resolving = tokio::spawn(keep_resolving(
+            self.addresses.clone(),
+            self.state.clone(),
+            self.metrics.clone(),
+        ));
         let mut refreshers = Refreshers::new();
         self.sync_refreshers(&mut refreshers);
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -464,6 +509,7 @@ impl BackgroundService for Supervisor {
                     // Load balancers polling /readyz stop sending new traffic.
                     self.readiness.set(false);
                     probing.abort();
+                    resolving.abort();
                     for (_, (task, stop)) in refreshers.drain() {
                         let _ = stop.send(true);
                         task.abort();
@@ -471,6 +517,50 @@ impl BackgroundService for Supervisor {
                     exit_once_idle(&self.open_connections, self.grace).await;
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// Looks every upstream host name up again every `dns.refresh` of the configuration in
+/// use, each lookup within `dns.timeout`: a name that moved is followed (new connections
+/// go to the new address), a lookup that fails keeps the last good address, and a name
+/// that never resolved starts being served once it does.
+async fn keep_resolving(
+    addresses: Arc<Addresses>,
+    state: Arc<ArcSwap<GatewayState>>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let dns = state.load().dns();
+        tokio::time::sleep(dns.refresh).await;
+        for slot in addresses.names() {
+            let lookup = tokio::net::lookup_host((slot.host.as_str(), slot.port));
+            let answer = match tokio::time::timeout(dns.timeout, lookup).await {
+                Ok(Ok(found)) => Ok(found.collect()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {} ms", dns.timeout.as_millis())),
+            };
+            let (before, was_failing) = (slot.address(), slot.failure().is_some());
+            let change = slot.update(answer);
+            metrics.upstream_dns_lookup(&slot.host, change.label());
+            match change {
+                Change::Moved => tracing::info!(
+                    host = %slot.host,
+                    from = ?before,
+                    to = ?slot.address(),
+                    "an upstream host has a new address; new connections go there"
+                ),
+                Change::Failed if !was_failing => tracing::warn!(
+                    host = %slot.host,
+                    error = slot.failure().unwrap_or_default(),
+                    kept = ?before,
+                    "an upstream host does not resolve; the last address (if any) stays in use"
+                ),
+                Change::Same if was_failing => {
+                    tracing::info!(host = %slot.host, "an upstream host resolves again")
+                }
+                _ => {}
             }
         }
     }

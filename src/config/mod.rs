@@ -63,9 +63,28 @@ pub struct Config {
     pub sessions: Option<Sessions>,
     /// `log`: what the gateway writes at the default level (the log budget).
     pub log: LogSettings,
+    /// `dns`: how upstream host names are looked up again.
+    pub dns: DnsSettings,
     /// `trusted_proxies`: whose `X-Forwarded-For` names the client (for logs and the log
     /// budget; nothing is authorized by address).
     pub trusted_proxies: crate::client_addr::TrustedProxies,
+}
+
+/// `dns`: upstream host names are looked up at start-up and every `refresh` after, each
+/// lookup bounded by `timeout` (docs/operations.md, "Upstream host names").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsSettings {
+    pub refresh: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for DnsSettings {
+    fn default() -> DnsSettings {
+        DnsSettings {
+            refresh: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `log`: the log budget (docs/operations.md, "Log volume").

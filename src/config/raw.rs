@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub shutdown_drain: Option<String>,
     pub sessions: Option<RawSessions>,
     pub log: Option<RawLog>,
+    /// How upstream host names are looked up again.
+    pub dns: Option<RawDns>,
     /// Address blocks whose `X-Forwarded-For` names the client (`10.0.0.0/8`, ...).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -37,6 +39,15 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// How often every upstream host name is looked up again, e.g. `30s`.
+    pub refresh: Option<String>,
+    /// How long one lookup may take, e.g. `5s`.
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -33,7 +33,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, OkOrErr, OrErr, Result};
 
 pub use ctx::{HeaderArrived, RequestCtx, ResponseMode};
-pub use state::{GatewayState, ResolvedUpstreams};
+pub use state::GatewayState;
 
 use crate::exchange::{CredentialCache, CredentialRequest, ExchangeCounters};
 use crate::mcp::jsonrpc;
@@ -158,6 +158,10 @@ impl Gateway {
             ctx.principal = Some(auth.verified.principal);
             ctx.token_key = Some(auth.verified.token_key);
             subject_token = auth.subject_token;
+        }
+        // 5b. An upstream whose name does not resolve: 503 before the body is read.
+        if rt.address.address().is_none() {
+            return Err(Stop::RefusedUnread(Refusal::UpstreamUnresolved));
         }
         // 6. Inspect: a POST body read whole and parsed (only POSTs carry JSON-RPC).
         let body = match form {
@@ -376,7 +380,12 @@ impl ProxyHttp for Gateway {
         ctx.permit
             .as_ref()
             .or_err(ErrorType::InternalError, "upstream_peer without a permit")?;
+        let address = rt.address.address().or_err(
+            ErrorType::ConnectNoRoute,
+            "the upstream host does not resolve",
+        )?;
         let mut peer = rt.peer.clone();
+        peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(address);
         if session.req_header().method == http::Method::GET {
             peer.options.read_timeout = Some(rt.route.upstream.stream_idle_timeout);
         }

@@ -112,6 +112,7 @@ struct Families {
     stream_errors: IntCounterVec,
     jwks_refreshes: IntCounterVec,
     config_reloads: IntCounterVec,
+    upstream_dns_lookups: IntCounterVec,
     last_reload_success: prometheus::Gauge,
     last_reload_successful: IntGauge,
     session_keys: IntGaugeVec,
@@ -366,6 +367,13 @@ impl Metrics {
             "Configuration reloads (SIGHUP), by result.",
             &["result"],
         )?;
+        let upstream_dns_lookups = counter(
+            &registry,
+            "drawbridge_upstream_dns_lookups_total",
+            "Lookups of upstream host names after start-up, by host and result (`same`, \
+             `moved`: a new address; `failed`: the last good address stays).",
+            &["host", "result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "drawbridge_build_info",
@@ -422,6 +430,7 @@ impl Metrics {
                 stream_errors,
                 jwks_refreshes,
                 config_reloads,
+                upstream_dns_lookups,
                 last_reload_success,
                 last_reload_successful,
                 session_keys,
@@ -484,6 +493,14 @@ impl Metrics {
         self.families
             .last_reload_successful
             .set(i64::from(accepted));
+    }
+
+    /// Counts one background lookup of an upstream host name.
+    pub fn upstream_dns_lookup(&self, host: &str, result: &str) {
+        self.families
+            .upstream_dns_lookups
+            .with_label_values(&[host, result])
+            .inc();
     }
 
     /// Records that the configuration in use was loaded now (at start-up, and by every

@@ -35,4 +35,5 @@ mod sessions;
 mod streaming;
 mod tasks;
 mod tls;
+mod upstream_dns;
 mod url_forms;

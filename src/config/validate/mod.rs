@@ -203,6 +203,7 @@ impl Checker<'_> {
         };
         let log = self.log_settings(raw.log.as_ref());
         let trusted_proxies = self.trusted_proxies(&raw.trusted_proxies);
+        let dns = self.dns_settings(raw.dns.as_ref());
         let issuers: Vec<Arc<Issuer>> = raw
             .issuers
             .iter()
@@ -256,6 +257,7 @@ impl Checker<'_> {
             routes,
             sessions,
             log,
+            dns,
             trusted_proxies,
         })
     }
