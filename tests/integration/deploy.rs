@@ -84,11 +84,23 @@ fn with_mounted_session_keys(dir: &Path) -> String {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/secret.example.yaml"),
     )
     .unwrap();
+    // Files as the kubelet writes them: the volume's defaultMode.
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .expect("volumes");
+    let mode = volumes
+        .iter()
+        .find(|v| v["name"] == "session-keys")
+        .and_then(|v| v["secret"]["defaultMode"].as_u64())
+        .expect("the session-keys volume has a defaultMode") as u32;
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let secret = Value::deserialize(doc).unwrap();
         if secret["metadata"]["name"] == "drawbridge-session-keys" {
             for (key, _) in secret["stringData"].as_mapping().expect("stringData") {
-                std::fs::write(dir.join(key.as_str().unwrap()), keygen()).unwrap();
+                let file = dir.join(key.as_str().unwrap());
+                std::fs::write(&file, keygen()).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
             }
         }
     }
