@@ -145,7 +145,16 @@ fn configmap_gateway_yaml_needs_every_secret_the_deployment_provides() {
     let keys = tempfile::tempdir().unwrap();
     let yaml = with_mounted_session_keys(keys.path());
     let env = deployment_environment();
-    for missing in ["DRAWBRIDGE_EXCHANGE_SECRET"] {
+    let deployment = manifest("deployment.yaml");
+    let from_secrets: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .filter(|var| !var["valueFrom"]["secretKeyRef"].is_null())
+        .filter_map(|var| var["name"].as_str())
+        .collect();
+    assert!(!from_secrets.is_empty());
+    for missing in from_secrets {
         let without: Vec<_> = env.iter().filter(|(k, _)| k != missing).cloned().collect();
         assert_eq!(
             without.len() + 1,
