@@ -419,6 +419,7 @@ impl ProxyHttp for Gateway {
                 // After the caller's credentials were stripped: the route's own, if any.
                 credential: ctx.upstream_credential.as_ref(),
                 forward_cookies: rt.route.upstream.forward_cookies,
+                client_tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
             },
         )
     }
