@@ -8,6 +8,7 @@
 //! with `tls`, the listener speaks HTTPS with the certificate in [`tls`]'s slot.
 
 mod connections;
+mod preface;
 mod tls;
 
 use std::collections::HashMap;

@@ -257,7 +257,7 @@ async fn inspect(
         true => Stop::RefusedUnread(refusal),
         false => Stop::Refused(refusal),
     })?;
-    let body = body::read_whole_body(session, state.max_body).await??;
+    let body = body::read_whole_body(session, state.max_body, state.body_timeout).await??;
     ctx.body_len = Some(body.len());
     let inspected = ctx
         .inspected

@@ -25,9 +25,10 @@
 //! HTTP/2 (offered by ALPN on the TLS listener, see `server::tls`) is admitted the same
 //! way, then served by Pingora's own HTTP/2 loop: its streams are multiplexed on one
 //! connection (at most 100 at once, Pingora's default), so there is no per-request header
-//! deadline; instead a connection with no open stream for `limits.client_idle_timeout`
-//! is closed (Pingora's `h2_idle_timeout`, a GOAWAY), and the request body timeout applies
-//! as on HTTP/1.1.
+//! deadline. Instead the client's connection preface must arrive within
+//! `limits.header_timeout` (`server::preface`), a connection with no open stream for
+//! `limits.client_idle_timeout` is closed (Pingora's `h2_idle_timeout`, a GOAWAY), and
+//! each request body must arrive within `limits.body_timeout` (`proxy::body`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::preface::PrefaceWatch;
 use crate::config::ClientLimits;
 use crate::proxy::{Gateway, HeaderArrived};
 use crate::refusal::Refusal;
@@ -166,7 +168,21 @@ impl ServerApp for ClientConnections {
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             // The slot is held until Pingora's HTTP/2 loop ends with the connection.
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+            let (stream, arrived) = PrefaceWatch::new(stream);
+            let preface_deadline = async {
+                tokio::time::sleep(self.limits.header_timeout).await;
+                if arrived.load(Ordering::Acquire) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = ServerApp::process_new(&self.proxy, Box::new(stream), shutdown) => {}
+                () = preface_deadline => {
+                    self.metrics.timeout(TimeoutKind::Header);
+                    tracing::debug!("HTTP/2 connection closed: no connection preface in time");
+                }
+            }
+            return None;
         }
         let mut session = ServerSession::new_http1(stream);
         session.set_pipelining_enabled(true);

@@ -434,6 +434,19 @@ async fn served_certificate(
     ca_file: &Path,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Vec<u8> {
+    let tls = handshake(port, ca_file, versions, &[]).await;
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .as_ref()
+        .to_vec()
+}
+
+/// A completed TLS handshake with the gateway, offering `alpn`.
+async fn handshake(
+    port: u16,
+    ca_file: &Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_file).unwrap() {
@@ -445,15 +458,55 @@ async fn served_certificate(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    let mut config = config;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
-    tls.get_ref().1.peer_certificates().unwrap()[0]
-        .as_ref()
-        .to_vec()
+    connector.connect(name, tcp).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_http2_connection_without_its_preface_is_closed_at_the_header_timeout() {
+    let pki = Pki::new();
+    pki.install(1);
+    let up = Upstream::start().await;
+    let extra = format!(
+        "{}limits: {{ header_timeout: 1s, max_connections: 1 }}\n",
+        pki.tls_yaml()
+    );
+    let gw = Gateway::start_with(&route("r", "/r/mcp", &up.url("/mcp")), &extra).await;
+    let ca = pki.ca_file();
+    let mut silent = handshake(gw.port, &ca, &[&rustls::version::TLS13], &[b"h2"]).await;
+    assert_eq!(silent.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    // It holds the only connection slot; the gateway must take it back.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(15), silent.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the silent HTTP/2 connection was kept open");
+    let metrics = gw
+        .metrics_when(r#"drawbridge_client_timeouts_total{kind="header"}"#, 1.0)
+        .await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"drawbridge_client_timeouts_total{kind="header"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    // The slot is free again: an HTTP/2 request is served.
+    let answer = client(&ca, true)
+        .post(https(&gw, "/r/mcp"))
+        .header("content-type", "application/json")
+        .body(PING)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+    assert_eq!(answer.status(), 200);
+    assert_eq!(up.seen().len(), 1);
 }
 
 /// Sends requests without pause until `stop`, each on `client`; counts successes and
@@ -668,4 +721,29 @@ async fn a_bad_new_certificate_is_refused_and_the_old_one_stays() {
     )
     .unwrap();
     assert!(expiry > 1.7e9, "{expiry}");
+}
+
+#[tokio::test]
+async fn a_stalled_http2_request_body_gets_408_at_the_body_timeout() {
+    let pki = Pki::new();
+    pki.install(1);
+    let up = Upstream::start().await;
+    let extra = format!("{}limits: {{ body_timeout: 1s }}\n", pki.tls_yaml());
+    let gw = Gateway::start_with(&route("r", "/r/mcp", &up.url("/mcp")), &extra).await;
+    // The first bytes of a body, then nothing: the stream never ends.
+    let stalled = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(br#"{"jsonrpc":"2.0","#))
+    })
+    .chain(futures_util::stream::pending());
+    let answer = client(&pki.ca_file(), true)
+        .post(https(&gw, "/r/mcp"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stalled))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+    assert_eq!(answer.status(), 408);
+    assert!(up.seen().is_empty());
+    assert_eq!(up.connections(), 0);
 }
