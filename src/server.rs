@@ -4,9 +4,12 @@
 //! SIGTERM turns `/readyz` to 503 while traffic is still served (`shutdown_drain`), then
 //! the listeners stop and in-flight requests get up to `shutdown_grace` to finish; the
 //! process exits as soon as the last one is done.
-//! Client connections on the MCP listener are admitted and timed by [`connections`].
+//! Client connections on the MCP listener are admitted and timed by [`connections`];
+//! with `tls`, the listener speaks HTTPS with the certificate in [`tls`]'s slot.
 
 mod connections;
+mod preface;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -159,17 +162,33 @@ pub fn build(
     );
     let open_connections = client_connections.open_connections();
     let mut proxy = Service::new("drawbridge".to_string(), client_connections);
+    let certificate = match &config.tls {
+        None => None,
+        Some(t) => {
+            let tls_metrics = crate::telemetry::tls::TlsMetrics::register(metrics.registry())
+                .map_err(|e| format!("metrics: {e}"))?;
+            tls_metrics.serving(t.certificate.not_after);
+            tracing::info!(
+                serial = %t.certificate.serial,
+                not_after = t.certificate.not_after,
+                "the MCP listener speaks HTTPS (h2, http/1.1)"
+            );
+            Some((tls::CertificateSlot::new(&t.certificate), tls_metrics))
+        }
+    };
     // No L4 read buffer on client connections. Pingora's default is a 64 KiB buffer per
     // connection, zero-filled when the connection is accepted, so every idle keep-alive
     // connection and every open event stream held 64 KiB of resident memory (measured
     // by benches/load/idle_streams.py). Pingora's HTTP/1 parser keeps its own header
     // buffer and reads bodies in its own 64 KiB chunks, so little is lost.
-    proxy.add_listener(
-        ListenerConfig::tcp(&config.listen).l4_buffer(L4BufferSettings {
-            read: Some(0),
-            write: None,
-        }),
-    );
+    let mut listener = ListenerConfig::tcp(&config.listen).l4_buffer(L4BufferSettings {
+        read: Some(0),
+        write: None,
+    });
+    if let Some((slot, _)) = &certificate {
+        listener = listener.tls(tls::settings(slot.clone())?);
+    }
+    proxy.add_listener(listener);
 
     let admin_app = AdminApp {
         metrics: metrics.clone(),
@@ -188,6 +207,7 @@ pub fn build(
         probe: probe_address(&config.listen),
         listening,
         listen: (config.listen.clone(), config.admin_listen.clone()),
+        certificate,
         state,
         metrics,
         addresses,
@@ -333,6 +353,9 @@ struct Supervisor {
     listening: Arc<AtomicBool>,
     /// Addresses cannot change without a restart.
     listen: (String, String),
+    /// With `tls`: the slot the listener's handshakes read, and its expiry gauge. Whether
+    /// the listener speaks TLS cannot change without a restart; its files can.
+    certificate: Option<(Arc<tls::CertificateSlot>, crate::telemetry::tls::TlsMetrics)>,
     state: Arc<ArcSwap<GatewayState>>,
     metrics: Arc<Metrics>,
     /// Upstream host names and their addresses, shared by every configuration.
@@ -412,6 +435,9 @@ impl Supervisor {
         if (new.listen.clone(), new.admin_listen.clone()) != self.listen {
             return Err("listen and admin.listen cannot change without a restart".into());
         }
+        if new.tls.is_some() != self.certificate.is_some() {
+            return Err("`tls` cannot be added or removed without a restart".into());
+        }
         let current = self.state.load_full();
         let auth = Arc::new(Authenticator::new(
             new,
@@ -438,6 +464,15 @@ impl Supervisor {
             .map(|r| (r.upstream.host.clone(), r.upstream.port))
             .collect();
         self.addresses.retain(&in_use);
+        if let (Some((slot, tls_metrics)), Some(t)) = (&self.certificate, &new.tls) {
+            slot.replace(&t.certificate);
+            tls_metrics.serving(t.certificate.not_after);
+            tracing::info!(
+                serial = %t.certificate.serial,
+                not_after = t.certificate.not_after,
+                "the MCP listener serves the certificate in `tls.cert_file` to new connections"
+            );
+        }
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }

@@ -12,6 +12,7 @@
 
 mod claim_mapping;
 mod env;
+pub mod listener_tls;
 mod locate;
 pub mod origin;
 mod raw;
@@ -61,6 +62,9 @@ pub struct Config {
     pub routes: Vec<Arc<Route>>,
     /// Session sealing keys; `None`: a random key for this process only.
     pub sessions: Option<Sessions>,
+    /// `tls`: the MCP listener speaks HTTPS (HTTP/2 and HTTP/1.1) with this certificate;
+    /// `None`: plain HTTP/1.1.
+    pub tls: Option<listener_tls::ListenerTls>,
     /// `log`: what the gateway writes at the default level (the log budget).
     pub log: LogSettings,
     /// `dns`: how upstream host names are looked up again.

@@ -23,6 +23,8 @@ pub struct RawConfig {
     /// traffic is still served, so load balancers take the replica out (default 5s).
     pub shutdown_drain: Option<String>,
     pub sessions: Option<RawSessions>,
+    /// The MCP listener speaks HTTPS with this certificate (absent: plain HTTP).
+    pub tls: Option<RawListenerTls>,
     pub log: Option<RawLog>,
     /// How upstream host names are looked up again.
     pub dns: Option<RawDns>,
@@ -48,6 +50,15 @@ pub struct RawDns {
     pub refresh: Option<String>,
     /// How long one lookup may take, e.g. `5s`.
     pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTls {
+    /// PEM file: the certificate, then the intermediates that chain it to a root.
+    pub cert_file: String,
+    /// PEM file: the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
 }
 
 #[derive(Debug, Deserialize)]

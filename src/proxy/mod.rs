@@ -257,7 +257,7 @@ async fn inspect(
         true => Stop::RefusedUnread(refusal),
         false => Stop::Refused(refusal),
     })?;
-    let body = body::read_whole_body(session, state.max_body).await??;
+    let body = body::read_whole_body(session, state.max_body, state.body_timeout).await??;
     ctx.body_len = Some(body.len());
     let inspected = ctx
         .inspected
@@ -419,6 +419,7 @@ impl ProxyHttp for Gateway {
                 // After the caller's credentials were stripped: the route's own, if any.
                 credential: ctx.upstream_credential.as_ref(),
                 forward_cookies: rt.route.upstream.forward_cookies,
+                client_tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
             },
         )
     }

@@ -48,6 +48,9 @@ pub struct GatewayState {
     pub(super) routes: Vec<RouteRuntime>,
     pub(super) unrouted: RouteMetrics,
     pub(super) max_body: usize,
+    /// `limits.body_timeout`, for HTTP/2 streams (an HTTP/1 connection's session carries
+    /// it already, set by `server::connections`).
+    pub(super) body_timeout: std::time::Duration,
     /// Most messages in one batch (`limits.max_batch`).
     pub(super) max_batch: usize,
     /// `limits.max_sse_event`.
@@ -127,6 +130,7 @@ impl GatewayState {
             routes,
             unrouted: metrics.for_route(NO_ROUTE),
             max_body: config.max_body_bytes,
+            body_timeout: config.client.body_timeout,
             max_batch: config.max_batch,
             max_sse_event: config.max_sse_event_bytes,
             auth,

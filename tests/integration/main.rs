@@ -18,6 +18,7 @@ mod exchange_idp;
 mod faults;
 mod handles;
 mod idp_selftest;
+mod listener_tls;
 mod lists;
 mod log_budget;
 mod metrics;

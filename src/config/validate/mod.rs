@@ -1,6 +1,6 @@
 //! Turns `gateway.yaml` text into a checked [`Config`], collecting every error it can find:
 //! the shape of each part of the file (`structure`), then the meaning of each setting, by
-//! concern (`limits`, `issuers`, `routes`, `upstream_auth`).
+//! concern (`limits`, `issuers`, `routes`, `upstream_auth`, `tls`).
 
 mod claims;
 mod issuers;
@@ -8,6 +8,7 @@ mod limits;
 mod on_behalf_of;
 mod routes;
 mod structure;
+mod tls;
 mod upstream_auth;
 
 use std::collections::HashMap;
@@ -226,6 +227,7 @@ impl Checker<'_> {
             None => None,
             Some(s) => self.sessions(s),
         };
+        let tls = raw.tls.as_ref().map(|t| self.listener_tls(t));
         let log = self.log_settings(raw.log.as_ref());
         let trusted_proxies = self.trusted_proxies(&raw.trusted_proxies);
         let dns = self.dns_settings(raw.dns.as_ref());
@@ -257,6 +259,9 @@ impl Checker<'_> {
             .collect();
         self.check_unique(&routes);
         self.issuer_warnings(&issuers, &routes);
+        if raw.tls.is_some() {
+            self.tls_warnings(&routes);
+        }
         if raw.sessions.is_none() && routes.iter().any(|r| r.auth.is_some()) {
             self.warnings.push(
                 "no `sessions.keys`: session ids are sealed with a random key of this process; replicas cannot serve each other's sessions and a restart ends them".into(),
@@ -281,6 +286,11 @@ impl Checker<'_> {
             issuers,
             routes,
             sessions,
+            // A `tls` block that failed its checks recorded an error: no config.
+            tls: match tls {
+                None => None,
+                Some(checked) => Some(checked?),
+            },
             log,
             dns,
             trusted_proxies,
@@ -305,3 +315,5 @@ impl Checker<'_> {
 mod claims_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
