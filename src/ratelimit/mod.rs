@@ -165,6 +165,26 @@ impl Limiter {
     }
 }
 
+/// A route's limiters: its own and its tool rules'. Built with each configuration.
+#[derive(Debug, Default)]
+pub struct RouteLimiters {
+    pub route: Option<Limiter>,
+    /// By the tool rule's pattern (the tool label of the policy and the metrics).
+    pub tools: Vec<(String, Limiter)>,
+}
+
+impl RouteLimiters {
+    pub fn new(route: Option<RateLimit>, tools: &[(String, RateLimit)]) -> RouteLimiters {
+        RouteLimiters {
+            route: route.map(Limiter::new),
+            tools: tools
+                .iter()
+                .map(|(label, limit)| (label.clone(), Limiter::new(*limit)))
+                .collect(),
+        }
+    }
+}
+
 /// The limiters' clock: monotonic nanoseconds since the first call in this process.
 pub fn now() -> Nanos {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
