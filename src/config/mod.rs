@@ -65,8 +65,8 @@ pub struct Config {
     pub log: LogSettings,
     /// `dns`: how upstream host names are looked up again.
     pub dns: DnsSettings,
-    /// `trusted_proxies`: whose `X-Forwarded-For` names the client (for logs and the log
-    /// budget; nothing is authorized by address).
+    /// `trusted_proxies`: whose `X-Forwarded-For` names the client (for logs, the log
+    /// budget and `key: client` rate limits; nothing is authorized by address).
     pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
