@@ -1,5 +1,5 @@
 //! The rate-limit steps: the route's limit, right after authentication and before the
-//! body is read (a flood of bodies costs no reading or parsing), and the tools' limits,
+//! body is read (a refused body is drained, never held or parsed), and the tools' limits,
 //! right after authorization (only calls the policy permits count).
 //!
 //! Owns: which requests count against which limit, a batch's count, and the refusal's
