@@ -152,4 +152,20 @@ fn shape_errors_in_a_rate_limit_are_reported() {
         errors.iter().any(|e| e.contains("routes[1].rate_limit")),
         "{errors:#?}"
     );
+    // In a tool rule's long form the rule is named, with the keys it may have.
+    let errors = load(&file(
+        "    policy:
+      tools:
+        deploy:
+          rate_limit: { requests: many, per: 1m, key: route }
+",
+        "",
+    ))
+    .unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.starts_with("gw.yaml:13:")
+            && e.contains("routes[0].policy.tools.deploy")
+            && e.contains("`rate_limit`")),
+        "{errors:#?}"
+    );
 }
