@@ -16,6 +16,7 @@ pub mod mcp;
 pub mod oauth_client;
 pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 pub mod refusal;
 pub mod secret;
 pub mod server;

@@ -8,7 +8,7 @@
 //! A near-leaf: the modules that run the gateway read `config`, and `config` reads none
 //! of them. It uses only the small shared types at the crate root (`secret`, `jose`,
 //! `oauth_client`, `managed_headers`) and the pure modules whose values validation
-//! builds (`policy` rules, `mcp::session::SessionKeys`).
+//! builds (`policy` rules, `ratelimit` limits, `mcp::session::SessionKeys`).
 
 mod claim_mapping;
 mod env;
@@ -69,8 +69,8 @@ pub struct Config {
     pub log: LogSettings,
     /// `dns`: how upstream host names are looked up again.
     pub dns: DnsSettings,
-    /// `trusted_proxies`: whose `X-Forwarded-For` names the client (for logs and the log
-    /// budget; nothing is authorized by address).
+    /// `trusted_proxies`: whose `X-Forwarded-For` names the client (for logs, the log
+    /// budget and `key: client` rate limits; nothing is authorized by address).
     pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
@@ -312,6 +312,11 @@ pub struct Route {
     /// Serialised origins (`scheme://host[:port]`) whose browser pages may call this
     /// route; a request with any other `Origin` is refused. Empty: no browser origin.
     pub allowed_origins: Vec<String>,
+    /// `rate_limit`: every request on the route counts (before its body is read).
+    pub rate_limit: Option<crate::ratelimit::RateLimit>,
+    /// The `rate_limit` of `policy.tools` rules, by the rule's pattern (the tool label of
+    /// `Policy::tool_label`): each `tools/call` the rule decides counts.
+    pub tool_rate_limits: Vec<(String, crate::ratelimit::RateLimit)>,
 }
 
 /// Where a route's traffic goes.

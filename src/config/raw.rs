@@ -104,6 +104,23 @@ pub struct RawRoute {
     pub policy: Option<RawPolicy>,
     /// Browser origins (`https://app.example.com`) allowed to call this route.
     pub allowed_origins: Option<Vec<String>>,
+    /// Requests per period on this route, per key.
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+/// `rate_limit`: `requests` per `per`, at most `burst` at once, counted per `key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub requests: u64,
+    /// A duration, e.g. `1m`.
+    pub per: String,
+    /// Default: `requests`.
+    pub burst: Option<u64>,
+    /// `subject`, `client` or `route`.
+    pub key: String,
+    /// Keys tracked at most (default 100000).
+    pub max_keys: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,6 +279,8 @@ pub struct RawFullRule {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub claims: RawClaimRules,
+    /// Tools only: calls of the tools this rule matches, per period and key.
+    pub rate_limit: Option<RawRateLimit>,
 }
 
 /// `routes[].upstream_auth`: exactly one member.

@@ -17,6 +17,7 @@ mod failure;
 mod form;
 mod handles;
 mod headers;
+mod limits;
 mod origin;
 mod rewrite;
 mod state;
@@ -163,6 +164,13 @@ impl Gateway {
         if rt.address.address().is_none() {
             return Err(Stop::RefusedUnread(Refusal::UpstreamUnresolved));
         }
+        // 5c. The route's rate limit: before the body is read, so a flood is cheap.
+        limits::check_route_limit(
+            rt,
+            ctx.principal.as_deref(),
+            ctx.client_ip,
+            ctx.ids.as_ref(),
+        )?;
         // 6. Inspect: a POST body read whole and parsed (only POSTs carry JSON-RPC).
         let body = match form {
             Form::Message => Some(inspect(session, ctx, state).await?),
@@ -172,6 +180,14 @@ impl Gateway {
         let (permit, lists) = steps::authorize(
             rt,
             ctx.principal.as_deref(),
+            ctx.inspected.as_ref(),
+            ctx.ids.as_ref(),
+        )?;
+        // 7b. The tools' rate limits: only permitted calls count.
+        limits::check_tool_limits(
+            rt,
+            ctx.principal.as_deref(),
+            ctx.client_ip,
             ctx.inspected.as_ref(),
             ctx.ids.as_ref(),
         )?;

@@ -39,6 +39,8 @@ pub(super) struct RouteRuntime {
     /// `None` for a public route.
     pub(super) guard: Option<RouteGuard>,
     pub(super) credential: CredentialSource,
+    /// The route's and its tools' rate limits, with their buckets.
+    pub(super) limits: crate::ratelimit::RouteLimiters,
 }
 
 /// Everything derived from one configuration. Requests hold the state they started with
@@ -97,6 +99,10 @@ impl GatewayState {
                     session_route: RouteDigest::of(&session_binding(route, auth.issuers())),
                     guard: RouteGuard::for_route(route),
                     credential: CredentialSource::build(route, auth.issuers())?,
+                    limits: crate::ratelimit::RouteLimiters::new(
+                        route.rate_limit,
+                        &route.tool_rate_limits,
+                    ),
                     route: route.clone(),
                 })
             })

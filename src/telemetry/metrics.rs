@@ -107,6 +107,8 @@ struct Families {
     cache_requests: IntCounterVec,
     session_rejections: IntCounterVec,
     handle_rejections: IntCounterVec,
+    rate_limited: IntCounterVec,
+    rate_limit_keys_full: IntCounterVec,
     list_items_removed: IntCounterVec,
     list_filter_failures: IntCounterVec,
     stream_errors: IntCounterVec,
@@ -232,6 +234,23 @@ impl RouteMetrics {
             .observe(seconds);
     }
 
+    /// A request refused by a rate limit: `limit` is `route` or a tool label (bounded
+    /// like `tool_call`'s), `key` the key kind; never the key itself.
+    pub fn rate_limited(&self, limit: &str, key: &str) {
+        self.families
+            .rate_limited
+            .with_label_values(&[self.name.as_str(), limit, key])
+            .inc();
+    }
+
+    /// A request judged by a limit's shared overflow bucket: its key map was full.
+    pub fn rate_limit_keys_full(&self, limit: &str) {
+        self.families
+            .rate_limit_keys_full
+            .with_label_values(&[self.name.as_str(), limit])
+            .inc();
+    }
+
     /// One `tools/call`; `tool` must already be bounded (configured name or `other`).
     pub fn tool_call(&self, tool: &str, decision: &str) {
         self.families
@@ -335,6 +354,18 @@ impl Metrics {
             "Server-minted handles (requestState, task ids) refused before the upstream, by route, handle and reason.",
             &["route", "handle", "reason"],
         )?;
+        let rate_limited = counter(
+            &registry,
+            "drawbridge_rate_limited_total",
+            "Requests refused by a rate limit (429), by route, limit (route or the tool label) and key kind.",
+            &["route", "limit", "key"],
+        )?;
+        let rate_limit_keys_full = counter(
+            &registry,
+            "drawbridge_rate_limit_keys_full_total",
+            "Requests whose new key found the limit's key map full (judged by its shared overflow bucket), by route and limit.",
+            &["route", "limit"],
+        )?;
         let list_items_removed = counter(
             &registry,
             "drawbridge_list_items_removed_total",
@@ -425,6 +456,8 @@ impl Metrics {
                 cache_requests,
                 session_rejections,
                 handle_rejections,
+                rate_limited,
+                rate_limit_keys_full,
                 list_items_removed,
                 list_filter_failures,
                 stream_errors,
@@ -561,6 +594,8 @@ mod tests {
         r.operation("tools/call", "allow");
         r.operation("made/up", "deny");
         r.tool_call("echo", "allow");
+        r.rate_limited("route", "subject");
+        r.rate_limit_keys_full("get-*");
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
             text.contains(
@@ -578,6 +613,12 @@ mod tests {
             r#"drawbridge_tool_calls_total{decision="allow",route="everything",tool="echo"} 1"#
         ));
         assert!(text.contains("drawbridge_build_info{version="));
+        assert!(text.contains(
+            r#"drawbridge_rate_limited_total{key="subject",limit="route",route="everything"} 1"#
+        ));
+        assert!(text.contains(
+            r#"drawbridge_rate_limit_keys_full_total{limit="get-*",route="everything"} 1"#
+        ));
     }
 
     /// The value of an unlabelled sample in the text exposition.

@@ -27,6 +27,7 @@ mod obo;
 mod policy;
 mod providers;
 mod proxying;
+mod rate_limits;
 mod reload;
 mod request_forms;
 mod request_ids;

@@ -6,6 +6,7 @@ mod claims;
 mod issuers;
 mod limits;
 mod on_behalf_of;
+mod rate_limits;
 mod routes;
 mod structure;
 mod tls;
@@ -313,6 +314,8 @@ impl Checker<'_> {
 
 #[cfg(test)]
 mod claims_tests;
+#[cfg(test)]
+mod rate_limits_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
