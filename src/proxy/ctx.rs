@@ -37,7 +37,7 @@ pub struct RequestCtx {
     /// The client's address, set when the request path starts: its TCP peer, or what a
     /// trusted proxy says in `X-Forwarded-For` (`client_addr`).
     pub client_ip: Option<std::net::IpAddr>,
-    /// Request id and trace id, set first of all (`steps::identify`); a subrequest gets
+    /// Request id and trace id, set first of all (`telemetry::ids::assign`); a subrequest gets
     /// the main request's.
     pub ids: Option<RequestIds>,
     /// Set by the route step; every later phase relies on it.

@@ -9,6 +9,8 @@ use http::header::{self, HeaderName, HeaderValue, MaxSizeReached};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{ErrorType, OrErr, Result};
 
+use crate::telemetry::ids::{RequestIds, TRACEPARENT, TRACESTATE, X_REQUEST_ID};
+
 // Names used on every request, parsed once. Looking a header up by `&str` parses and
 // lower-cases the name each time; these are compared and hashed as they are.
 pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -87,6 +89,8 @@ pub struct Forwarding<'a> {
     pub forward_cookies: bool,
     /// The client's connection is TLS (the listener's `tls`): `X-Forwarded-Proto: https`.
     pub client_tls: bool,
+    /// The request's ids: a new `X-Request-Id` or `traceparent` replaces the client's.
+    pub ids: Option<&'a RequestIds>,
 }
 
 /// Rewrites the request header for the upstream.
@@ -110,8 +114,9 @@ fn too_many(_: MaxSizeReached) -> Box<pingora::Error> {
 }
 
 /// New headers at most: Host, X-Forwarded-{Host,Proto,For}, Content-Length,
-/// Content-Type, Mcp-Session-Id, the route's credential, Accept-Encoding.
-const ADDED_HEADERS: usize = 9;
+/// Content-Type, Mcp-Session-Id, the route's credential, Accept-Encoding, X-Request-Id,
+/// traceparent.
+const ADDED_HEADERS: usize = 11;
 
 /// The only `Content-Type` an upstream receives with a body: the one form the gateway
 /// read (UTF-8 JSON), written by the gateway, never the client's spelling of it.
@@ -186,6 +191,21 @@ fn rewrite_request_headers(headers: &mut http::HeaderMap, fwd: &Forwarding<'_>) 
             HeaderValue::from_static("identity"),
         )
         .map_err(too_many)?;
+    if let Some(ids) = fwd.ids {
+        // `insert` replaces every value the client sent.
+        if ids.new_request_id {
+            headers
+                .try_insert(X_REQUEST_ID.clone(), ids.request_id.clone())
+                .map_err(too_many)?;
+        }
+        if let Some(traceparent) = &ids.new_traceparent {
+            headers
+                .try_insert(TRACEPARENT.clone(), traceparent.clone())
+                .map_err(too_many)?;
+            // The broken trace's state belongs to a trace that is not continued.
+            headers.remove(&TRACESTATE);
+        }
+    }
     if let Some((name, value)) = fwd.credential {
         // Validation refuses such a credential; should one get here, refuse the request
         // rather than let it replace the gateway's own value.
@@ -299,6 +319,7 @@ mod tests {
             credential,
             forward_cookies: false,
             client_tls: false,
+            ids: None,
         }
     }
 
@@ -390,6 +411,45 @@ mod tests {
     }
 
     #[test]
+    fn the_upstream_gets_the_gateways_ids_in_place_of_the_clients_broken_ones() {
+        let authority = HeaderValue::from_static("127.0.0.1:3001");
+        let mut client = request();
+        client.append_header("x-request-id", "two words").unwrap();
+        client.append_header("x-request-id", "again").unwrap();
+        client.append_header("traceparent", "00-nonsense").unwrap();
+        client.append_header("tracestate", "vendor=1").unwrap();
+        let ids = crate::telemetry::ids::assign(&client.headers);
+        let mut req = client.clone();
+        let fwd = Forwarding {
+            ids: Some(&ids),
+            ..forwarding(&authority, None)
+        };
+        prepare_upstream_request(&mut req, &fwd).unwrap();
+        let h = &req.headers;
+        let sent: Vec<_> = h.get_all("x-request-id").iter().collect();
+        assert_eq!(sent, [&ids.request_id]);
+        let parent: Vec<_> = h.get_all("traceparent").iter().collect();
+        assert_eq!(parent, [ids.new_traceparent.as_ref().unwrap()]);
+        assert!(h.get("tracestate").is_none());
+
+        // Well-formed ones reach the upstream as the client sent them.
+        let mut client = request();
+        client.insert_header("x-request-id", "req-1").unwrap();
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        client.insert_header("traceparent", parent).unwrap();
+        client.insert_header("tracestate", "vendor=1").unwrap();
+        let ids = crate::telemetry::ids::assign(&client.headers);
+        let fwd = Forwarding {
+            ids: Some(&ids),
+            ..forwarding(&authority, None)
+        };
+        prepare_upstream_request(&mut client, &fwd).unwrap();
+        assert_eq!(client.headers["x-request-id"], "req-1");
+        assert_eq!(client.headers["traceparent"], parent);
+        assert_eq!(client.headers["tracestate"], "vendor=1");
+    }
+
+    #[test]
     fn strips_credentials_and_hop_by_hop_and_keeps_mcp_headers() {
         let mut req = request();
         prepare_upstream_request(
@@ -405,6 +465,7 @@ mod tests {
                 )),
                 forward_cookies: false,
                 client_tls: false,
+                ids: None,
             },
         )
         .unwrap();
@@ -446,6 +507,7 @@ mod tests {
                 credential: None,
                 forward_cookies: false,
                 client_tls: false,
+                ids: None,
             },
         )
         .unwrap();
@@ -488,6 +550,7 @@ mod tests {
                 credential: None,
                 forward_cookies: false,
                 client_tls: true,
+                ids: None,
             },
         )
         .unwrap();
@@ -645,6 +708,7 @@ mod tests {
                 credential: None,
                 forward_cookies: true,
                 client_tls: false,
+                ids: None,
             },
         )
         .unwrap();

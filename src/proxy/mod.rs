@@ -341,12 +341,11 @@ impl ProxyHttp for Gateway {
     ) -> Result<bool> {
         if delegate::adopt_handoff(session, ctx) {
             // A subrequest: the main request already identified, routed and inspected it.
-            if let Some(ids) = &ctx.ids {
-                steps::write_ids(session.req_header_mut(), ids, true);
-            }
             return Ok(false);
         }
-        ctx.ids = Some(steps::identify(session.req_header_mut()));
+        // Identify, first of all: the request's id and trace (`telemetry::ids`), which
+        // the upstream request, the answer and every log line of this request carry.
+        ctx.ids = Some(crate::telemetry::ids::assign(&session.req_header().headers));
         let state = ctx.state.clone();
         ctx.client_ip = client_ip(session, &state.trusted_proxies);
         let req = session.req_header();
@@ -436,6 +435,7 @@ impl ProxyHttp for Gateway {
                 credential: ctx.upstream_credential.as_ref(),
                 forward_cookies: rt.route.upstream.forward_cookies,
                 client_tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+                ids: ctx.ids.as_ref(),
             },
         )
     }

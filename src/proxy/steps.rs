@@ -26,34 +26,10 @@ use crate::refusal::Refusal;
 use crate::target::query::Query;
 use crate::target::session_param;
 use crate::telemetry::audit::{self, AuditEvent, Caller};
-use crate::telemetry::ids::{self, RequestIds};
+use crate::telemetry::ids::RequestIds;
 
 /// Denied operations of one batch that get an audit event each; the rest are counted.
 const AUDITED_DENIALS: usize = 16;
-
-/// Identify, first of all: the request's id and trace (`telemetry::ids`). A new
-/// `X-Request-Id` or `traceparent` is written into the request head, so the upstream and
-/// a subrequest carry the same ids as the logs.
-pub(super) fn identify(req: &mut RequestHeader) -> RequestIds {
-    let assigned = ids::assign(&req.headers);
-    write_ids(req, &assigned.ids, assigned.set_request_id);
-    assigned.ids
-}
-
-/// Writes the ids the gateway chose into the request head: the request id when it is
-/// new (or always, for a subrequest, whose head was copied before the main request
-/// identified it), and a trace the gateway started.
-pub(super) fn write_ids(req: &mut RequestHeader, ids: &RequestIds, request_id: bool) {
-    // Writing a header can fail only for an invalid value, and generated ids are ASCII
-    // hex: the logs keep the ids whatever happens.
-    if request_id {
-        let _ = req.insert_header(&ids::X_REQUEST_ID, &ids.request_id);
-    }
-    if let Some(traceparent) = &ids.new_traceparent {
-        let _ = req.insert_header(&ids::TRACEPARENT, traceparent);
-        req.remove_header(&ids::TRACESTATE);
-    }
-}
 
 /// The form of the request, before anything is read or authenticated: a method MCP uses
 /// (POST, GET, DELETE; a CORS preflight was answered before), no body on GET or DELETE, no

@@ -2,8 +2,8 @@
 //! events, its error body and the upstream's own logs.
 //!
 //! Owns the rules for accepting a client's `X-Request-Id` and `traceparent`, and the
-//! generation of new ones; free of I/O (the proxy writes the result into the request
-//! head, see `proxy::steps::identify`).
+//! generation of new ones; free of I/O (the upstream request gets the result where it
+//! is prepared, `proxy::headers`).
 //!
 //! - `X-Request-Id`: one header of 1 to [`MAX_REQUEST_ID`] characters from a set that
 //!   cannot break a log line or a JSON string (letters, digits, `-_.:/+=@`) is kept;
@@ -35,8 +35,12 @@ pub struct RequestIds {
     pub request_id: HeaderValue,
     /// 32 lower-case hex digits: the trace the request belongs to.
     trace_id: [u8; 32],
-    /// The `traceparent` the gateway started, when the client's was missing or broken.
+    /// The `traceparent` the gateway started, when the client's was missing or broken:
+    /// the upstream gets it in place of the client's, and no `tracestate`.
     pub new_traceparent: Option<HeaderValue>,
+    /// The client's `X-Request-Id` was missing or not kept: the upstream gets
+    /// `request_id` in place of every one the client sent.
+    pub new_request_id: bool,
 }
 
 impl RequestIds {
@@ -51,46 +55,37 @@ impl RequestIds {
     }
 }
 
-/// What the gateway does with a request's id headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assigned {
-    pub ids: RequestIds,
-    /// Write `ids.request_id` as `X-Request-Id` (replacing every one the client sent):
-    /// the client's was missing or not kept.
-    pub set_request_id: bool,
-}
-
-/// Reads the client's id headers and decides what the request carries on.
-pub fn assign(headers: &HeaderMap) -> Assigned {
+/// Reads the client's id headers and decides what the request carries on. Nothing is
+/// written to the client's request head: the upstream request gets the ids where it is
+/// prepared (`proxy::headers`), which costs a fraction of editing Pingora's head.
+pub fn assign(headers: &HeaderMap) -> RequestIds {
     let kept_id = single(headers, &X_REQUEST_ID).filter(|v| valid_request_id(v.as_bytes()));
-    let (request_id, set_request_id) = match kept_id {
+    let (request_id, new_request_id) = match kept_id {
         Some(value) => (value.clone(), false),
-        None => (hex_value(&random_bytes::<16>()), true),
+        None => {
+            let mut hex_id = [0u8; 32];
+            hex_into(&random_bytes::<16>(), &mut hex_id);
+            (header_value(&hex_id), true)
+        }
     };
     let kept_trace = single(headers, &TRACEPARENT).and_then(|v| trace_id_of(v.as_bytes()));
     let (trace_id, new_traceparent) = match kept_trace {
         Some(trace_id) => (trace_id, None),
         None => {
-            let trace = hex(&nonzero(random_bytes::<16>()));
-            let parent = hex(&nonzero(random_bytes::<8>()));
-            let mut value = Vec::with_capacity(55);
-            value.extend_from_slice(b"00-");
-            value.extend_from_slice(&trace);
-            value.push(b'-');
-            value.extend_from_slice(&parent);
-            value.extend_from_slice(b"-00");
+            // 00-<32 hex trace id>-<16 hex parent id>-00
+            let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+            hex_into(&nonzero(random_bytes::<16>()), &mut value[3..35]);
+            hex_into(&nonzero(random_bytes::<8>()), &mut value[36..52]);
             let mut trace_id = [0u8; 32];
-            trace_id.copy_from_slice(&trace);
-            (trace_id, Some(header_value(value)))
+            trace_id.copy_from_slice(&value[3..35]);
+            (trace_id, Some(header_value(&value)))
         }
     };
-    Assigned {
-        ids: RequestIds {
-            request_id,
-            trace_id,
-            new_traceparent,
-        },
-        set_request_id,
+    RequestIds {
+        request_id,
+        trace_id,
+        new_traceparent,
+        new_request_id,
     }
 }
 
@@ -146,24 +141,18 @@ pub fn trace_id_of(value: &[u8]) -> Option<[u8; 32]> {
     Some(id)
 }
 
-fn hex<const N: usize>(bytes: &[u8; N]) -> Vec<u8> {
+/// Writes `bytes` as lower-case hex into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(2 * N);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
-    out
-}
-
-fn hex_value<const N: usize>(bytes: &[u8; N]) -> HeaderValue {
-    header_value(hex(bytes))
 }
 
 /// Hex digits and dashes are always a valid header value.
-fn header_value(bytes: Vec<u8>) -> HeaderValue {
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes))
-        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+fn header_value(bytes: &[u8]) -> HeaderValue {
+    HeaderValue::from_bytes(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// W3C ids must not be all zeros; the generator makes that all but impossible, this
@@ -240,10 +229,10 @@ mod tests {
             ("x-request-id", b"f81d4fae-7dec-11d0-a765-00a0c91e6bf6"),
             ("traceparent", PARENT),
         ]));
-        assert_eq!(a.ids.request_id(), "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
-        assert!(!a.set_request_id);
-        assert_eq!(a.ids.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(a.ids.new_traceparent, None);
+        assert_eq!(a.request_id(), "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+        assert!(!a.new_request_id);
+        assert_eq!(a.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(a.new_traceparent, None);
     }
 
     #[test]
@@ -251,19 +240,16 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {
             let a = assign(&HeaderMap::new());
-            assert!(a.set_request_id);
-            let id = a.ids.request_id().to_string();
+            assert!(a.new_request_id);
+            let id = a.request_id().to_string();
             assert_eq!(id.len(), 32);
             assert!(valid_request_id(id.as_bytes()));
-            let parent = a.ids.new_traceparent.clone().unwrap();
+            let parent = a.new_traceparent.clone().unwrap();
             let trace = trace_id_of(parent.as_bytes()).expect("a valid traceparent");
-            assert_eq!(&trace[..], a.ids.trace_id().as_bytes());
+            assert_eq!(&trace[..], a.trace_id().as_bytes());
             assert!(parent.as_bytes().ends_with(b"-00"), "not sampled by us");
             assert!(seen.insert(id), "request ids repeat");
-            assert!(
-                seen.insert(a.ids.trace_id().to_string()),
-                "trace ids repeat"
-            );
+            assert!(seen.insert(a.trace_id().to_string()), "trace ids repeat");
         }
     }
 
@@ -281,13 +267,13 @@ mod tests {
             &long[..],
         ] {
             let a = assign(&headers(&[("x-request-id", bad)]));
-            assert!(a.set_request_id, "{bad:?} kept");
-            assert_ne!(a.ids.request_id.as_bytes(), bad);
+            assert!(a.new_request_id, "{bad:?} kept");
+            assert_ne!(a.request_id.as_bytes(), bad);
         }
-        assert!(!assign(&headers(&[("x-request-id", &at_limit)])).set_request_id);
+        assert!(!assign(&headers(&[("x-request-id", &at_limit)])).new_request_id);
         // Two ids: which one would a log reader believe? Neither.
         let two = assign(&headers(&[("x-request-id", b"a"), ("x-request-id", b"b")]));
-        assert!(two.set_request_id);
+        assert!(two.new_request_id);
     }
 
     #[test]
@@ -323,9 +309,9 @@ mod tests {
             headers(&[("traceparent", PARENT), ("traceparent", PARENT)]),
         ] {
             let a = assign(&h);
-            let new = a.ids.new_traceparent.clone().expect("a new trace");
+            let new = a.new_traceparent.clone().expect("a new trace");
             assert_ne!(new.as_bytes(), PARENT);
-            assert_ne!(a.ids.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_ne!(a.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         }
     }
 }

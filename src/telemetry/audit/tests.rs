@@ -104,7 +104,7 @@ fn every_kind_of_event_names_its_request_and_trace() {
             .parse()
             .unwrap(),
     );
-    let ids = crate::telemetry::ids::assign(&headers).ids;
+    let ids = crate::telemetry::ids::assign(&headers);
     let verdict = Verdict {
         op: Operation::Tool("deploy"),
         decision: Decision::Allow { scopes: vec![] },
