@@ -211,6 +211,8 @@ pub struct RawPolicy {
     pub prompts: std::collections::BTreeMap<String, RawRule>,
     #[serde(default)]
     pub methods: std::collections::BTreeMap<String, RawRule>,
+    /// `enforce` (the default) or `shadow`: decisions recorded, none enforced.
+    pub mode: Option<String>,
 }
 
 /// `policy.require`.
@@ -240,6 +242,31 @@ pub struct RawFullRule {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub claims: RawClaimRules,
+    /// Argument name (or JSON pointer) → its rule (tools, prompts, resources).
+    #[serde(default)]
+    pub arguments: std::collections::BTreeMap<String, RawArgumentRule>,
+    /// `allow` (the default) or `deny`: top-level arguments no rule names.
+    pub additional_arguments: Option<String>,
+    /// `enforce` (the default) or `shadow`.
+    pub mode: Option<String>,
+}
+
+/// One argument rule: conditions that must all hold, its presence, its mode.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArgumentRule {
+    pub glob: Option<String>,
+    pub prefix: Option<String>,
+    pub one_of: Option<Vec<Value>>,
+    pub max_length: Option<u64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub regex: Option<String>,
+    /// `false`: must be absent; `true`: must be present (the default).
+    pub present: Option<bool>,
+    /// `true`: may be absent (present, it must satisfy the conditions).
+    pub optional: Option<bool>,
+    pub mode: Option<String>,
 }
 
 /// `routes[].upstream_auth`: exactly one member.

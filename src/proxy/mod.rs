@@ -169,6 +169,7 @@ impl Gateway {
             rt,
             ctx.principal.as_deref(),
             ctx.inspected.as_ref(),
+            body.as_deref(),
             ctx.ids.as_ref(),
         )?;
         ctx.pending_lists = lists;
