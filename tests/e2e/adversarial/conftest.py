@@ -60,9 +60,15 @@ OUTSIDE_ROUTES = {
     "ts-outside": ("/ts/outside", "ts", "/outside/"),
     "py-outside": ("/py/outside", "py", "/outside/"),
 }
+# Routes whose `echo` has argument rules (issue 20): `target` under /srv/data, nothing else
+# but a short `message`. Configured, but not in the `route` fixture.
+ARGS_ROUTES = {
+    "ts-args": ("/ts/args", "ts", "/mcp"),
+    "py-args": ("/py/args", "py", "/mcp"),
+}
 STREAMABLE_ROUTES = ("ts-mcp", "py-mcp")
 LEGACY_ROUTES = ("ts-legacy", "py-legacy")
-ALL_ROUTES = {**ROUTES, **OUTSIDE_ROUTES}
+ALL_ROUTES = {**ROUTES, **OUTSIDE_ROUTES, **ARGS_ROUTES}
 
 
 class Issuer:
@@ -196,11 +202,20 @@ def py_server(peer_log_dir) -> Iterator[Server]:
         stop_peer(proc)
 
 
+ECHO_WITH_ARGUMENTS = """
+          scopes: [tools:echo]
+          additional_arguments: deny
+          arguments:
+            target: { glob: '/srv/data/**' }
+            message: { max_length: 64, optional: true }"""
+
+
 def adv_gateway_config(listen_port: int, admin_port: int, issuer: str,
                        servers: dict[str, Server]) -> str:
     base = f"http://{LOOPBACK}:{listen_port}"
     routes = []
     for name, (prefix, server, upstream_path) in ALL_ROUTES.items():
+        echo = ECHO_WITH_ARGUMENTS if name in ARGS_ROUTES else "[tools:echo]"
         routes.append(f"""\
   - name: {name}
     match: {{ path: {prefix} }}
@@ -216,7 +231,7 @@ def adv_gateway_config(listen_port: int, admin_port: int, issuer: str,
     policy:
       default: deny
       tools:
-        echo: [tools:echo]
+        echo: {echo}
       prompts:
         greeting: [tools:echo]
       resources:
