@@ -223,8 +223,25 @@ pub struct RawRequire {
     pub claims: RawClaimRules,
 }
 
-/// Claim name → accepted values (any one present passes).
-pub type RawClaimRules = std::collections::BTreeMap<String, Vec<String>>;
+/// Claim name → accepted values (any one present passes), or the long form
+/// `{values: [...], mode: shadow}`.
+pub type RawClaimRules = std::collections::BTreeMap<String, RawClaimValues>;
+
+/// One claim rule's accepted values: a list, or a mapping with a mode.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawClaimValues {
+    Values(Vec<String>),
+    Full(RawClaimRule),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimRule {
+    pub values: Vec<String>,
+    /// `enforce` (the default) or `shadow`.
+    pub mode: Option<String>,
+}
 
 /// One policy rule: the short form (a list of scopes) or the long form, a mapping that
 /// later rule kinds extend with more keys.

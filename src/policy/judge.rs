@@ -4,7 +4,8 @@
 //! parts.
 //!
 //! Shadow mode (`mode: shadow` on the route's policy, on a tool, prompt or resource
-//! entry, or on one argument rule) evaluates and records but does not refuse: the
+//! entry, on one argument rule or on one claim rule) evaluates and records but does not
+//! refuse: the
 //! judgment carries what the shadowed rule *would* have decided ([`Shadowed`]), and the
 //! decision enforced is the one without it. A shadowed entry or route also hides
 //! nothing from lists (listing and calling never disagree); list filtering records no
@@ -15,7 +16,7 @@
 use serde_json::Value;
 
 use super::arguments::{ArgumentRules, Failure, Outcome, OBJECT_RULE};
-use super::{Decision, Grants, Operation, Policy};
+use super::{Decision, Grants, Operation, Policy, Rule};
 use crate::mcp::arguments::{Holder, Unreadable};
 
 /// The kinds of entry that can carry argument rules and a mode.
@@ -102,14 +103,49 @@ pub type ArgumentSource<'s> = dyn Fn(usize, Holder) -> Result<Option<&'s Value>,
 impl Policy {
     /// The entry deciding `op` and its argument rules and mode, if it has any.
     pub fn entry_rules(&self, op: Operation<'_>) -> Option<(EntryKind, &str, &EntryRules)> {
-        let (kind, set, name) = match op {
-            Operation::Tool(n) => (EntryKind::Tools, &self.tools, n),
-            Operation::Prompt(n) => (EntryKind::Prompts, &self.prompts, n),
-            Operation::Resource { uri, .. } => (EntryKind::Resources, &self.resources, uri),
+        let kind = match op {
+            Operation::Tool(_) => EntryKind::Tools,
+            Operation::Prompt(_) => EntryKind::Prompts,
+            Operation::Resource { .. } => EntryKind::Resources,
             _ => return None,
         };
-        let pattern = set.find(name)?.glob.as_str();
+        let (_, rule) = self.deciding_rule(op)?;
+        let pattern = rule.glob.as_str();
         Some((kind, pattern, self.call_rules.get(kind, pattern)?))
+    }
+
+    /// The rule that decides `op` and its kind's key (`tools`, …, `methods`), if any.
+    fn deciding_rule(&self, op: Operation<'_>) -> Option<(&'static str, &Rule)> {
+        let (kind, set, name) = match op {
+            Operation::Tool(n) => ("tools", &self.tools, n),
+            Operation::Prompt(n) => ("prompts", &self.prompts, n),
+            Operation::Resource { uri, .. } => ("resources", &self.resources, uri),
+            Operation::Method(m) => ("methods", &self.methods, m),
+            Operation::Response | Operation::Request => return None,
+        };
+        Some((kind, set.find(name)?))
+    }
+
+    /// Claim rules in shadow mode that apply to `op`: the route's `require`
+    /// (`require:claims:tid`) and the deciding rule's (`tools:deploy:claims:groups`).
+    fn shadow_claims(&self, granted: &(impl Grants + ?Sized), op: Operation<'_>) -> Vec<Shadowed> {
+        let required = self.require.iter().map(|r| ("require".to_string(), r));
+        let own = self.deciding_rule(op).into_iter().flat_map(|(kind, rule)| {
+            let at = format!("{kind}:{}", rule.glob.as_str());
+            rule.claims.iter().map(move |r| (at.clone(), r))
+        });
+        required
+            .chain(own)
+            .filter(|(_, r)| r.shadow)
+            .map(|(at, r)| Shadowed {
+                rule: format!("{at}:{}", r.label()),
+                decision: if r.holds(granted.claims()) {
+                    Decision::Allow { scopes: Vec::new() }
+                } else {
+                    Decision::ClaimsFailed { rule: r.label() }
+                },
+            })
+            .collect()
     }
 
     /// Decides one operation (message `index` of the request) with everything: scopes
@@ -124,7 +160,7 @@ impl Policy {
     ) -> Judgment {
         let mut judgment = Judgment {
             decision: self.decide(granted, op),
-            shadowed: Vec::new(),
+            shadowed: self.shadow_claims(granted, op),
             arguments: Vec::new(),
         };
         if let Some((kind, pattern, entry)) = self.entry_rules(op) {

@@ -221,3 +221,79 @@ fn batch_elements_are_judged_on_their_own_arguments() {
     );
     assert_eq!(run(&p, &["files:read"], &body).0, None);
 }
+
+struct Caller {
+    scopes: Vec<String>,
+    claims: crate::policy::ClaimSet,
+}
+
+impl Grants for Caller {
+    fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+    fn claims(&self) -> &crate::policy::ClaimSet {
+        &self.claims
+    }
+}
+
+/// Claim rules in shadow mode: the route's `require` and an entry's, recorded for calls
+/// and for requests without a body, never refusing and never hiding.
+#[test]
+fn shadow_claim_rules_record_and_do_not_refuse() {
+    use crate::policy::{ClaimName, ClaimRule, ClaimSet};
+    let shadow_rule = |claim: &str, value: &str| ClaimRule {
+        claim: ClaimName::parse(claim).unwrap(),
+        values: vec![value.to_string()],
+        shadow: true,
+    };
+    let (tools, _) = RuleSet::new(vec![Rule {
+        glob: Glob::new("deploy"),
+        scopes: vec![],
+        claims: vec![shadow_rule("groups", "sre")],
+    }]);
+    let p = Policy {
+        tools,
+        require: vec![shadow_rule("tid", "t1")],
+        ..Policy::default()
+    };
+    let names = [
+        ClaimName::parse("groups").unwrap(),
+        ClaimName::parse("tid").unwrap(),
+    ];
+    let who = |claims: serde_json::Value| Caller {
+        scopes: vec![],
+        claims: ClaimSet::collect(&names, &claims),
+    };
+    let deploy = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy"}}"#;
+    let inspected = inspect(deploy.as_bytes()).unwrap();
+    let run = |caller: &Caller, inspected: Option<&crate::mcp::jsonrpc::Inspected>| {
+        let (result, _, shadowed) = authorize_calls(Some(&p), caller, inspected, &|_, _| Ok(None));
+        assert!(result.is_ok(), "a shadow claim rule refused");
+        shadowed
+            .into_iter()
+            .map(|(_, s)| (s.rule, s.decision.label()))
+            .collect::<Vec<_>>()
+    };
+    let outsider = who(serde_json::json!({"groups": ["dev"], "tid": "t2"}));
+    assert_eq!(
+        run(&outsider, Some(&inspected)),
+        vec![
+            ("require:claims:tid".to_string(), "deny"),
+            ("tools:deploy:claims:groups".to_string(), "deny"),
+        ]
+    );
+    let insider = who(serde_json::json!({"groups": ["sre"], "tid": "t1"}));
+    assert_eq!(
+        run(&insider, Some(&inspected)),
+        vec![
+            ("require:claims:tid".to_string(), "allow"),
+            ("tools:deploy:claims:groups".to_string(), "allow"),
+        ]
+    );
+    // A GET stream or DELETE: only the route's rules apply.
+    assert_eq!(
+        run(&outsider, None),
+        vec![("require:claims:tid".to_string(), "deny")]
+    );
+    assert!(p.item_visible(&outsider, ListKind::Tools, "deploy"));
+}

@@ -467,8 +467,13 @@ pub fn authorize_calls<'a>(
     let mut ops: Vec<Operation<'a>> = inspected
         .map(|i| i.messages.iter().map(|m| Operation::of(&m.kind)).collect())
         .unwrap_or_default();
-    // The route's `require` refuses a request without a message too.
-    if ops.is_empty() && policy.is_some_and(|p| p.failed_requirement(granted).is_some()) {
+    // The route's `require` refuses a request without a message too (and its rules in
+    // shadow mode are recorded for it).
+    if ops.is_empty()
+        && policy.is_some_and(|p| {
+            p.failed_requirement(granted).is_some() || p.require.iter().any(|r| r.shadow)
+        })
+    {
         ops.push(Operation::Request);
     }
     let Some(policy) = policy else {

@@ -355,6 +355,7 @@ fn claim_rule(claim: &str, values: &[&str]) -> ClaimRule {
     ClaimRule {
         claim: ClaimName::parse(claim).unwrap(),
         values: granted(values),
+        shadow: false,
     }
 }
 

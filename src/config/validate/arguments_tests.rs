@@ -155,3 +155,37 @@ fn mistakes_are_reported_with_positions() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn claim_rules_take_a_mode_in_the_long_form() {
+    let loaded = load(&file(
+        "      require:
+        claims:
+          tid: { values: [t1], mode: shadow }
+      tools:
+        deploy:
+          scopes: [a]
+          claims:
+            groups: [sre]
+            /realm_access/roles: { values: [admin] }
+",
+    ))
+    .unwrap();
+    let policy = loaded.config.routes[0].policy.as_ref().unwrap();
+    assert!(policy.require[0].shadow);
+    let rule = policy.tools.find("deploy").unwrap();
+    assert_eq!(rule.claims.len(), 2);
+    assert!(rule.claims.iter().all(|c| !c.shadow));
+    let errs = load(&file(
+        "      require:\n        claims:\n          tid: { values: [t1], mode: loud }\n",
+    ))
+    .err()
+    .unwrap_or_default();
+    assert!(
+        errs.iter().any(|e| e.starts_with("gw.yaml:14:")
+            && e.contains(
+                "routes[0].policy.require.claims.tid.mode: must be `enforce` or `shadow`"
+            )),
+        "{errs:?}"
+    );
+}
