@@ -61,7 +61,8 @@ OUTSIDE_ROUTES = {
     "py-outside": ("/py/outside", "py", "/outside/"),
 }
 # Routes whose `echo` has argument rules (issue 20): `target` under /srv/data, nothing else
-# but a short `message`. Configured, but not in the `route` fixture.
+# but a short `message` (and, in shadow mode, a lower-case one: recorded, not enforced).
+# Configured, but not in the `route` fixture.
 ARGS_ROUTES = {
     "ts-args": ("/ts/args", "ts", "/mcp"),
     "py-args": ("/py/args", "py", "/mcp"),
@@ -143,6 +144,7 @@ class AdvGateway:
     servers: dict  # "ts"/"py" -> Server
     issuer: Issuer
     tokens: dict  # route name -> a token holding CALLER_SCOPES for that route
+    admin: str = ""  # http://127.0.0.1:PORT of the admin listener (/metrics)
 
     def prefix(self, route: str) -> str:
         return ALL_ROUTES[route][0]
@@ -207,7 +209,8 @@ ECHO_WITH_ARGUMENTS = """
           additional_arguments: deny
           arguments:
             target: { glob: '/srv/data/**' }
-            message: { max_length: 64, optional: true }"""
+            message: { max_length: 64, optional: true }
+            /message: { regex: '[a-z ]*', optional: true, mode: shadow }"""
 
 
 def adv_gateway_config(listen_port: int, admin_port: int, issuer: str,
@@ -266,7 +269,8 @@ def adv_gateway(adv_issuer, ts_server, py_server, peer_log_dir) -> Iterator[AdvG
     tokens = {route: adv_issuer.mint(base + prefix)
               for route, (prefix, _, _) in ALL_ROUTES.items()}
     try:
-        yield AdvGateway(base=base, servers=servers, issuer=adv_issuer, tokens=tokens)
+        yield AdvGateway(base=base, servers=servers, issuer=adv_issuer, tokens=tokens,
+                         admin=f"http://{LOOPBACK}:{admin_port}")
     finally:
         stop_peer(proc)
 

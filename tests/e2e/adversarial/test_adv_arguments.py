@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.request
 
 import pytest
 
@@ -99,3 +100,29 @@ def test_directly_the_duplicate_key_runs_the_forbidden_target(adv_gateway, serve
     reply = session.post(call_body(1, '{"target":"/srv/data/ok","target":"%s"}' % bad))
     assert reply.status == 200, (reply.status, reply.text())
     assert server.log.executed_marker(bad, mark), "the last duplicate did not run"
+
+
+def shadow_denials(admin: str, route: str) -> float:
+    """drawbridge_policy_shadow_decisions_total for the shadowed `message` rule, denials."""
+    with urllib.request.urlopen(f"{admin}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    series = ('drawbridge_policy_shadow_decisions_total{decision="deny",route="%s",'
+              'rule="tools:echo:arguments:/message"}' % route)
+    for line in text.splitlines():
+        if line.startswith(series):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.parametrize("route", ARGS_ROUTES)
+def test_a_shadow_rule_is_counted_and_not_enforced(adv_gateway, client_factory, route):
+    """`message` must be lower case, in shadow mode: a call breaking it runs on the
+    server, and the would-be denial is counted."""
+    client = client_factory(route)
+    log, mark = client.server.log, client.server.log.mark()
+    before = shadow_denials(adv_gateway.admin, route)
+    loud = f"LOUD-{marker()}"
+    reply = client.send(call_body(1, json.dumps({"target": "/srv/data/a", "message": loud})))
+    assert reply.status == 200, (reply.status, reply.text())
+    assert log.executed_marker(loud, mark), "a shadow rule refused the call"
+    assert shadow_denials(adv_gateway.admin, route) == before + 1
