@@ -223,6 +223,82 @@ mod tests {
         assert_eq!(got["e"], json!("\u{1F600}"));
     }
 
+    /// The fuzz target's invariant on a fixed corpus: whenever inspection accepts a body,
+    /// the arguments read here are exactly those a lenient upstream (`Value`, last
+    /// duplicate wins) reads, or refused for a second spelling of `arguments`.
+    #[test]
+    fn accepted_bodies_have_the_arguments_a_lenient_upstream_reads() {
+        const TEMPLATES: &[&str] = &[
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/data/a","o":{"depth":2,"l":[1,{"x":"y"}]}}}}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t","arguments":{"p\u0061th":"/x"}}}]"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"p","arguments":{"lang":"en"}}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"t","arguments":"not an object"}}"#,
+        ];
+        let splices = [
+            "{",
+            "}",
+            "\"",
+            ",",
+            ":",
+            "\\",
+            "\\u0061",
+            "\\ud800",
+            r#""path":"/etc","#,
+            r#""Arguments":{},"#,
+            r#""arguments":{},"#,
+            r#"{"a":1,"a":2}"#,
+            "1e400",
+            "-0",
+            "null",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for round in 0..20_000 {
+            let mut body = TEMPLATES[round % TEMPLATES.len()].as_bytes().to_vec();
+            if round % 4 != 0 {
+                for _ in 0..=next() % 2 {
+                    let at = (next() as usize) % (body.len() + 1);
+                    let splice = splices[(next() as usize) % splices.len()];
+                    body.splice(at..at, splice.bytes());
+                }
+            }
+            let Ok(inspected) = crate::mcp::jsonrpc::inspect(&body) else {
+                continue;
+            };
+            let Ok(lenient) = serde_json::from_slice::<Value>(&body) else {
+                continue; // an id serde_json's Value cannot hold (see the fuzz target)
+            };
+            accepted += 1;
+            let items = match &lenient {
+                Value::Array(items) => items.clone(),
+                one => vec![one.clone()],
+            };
+            assert_eq!(items.len(), inspected.messages.len());
+            let read = CallArguments::new(&body);
+            for (i, item) in items.iter().enumerate() {
+                let upstream = item.get("params").and_then(|p| p.get("arguments"));
+                match read.of(i, Holder::Arguments) {
+                    Ok(judged) => {
+                        assert_eq!(judged, upstream, "{}", String::from_utf8_lossy(&body))
+                    }
+                    Err(Unreadable::Spelling) => {}
+                    Err(Unreadable::Body) => assert!(
+                        item.get("params").is_some_and(|p| !p.is_object()),
+                        "{}",
+                        String::from_utf8_lossy(&body)
+                    ),
+                }
+            }
+        }
+        assert!(accepted > 5_000, "only {accepted} bodies accepted");
+    }
+
     #[test]
     fn a_second_spelling_of_arguments_is_unreadable() {
         for key in ["Arguments", "ARGUMENTS", "argument\u{17F}"] {

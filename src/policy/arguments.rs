@@ -156,12 +156,13 @@ impl Condition {
             .nest_limit(64)
             .build()
             .map(|r| Condition::Regex(Box::new(r)))
+            // Not the library's text: it quotes the pattern, and configuration errors
+            // name no values.
             .map_err(|e| match e {
                 regex::Error::CompiledTooBig(_) => {
                     "the regex compiles too big; simplify it".to_string()
                 }
-                // The syntax error's text quotes the pattern (configuration, not a secret).
-                e => format!("not a valid regex: {e}"),
+                _ => "not a valid regex (the `regex` crate's syntax: no look-around or backreferences)".to_string(),
             })
     }
 

@@ -438,7 +438,9 @@ pub struct Denial {
 
 /// Authorizes every operation of a request. A request without a body (GET, DELETE)
 /// carries no operation and is permitted by the route-level checks already made.
-/// A batch is refused whole if any element is refused.
+/// A batch is refused whole if any element is refused. Calls are judged as if they
+/// carried no arguments (a rule needing one fails): the request path uses
+/// [`authorize_calls`], which reads them.
 pub fn authorize<'a>(
     policy: Option<&Policy>,
     granted: &(impl Grants + ?Sized),
