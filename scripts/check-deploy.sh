@@ -210,17 +210,19 @@ for kind in ("requests", "limits"):
 # No preStop hook: the gateway drains itself (shutdown_drain) before its listeners stop.
 assert "preStop" not in container.get("lifecycle", {}), "drawbridge drains by itself"
 
-# Secrets come from the Secret the example describes, with the same keys.
+# Secrets come from the Secrets the example describes, with the same keys.
 secret = get("Secret", "drawbridge-secrets")
 env_from_secret = {
     e["name"]: e["valueFrom"]["secretKeyRef"]
     for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})
 }
-assert set(env_from_secret) == {"DRAWBRIDGE_SESSION_KEY", "DRAWBRIDGE_EXCHANGE_SECRET"}, env_from_secret
+assert set(env_from_secret) == {"DRAWBRIDGE_EXCHANGE_SECRET"}, env_from_secret
 for ref in env_from_secret.values():
     assert ref["name"] == "drawbridge-secrets" and ref["key"] in secret["stringData"], ref
-assert all("REPLACE-ME" in v for v in secret["stringData"].values()), \
-    "secret.example.yaml must hold placeholders only"
+session_secret = get("Secret", "drawbridge-session-keys")
+for example in (secret, session_secret):
+    assert all("REPLACE-ME" in v for v in example["stringData"].values()), \
+        "secret.example.yaml must hold placeholders only"
 
 # The ConfigMap is mounted where the container's arguments look for gateway.yaml.
 volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
@@ -240,7 +242,20 @@ gateway = yaml.safe_load(config_map["data"]["gateway.yaml"])
 assert gateway["admin"]["listen"] == "0.0.0.0:9090", \
     "admin.listen must bind all interfaces for probes and Prometheus"
 assert gateway["listen"].endswith(":8080")
-assert gateway["sessions"]["keys"][0]["secret"] == "${DRAWBRIDGE_SESSION_KEY}"
+
+# Session keys are files of the session-keys Secret, mounted as a whole volume (a subPath
+# mount is never updated by the kubelet, so --watch would not see a rotation), and the
+# Deployment runs with --watch.
+key_volume = volumes["session-keys"]
+assert key_volume["secret"]["secretName"] == "drawbridge-session-keys", key_volume
+key_mount = next(m for m in container["volumeMounts"] if m["name"] == "session-keys")
+assert "subPath" not in key_mount, "a subPath mount is not updated when the Secret changes"
+assert "--watch" in container["args"], "without --watch a rotated key needs a restart"
+for key in gateway["sessions"]["keys"]:
+    path = key.get("secret_file", "")
+    assert path.startswith(key_mount["mountPath"] + "/"), key
+    assert path.rsplit("/", 1)[1] in session_secret["stringData"], f"{path}: no such key in the Secret"
+assert oct(key_volume["secret"]["defaultMode"]) in ("0o440", "0o400"), "session keys readable by others"
 for name in env_from_secret:
     assert "${" + name + "}" in config_map["data"]["gateway.yaml"], f"{name} is not used"
 
@@ -270,10 +285,31 @@ assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
 pdb = get("PodDisruptionBudget", "drawbridge")
 assert selects(pdb["spec"]["selector"]["matchLabels"], pod_labels)
 assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"], "the PDB would block every drain"
+# The NetworkPolicy covers the gateway pods, lets MCP traffic in on `http` and the admin
+# port in only from a selected namespace.
+policy = get("NetworkPolicy", "drawbridge")
+assert selects(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
+assert policy["spec"]["policyTypes"] == ["Ingress"]
+for rule in policy["spec"]["ingress"]:
+    ports = [p["port"] for p in rule["ports"]]
+    assert ports in (["http"], ["admin"]), ports
+    if ports == ["admin"]:
+        assert rule.get("from"), "the admin port must not be open to every source"
+
+# The PrometheusRule is rules.yml for the Operator (scripts/gen-prometheusrule.py).
+rule = get("PrometheusRule", "drawbridge")
+assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+for name in kustomization["resources"]:
+    assert (root / name).is_file()
+assert "prometheusrule.yaml" in kustomization["resources"]
+assert "networkpolicy.yaml" in kustomization["resources"]
 print("manifests agree")
 PY
-# Against Kubernetes 1.30. --strict refuses unknown fields. There is no schema for the ServiceMonitor
-# (a CRD): kubernetes-validate warns and skips it.
+echo "== deploy/kubernetes/prometheusrule.yaml is deploy/prometheus/rules.yml"
+"$python" scripts/gen-prometheusrule.py --check
+
+# Against Kubernetes 1.30. --strict refuses unknown fields. There is no schema for the
+# ServiceMonitor and the PrometheusRule (CRDs): kubernetes-validate warns and skips them.
 echo "== kubernetes-validate --strict -k 1.30.0"
 manifests=()
 for f in deploy/kubernetes/*.yaml; do

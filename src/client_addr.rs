@@ -3,7 +3,8 @@
 //! `X-Forwarded-For`.
 //!
 //! Owns CIDR parsing and the walk through `X-Forwarded-For`; free of I/O. The result is
-//! for logs and the log budget's "same source" only: nothing is authorized by address.
+//! for logs, the log budget's "same source" and the key of a `key: client` rate limit
+//! without a client id: nothing is authorized by address.
 //!
 //! The walk goes from the right (the entry the nearest proxy wrote) to the left, past
 //! every trusted address, and stops at the first untrusted one: entries further left

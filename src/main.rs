@@ -123,7 +123,13 @@ fn keygen() -> ExitCode {
 }
 
 fn validate(file: &std::path::Path, format: ReportFormat) -> ExitCode {
-    let outcome = config::load_file(file);
+    let mut outcome = config::load_file(file);
+    // A host that does not resolve from here is a warning, not an error: the gateway
+    // starts and serves its other routes (and this machine may not be where it runs).
+    if let Ok(loaded) = outcome.as_mut() {
+        let unresolved = drawbridge::upstream_dns::unresolved_warnings(&loaded.config);
+        loaded.warnings.extend(unresolved);
+    }
     if format == ReportFormat::Json {
         println!("{}", json_report(file, &outcome));
     } else {

@@ -15,6 +15,31 @@ use crate::target::TargetError;
 /// The JSON-RPC error code of MCP 2026-07-28's `HeaderMismatch`.
 pub const HEADER_MISMATCH_CODE: i64 = -32020;
 
+/// The JSON-RPC error code of a rate-limited request: the gateway's own, in the band
+/// JSON-RPC leaves to implementations and MCP 2026-07-28 does not reserve
+/// (-32000..-32019). MCP defines no rate-limit code yet; -32029 lies in the band it
+/// reserves for its own codes.
+pub const RATE_LIMITED_CODE: i64 = -32008;
+
+/// Which rate limit refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limit {
+    /// The route's `rate_limit`.
+    Route,
+    /// A tool rule's `rate_limit`, by the rule's pattern (the tool label of the metrics).
+    Tool(String),
+}
+
+impl Limit {
+    /// The `limit` label of `drawbridge_rate_limited_total`: `route`, or the tool label.
+    pub fn label(&self) -> &str {
+        match self {
+            Limit::Route => "route",
+            Limit::Tool(label) => label,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// No route matches the request's host and path.
@@ -113,6 +138,13 @@ pub enum Refusal {
     /// The token could not be checked now: too many introspection calls to its issuer
     /// are in flight (503, try again shortly).
     IntrospectionBusy,
+    /// The token could not be checked now: its issuer's keys (a `kid` not yet known,
+    /// or none fetched yet) or its introspection endpoint cannot be reached (503, try
+    /// again shortly). Never a challenge: a new token would not help.
+    IssuerUnavailable,
+    /// The route's upstream host name has not resolved (yet): 503, try again; the
+    /// other routes are served (`upstream_dns`).
+    UpstreamUnresolved,
     /// The request's `Origin` is not one of the route's `allowed_origins` (or there is
     /// more than one `Origin`): a page on another site must not drive the gateway.
     OriginNotAllowed,
@@ -123,6 +155,14 @@ pub enum Refusal {
     /// `limits.max_connections` client connections are open: this one is answered and
     /// closed before its request is read.
     TooManyConnections,
+    /// A rate limit is used up for this request's key (429). `retry_after`: whole seconds
+    /// until it fits; `None` when it never can (a batch calling a tool more times than
+    /// its limit's burst). The message names the limit and the key kind, never the key.
+    RateLimited {
+        limit: Limit,
+        key: crate::ratelimit::KeyKind,
+        retry_after: Option<u32>,
+    },
 }
 
 impl Refusal {
@@ -157,11 +197,14 @@ impl Refusal {
             Refusal::CredentialClaims { .. } => 403,
             Refusal::BadPath(_) | Refusal::BadQuery(_) | Refusal::TokenInQuery => 400,
             Refusal::UriTooLong => 414,
-            Refusal::IntrospectionBusy => 503,
+            Refusal::IntrospectionBusy
+            | Refusal::IssuerUnavailable
+            | Refusal::UpstreamUnresolved => 503,
             Refusal::OriginNotAllowed => 403,
             Refusal::BodyTimeout => 408,
             Refusal::MalformedBody => 400,
             Refusal::TooManyConnections => 503,
+            Refusal::RateLimited { .. } => 429,
         }
     }
 
@@ -170,7 +213,9 @@ impl Refusal {
         match self {
             Refusal::Credential(FailureKind::Unavailable) => Some(5),
             Refusal::IntrospectionBusy => Some(1),
+            Refusal::IssuerUnavailable | Refusal::UpstreamUnresolved => Some(5),
             Refusal::TooManyConnections => Some(1),
+            Refusal::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -216,7 +261,7 @@ impl Refusal {
             }
             Refusal::HeaderMismatch | Refusal::RequestMeta(_) => HEADER_MISMATCH_CODE,
             Refusal::NoRoute => -32004,
-            Refusal::UpstreamUnreachable => -32002,
+            Refusal::UpstreamUnreachable | Refusal::UpstreamUnresolved => -32002,
             Refusal::UpstreamTimeout => -32003,
             Refusal::Internal => -32603,
             Refusal::UnfilterableAnswer => -32002,
@@ -231,10 +276,11 @@ impl Refusal {
             | Refusal::BadQuery(_)
             | Refusal::TokenInQuery
             | Refusal::UriTooLong => -32600,
-            Refusal::IntrospectionBusy => -32001,
+            Refusal::IntrospectionBusy | Refusal::IssuerUnavailable => -32001,
             Refusal::OriginNotAllowed => -32005,
             Refusal::BodyTimeout | Refusal::MalformedBody => -32600,
             Refusal::TooManyConnections => -32007,
+            Refusal::RateLimited { .. } => RATE_LIMITED_CODE,
         }
     }
 
@@ -275,10 +321,13 @@ impl Refusal {
             Refusal::TokenInQuery => "token_in_query",
             Refusal::UriTooLong => "uri_too_long",
             Refusal::IntrospectionBusy => "introspection_busy",
+            Refusal::IssuerUnavailable => "issuer_unavailable",
+            Refusal::UpstreamUnresolved => "upstream_unresolved",
             Refusal::OriginNotAllowed => "origin_not_allowed",
             Refusal::BodyTimeout => "body_timeout",
             Refusal::MalformedBody => "malformed_body",
             Refusal::TooManyConnections => "too_many_connections",
+            Refusal::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -360,12 +409,23 @@ impl Refusal {
             Refusal::IntrospectionBusy => {
                 "too many token checks are in progress; try again shortly".into()
             }
+            Refusal::IssuerUnavailable => {
+                "the token's issuer cannot be reached to verify it; try again shortly".into()
+            }
+            Refusal::UpstreamUnresolved => {
+                "the upstream MCP server's host name does not resolve; try again shortly".into()
+            }
             Refusal::OriginNotAllowed => "requests from this origin are not allowed".into(),
             Refusal::BodyTimeout => "the request body did not arrive in time".into(),
             Refusal::MalformedBody => "the request body's framing is malformed".into(),
             Refusal::TooManyConnections => {
                 "the gateway has too many open connections; try again shortly".into()
             }
+            Refusal::RateLimited {
+                limit,
+                key,
+                retry_after,
+            } => rate_limited_message(limit, *key, *retry_after),
         }
     }
 
@@ -407,6 +467,7 @@ impl Refusal {
                     | Refusal::BodyTimeout
                     | Refusal::MalformedBody
                     | Refusal::TooManyConnections
+                    | Refusal::RateLimited { .. }
             );
         if rpc {
             return error_body_for(inspected, self.jsonrpc_code(), &self.message(), request_id);
@@ -416,6 +477,35 @@ impl Refusal {
             r#"{{"error":"{}","message":{message}{id_member}}}"#,
             self.kind()
         )
+    }
+}
+
+/// What a rate-limited caller reads: which limit, counted by what, and when to come
+/// back (agents see the message, rarely the `Retry-After` header).
+fn rate_limited_message(
+    limit: &Limit,
+    key: crate::ratelimit::KeyKind,
+    retry_after: Option<u32>,
+) -> String {
+    use crate::ratelimit::KeyKind;
+    let whose = match key {
+        KeyKind::Subject => "per user",
+        KeyKind::Client => "per client",
+        KeyKind::Route => "shared by all callers",
+    };
+    let which = match limit {
+        Limit::Route => "this route's rate limit".to_string(),
+        Limit::Tool(label) => format!("the rate limit of tool `{label}`"),
+    };
+    match retry_after {
+        Some(secs) => format!(
+            "rate limited: {which} ({whose}, key: {}) is used up; retry after {secs}s",
+            key.label()
+        ),
+        None => format!(
+            "rate limited: this batch calls more than {which} ({whose}, key: {}) allows at once; send fewer calls per request",
+            key.label()
+        ),
     }
 }
 
@@ -534,6 +624,55 @@ mod tests {
             "the claims travel in the header only"
         );
         assert_eq!(refusal.kind(), "upstream_claims_challenge");
+    }
+
+    #[test]
+    fn an_unreachable_issuer_is_a_503_to_retry_not_a_challenge() {
+        let refusal = Refusal::IssuerUnavailable;
+        assert_eq!(refusal.status(), 503);
+        assert_eq!(refusal.retry_after(), Some(5));
+        assert_eq!(refusal.www_authenticate(), None);
+        assert_eq!(refusal.kind(), "issuer_unavailable");
+        let body: serde_json::Value = serde_json::from_str(&refusal.body(None)).unwrap();
+        assert_eq!(body["error"], "issuer_unavailable");
+    }
+
+    #[test]
+    fn a_rate_limit_refusal_is_429_and_names_the_limit_and_its_key_kind() {
+        use crate::ratelimit::KeyKind;
+        let route = Refusal::RateLimited {
+            limit: Limit::Route,
+            key: KeyKind::Subject,
+            retry_after: Some(3),
+        };
+        assert_eq!(route.status(), 429);
+        assert_eq!(route.retry_after(), Some(3));
+        assert_eq!(route.kind(), "rate_limited");
+        // Before the body is read there is no id: a JSON-RPC error with a null id.
+        let body: serde_json::Value = serde_json::from_str(&route.body(None)).unwrap();
+        assert!(body["id"].is_null());
+        assert_eq!(body["error"]["code"], RATE_LIMITED_CODE);
+        assert_eq!(
+            body["error"]["message"],
+            "rate limited: this route's rate limit (per user, key: subject) is used up; retry after 3s"
+        );
+        let req = inspect(br#"[{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"deploy"}},{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"deploy"}}]"#).unwrap();
+        let tool = Refusal::RateLimited {
+            limit: Limit::Tool("deploy".into()),
+            key: KeyKind::Client,
+            retry_after: None,
+        };
+        assert_eq!(tool.retry_after(), None);
+        let body: serde_json::Value = serde_json::from_str(&tool.body(Some(&req))).unwrap();
+        assert_eq!(body[0]["id"], 4);
+        assert_eq!(body[1]["id"], 5);
+        let message = body[1]["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("tool `deploy`") && message.contains("key: client"),
+            "{message}"
+        );
+        assert_eq!(Limit::Tool("get-*".into()).label(), "get-*");
+        assert_eq!(Limit::Route.label(), "route");
     }
 
     #[test]

@@ -2,10 +2,14 @@
 //! service on `listen`, the admin service on `admin.listen`, and the supervisor that
 //! keeps issuers fresh and reloads the configuration on SIGHUP; and the shutdown sequence:
 //! SIGTERM turns `/readyz` to 503 while traffic is still served (`shutdown_drain`), then
-//! the listeners stop and in-flight requests get `shutdown_grace` to finish.
-//! Client connections on the MCP listener are admitted and timed by [`connections`].
+//! the listeners stop and in-flight requests get up to `shutdown_grace` to finish; the
+//! process exits as soon as the last one is done.
+//! Client connections on the MCP listener are admitted and timed by [`connections`];
+//! with `tls`, the listener speaks HTTPS with the certificate in [`tls`]'s slot.
 
 mod connections;
+mod preface;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -31,6 +35,7 @@ use crate::config;
 use crate::config::watch::{Signature, Watch};
 use crate::proxy::{Gateway, GatewayState};
 use crate::telemetry::Metrics;
+use crate::upstream_dns::{self, Addresses, Change};
 
 /// After the grace period (`shutdown_grace`, during which in-flight requests finish),
 /// how long Pingora waits for its runtimes to stop.
@@ -74,8 +79,14 @@ pub fn build(
     let auth = Arc::new(Authenticator::new(config, metrics.as_ref(), None)?);
     let client_metrics = crate::telemetry::client::ClientMetrics::register(metrics.registry())
         .map_err(|e| format!("metrics: {e}"))?;
-    let gateway = Gateway::new(GatewayState::build(config, &metrics, auth)?, &metrics)
-        .with_client_metrics(client_metrics.clone());
+    // Upstream host names: looked up now (a name that does not resolve leaves only its
+    // routes answering 503), then again every `dns.refresh` by the supervisor.
+    let addresses = Arc::new(Addresses::default());
+    let state = GatewayState::build(config, &metrics, auth, &addresses)?;
+    for (host, why) in upstream_dns::resolve_new(&addresses, config.dns.timeout) {
+        tracing::warn!(%host, error = %why, "an upstream host does not resolve; its routes answer 503 until it does");
+    }
+    let gateway = Gateway::new(state, &metrics).with_client_metrics(client_metrics.clone());
     metrics.config_loaded();
     let state = gateway.state_handle();
 
@@ -106,27 +117,78 @@ pub fn build(
             .collect();
         (!stale.is_empty()).then(|| format!("stale keys: {}", stale.join(", ")))
     });
+    // Which issuer cannot be reached, by name and URL (public values, no secrets): the
+    // first thing an operator needs when the gateway is unready or refuses with 503.
+    let unreachable_state = state.clone();
+    readiness.add_note(move || {
+        let unreachable: Vec<String> = unreachable_state
+            .load()
+            .authenticator()
+            .issuers()
+            .iter()
+            .filter(|i| i.unreachable())
+            .map(|i| format!("{} ({})", i.config.name, i.config.issuer))
+            .collect();
+        (!unreachable.is_empty()).then(|| {
+            format!(
+                "issuer unreachable (metadata or keys could not be fetched): {}",
+                unreachable.join(", ")
+            )
+        })
+    });
+    // Which upstream host does not resolve, and for which routes: those routes answer
+    // 503, the others are served, so the gateway stays ready.
+    let unresolved_state = state.clone();
+    readiness.add_note(move || {
+        let state = unresolved_state.load();
+        let lines: Vec<String> = state
+            .unresolved_upstreams()
+            .into_iter()
+            .map(|(host, routes, why)| format!("{host} (routes {}: {why})", routes.join(", ")))
+            .collect();
+        (!lines.is_empty()).then(|| {
+            format!(
+                "upstream host does not resolve (its routes answer 503): {}",
+                lines.join("; ")
+            )
+        })
+    });
     let readiness = Arc::new(readiness);
 
-    let mut proxy = Service::new(
-        "drawbridge".to_string(),
-        connections::ClientConnections::new(
-            pingora::proxy::http_proxy(&server.configuration, gateway),
-            config.client,
-            client_metrics,
-        ),
+    let client_connections = connections::ClientConnections::new(
+        pingora::proxy::http_proxy(&server.configuration, gateway),
+        config.client,
+        client_metrics,
     );
+    let open_connections = client_connections.open_connections();
+    let mut proxy = Service::new("drawbridge".to_string(), client_connections);
+    let certificate = match &config.tls {
+        None => None,
+        Some(t) => {
+            let tls_metrics = crate::telemetry::tls::TlsMetrics::register(metrics.registry())
+                .map_err(|e| format!("metrics: {e}"))?;
+            tls_metrics.serving(t.certificate.not_after);
+            tracing::info!(
+                serial = %t.certificate.serial,
+                not_after = t.certificate.not_after,
+                "the MCP listener speaks HTTPS (h2, http/1.1)"
+            );
+            Some((tls::CertificateSlot::new(&t.certificate), tls_metrics))
+        }
+    };
     // No L4 read buffer on client connections. Pingora's default is a 64 KiB buffer per
     // connection, zero-filled when the connection is accepted, so every idle keep-alive
     // connection and every open event stream held 64 KiB of resident memory (measured
     // by benches/load/idle_streams.py). Pingora's HTTP/1 parser keeps its own header
     // buffer and reads bodies in its own 64 KiB chunks, so little is lost.
-    proxy.add_listener(
-        ListenerConfig::tcp(&config.listen).l4_buffer(L4BufferSettings {
-            read: Some(0),
-            write: None,
-        }),
-    );
+    let mut listener = ListenerConfig::tcp(&config.listen).l4_buffer(L4BufferSettings {
+        read: Some(0),
+        write: None,
+    });
+    if let Some((slot, _)) = &certificate {
+        listener = listener.tls(tls::settings(slot.clone())?);
+    }
+    proxy.add_listener(listener);
 
     let admin_app = AdminApp {
         metrics: metrics.clone(),
@@ -145,9 +207,13 @@ pub fn build(
         probe: probe_address(&config.listen),
         listening,
         listen: (config.listen.clone(), config.admin_listen.clone()),
+        certificate,
         state,
         metrics,
+        addresses,
         readiness: readiness.clone(),
+        open_connections,
+        grace: config.shutdown_grace,
     };
     server.add_service(background_service("supervisor", supervisor));
     server.add_service(proxy);
@@ -287,9 +353,18 @@ struct Supervisor {
     listening: Arc<AtomicBool>,
     /// Addresses cannot change without a restart.
     listen: (String, String),
+    /// With `tls`: the slot the listener's handshakes read, and its expiry gauge. Whether
+    /// the listener speaks TLS cannot change without a restart; its files can.
+    certificate: Option<(Arc<tls::CertificateSlot>, crate::telemetry::tls::TlsMetrics)>,
     state: Arc<ArcSwap<GatewayState>>,
     metrics: Arc<Metrics>,
+    /// Upstream host names and their addresses, shared by every configuration.
+    addresses: Arc<Addresses>,
     readiness: Arc<Readiness>,
+    /// Client connections still open; the process exits once none is left after the
+    /// listeners stopped, instead of sitting out the whole grace period.
+    open_connections: connections::OpenConnections,
+    grace: Duration,
 }
 
 /// One background refresh task per live issuer, keyed by the runtime's address.
@@ -360,19 +435,44 @@ impl Supervisor {
         if (new.listen.clone(), new.admin_listen.clone()) != self.listen {
             return Err("listen and admin.listen cannot change without a restart".into());
         }
+        if new.tls.is_some() != self.certificate.is_some() {
+            return Err("`tls` cannot be added or removed without a restart".into());
+        }
         let current = self.state.load_full();
         let auth = Arc::new(Authenticator::new(
             new,
             self.metrics.as_ref(),
             Some(current.authenticator()),
         )?);
-        // DNS blocks: resolve the upstreams on a blocking thread, off the async runtime.
-        let hosts = GatewayState::upstream_hosts(new);
-        let resolved = tokio::task::spawn_blocking(move || GatewayState::resolve(hosts))
-            .await
-            .map_err(|_| "resolving the upstream hosts failed".to_string())??;
-        let state = GatewayState::build_resolved(new, &self.metrics, auth, resolved)?;
+        let state = GatewayState::build(new, &self.metrics, auth, &self.addresses)?;
+        // Hosts this configuration names for the first time: looked up before it serves
+        // (DNS blocks: on a blocking thread). One that does not resolve does not refuse
+        // the reload; its routes answer 503 until it does.
+        let addresses = self.addresses.clone();
+        let timeout = new.dns.timeout;
+        let failed =
+            tokio::task::spawn_blocking(move || upstream_dns::resolve_new(&addresses, timeout))
+                .await
+                .unwrap_or_default();
+        for (host, why) in failed {
+            tracing::warn!(%host, error = %why, "an upstream host does not resolve; its routes answer 503 until it does");
+        }
         self.state.store(Arc::new(state));
+        let in_use: Vec<(String, u16)> = new
+            .routes
+            .iter()
+            .map(|r| (r.upstream.host.clone(), r.upstream.port))
+            .collect();
+        self.addresses.retain(&in_use);
+        if let (Some((slot, tls_metrics)), Some(t)) = (&self.certificate, &new.tls) {
+            slot.replace(&t.certificate);
+            tls_metrics.serving(t.certificate.not_after);
+            tracing::info!(
+                serial = %t.certificate.serial,
+                not_after = t.certificate.not_after,
+                "the MCP listener serves the certificate in `tls.cert_file` to new connections"
+            );
+        }
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
@@ -384,6 +484,11 @@ impl Supervisor {
 impl BackgroundService for Supervisor {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let probing = tokio::spawn(await_listener(self.probe, self.listening.clone()));
+        let resolving = tokio::spawn(keep_resolving(
+            self.addresses.clone(),
+            self.state.clone(),
+            self.metrics.clone(),
+        ));
         let mut refreshers = Refreshers::new();
         self.sync_refreshers(&mut refreshers);
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -439,17 +544,88 @@ impl BackgroundService for Supervisor {
                     // Load balancers polling /readyz stop sending new traffic.
                     self.readiness.set(false);
                     probing.abort();
+                    resolving.abort();
                     for (_, (task, stop)) in refreshers.drain() {
                         let _ = stop.send(true);
                         task.abort();
                     }
-                    // Give in-flight work the grace Pingora grants before it stops.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    exit_once_idle(&self.open_connections, self.grace).await;
                     return;
                 }
             }
         }
     }
+}
+
+/// Looks every upstream host name up again every `dns.refresh` of the configuration in
+/// use, each lookup within `dns.timeout`: a name that moved is followed (new connections
+/// go to the new address), a lookup that fails keeps the last good address, and a name
+/// that never resolved starts being served once it does.
+async fn keep_resolving(
+    addresses: Arc<Addresses>,
+    state: Arc<ArcSwap<GatewayState>>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let dns = state.load().dns();
+        tokio::time::sleep(dns.refresh).await;
+        for slot in addresses.names() {
+            let lookup = tokio::net::lookup_host((slot.host.as_str(), slot.port));
+            let answer = match tokio::time::timeout(dns.timeout, lookup).await {
+                Ok(Ok(found)) => Ok(found.collect()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {} ms", dns.timeout.as_millis())),
+            };
+            let (before, was_failing) = (slot.address(), slot.failure().is_some());
+            let change = slot.update(answer);
+            metrics.upstream_dns_lookup(&slot.host, change.label());
+            match change {
+                Change::Moved => tracing::info!(
+                    host = %slot.host,
+                    from = ?before,
+                    to = ?slot.address(),
+                    "an upstream host has a new address; new connections go there"
+                ),
+                Change::Failed if !was_failing => tracing::warn!(
+                    host = %slot.host,
+                    error = slot.failure().unwrap_or_default(),
+                    kept = ?before,
+                    "an upstream host does not resolve; the last address (if any) stays in use"
+                ),
+                Change::Same if was_failing => {
+                    tracing::info!(host = %slot.host, "an upstream host resolves again")
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// After the listeners stopped: exits the process (status 0) as soon as no client
+/// connection is open, within `grace`. Pingora itself sleeps the whole grace period
+/// before it stops its runtimes, whether or not anything is in flight; this ends the wait
+/// when the last request or stream is done. Once the listeners have stopped, Pingora
+/// closes idle kept-alive connections (`http_cleanup`), so an open connection is one
+/// with a request in flight. When `grace` runs out first, Pingora's own sequence ends
+/// the process (and cuts what still runs).
+async fn exit_once_idle(open: &connections::OpenConnections, grace: Duration) {
+    const POLL: Duration = Duration::from_millis(20);
+    // The accept loops stop and idle connections are closed just after the broadcast
+    // that woke this task; a connection accepted in that moment is counted by then.
+    const SETTLE: Duration = Duration::from_millis(100);
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(SETTLE).await;
+    while open.count() > 0 {
+        if started.elapsed() >= grace {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    tracing::info!(
+        waited_ms = started.elapsed().as_millis() as u64,
+        "no request in flight; exiting"
+    );
+    std::process::exit(0)
 }
 
 /// What `--watch` polls: the configuration file and the files it names.

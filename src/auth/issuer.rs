@@ -38,6 +38,8 @@ pub struct IssuerRuntime {
     ready: AtomicBool,
     /// See [`IssuerRuntime::keys_stale`].
     stale_keys: AtomicBool,
+    /// See [`IssuerRuntime::unreachable`].
+    unreachable: AtomicBool,
     /// Introspection calls in flight to this issuer are bounded (a flood of junk tokens
     /// must not get the gateway's client throttled by the authorization server).
     pub(super) introspection_slots: Arc<tokio::sync::Semaphore>,
@@ -65,6 +67,7 @@ impl IssuerRuntime {
             metadata_fetched: std::sync::Mutex::new(None),
             ready: AtomicBool::new(false),
             stale_keys: AtomicBool::new(false),
+            unreachable: AtomicBool::new(false),
             introspection_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             last_refetch: tokio::sync::Mutex::new(None),
             http,
@@ -93,6 +96,8 @@ impl IssuerRuntime {
             Err(e) if e.starts_with(NO_USABLE_KEY) => NO_USABLE_KEY_LABEL,
             Err(_) => "failure",
         };
+        self.unreachable
+            .store(outcome == "failure", Ordering::Release);
         self.refreshes
             .with_label_values(&[self.config.name.as_str(), outcome])
             .inc();
@@ -158,6 +163,13 @@ impl IssuerRuntime {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// True while the latest attempt to fetch the metadata or the keys failed (no answer
+    /// in time, an error status, or an answer that is not a metadata document or a
+    /// JWKS). Cleared by the next fetch that works.
+    pub fn unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Acquire)
     }
 
     /// True while the keys in use are an older set kept because the latest JWKS fetch

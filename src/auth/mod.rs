@@ -154,7 +154,9 @@ impl AuthFailure {
             AuthFailure::Bearer(BearerError::InQuery) => {
                 (401, Some(BearerErrorCode::InvalidRequest))
             }
-            AuthFailure::Token(TokenError::IntrospectionBusy) => (503, None),
+            AuthFailure::Token(TokenError::IntrospectionBusy | TokenError::IssuerUnavailable) => {
+                (503, None)
+            }
             AuthFailure::Bearer(_) | AuthFailure::Token(_) => {
                 (401, Some(BearerErrorCode::InvalidToken))
             }
@@ -492,9 +494,16 @@ impl Authenticator {
                 keys = issuer.refetch_for_unknown_kid(kid).await;
             }
         }
+        // A key the issuer may well have published while it cannot be asked: the token
+        // cannot be judged now (503), which is not the same as a key it does not have.
+        let unknown = if issuer.unreachable() {
+            TokenError::IssuerUnavailable
+        } else {
+            TokenError::UnknownKey
+        };
         let key = keys
             .find(decoded.kid.as_deref(), decoded.alg)
-            .ok_or(TokenError::UnknownKey)?;
+            .ok_or(unknown)?;
         decoded.verify_with(key)?;
         let claims = &decoded.claims;
         jwt::check_token_type(decoded.typ.as_deref(), claims, &issuer.config.token_types)?;

@@ -190,12 +190,30 @@ fn readable_secret_files_are_warned_about() {
             .unwrap()
             .warnings
             .into_iter()
-            .any(|w| w.contains("readable by group or others"))
+            .any(|w| w.contains("holds a secret but is readable"))
     };
     assert!(warned(0o644));
-    assert!(warned(0o640));
+    assert!(warned(0o604));
     assert!(!warned(0o600));
     assert!(!warned(0o400));
+    // The file's group is this process's own (a new file takes it): it may read.
+    assert!(!warned(0o640));
+    assert!(!warned(0o440), "a Kubernetes Secret volume under fsGroup");
+    // Another group may not. (The suite runs as root, which may give a file any group.)
+    std::os::unix::fs::chown(&secret, None, Some(65_534)).expect("chown to nogroup");
+    assert!(warned(0o640));
+    assert!(!warned(0o600));
+}
+
+#[test]
+fn the_process_groups_are_read_from_proc_status() {
+    let status = "Name:\tdrawbridge\nUid:\t65532\t65532\t65532\t65532\nGid:\t65532\t65532\t65532\t65532\nFDSize:\t64\nGroups:\t65532 10 \n";
+    let groups = super::validate::groups_in_status(status);
+    assert!(
+        groups.contains(&65_532) && groups.contains(&10),
+        "{groups:?}"
+    );
+    assert!(!groups.contains(&64));
 }
 
 #[test]

@@ -8,10 +8,11 @@
 //! A near-leaf: the modules that run the gateway read `config`, and `config` reads none
 //! of them. It uses only the small shared types at the crate root (`secret`, `jose`,
 //! `oauth_client`, `managed_headers`) and the pure modules whose values validation
-//! builds (`policy` rules, `mcp::session::SessionKeys`).
+//! builds (`policy` rules, `ratelimit` limits, `mcp::session::SessionKeys`).
 
 mod claim_mapping;
 mod env;
+pub mod listener_tls;
 mod locate;
 pub mod origin;
 mod raw;
@@ -61,11 +62,33 @@ pub struct Config {
     pub routes: Vec<Arc<Route>>,
     /// Session sealing keys; `None`: a random key for this process only.
     pub sessions: Option<Sessions>,
+    /// `tls`: the MCP listener speaks HTTPS (HTTP/2 and HTTP/1.1) with this certificate;
+    /// `None`: plain HTTP/1.1.
+    pub tls: Option<listener_tls::ListenerTls>,
     /// `log`: what the gateway writes at the default level (the log budget).
     pub log: LogSettings,
-    /// `trusted_proxies`: whose `X-Forwarded-For` names the client (for logs and the log
-    /// budget; nothing is authorized by address).
+    /// `dns`: how upstream host names are looked up again.
+    pub dns: DnsSettings,
+    /// `trusted_proxies`: whose `X-Forwarded-For` names the client (for logs, the log
+    /// budget and `key: client` rate limits; nothing is authorized by address).
     pub trusted_proxies: crate::client_addr::TrustedProxies,
+}
+
+/// `dns`: upstream host names are looked up at start-up and every `refresh` after, each
+/// lookup bounded by `timeout` (docs/operations.md, "Upstream host names").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsSettings {
+    pub refresh: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for DnsSettings {
+    fn default() -> DnsSettings {
+        DnsSettings {
+            refresh: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `log`: the log budget (docs/operations.md, "Log volume").
@@ -289,6 +312,11 @@ pub struct Route {
     /// Serialised origins (`scheme://host[:port]`) whose browser pages may call this
     /// route; a request with any other `Origin` is refused. Empty: no browser origin.
     pub allowed_origins: Vec<String>,
+    /// `rate_limit`: every request on the route counts (before its body is read).
+    pub rate_limit: Option<crate::ratelimit::RateLimit>,
+    /// The `rate_limit` of `policy.tools` rules, by the rule's pattern (the tool label of
+    /// `Policy::tool_label`): each `tools/call` the rule decides counts.
+    pub tool_rate_limits: Vec<(String, crate::ratelimit::RateLimit)>,
 }
 
 /// Where a route's traffic goes.

@@ -23,7 +23,11 @@ pub struct RawConfig {
     /// traffic is still served, so load balancers take the replica out (default 5s).
     pub shutdown_drain: Option<String>,
     pub sessions: Option<RawSessions>,
+    /// The MCP listener speaks HTTPS with this certificate (absent: plain HTTP).
+    pub tls: Option<RawListenerTls>,
     pub log: Option<RawLog>,
+    /// How upstream host names are looked up again.
+    pub dns: Option<RawDns>,
     /// Address blocks whose `X-Forwarded-For` names the client (`10.0.0.0/8`, ...).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -37,6 +41,24 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    /// How often every upstream host name is looked up again, e.g. `30s`.
+    pub refresh: Option<String>,
+    /// How long one lookup may take, e.g. `5s`.
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTls {
+    /// PEM file: the certificate, then the intermediates that chain it to a root.
+    pub cert_file: String,
+    /// PEM file: the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +104,23 @@ pub struct RawRoute {
     pub policy: Option<RawPolicy>,
     /// Browser origins (`https://app.example.com`) allowed to call this route.
     pub allowed_origins: Option<Vec<String>>,
+    /// Requests per period on this route, per key.
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+/// `rate_limit`: `requests` per `per`, at most `burst` at once, counted per `key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub requests: u64,
+    /// A duration, e.g. `1m`.
+    pub per: String,
+    /// Default: `requests`.
+    pub burst: Option<u64>,
+    /// `subject`, `client` or `route`.
+    pub key: String,
+    /// Keys tracked at most (default 100000).
+    pub max_keys: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +305,8 @@ pub struct RawFullRule {
     pub additional_arguments: Option<String>,
     /// `enforce` (the default) or `shadow`.
     pub mode: Option<String>,
+    /// Tools only: calls of the tools this rule matches, per period and key.
+    pub rate_limit: Option<RawRateLimit>,
 }
 
 /// One argument rule: conditions that must all hold, its presence, its mode.

@@ -8,7 +8,10 @@
 //!   30 s or 10 % of its lifetime, whichever is smaller — and never past the subject
 //!   token's own expiry. A token with under 5 s left is used once and not kept.
 //! - Concurrent misses for one key are coalesced (moka `or_try_insert_with`): one call
-//!   to the token endpoint, every waiter gets its result. Errors are not cached.
+//!   to the token endpoint, every waiter gets its result. Refusals are not cached; a
+//!   failure that means the authorization server is unavailable (unreachable, timed
+//!   out, 5xx, an answer that is not JSON) is held for [`UNAVAILABLE_HOLD`], so that a
+//!   burst of requests during an outage costs one call per key, not one per request.
 //! - Bounded by entry count; tokens live in memory only.
 
 use std::future::Future;
@@ -18,12 +21,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::future::Cache;
 
-use super::{ExchangeError, IssuedToken};
+use super::{ExchangeError, FailureKind, IssuedToken};
 
 /// Largest refresh margin: a token is replaced this long before it expires, at most.
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// A token with less life than this left is not cached.
 const MIN_CACHEABLE_LIFE: Duration = Duration::from_secs(5);
+/// How long an unavailable authorization server's failure answers for its key: the
+/// `Retry-After` the caller is given, so a client that waits as told gets a new call.
+pub const UNAVAILABLE_HOLD: Duration = Duration::from_secs(5);
 
 /// What identifies one upstream credential.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -129,8 +135,9 @@ pub enum CacheOutcome {
     Hit,
     /// This call ran the exchange.
     Miss,
-    /// Another call's exchange for the same key was already running; this call waited
-    /// for its result and made no call of its own.
+    /// Another call's exchange for the same key was already running, or failed a
+    /// moment ago because the authorization server is unavailable; this call got its
+    /// result and made no call of its own.
     Joined,
 }
 
@@ -157,6 +164,8 @@ impl moka::Expiry<CacheKey, Cached> for UntilRefresh {
 /// Upstream tokens by [`CacheKey`]; shared by all requests.
 pub struct CredentialCache {
     inner: Cache<CacheKey, Cached>,
+    /// Recent failures of kind [`FailureKind::Unavailable`], by key.
+    unavailable: Cache<CacheKey, ExchangeError>,
 }
 
 impl CredentialCache {
@@ -165,6 +174,10 @@ impl CredentialCache {
             inner: Cache::builder()
                 .max_capacity(max_entries)
                 .expire_after(UntilRefresh)
+                .build(),
+            unavailable: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(UNAVAILABLE_HOLD)
                 .build(),
         }
     }
@@ -182,12 +195,27 @@ impl CredentialCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<IssuedToken, ExchangeError>>,
     {
+        if let Some(failed) = self.unavailable.get(&key).await {
+            return (Err(failed), CacheOutcome::Joined);
+        }
         let ran = AtomicBool::new(false);
+        let held = key.clone();
         // Lazy: moka polls this only when no value is cached and no one else is already
-        // fetching one.
+        // fetching one, so the failure it holds is seen by every later look-up.
         let init = async {
+            if let Some(failed) = self.unavailable.get(&held).await {
+                return Err(failed);
+            }
             ran.store(true, Ordering::Relaxed);
-            let token = fetch().await?;
+            let token = match fetch().await {
+                Ok(token) => token,
+                Err(e) => {
+                    if e.kind() == FailureKind::Unavailable {
+                        self.unavailable.insert(held.clone(), e.clone()).await;
+                    }
+                    return Err(e);
+                }
+            };
             let keep_until = keep_until(&token, subject_expires_at, Instant::now());
             Ok::<_, ExchangeError>(Cached {
                 token: Arc::new(token),

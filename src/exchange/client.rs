@@ -156,7 +156,7 @@ impl TokenClient {
         {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(if status == 200 {
-                    ExchangeError::InvalidResponse("answer too large")
+                    ExchangeError::InvalidResponse(super::TOO_LARGE)
                 } else {
                     ExchangeError::Rejected {
                         status,

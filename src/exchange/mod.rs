@@ -159,12 +159,21 @@ pub enum FailureKind {
     /// `invalid_target`, `invalid_scope`, `unauthorized_client`, `access_denied`):
     /// suggested 403.
     Denied,
-    /// Unreachable, timed out, 429 or 5xx: suggested 503 with `Retry-After`.
+    /// Unreachable, timed out, 429 or 5xx, or an answer that is not JSON: suggested 503
+    /// with `Retry-After`.
     Unavailable,
     /// A malformed answer, or a refusal that means the gateway itself is misconfigured
     /// (`invalid_client`, `invalid_request`, `unsupported_grant_type`, …): suggested 502.
     BadGateway,
 }
+
+/// Reasons of an [`ExchangeError::InvalidResponse`] for an answer that is no token
+/// response at all (an HTML error page, bytes that are not JSON, a flood): the
+/// authorization server is failing rather than refusing, so the caller is told to try
+/// again (503 with `Retry-After`), as in an outage. A readable answer the gateway must
+/// not use (wrong token type, more scope than asked) stays a 502: retrying will not help.
+pub(crate) const NOT_JSON: &str = "not JSON";
+pub(crate) const TOO_LARGE: &str = "answer too large";
 
 /// OAuth error codes that refuse the subject or the requested target rather than the
 /// gateway's own configuration. `interaction_required` and `consent_required` (OpenID
@@ -194,6 +203,9 @@ impl ExchangeError {
     pub fn kind(&self) -> FailureKind {
         match self {
             ExchangeError::Transport(_) => FailureKind::Unavailable,
+            ExchangeError::InvalidResponse(reason) if [NOT_JSON, TOO_LARGE].contains(reason) => {
+                FailureKind::Unavailable
+            }
             ExchangeError::Rejected { status, .. } if *status >= 500 || *status == 429 => {
                 FailureKind::Unavailable
             }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{ExchangeError, IssuedToken, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE};
+use super::{ExchangeError, IssuedToken, ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, NOT_JSON};
 
 /// Lifetime assumed when the answer has no `expires_in` (RFC 6749 makes it optional).
 /// Short, so that a token of unknown life is not reused for long.
@@ -37,7 +37,7 @@ pub fn parse_success_within(
     within: fn(&str, &[String]) -> bool,
 ) -> Result<IssuedToken, ExchangeError> {
     let answer: Value =
-        serde_json::from_slice(body).map_err(|_| ExchangeError::InvalidResponse("not JSON"))?;
+        serde_json::from_slice(body).map_err(|_| ExchangeError::InvalidResponse(NOT_JSON))?;
     let answer = answer
         .as_object()
         .ok_or(ExchangeError::InvalidResponse("not a JSON object"))?;

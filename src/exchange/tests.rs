@@ -475,10 +475,11 @@ async fn unusable_answers_are_refused() {
         assert_eq!(error.kind(), FailureKind::BadGateway);
     }
     idp.answer_raw(200, "<html>");
-    assert_eq!(
-        client.exchange(&request(&wanted)).await.unwrap_err(),
-        ExchangeError::InvalidResponse("not JSON")
-    );
+    let garbage = client.exchange(&request(&wanted)).await.unwrap_err();
+    assert_eq!(garbage, ExchangeError::InvalidResponse("not JSON"));
+    assert_eq!(garbage.result_label(), "invalid_response");
+    // Not a token response at all: the server is failing, the caller may retry.
+    assert_eq!(garbage.kind(), FailureKind::Unavailable);
     idp.answer(201, bearer(60));
     assert_eq!(
         client
@@ -786,4 +787,47 @@ fn a_cached_exchange_is_send() {
     );
     let wanted = scopes(&["a"]);
     assert_send(cached_exchange(&cache, &client, &wanted));
+}
+
+#[tokio::test]
+async fn an_unavailable_server_is_asked_once_per_key_until_the_hold_ends() {
+    let idp = TestEndpoint::start().await;
+    let client = idp.client(basic("gateway", "s"));
+    let cache = CredentialCache::new(100);
+    let wanted = scopes(&["a"]);
+    idp.answer_raw(503, "busy");
+    let (first, outcome) = cached_exchange(&cache, &client, &wanted).await;
+    assert_eq!(outcome, CacheOutcome::Miss);
+    assert_eq!(first.unwrap_err().kind(), FailureKind::Unavailable);
+    idp.answer(200, bearer(60));
+    for _ in 0..10 {
+        let (again, outcome) = cached_exchange(&cache, &client, &wanted).await;
+        assert_eq!(outcome, CacheOutcome::Joined);
+        assert_eq!(again.unwrap_err().kind(), FailureKind::Unavailable);
+    }
+    assert_eq!(idp.calls(), 1, "held failures make no call");
+    // Another key is not held back by this one's failure.
+    let other = cache
+        .get_or_exchange(key_for("another-token", &wanted), None, || async {
+            client.exchange(&request(&wanted)).await
+        })
+        .await;
+    assert!(other.0.is_ok());
+    assert_eq!(idp.calls(), 2);
+}
+
+#[tokio::test]
+async fn refusals_are_not_held() {
+    let idp = TestEndpoint::start().await;
+    let client = idp.client(basic("gateway", "s"));
+    let cache = CredentialCache::new(100);
+    let wanted = scopes(&["a"]);
+    idp.answer(400, json!({"error": "invalid_grant"}));
+    let (first, _) = cached_exchange(&cache, &client, &wanted).await;
+    assert_eq!(first.unwrap_err().kind(), FailureKind::Denied);
+    idp.answer(200, bearer(60));
+    let (second, outcome) = cached_exchange(&cache, &client, &wanted).await;
+    assert!(second.is_ok());
+    assert_eq!(outcome, CacheOutcome::Miss);
+    assert_eq!(idp.calls(), 2);
 }

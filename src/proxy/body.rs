@@ -40,15 +40,15 @@ async fn discard_rest(session: &mut Session, declared: Option<usize>) -> Result<
 /// as the client's error, so that Pingora logs nothing for it).
 ///
 /// The whole body must arrive within the session's read timeout, which the listener sets
-/// to `limits.body_timeout` on every request (`server::connections`); Pingora itself
-/// applies it only to each read.
+/// to `limits.body_timeout` on every HTTP/1 request (`server::connections`; Pingora itself
+/// applies it only to each read), else within `body_timeout` (HTTP/2 streams, whose
+/// sessions Pingora creates with none).
 pub async fn read_whole_body(
     session: &mut Session,
     limit: usize,
+    body_timeout: std::time::Duration,
 ) -> Result<std::result::Result<Bytes, Refusal>> {
-    let within = session
-        .get_read_timeout()
-        .unwrap_or(crate::config::DEFAULT_BODY_TIMEOUT);
+    let within = session.get_read_timeout().unwrap_or(body_timeout);
     let outcome = match tokio::time::timeout(within, read_bounded(session, limit)).await {
         Ok(Ok(read)) => return Ok(read),
         Ok(Err(e)) => body_failure(e)?,

@@ -5,7 +5,9 @@
 //! pipeline runs again with a fresh context, fed the held body, and its response is piped
 //! back to the client. The main request's decisions travel in a [`Handoff`] so the
 //! subrequest does not redo them; see docs/ARCHITECTURE.md ("Holding the whole body") for the
-//! mechanics and caveats (HTTP/1 only here: the listener speaks HTTP/1.1).
+//! mechanics and caveats. Pingora hands the subrequest the main request's header as
+//! HTTP/1 text; an HTTP/2 request's header is first put in HTTP/1.1 form
+//! ([`as_http11_request`]).
 //!
 //! Why list requests: in the normal proxy path Pingora writes the response header before
 //! the first body byte arrives, so a JSON list answer that turns out not to be
@@ -21,7 +23,7 @@ use pingora::protocols::http::HttpTask;
 use pingora::proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType};
 use pingora::proxy::subrequest::{BodyMode, Ctx as SubCtx};
 use pingora::proxy::Session;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorType, OkOrErr, Result};
 
 use super::ctx::RequestCtx;
 use crate::auth::Principal;
@@ -149,6 +151,9 @@ pub async fn forward(
     body: Bytes,
     hold_json: bool,
 ) -> Result<()> {
+    if session.req_header().version == http::Version::HTTP_2 {
+        as_http11_request(session.req_header_mut(), body.len())?;
+    }
     let Some(spawner) = session.subrequest_spawner.as_ref() else {
         return Error::e_explain(ErrorType::InternalError, "no subrequest spawner");
     };
@@ -201,6 +206,24 @@ pub async fn forward(
             Err(failed.error)
         }
     }
+}
+
+/// An HTTP/2 request's header in the HTTP/1.1 form the subrequest parses: Pingora renders
+/// the main request's header as HTTP/1 text, and a request line saying `HTTP/2` does not
+/// parse (400). `Host` comes from `:authority`, and the held body's length is declared
+/// (an HTTP/2 request need not send `Content-Length`; without it the subrequest would
+/// read no body).
+fn as_http11_request(req: &mut pingora::http::RequestHeader, body_len: usize) -> Result<()> {
+    req.set_version(http::Version::HTTP_11);
+    if !req.headers.contains_key(http::header::HOST) {
+        let authority = req.uri.authority().map(|a| a.as_str().to_string()).or_err(
+            ErrorType::InvalidHTTPHeader,
+            "an HTTP/2 request without :authority",
+        )?;
+        req.insert_header(http::header::HOST, authority)?;
+    }
+    req.insert_header(http::header::CONTENT_LENGTH, body_len)?;
+    Ok(())
 }
 
 /// How a subrequest's answer ends once the subrequest is over.
@@ -307,6 +330,29 @@ mod tests {
 
     fn body(text: &'static str, end: bool) -> HttpTask {
         HttpTask::Body(Some(Bytes::from_static(text.as_bytes())), end)
+    }
+
+    #[test]
+    fn an_http2_header_becomes_http11_text_with_host_and_length() {
+        let parts = http::Request::post("https://gw.example:8443/mcp?x=1")
+            .version(http::Version::HTTP_2)
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let mut req = pingora::http::RequestHeader::from(parts);
+        as_http11_request(&mut req, 70_000).unwrap();
+        let text = String::from_utf8(
+            pingora::protocols::http::v1::client::http_req_header_to_wire(&req)
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(text.starts_with("POST /mcp?x=1 HTTP/1.1\r\n"), "{text}");
+        let lower = text.to_ascii_lowercase();
+        assert!(lower.contains("\r\nhost: gw.example:8443\r\n"), "{text}");
+        assert!(lower.contains("\r\ncontent-length: 70000\r\n"), "{text}");
     }
 
     fn status_and_length(tasks: &[HttpTask]) -> (u16, String) {

@@ -85,6 +85,8 @@ pub struct Forwarding<'a> {
     pub credential: Option<&'a (HeaderName, HeaderValue)>,
     /// The route lets the client's `Cookie` header through (`upstream.forward_cookies`).
     pub forward_cookies: bool,
+    /// The client's connection is TLS (the listener's `tls`): `X-Forwarded-Proto: https`.
+    pub client_tls: bool,
 }
 
 /// Rewrites the request header for the upstream.
@@ -149,7 +151,10 @@ fn rewrite_request_headers(headers: &mut http::HeaderMap, fwd: &Forwarding<'_>) 
             .map_err(too_many)?;
     }
     headers
-        .try_insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"))
+        .try_insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(if fwd.client_tls { "https" } else { "http" }),
+        )
         .map_err(too_many)?;
     if let Some(ip) = fwd.client_ip {
         let value = forwarded_for(headers.get(&X_FORWARDED_FOR), ip);
@@ -293,6 +298,7 @@ mod tests {
             session_id: Some("upstream-7"),
             credential,
             forward_cookies: false,
+            client_tls: false,
         }
     }
 
@@ -398,6 +404,7 @@ mod tests {
                     HeaderValue::from_static("Bearer for-the-upstream"),
                 )),
                 forward_cookies: false,
+                client_tls: false,
             },
         )
         .unwrap();
@@ -438,6 +445,7 @@ mod tests {
                 session_id: None,
                 credential: None,
                 forward_cookies: false,
+                client_tls: false,
             },
         )
         .unwrap();
@@ -464,6 +472,27 @@ mod tests {
         assert_eq!(h["accept"], "application/json, text/event-stream");
         assert_eq!(h["accept-encoding"], "identity");
         assert_eq!(h.len(), 8);
+    }
+
+    #[test]
+    fn a_client_on_the_tls_listener_is_forwarded_as_https() {
+        let mut req = RequestHeader::build("POST", b"/mcp", None).unwrap();
+        req.append_header("Host", "gw.example").unwrap();
+        prepare_upstream_request(
+            &mut req,
+            &Forwarding {
+                upstream_authority: &HeaderValue::from_static("up.internal"),
+                client_ip: None,
+                body_len: None,
+                session_id: None,
+                credential: None,
+                forward_cookies: false,
+                client_tls: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(req.headers["x-forwarded-proto"], "https");
+        assert_eq!(req.headers["x-forwarded-host"], "gw.example");
     }
 
     #[test]
@@ -615,6 +644,7 @@ mod tests {
                 session_id: None,
                 credential: None,
                 forward_cookies: true,
+                client_tls: false,
             },
         )
         .unwrap();

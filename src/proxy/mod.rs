@@ -17,6 +17,7 @@ mod failure;
 mod form;
 mod handles;
 mod headers;
+mod limits;
 mod origin;
 mod rewrite;
 mod state;
@@ -33,7 +34,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, OkOrErr, OrErr, Result};
 
 pub use ctx::{HeaderArrived, RequestCtx, ResponseMode};
-pub use state::{GatewayState, ResolvedUpstreams};
+pub use state::GatewayState;
 
 use crate::exchange::{CredentialCache, CredentialRequest, ExchangeCounters};
 use crate::mcp::jsonrpc;
@@ -159,6 +160,17 @@ impl Gateway {
             ctx.token_key = Some(auth.verified.token_key);
             subject_token = auth.subject_token;
         }
+        // 5b. An upstream whose name does not resolve: 503 before the body is read.
+        if rt.address.address().is_none() {
+            return Err(Stop::RefusedUnread(Refusal::UpstreamUnresolved));
+        }
+        // 5c. The route's rate limit: before the body is read, so a flood is cheap.
+        limits::check_route_limit(
+            rt,
+            ctx.principal.as_deref(),
+            ctx.client_ip,
+            ctx.ids.as_ref(),
+        )?;
         // 6. Inspect: a POST body read whole and parsed (only POSTs carry JSON-RPC).
         let body = match form {
             Form::Message => Some(inspect(session, ctx, state).await?),
@@ -170,6 +182,14 @@ impl Gateway {
             ctx.principal.as_deref(),
             ctx.inspected.as_ref(),
             body.as_deref(),
+            ctx.ids.as_ref(),
+        )?;
+        // 7b. The tools' rate limits: only permitted calls count.
+        limits::check_tool_limits(
+            rt,
+            ctx.principal.as_deref(),
+            ctx.client_ip,
+            ctx.inspected.as_ref(),
             ctx.ids.as_ref(),
         )?;
         ctx.pending_lists = lists;
@@ -254,7 +274,7 @@ async fn inspect(
         true => Stop::RefusedUnread(refusal),
         false => Stop::Refused(refusal),
     })?;
-    let body = body::read_whole_body(session, state.max_body).await??;
+    let body = body::read_whole_body(session, state.max_body, state.body_timeout).await??;
     ctx.body_len = Some(body.len());
     let inspected = ctx
         .inspected
@@ -377,7 +397,12 @@ impl ProxyHttp for Gateway {
         ctx.permit
             .as_ref()
             .or_err(ErrorType::InternalError, "upstream_peer without a permit")?;
+        let address = rt.address.address().or_err(
+            ErrorType::ConnectNoRoute,
+            "the upstream host does not resolve",
+        )?;
         let mut peer = rt.peer.clone();
+        peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(address);
         if session.req_header().method == http::Method::GET {
             peer.options.read_timeout = Some(rt.route.upstream.stream_idle_timeout);
         }
@@ -411,6 +436,7 @@ impl ProxyHttp for Gateway {
                 // After the caller's credentials were stripped: the route's own, if any.
                 credential: ctx.upstream_credential.as_ref(),
                 forward_cookies: rt.route.upstream.forward_cookies,
+                client_tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
             },
         )
     }

@@ -6,7 +6,6 @@
 //! session id for a caller. Does not own: the request path (`proxy`), the rules each
 //! piece applies (`auth`, `exchange`, `mcp::session`).
 
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 use pingora::prelude::HttpPeer;
@@ -21,12 +20,17 @@ use crate::exchange::{session_binding, CredentialSource};
 use crate::mcp::session::{self, Digests, IdentityDigest, RouteDigest, SessionKeys};
 use crate::telemetry::metrics::NO_ROUTE;
 use crate::telemetry::{Metrics, RouteMetrics};
+use crate::upstream_dns::{Addresses, Slot};
 
 /// Per-route state prepared when a configuration is loaded.
 pub(super) struct RouteRuntime {
     pub route: Arc<Route>,
-    /// Template peer (address resolved, TLS and timeouts set), cloned per request.
+    /// Template peer (TLS and timeouts set), cloned per request with the address of
+    /// `address`.
     pub(super) peer: HttpPeer,
+    /// The upstream host's address as DNS says now (`upstream_dns`), shared with every
+    /// configuration that names the same host.
+    pub(super) address: Arc<Slot>,
     /// The upstream's authority, the `Host` it receives.
     pub(super) upstream_host: http::HeaderValue,
     pub(super) metrics: RouteMetrics,
@@ -35,6 +39,8 @@ pub(super) struct RouteRuntime {
     /// `None` for a public route.
     pub(super) guard: Option<RouteGuard>,
     pub(super) credential: CredentialSource,
+    /// The route's and its tools' rate limits, with their buckets.
+    pub(super) limits: crate::ratelimit::RouteLimiters,
 }
 
 /// Everything derived from one configuration. Requests hold the state they started with
@@ -44,6 +50,9 @@ pub struct GatewayState {
     pub(super) routes: Vec<RouteRuntime>,
     pub(super) unrouted: RouteMetrics,
     pub(super) max_body: usize,
+    /// `limits.body_timeout`, for HTTP/2 streams (an HTTP/1 connection's session carries
+    /// it already, set by `server::connections`).
+    pub(super) body_timeout: std::time::Duration,
     /// Most messages in one batch (`limits.max_batch`).
     pub(super) max_batch: usize,
     /// `limits.max_sse_event`.
@@ -57,80 +66,43 @@ pub struct GatewayState {
     pub(super) access_log: AccessLog,
     /// `trusted_proxies`.
     pub(super) trusted_proxies: crate::client_addr::TrustedProxies,
+    /// `dns`.
+    dns: crate::config::DnsSettings,
 }
 
 impl GatewayState {
-    /// Prepares routes (resolving upstream addresses), guards, sessions and metric handles.
-    /// Blocks on DNS: for start-up, before the runtime runs. A reload resolves on a
-    /// blocking thread ([`GatewayState::resolve`]) and calls [`GatewayState::build_resolved`].
-    /// Errors: those of both, all of them things that can fail at run time.
+    /// Prepares routes, guards, sessions and metric handles. Makes no DNS call: each
+    /// route's upstream address is its host's slot in `addresses`, which the caller
+    /// resolves (start-up and reloads on a blocking thread, then the supervisor every
+    /// `dns.refresh`); a host that does not resolve leaves only its routes answering 503.
+    ///
+    /// What validation checked arrives parsed in the [`Config`] (keys, headers, the
+    /// upstream `Host`) and is not parsed again, so the errors are only what can fail at
+    /// run time: an HTTP client for a token endpoint that cannot be made (TLS set-up, see
+    /// [`CredentialSource::build`]), and the process's random session key when there is no
+    /// `sessions.keys` (the system's random source).
     pub fn build(
         config: &Config,
         metrics: &Metrics,
         auth: Arc<Authenticator>,
-    ) -> std::result::Result<GatewayState, String> {
-        let resolved = GatewayState::resolve(GatewayState::upstream_hosts(config))?;
-        GatewayState::build_resolved(config, metrics, auth, resolved)
-    }
-
-    /// Each route's upstream (route name, host, port), in route order: owned, so that
-    /// [`GatewayState::resolve`] can run on a blocking thread.
-    pub fn upstream_hosts(config: &Config) -> Vec<(String, String, u16)> {
-        config
-            .routes
-            .iter()
-            .map(|r| (r.name.clone(), r.upstream.host.clone(), r.upstream.port))
-            .collect()
-    }
-
-    /// Resolves each upstream host to its first address. Blocking (DNS): never call it on
-    /// the async runtime, see `tokio::task::spawn_blocking`.
-    pub fn resolve(
-        hosts: Vec<(String, String, u16)>,
-    ) -> std::result::Result<ResolvedUpstreams, String> {
-        hosts
-            .into_iter()
-            .map(|(name, host, port)| {
-                (host.as_str(), port)
-                    .to_socket_addrs()
-                    .map_err(|e| format!("route `{name}`: cannot resolve the upstream host: {e}"))?
-                    .next()
-                    .ok_or_else(|| format!("route `{name}`: the upstream host has no address"))
-            })
-            .collect::<std::result::Result<_, String>>()
-            .map(ResolvedUpstreams)
-    }
-
-    /// [`GatewayState::build`] with the upstream addresses already resolved (in route
-    /// order): no blocking call, safe on the async runtime.
-    ///
-    /// What validation checked arrives parsed in the [`Config`] (keys, headers, the
-    /// upstream `Host`) and is not parsed again, so the errors are only what can fail at
-    /// run time: fewer resolved addresses than routes, an HTTP client for a token
-    /// endpoint that cannot be made (TLS set-up, see [`CredentialSource::build`]), and the
-    /// process's random session key when there is no `sessions.keys` (the system's random
-    /// source).
-    pub fn build_resolved(
-        config: &Config,
-        metrics: &Metrics,
-        auth: Arc<Authenticator>,
-        resolved: ResolvedUpstreams,
+        addresses: &Addresses,
     ) -> std::result::Result<GatewayState, String> {
         let routes = config
             .routes
             .iter()
-            .enumerate()
-            .map(|(i, route)| {
-                let addr = resolved.0.get(i).copied().ok_or_else(|| {
-                    format!("route `{}`: the upstream host was not resolved", route.name)
-                })?;
+            .map(|route| {
                 Ok(RouteRuntime {
-                    peer: upstream_peer_for(route, addr),
+                    peer: upstream_peer_for(route),
+                    address: addresses.slot(&route.upstream.host, route.upstream.port),
                     upstream_host: route.upstream.authority.clone(),
                     metrics: metrics.for_route(&route.name),
                     session_route: RouteDigest::of(&session_binding(route, auth.issuers())),
                     guard: RouteGuard::for_route(route),
                     credential: CredentialSource::build(route, auth.issuers())?,
+                    limits: crate::ratelimit::RouteLimiters::new(
+                        route.rate_limit,
+                        &route.tool_rate_limits,
+                    ),
                     route: route.clone(),
                 })
             })
@@ -164,6 +136,7 @@ impl GatewayState {
             routes,
             unrouted: metrics.for_route(NO_ROUTE),
             max_body: config.max_body_bytes,
+            body_timeout: config.client.body_timeout,
             max_batch: config.max_batch,
             max_sse_event: config.max_sse_event_bytes,
             auth,
@@ -172,11 +145,41 @@ impl GatewayState {
             session_max_age: config.sessions.as_ref().and_then(|s| s.max_age),
             access_log: config.log.access,
             trusted_proxies: config.trusted_proxies.clone(),
+            dns: config.dns,
         })
     }
 
     pub fn authenticator(&self) -> &Arc<Authenticator> {
         &self.auth
+    }
+
+    /// `dns`: how often and how long upstream host names are looked up.
+    pub fn dns(&self) -> crate::config::DnsSettings {
+        self.dns
+    }
+
+    /// Upstream hosts with no address, each with the routes that name it and why the
+    /// last lookup failed, for `/readyz`.
+    pub fn unresolved_upstreams(&self) -> Vec<(String, Vec<String>, String)> {
+        let mut out: Vec<(String, Vec<String>, String)> = Vec::new();
+        for rt in self
+            .routes
+            .iter()
+            .filter(|rt| rt.address.address().is_none())
+        {
+            let host = &rt.address.host;
+            match out.iter_mut().find(|(h, _, _)| h == host) {
+                Some((_, routes, _)) => routes.push(rt.route.name.clone()),
+                None => out.push((
+                    host.clone(),
+                    vec![rt.route.name.clone()],
+                    rt.address
+                        .failure()
+                        .unwrap_or_else(|| "not looked up yet".into()),
+                )),
+            }
+        }
+        out
     }
 
     pub(super) fn route_runtime(&self, ctx: &RequestCtx) -> Option<&RouteRuntime> {
@@ -247,13 +250,12 @@ fn session_keys(config: &Config) -> std::result::Result<Arc<SessionKeys>, String
         .map_err(|e| format!("sessions: {e}"))
 }
 
-/// Each route's upstream address, in route order (see [`GatewayState::resolve`]).
-#[derive(Debug)]
-pub struct ResolvedUpstreams(Vec<std::net::SocketAddr>);
-
-fn upstream_peer_for(route: &Route, addr: std::net::SocketAddr) -> HttpPeer {
+/// The route's peer without its address (the unspecified address until a request sets
+/// the one DNS gave: see `upstream_dns`).
+fn upstream_peer_for(route: &Route) -> HttpPeer {
     let up = &route.upstream;
-    let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
+    let unset = std::net::SocketAddr::from(([0, 0, 0, 0], up.port));
+    let mut peer = HttpPeer::new(unset, up.tls, up.host.clone());
     peer.options.connection_timeout = Some(up.connect_timeout);
     peer.options.total_connection_timeout = Some(up.connect_timeout);
     peer.options.read_timeout = Some(up.read_timeout);
@@ -275,30 +277,28 @@ mod tests {
     use super::*;
     use pingora::upstreams::peer::Peer;
 
-    /// A reload resolves on a blocking thread and builds from the addresses it got:
-    /// building makes no DNS call (an unresolvable host is built fine), and uses them.
+    /// Building makes no DNS call (an unresolvable host is built fine); each route's
+    /// address is its host's shared slot, resolved or not.
     #[test]
-    fn state_is_built_from_addresses_resolved_beforehand() {
-        let text = "routes:\n  - name: r\n    match: { path: /r }\n    upstream: { url: 'http://upstream.invalid:3001/mcp' }\n";
+    fn state_is_built_without_dns_from_shared_address_slots() {
+        let text = "routes:\n  - name: r\n    match: { path: /r }\n    upstream: { url: 'http://upstream.invalid:3001/mcp' }\n  - name: s\n    match: { path: /s }\n    upstream: { url: 'http://upstream.invalid:3001/other' }\n  - name: t\n    match: { path: /t }\n    upstream: { url: 'http://127.0.0.1:3002/mcp' }\n";
         let config = crate::config::load_str("gw.yaml", text).unwrap().config;
         let metrics = Metrics::new().unwrap();
         let auth = Arc::new(Authenticator::new(&config, &metrics, None).unwrap());
+        let addresses = Addresses::default();
+        let state = GatewayState::build(&config, &metrics, auth, &addresses).unwrap();
+        assert_eq!(state.routes[0].address.address(), None, "not resolved yet");
+        assert!(Arc::ptr_eq(
+            &state.routes[0].address,
+            &state.routes[1].address
+        ));
         assert_eq!(
-            GatewayState::upstream_hosts(&config),
-            [("r".to_string(), "upstream.invalid".to_string(), 3001)]
+            state.routes[2].address.address(),
+            Some("127.0.0.1:3002".parse().unwrap())
         );
-        let addr: std::net::SocketAddr = "127.0.0.1:3001".parse().unwrap();
-        let resolved = ResolvedUpstreams(vec![addr]);
-        let state =
-            GatewayState::build_resolved(&config, &metrics, auth.clone(), resolved).unwrap();
-        assert_eq!(state.routes[0].peer.address().to_string(), addr.to_string());
-        // Fewer addresses than routes is an error, never a route without a peer.
-        let none = ResolvedUpstreams(Vec::new());
-        assert!(GatewayState::build_resolved(&config, &metrics, auth, none).is_err());
-        let loopback = GatewayState::resolve(vec![("r".into(), "127.0.0.1".into(), 9)]).unwrap();
-        assert_eq!(
-            loopback.0,
-            ["127.0.0.1:9".parse::<std::net::SocketAddr>().unwrap()]
-        );
+        let names: Vec<String> = addresses.names().iter().map(|s| s.host.clone()).collect();
+        assert_eq!(names, ["upstream.invalid"]);
+        // The template peer carries TLS and timeouts; the address is set per request.
+        assert_eq!(state.routes[2].peer.address().to_string(), "0.0.0.0:3002");
     }
 }

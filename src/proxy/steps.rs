@@ -121,11 +121,15 @@ pub(super) async fn authenticate(
             },
             ids,
         );
-        if failure == AuthFailure::Token(TokenError::IntrospectionBusy) {
-            Refusal::IntrospectionBusy
-        } else {
-            let challenge = guard.challenge(&failure);
-            Refusal::Auth { failure, challenge }
+        // The token could not be checked now: not the client's fault, so no challenge
+        // that would send it for a new token, but a 503 to try again.
+        match failure {
+            AuthFailure::Token(TokenError::IntrospectionBusy) => Refusal::IntrospectionBusy,
+            AuthFailure::Token(TokenError::IssuerUnavailable) => Refusal::IssuerUnavailable,
+            failure => {
+                let challenge = guard.challenge(&failure);
+                Refusal::Auth { failure, challenge }
+            }
         }
     })
 }

@@ -3,8 +3,8 @@
 //!
 //! Pingora's own HTTP/1 loop keeps an idle kept-alive connection for ever (after a
 //! request it waits for the next header without a timeout) and bounds a first header only
-//! per read. This loop replaces it for drawbridge's listener (plain HTTP/1.1; no TLS, no
-//! h2c) and adds, per connection:
+//! per read. This loop replaces it for drawbridge's listener (HTTP/1.1, in clear or over
+//! TLS; no h2c) and adds, per connection:
 //! - admission: past `limits.max_connections` open connections a new one gets a 503
 //!   (`Refusal::TooManyConnections`) and is closed before its request is read;
 //! - a deadline for each whole request header, counted from accept
@@ -21,19 +21,29 @@
 //!
 //! Pipelined requests (sent before the previous answer) are served in order: Pingora
 //! 0.9.1 keeps the bytes read past one request for the next when pipelining is on.
+//!
+//! HTTP/2 (offered by ALPN on the TLS listener, see `server::tls`) is admitted the same
+//! way, then served by Pingora's own HTTP/2 loop: its streams are multiplexed on one
+//! connection (at most 100 at once, Pingora's default), so there is no per-request header
+//! deadline. Instead the client's connection preface must arrive within
+//! `limits.header_timeout` (`server::preface`), a connection with no open stream for
+//! `limits.client_idle_timeout` is closed (Pingora's `h2_idle_timeout`, a GOAWAY), and
+//! each request body must arrive within `limits.body_timeout` (`proxy::body`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpServerApp, HttpServerOptions, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
+use pingora::protocols::ALPN;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::preface::PrefaceWatch;
 use crate::config::ClientLimits;
 use crate::proxy::{Gateway, HeaderArrived};
 use crate::refusal::Refusal;
@@ -43,8 +53,20 @@ use crate::telemetry::client::{ClientMetrics, TimeoutKind};
 pub struct ClientConnections {
     proxy: Arc<HttpProxy<Gateway>>,
     limits: ClientLimits,
-    open: AtomicUsize,
+    open: OpenConnections,
     metrics: ClientMetrics,
+}
+
+/// How many client connections are open (admitted, not yet closed). Shared with the
+/// shutdown sequence: once the listener has stopped, idle kept-alive connections are
+/// closed by Pingora, so what remains open is a request or stream in flight.
+#[derive(Clone, Default)]
+pub struct OpenConnections(Arc<AtomicUsize>);
+
+impl OpenConnections {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// One admitted connection; gives its slot back when dropped.
@@ -52,7 +74,7 @@ struct Slot<'a>(&'a ClientConnections);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.open.0.fetch_sub(1, Ordering::AcqRel);
         self.0.metrics.open.dec();
     }
 }
@@ -63,17 +85,26 @@ impl ClientConnections {
         limits: ClientLimits,
         metrics: ClientMetrics,
     ) -> ClientConnections {
+        let mut proxy = proxy;
+        let mut options = HttpServerOptions::default();
+        options.h2_idle_timeout = Some(limits.idle_timeout);
+        proxy.server_options = Some(options);
         ClientConnections {
             proxy: Arc::new(proxy),
             limits,
-            open: AtomicUsize::new(0),
+            open: OpenConnections::default(),
             metrics,
         }
     }
 
+    /// The count of open connections, for the shutdown sequence.
+    pub fn open_connections(&self) -> OpenConnections {
+        self.open.clone()
+    }
+
     fn admit(&self) -> Option<Slot<'_>> {
-        if self.open.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
-            self.open.fetch_sub(1, Ordering::AcqRel);
+        if self.open.0.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
+            self.open.0.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         self.metrics.open.inc();
@@ -135,6 +166,24 @@ impl ServerApp for ClientConnections {
             refuse_connection(stream).await;
             return None;
         };
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            // The slot is held until Pingora's HTTP/2 loop ends with the connection.
+            let (stream, arrived) = PrefaceWatch::new(stream);
+            let preface_deadline = async {
+                tokio::time::sleep(self.limits.header_timeout).await;
+                if arrived.load(Ordering::Acquire) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = ServerApp::process_new(&self.proxy, Box::new(stream), shutdown) => {}
+                () = preface_deadline => {
+                    self.metrics.timeout(TimeoutKind::Header);
+                    tracing::debug!("HTTP/2 connection closed: no connection preface in time");
+                }
+            }
+            return None;
+        }
         let mut session = ServerSession::new_http1(stream);
         session.set_pipelining_enabled(true);
         let mut kind = TimeoutKind::Header;

@@ -18,6 +18,7 @@ use crate::mcp::handles::Handle;
 use crate::mcp::session::UnsealError;
 use crate::mcp::stream::StreamFailure;
 use crate::policy::{Decision, Operation, Shadowed, Verdict};
+use crate::ratelimit::KeyKind;
 
 /// Who a request came from, as its verified token says: issuer, subject, client. Empty
 /// for an anonymous request (a route without auth); the token itself is never part of it.
@@ -108,6 +109,19 @@ pub enum AuditEvent<'a> {
         route: &'a Route,
         error: &'a FilterError,
     },
+    /// `rate_limited` (info): a rate limit refused the request; the upstream saw nothing.
+    RateLimited {
+        route: &'a Route,
+        caller: Caller<'a>,
+        /// `route`, or the tool rule's label.
+        limit: &'a str,
+        key: KeyKind,
+        /// Whole seconds until it fits; `None`: never (a batch larger than the burst).
+        retry_after: Option<u32>,
+        /// The client's address: the source for the log budget on a public route (not
+        /// written; the access line has it).
+        client: Option<std::net::IpAddr>,
+    },
 }
 
 impl AuditEvent<'_> {
@@ -177,6 +191,22 @@ impl AuditEvent<'_> {
                 route,
                 error.result_label(),
                 of_caller(&caller),
+            ),
+            AuditEvent::RateLimited {
+                route,
+                caller,
+                key,
+                client,
+                ..
+            } => (
+                "rate_limited",
+                route,
+                key.label(),
+                match (caller.subject, client) {
+                    (Some(s), _) => Source::Subject(s.to_string()),
+                    (None, Some(ip)) => Source::Client(ip),
+                    (None, None) => Source::Unknown,
+                },
             ),
             _ => return None,
         };
@@ -345,6 +375,26 @@ fn write(event: &AuditEvent<'_>, ids: Option<&RequestIds>) {
             route = %route.name,
             reason = %error,
             "an upstream answer could not be filtered; an error was sent instead"
+        ),
+        AuditEvent::RateLimited {
+            route,
+            caller,
+            limit,
+            key,
+            retry_after,
+            ..
+        } => tracing::info!(
+            target: "audit",
+            event = "rate_limited",
+            request_id,
+            trace_id,
+            route = %route.name,
+            issuer = caller.issuer,
+            subject = caller.subject,
+            client = caller.client,
+            limit,
+            key = key.label(),
+            retry_after,
         ),
     }
 }

@@ -108,11 +108,14 @@ struct Families {
     cache_requests: IntCounterVec,
     session_rejections: IntCounterVec,
     handle_rejections: IntCounterVec,
+    rate_limited: IntCounterVec,
+    rate_limit_keys_full: IntCounterVec,
     list_items_removed: IntCounterVec,
     list_filter_failures: IntCounterVec,
     stream_errors: IntCounterVec,
     jwks_refreshes: IntCounterVec,
     config_reloads: IntCounterVec,
+    upstream_dns_lookups: IntCounterVec,
     last_reload_success: prometheus::Gauge,
     last_reload_successful: IntGauge,
     session_keys: IntGaugeVec,
@@ -230,6 +233,23 @@ impl RouteMetrics {
             .token_exchange_duration
             .with_label_values(&[self.name.as_str()])
             .observe(seconds);
+    }
+
+    /// A request refused by a rate limit: `limit` is `route` or a tool label (bounded
+    /// like `tool_call`'s), `key` the key kind; never the key itself.
+    pub fn rate_limited(&self, limit: &str, key: &str) {
+        self.families
+            .rate_limited
+            .with_label_values(&[self.name.as_str(), limit, key])
+            .inc();
+    }
+
+    /// A request judged by a limit's shared overflow bucket: its key map was full.
+    pub fn rate_limit_keys_full(&self, limit: &str) {
+        self.families
+            .rate_limit_keys_full
+            .with_label_values(&[self.name.as_str(), limit])
+            .inc();
     }
 
     /// One `tools/call`; `tool` must already be bounded (configured name or `other`).
@@ -350,6 +370,18 @@ impl Metrics {
             "Server-minted handles (requestState, task ids) refused before the upstream, by route, handle and reason.",
             &["route", "handle", "reason"],
         )?;
+        let rate_limited = counter(
+            &registry,
+            "drawbridge_rate_limited_total",
+            "Requests refused by a rate limit (429), by route, limit (route or the tool label) and key kind.",
+            &["route", "limit", "key"],
+        )?;
+        let rate_limit_keys_full = counter(
+            &registry,
+            "drawbridge_rate_limit_keys_full_total",
+            "Requests whose new key found the limit's key map full (judged by its shared overflow bucket), by route and limit.",
+            &["route", "limit"],
+        )?;
         let list_items_removed = counter(
             &registry,
             "drawbridge_list_items_removed_total",
@@ -381,6 +413,13 @@ impl Metrics {
             "drawbridge_config_reloads_total",
             "Configuration reloads (SIGHUP), by result.",
             &["result"],
+        )?;
+        let upstream_dns_lookups = counter(
+            &registry,
+            "drawbridge_upstream_dns_lookups_total",
+            "Lookups of upstream host names after start-up, by host and result (`same`, \
+             `moved`: a new address; `failed`: the last good address stays).",
+            &["host", "result"],
         )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
@@ -434,11 +473,14 @@ impl Metrics {
                 cache_requests,
                 session_rejections,
                 handle_rejections,
+                rate_limited,
+                rate_limit_keys_full,
                 list_items_removed,
                 list_filter_failures,
                 stream_errors,
                 jwks_refreshes,
                 config_reloads,
+                upstream_dns_lookups,
                 last_reload_success,
                 last_reload_successful,
                 session_keys,
@@ -503,6 +545,14 @@ impl Metrics {
             .set(i64::from(accepted));
     }
 
+    /// Counts one background lookup of an upstream host name.
+    pub fn upstream_dns_lookup(&self, host: &str, result: &str) {
+        self.families
+            .upstream_dns_lookups
+            .with_label_values(&[host, result])
+            .inc();
+    }
+
     /// Records that the configuration in use was loaded now (at start-up, and by every
     /// accepted reload).
     pub fn config_loaded(&self) {
@@ -561,6 +611,8 @@ mod tests {
         r.operation("tools/call", "allow");
         r.operation("made/up", "deny");
         r.tool_call("echo", "allow");
+        r.rate_limited("route", "subject");
+        r.rate_limit_keys_full("get-*");
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
             text.contains(
@@ -578,6 +630,12 @@ mod tests {
             r#"drawbridge_tool_calls_total{decision="allow",route="everything",tool="echo"} 1"#
         ));
         assert!(text.contains("drawbridge_build_info{version="));
+        assert!(text.contains(
+            r#"drawbridge_rate_limited_total{key="subject",limit="route",route="everything"} 1"#
+        ));
+        assert!(text.contains(
+            r#"drawbridge_rate_limit_keys_full_total{limit="get-*",route="everything"} 1"#
+        ));
     }
 
     /// The value of an unlabelled sample in the text exposition.

@@ -12,5 +12,6 @@ pub mod client;
 pub mod ids;
 pub mod logging;
 pub mod metrics;
+pub mod tls;
 
 pub use metrics::{Metrics, RouteMetrics};

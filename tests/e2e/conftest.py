@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -239,6 +240,45 @@ def start_drawbridge(name: str, config_text: str, log_dir: Path, admin_url: str,
         raise
     return proc
 
+
+
+@contextmanager
+def protected_route(name: str, issuer: str, upstream: str, policy: dict,
+                    log_dir: Path) -> Iterator[str]:
+    """drawbridge with one route, `/NAME/mcp`, protected by the e2e authorization server
+    `issuer` (scope `mcp:tools` for everything), no upstream credential and a
+    default-deny `policy` (its `tools`, `methods`, `resources`, `prompts`), for as long as
+    the block runs. Yields the route's URL."""
+    listen_port, admin_port = free_port(), free_port()
+    base = f"http://{LOOPBACK}:{listen_port}"
+    # JSON is YAML: the policy is written in flow style, exactly as given.
+    rules = json.dumps({"default": "deny", **policy})
+    config = f"""\
+listen: {LOOPBACK}:{listen_port}
+admin:
+  listen: {LOOPBACK}:{admin_port}
+issuers:
+  - name: e2e
+    issuer: {issuer}
+routes:
+  - name: {name}
+    match: {{ path: /{name}/mcp }}
+    public_url: {base}/{name}/mcp
+    upstream:
+      url: {upstream}
+    auth:
+      issuers: [e2e]
+      required_scopes: [mcp:tools]
+    upstream_auth:
+      none: {{}}
+    policy: {rules}
+"""
+    proc = start_drawbridge(f"drawbridge-{name}", config, log_dir,
+                            f"http://{LOOPBACK}:{admin_port}")
+    try:
+        yield f"{base}/{name}/mcp"
+    finally:
+        stop_peer(proc)
 
 @pytest.fixture(scope="session")
 def gateway(everything_server, peer_log_dir) -> Iterator[Gateway]:

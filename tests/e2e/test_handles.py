@@ -30,7 +30,7 @@ from conftest import (
     LOOPBACK,
     accepts_connections,
     free_port,
-    start_drawbridge,
+    protected_route,
     start_peer,
     stop_peer,
     wait_until,
@@ -65,37 +65,9 @@ def state_server(peer_log_dir) -> Iterator[tuple[str, Path, Path]]:
 def state_route(authserver, state_server, peer_log_dir) -> Iterator[str]:
     """A gateway whose one route is protected and lets `ask` through a default-deny policy."""
     upstream, _, _ = state_server
-    listen_port, admin_port = free_port(), free_port()
-    base = f"http://{LOOPBACK}:{listen_port}"
-    config = f"""\
-listen: {LOOPBACK}:{listen_port}
-admin:
-  listen: {LOOPBACK}:{admin_port}
-issuers:
-  - name: e2e
-    issuer: {authserver.issuer}
-routes:
-  - name: state
-    match: {{ path: /state/mcp }}
-    public_url: {base}/state/mcp
-    upstream:
-      url: {upstream}
-    auth:
-      issuers: [e2e]
-      required_scopes: [mcp:tools]
-    upstream_auth:
-      none: {{}}
-    policy:
-      default: deny
-      tools:
-        ask: [mcp:tools]
-"""
-    proc = start_drawbridge("drawbridge-state", config, peer_log_dir,
-                            f"http://{LOOPBACK}:{admin_port}")
-    try:
-        yield f"{base}/state/mcp"
-    finally:
-        stop_peer(proc)
+    with protected_route("state", authserver.issuer, upstream,
+                         {"tools": {"ask": ["mcp:tools"]}}, peer_log_dir) as url:
+        yield url
 
 
 def lines(log: Path) -> list[dict]:

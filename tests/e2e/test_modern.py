@@ -29,7 +29,7 @@ from conftest import (
     LOOPBACK,
     accepts_connections,
     free_port,
-    start_drawbridge,
+    protected_route,
     start_peer,
     stop_peer,
     wait_until,
@@ -61,37 +61,9 @@ def modern_server(peer_log_dir) -> Iterator[tuple[str, Path]]:
 def modern_route(authserver, modern_server, peer_log_dir) -> Iterator[str]:
     """A gateway whose one route is protected and denies every tool but `echo`."""
     upstream, _ = modern_server
-    listen_port, admin_port = free_port(), free_port()
-    base = f"http://{LOOPBACK}:{listen_port}"
-    config = f"""\
-listen: {LOOPBACK}:{listen_port}
-admin:
-  listen: {LOOPBACK}:{admin_port}
-issuers:
-  - name: e2e
-    issuer: {authserver.issuer}
-routes:
-  - name: modern
-    match: {{ path: /modern/mcp }}
-    public_url: {base}/modern/mcp
-    upstream:
-      url: {upstream}
-    auth:
-      issuers: [e2e]
-      required_scopes: [mcp:tools]
-    upstream_auth:
-      none: {{}}
-    policy:
-      default: deny
-      tools:
-        echo: [tools:echo]
-"""
-    proc = start_drawbridge("drawbridge-modern", config, peer_log_dir,
-                            f"http://{LOOPBACK}:{admin_port}")
-    try:
-        yield f"{base}/modern/mcp"
-    finally:
-        stop_peer(proc)
+    with protected_route("modern", authserver.issuer, upstream,
+                         {"tools": {"echo": ["tools:echo"]}}, peer_log_dir) as url:
+        yield url
 
 
 def executions(log: Path) -> list[dict]:

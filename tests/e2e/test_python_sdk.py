@@ -41,7 +41,7 @@ from conftest import (
     LOOPBACK,
     accepts_connections,
     free_port,
-    start_drawbridge,
+    protected_route,
     start_peer,
     stop_peer,
     wait_until,
@@ -83,41 +83,13 @@ def listen_upstream(peer_log_dir) -> Iterator[ListenUpstream]:
 
 @pytest.fixture(scope="module")
 def listen_route(authserver, listen_upstream, peer_log_dir) -> Iterator[str]:
-    listen_port, admin_port = free_port(), free_port()
-    base = f"http://{LOOPBACK}:{listen_port}"
-    config = f"""\
-listen: {LOOPBACK}:{listen_port}
-admin:
-  listen: {LOOPBACK}:{admin_port}
-issuers:
-  - name: e2e
-    issuer: {authserver.issuer}
-routes:
-  - name: listen
-    match: {{ path: /listen/mcp }}
-    public_url: {base}/listen/mcp
-    upstream:
-      url: {listen_upstream.url}
-    auth:
-      issuers: [e2e]
-      required_scopes: [mcp:tools]
-    upstream_auth:
-      none: {{}}
-    policy:
-      default: deny
-      tools:
-        echo: [mcp:tools]
-        touch: [mcp:tools]
-        confirm: [mcp:tools]
-      resources:
-        "{PUBLIC}": [mcp:tools]
-"""
-    proc = start_drawbridge("drawbridge-listen", config, peer_log_dir,
-                            f"http://{LOOPBACK}:{admin_port}")
-    try:
-        yield f"{base}/listen/mcp"
-    finally:
-        stop_peer(proc)
+    policy = {
+        "tools": {"echo": ["mcp:tools"], "touch": ["mcp:tools"], "confirm": ["mcp:tools"]},
+        "resources": {PUBLIC: ["mcp:tools"]},
+    }
+    with protected_route("listen", authserver.issuer, listen_upstream.url, policy,
+                         peer_log_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

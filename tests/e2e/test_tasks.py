@@ -25,7 +25,7 @@ from conftest import (
     LOOPBACK,
     accepts_connections,
     free_port,
-    start_drawbridge,
+    protected_route,
     start_peer,
     stop_peer,
     wait_until,
@@ -61,39 +61,9 @@ def task_route(authserver, task_server, peer_log_dir) -> Iterator[str]:
     """A gateway whose protected route shares one (empty) upstream credential between
     every caller, and lets `work` and the tasks methods through a default-deny policy."""
     upstream, _, _ = task_server
-    listen_port, admin_port = free_port(), free_port()
-    base = f"http://{LOOPBACK}:{listen_port}"
-    config = f"""\
-listen: {LOOPBACK}:{listen_port}
-admin:
-  listen: {LOOPBACK}:{admin_port}
-issuers:
-  - name: e2e
-    issuer: {authserver.issuer}
-routes:
-  - name: tasks
-    match: {{ path: /tasks/mcp }}
-    public_url: {base}/tasks/mcp
-    upstream:
-      url: {upstream}
-    auth:
-      issuers: [e2e]
-      required_scopes: [mcp:tools]
-    upstream_auth:
-      none: {{}}
-    policy:
-      default: deny
-      tools:
-        work: [mcp:tools]
-      methods:
-        "tasks/*": [mcp:tools]
-"""
-    proc = start_drawbridge("drawbridge-tasks", config, peer_log_dir,
-                            f"http://{LOOPBACK}:{admin_port}")
-    try:
-        yield f"{base}/tasks/mcp"
-    finally:
-        stop_peer(proc)
+    policy = {"tools": {"work": ["mcp:tools"]}, "methods": {"tasks/*": ["mcp:tools"]}}
+    with protected_route("tasks", authserver.issuer, upstream, policy, peer_log_dir) as url:
+        yield url
 
 
 def lines(log: Path) -> list[dict]:

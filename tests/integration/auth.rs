@@ -642,12 +642,14 @@ async fn idp_down_after_start_keeps_known_keys_working() {
     let unknown = idp.mint(Alg::RS256, &idp.claims(RESOURCE, "mcp:tools"));
     assert_eq!(jws_header(&unknown)["kid"], new_kid.as_str());
     let fetches = idp.jwks_fetches();
+    let resp = post(&s.gw, "/secure/mcp", &[&bearer(&unknown)]).await;
     assert_eq!(
-        post(&s.gw, "/secure/mcp", &[&bearer(&unknown)])
-            .await
-            .status(),
-        401
+        resp.status(),
+        503,
+        "a key that cannot be fetched now: try again"
     );
+    assert_eq!(resp.headers()["retry-after"], "5");
+    assert!(resp.headers().get("www-authenticate").is_none());
     assert_eq!(
         idp.jwks_fetches(),
         fetches + 1,
@@ -677,7 +679,9 @@ async fn idp_down_at_start_keeps_readiness_false_until_it_returns() {
     assert_eq!(ready.status(), 503);
     let token = bearer(&idp.mint(Alg::RS256, &idp.claims(RESOURCE, "")));
     let resp = post(&gw, "/secure/mcp", &[&token]).await;
-    assert_eq!(resp.status(), 401, "fail closed while keys are unknown");
+    assert_eq!(resp.status(), 503, "fail closed while keys are unknown");
+    assert_eq!(resp.headers()["retry-after"], "5");
+    assert!(up.seen().is_empty(), "nothing reached the upstream");
     idp.set_down(false);
     gw.wait_ready().await;
     assert_eq!(post(&gw, "/secure/mcp", &[&token]).await.status(), 200);

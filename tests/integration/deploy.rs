@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use serde::Deserialize;
 use serde_yaml::Value;
 
 use crate::harness::drawbridge_bin;
@@ -52,18 +53,58 @@ fn deployment_environment() -> Vec<(String, String)> {
 
 fn secret_stand_in(name: &str) -> String {
     match name {
-        // A real key, made the way the Secret's instructions say.
-        "DRAWBRIDGE_SESSION_KEY" => {
-            let out = Command::new(drawbridge_bin())
-                .arg("keygen")
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "drawbridge keygen failed");
-            String::from_utf8(out.stdout).unwrap().trim().to_string()
-        }
         "DRAWBRIDGE_EXCHANGE_SECRET" => "a-client-secret-for-the-test".to_string(),
         other => panic!("deployment.yaml takes {other} from a Secret: give this test a stand-in"),
     }
+}
+
+/// A real session key, made the way the Secret's instructions say.
+fn keygen() -> String {
+    let out = Command::new(drawbridge_bin())
+        .arg("keygen")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "drawbridge keygen failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The configmap's gateway.yaml with the session-keys volume the Deployment mounts
+/// stood in for by a directory holding a fresh key for every key of the example Secret.
+fn with_mounted_session_keys(dir: &Path) -> String {
+    let deployment = manifest("deployment.yaml");
+    let mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_sequence()
+        .expect("volume mounts");
+    let mount = mounts
+        .iter()
+        .find(|m| m["name"] == "session-keys")
+        .and_then(|m| m["mountPath"].as_str())
+        .expect("the session-keys volume is mounted");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/secret.example.yaml"),
+    )
+    .unwrap();
+    // Files as the kubelet writes them: the volume's defaultMode.
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .expect("volumes");
+    let mode = volumes
+        .iter()
+        .find(|v| v["name"] == "session-keys")
+        .and_then(|v| v["secret"]["defaultMode"].as_u64())
+        .expect("the session-keys volume has a defaultMode") as u32;
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let secret = Value::deserialize(doc).unwrap();
+        if secret["metadata"]["name"] == "drawbridge-session-keys" {
+            for (key, _) in secret["stringData"].as_mapping().expect("stringData") {
+                let file = dir.join(key.as_str().unwrap());
+                std::fs::write(&file, keygen()).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+    }
+    configmap_gateway_yaml().replace(mount, &dir.display().to_string())
 }
 
 /// `drawbridge validate` on `yaml` with nothing in the environment but `env`.
@@ -82,19 +123,38 @@ fn validate(yaml: &str, env: &[(String, String)]) -> Output {
 
 #[test]
 fn configmap_gateway_yaml_validates_with_the_deployment_environment() {
-    let out = validate(&configmap_gateway_yaml(), &deployment_environment());
+    let keys = tempfile::tempdir().unwrap();
+    let out = validate(
+        &with_mounted_session_keys(keys.path()),
+        &deployment_environment(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
-    // No warnings either: no public route, session keys configured.
-    assert_eq!(stderr, "", "unexpected warnings");
+    // No warnings either (no public route, session keys configured), but that the
+    // cluster's Service names do not resolve on this machine.
+    let unexpected: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("does not resolve from here"))
+        .collect();
+    assert!(unexpected.is_empty(), "unexpected warnings: {unexpected:?}");
 }
 
 #[test]
 fn configmap_gateway_yaml_needs_every_secret_the_deployment_provides() {
-    let yaml = configmap_gateway_yaml();
+    let keys = tempfile::tempdir().unwrap();
+    let yaml = with_mounted_session_keys(keys.path());
     let env = deployment_environment();
-    for missing in ["DRAWBRIDGE_SESSION_KEY", "DRAWBRIDGE_EXCHANGE_SECRET"] {
+    let deployment = manifest("deployment.yaml");
+    let from_secrets: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .filter(|var| !var["valueFrom"]["secretKeyRef"].is_null())
+        .filter_map(|var| var["name"].as_str())
+        .collect();
+    assert!(!from_secrets.is_empty());
+    for missing in from_secrets {
         let without: Vec<_> = env.iter().filter(|(k, _)| k != missing).cloned().collect();
         assert_eq!(
             without.len() + 1,
@@ -109,6 +169,11 @@ fn configmap_gateway_yaml_needs_every_secret_the_deployment_provides() {
             "{stderr}"
         );
     }
+    // And the session key files: without the Secret's volume the file is missing.
+    let out = validate(&configmap_gateway_yaml(), &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("secret_file"), "{stderr}");
 }
 
 #[test]

@@ -179,6 +179,11 @@ impl Gateway {
         None
     }
 
+    /// The gateway's process id (for `/proc/PID/fd`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -236,13 +241,16 @@ pub fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
 }
 
 /// Workers and shutdown timings for test gateways: a short grace and no drain (SIGTERM
-/// stops the listeners at once) unless `extra_yaml` sets the drain itself.
-fn process_settings(extra_yaml: &str) -> &'static str {
-    if extra_yaml.contains("shutdown_drain:") {
-        "workers: 2\nshutdown_grace: 3s\n"
-    } else {
-        "workers: 2\nshutdown_grace: 3s\nshutdown_drain: 0s\n"
+/// stops the listeners at once) unless `extra_yaml` sets them itself.
+fn process_settings(extra_yaml: &str) -> String {
+    let mut settings = String::from("workers: 2\n");
+    if !extra_yaml.contains("shutdown_grace:") {
+        settings.push_str("shutdown_grace: 3s\n");
     }
+    if !extra_yaml.contains("shutdown_drain:") {
+        settings.push_str("shutdown_drain: 0s\n");
+    }
+    settings
 }
 
 /// A route entry for the `routes:` list.

@@ -148,6 +148,10 @@ struct Shared {
     introspection_secret: Mutex<String>,
     /// `/jwks` publishes no key at all while set.
     jwks_empty: AtomicBool,
+    /// The metadata document and `/jwks` wait this long before answering.
+    keys_delay: Mutex<Duration>,
+    /// The metadata document and `/jwks` answer 200 with bytes that are not JSON.
+    keys_garbage: AtomicBool,
     token: TokenState,
 }
 
@@ -229,6 +233,8 @@ impl Idp {
             introspection_delay: Mutex::default(),
             introspection_secret: Mutex::new(INTROSPECTION_CLIENT_SECRET.to_string()),
             jwks_empty: AtomicBool::new(false),
+            keys_delay: Mutex::default(),
+            keys_garbage: AtomicBool::new(false),
             token: TokenState {
                 clients: Mutex::new(HashMap::from([(
                     EXCHANGE_CLIENT_ID.to_string(),
@@ -543,6 +549,18 @@ impl Idp {
         self.shared.jwks_empty.store(empty, Ordering::SeqCst);
     }
 
+    /// The metadata document and `/jwks` wait this long before answering (after
+    /// counting the request).
+    pub fn set_keys_delay(&self, delay: Duration) {
+        *self.shared.keys_delay.lock().expect("delay") = delay;
+    }
+
+    /// While set, the metadata document and `/jwks` answer 200 `application/json` with
+    /// bytes that are not JSON.
+    pub fn set_keys_garbage(&self, garbage: bool) {
+        self.shared.keys_garbage.store(garbage, Ordering::SeqCst);
+    }
+
     /// `/token` waits this long before answering (after recording the request).
     pub fn set_token_delay(&self, delay: Duration) {
         *self.shared.token.delay.lock().expect("delay") = delay;
@@ -839,6 +857,18 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     if shared.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "idp is down").into_response();
+    }
+    if matches!(endpoint, Some(Endpoint::Metadata | Endpoint::Jwks)) {
+        let delay = *shared.keys_delay.lock().expect("delay");
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if shared.keys_garbage.load(Ordering::SeqCst) {
+            return Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("<html>502 Bad Gateway</html>{\"keys\":["))
+                .unwrap_or_default();
+        }
     }
     match (endpoint, parts.method) {
         (Some(Endpoint::Metadata), Method::GET) => Json(shared.metadata()).into_response(),

@@ -1,7 +1,8 @@
 //! Checks of the test IdP (`idp.rs`) on its own, with no drawbridge involved: its metadata,
 //! that every token it mints verifies (with `ring`, not with anything drawbridge uses)
 //! against the key it publishes, that the deliberately bad tokens are bad in the intended
-//! way, and that its test controls (rotation, outage, cache header, introspection) work.
+//! way, and that its test controls (rotation, outage, delays and garbage, cache header,
+//! introspection) work.
 //! Each test is named `double_*`: scripts/test.sh counts them apart from the gateway's.
 
 use std::time::{Duration, Instant};
@@ -437,4 +438,32 @@ async fn double_idp_stops_when_dropped() {
         assert!(Instant::now() < deadline, "IdP still answering after drop");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn double_idp_metadata_and_keys_can_be_garbled_and_delayed() {
+    let idp = Idp::start().await;
+    idp.set_keys_garbage(true);
+    for url in [idp.metadata_url(), idp.jwks_url()] {
+        let response = reqwest::get(&url).await.expect("GET");
+        assert_eq!(response.status(), 200, "{url}");
+        let body = response.bytes().await.expect("body");
+        assert!(
+            serde_json::from_slice::<Value>(&body).is_err(),
+            "{url} answered JSON"
+        );
+    }
+    assert_eq!((idp.discovery_fetches(), idp.jwks_fetches()), (1, 1));
+    idp.set_keys_garbage(false);
+    idp.set_keys_delay(Duration::from_millis(300));
+    let started = Instant::now();
+    let keys = get_json(&idp.jwks_url()).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(!keys["keys"].as_array().expect("keys").is_empty());
+    // And back to normal.
+    idp.set_keys_delay(Duration::ZERO);
+    assert_eq!(
+        get_json(&idp.metadata_url()).await["issuer"],
+        idp.issuer.as_str()
+    );
 }

@@ -271,7 +271,7 @@ async fn obo_failures_refuse_and_forward_nothing() {
         ("server error", "erin-oid", Some((500, "oops".into())), false, 503),
         ("throttled", "frank-oid", Some((429, r#"{"error":"temporarily_unavailable"}"#.into())), false, 503),
         ("Entra down", "grace-oid", None, true, 503),
-        ("garbage success", "heidi-oid", Some((200, "<html>".into())), false, 502),
+        ("garbage success", "heidi-oid", Some((200, "<html>".into())), false, 503),
         (
             "scope beyond the request",
             "ivan-oid",

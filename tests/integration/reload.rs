@@ -424,3 +424,48 @@ async fn without_watch_a_changed_file_waits_for_sighup() {
     })
     .await;
 }
+
+/// A Kubernetes Secret volume updates by writing a new timestamped directory and
+/// swapping the `..data` symlink to it in one rename; the file the configuration names
+/// (`k1` → `..data/k1`) keeps its path. `--watch` must see that as a change.
+#[tokio::test]
+async fn with_watch_a_kubernetes_secret_volume_update_rotates_the_session_key() {
+    use std::os::unix::fs::symlink;
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path();
+    let key = |seed: u8| {
+        use base64::Engine;
+        let bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(7) ^ seed).collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    // The layout the kubelet writes.
+    let publish = |generation: &str, seed: u8| {
+        let data = volume.join(generation);
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("k1"), key(seed)).unwrap();
+        let next = volume.join("..data_tmp");
+        symlink(generation, &next).unwrap();
+        std::fs::rename(&next, volume.join("..data")).unwrap();
+    };
+    publish("..2026_12_05_10_00_00.1", 1);
+    symlink("..data/k1", volume.join("k1")).unwrap();
+    let sessions = format!(
+        "sessions:\n  keys:\n    - id: k1\n      secret_file: {}\n",
+        volume.join("k1").display()
+    );
+    let gw = Gateway::start_args(
+        &route("a", "/a/mcp", &up.url("/mcp")),
+        &sessions,
+        &["--watch", "100ms"],
+    )
+    .await;
+    let before = key_check(&gw).await.expect("the configured key is shown");
+    publish("..2026_12_05_10_01_00.2", 2);
+    eventually("the rotated secret is in use", || async {
+        key_check(&gw).await.is_some_and(|c| c != before)
+    })
+    .await;
+    assert_eq!(reloads(&gw.metrics().await, "success"), Some(1.0));
+    assert_eq!(status(&gw, "/a/mcp").await, 200);
+}

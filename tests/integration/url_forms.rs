@@ -35,8 +35,10 @@ async fn raw_with_body(
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the gateway");
+    // A fixed request id: a generated one is hex, and could hold a test's sentinel
+    // (`abc`) that must not appear in the answer.
     let request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\nX-Request-Id: url-forms\r\n{extra_headers}\r\n{body}",
         body.len()
     );
     stream

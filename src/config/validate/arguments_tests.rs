@@ -189,3 +189,31 @@ fn claim_rules_take_a_mode_in_the_long_form() {
         "{errs:?}"
     );
 }
+
+/// serde's untagged reading cannot say which key of a long-form rule was wrong; the
+/// message names the keys a rule and an argument rule may have.
+#[test]
+fn a_misspelt_condition_is_reported_with_the_keys_it_may_have() {
+    let errs = load(&file(
+        "      tools:\n        t:\n          scopes: [a]\n          arguments:\n            p: { globb: '/a/*' }\n",
+    ))
+    .err()
+    .unwrap_or_default();
+    assert!(
+        errs.iter().any(|e| e.contains("routes[0].policy.tools.t")
+            && e.contains("`arguments`")
+            && e.contains("`glob`")),
+        "{errs:?}"
+    );
+    let errs = load(&file(
+        "      require:\n        claims:\n          tid: { values: [t1], mod: shadow }\n",
+    ))
+    .err()
+    .unwrap_or_default();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("require.claims.tid")
+                && e.contains("{ values: [sre], mode: shadow }")),
+        "{errs:?}"
+    );
+}

@@ -3,8 +3,8 @@
 
 use super::Checker;
 use crate::client_addr::{Cidr, TrustedProxies};
-use crate::config::raw::{RawLimits, RawLog, RawSessions};
-use crate::config::{units, AccessLog, ClientLimits, LogSettings, Sessions};
+use crate::config::raw::{RawDns, RawLimits, RawLog, RawSessions};
+use crate::config::{units, AccessLog, ClientLimits, DnsSettings, LogSettings, Sessions};
 use crate::mcp::session::{self, SessionKeys};
 use std::sync::Arc;
 
@@ -45,6 +45,44 @@ impl Checker<'_> {
             }
         }
         TrustedProxies::new(blocks)
+    }
+
+    /// `dns`: the refresh interval (1s to 1h) and the lookup timeout (100ms to 1m, and
+    /// less than the interval).
+    pub(super) fn dns_settings(&mut self, raw: Option<&RawDns>) -> DnsSettings {
+        let defaults = DnsSettings::default();
+        let Some(raw) = raw else { return defaults };
+        let mut bounded =
+            |key: &str, text: Option<&str>, min: u64, max: u64, what: &str, default| match text
+                .map(units::parse_duration)
+            {
+                None => default,
+                Some(Ok(d)) if (min..=max).contains(&(d.as_millis() as u64)) => d,
+                Some(_) => {
+                    self.error(key, what);
+                    default
+                }
+            };
+        let refresh = bounded(
+            "dns.refresh",
+            raw.refresh.as_deref(),
+            1_000,
+            3_600_000,
+            "a duration from 1s to 1h, such as `30s`",
+            defaults.refresh,
+        );
+        let timeout = bounded(
+            "dns.timeout",
+            raw.timeout.as_deref(),
+            100,
+            60_000,
+            "a duration from 100ms to 1m, such as `5s`",
+            defaults.timeout,
+        );
+        if timeout >= refresh {
+            self.error("dns.timeout", "must be shorter than dns.refresh");
+        }
+        DnsSettings { refresh, timeout }
     }
 
     /// `log`: the access-line mode, refusal aggregation and its interval (1s to 1h).

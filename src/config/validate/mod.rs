@@ -1,14 +1,16 @@
 //! Turns `gateway.yaml` text into a checked [`Config`], collecting every error it can find:
 //! the shape of each part of the file (`structure`), then the meaning of each setting, by
-//! concern (`limits`, `issuers`, `routes`, `upstream_auth`).
+//! concern (`limits`, `issuers`, `routes`, `upstream_auth`, `tls`).
 
 mod arguments;
 mod claims;
 mod issuers;
 mod limits;
 mod on_behalf_of;
+mod rate_limits;
 mod routes;
 mod structure;
+mod tls;
 mod upstream_auth;
 
 use std::collections::HashMap;
@@ -60,6 +62,26 @@ struct Checker<'a> {
     files: Vec<std::path::PathBuf>,
 }
 
+/// The groups of this process (effective and supplementary), from `/proc/self/status`;
+/// none where that cannot be read (every group-readable secret file is then warned about).
+#[cfg(unix)]
+fn own_groups() -> Vec<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    groups_in_status(&status)
+}
+
+/// `Gid:` (real, effective, saved, file system) and `Groups:` of a `/proc/PID/status`.
+pub(in crate::config) fn groups_in_status(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("Gid:")
+                .or_else(|| line.strip_prefix("Groups:"))
+        })
+        .flat_map(|ids| ids.split_whitespace().filter_map(|id| id.parse().ok()))
+        .collect()
+}
+
 impl Checker<'_> {
     /// Reads a file the configuration names, and remembers it.
     pub(super) fn read(&mut self, path: &str) -> std::io::Result<Vec<u8>> {
@@ -73,18 +95,23 @@ impl Checker<'_> {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
     }
 
-    /// [`Checker::read_text`] for a file holding a secret: warns when group or others
-    /// may read it.
+    /// [`Checker::read_text`] for a file holding a secret: warns when others may read
+    /// it, or a group the gateway is not in. A group the gateway's own process belongs to
+    /// may: that is how a Kubernetes Secret volume reaches a non-root container (owner
+    /// root, group the pod's `fsGroup`, mode 0440), and how Debian shares keys
+    /// (`root:ssl-cert`, 0640).
     pub(super) fn read_secret(&mut self, at: &str, path: &str) -> std::io::Result<String> {
         let text = self.read_text(path)?;
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
             if let Ok(meta) = std::fs::metadata(path) {
                 let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
+                let foreign_group = mode & 0o070 != 0 && !own_groups().contains(&meta.gid());
+                if mode & 0o007 != 0 || foreign_group {
                     self.warnings.push(format!(
-                        "{at}: `{path}` holds a secret but is readable by group or others (mode {mode:o}); make it 0600 or 0400"
+                        "{at}: `{path}` holds a secret but is readable by others or by a group the gateway is not in (mode {mode:o}, group {}); make it 0600 or 0400, or give it the gateway's group",
+                        meta.gid()
                     ));
                 }
             }
@@ -202,8 +229,10 @@ impl Checker<'_> {
             None => None,
             Some(s) => self.sessions(s),
         };
+        let tls = raw.tls.as_ref().map(|t| self.listener_tls(t));
         let log = self.log_settings(raw.log.as_ref());
         let trusted_proxies = self.trusted_proxies(&raw.trusted_proxies);
+        let dns = self.dns_settings(raw.dns.as_ref());
         let issuers: Vec<Arc<Issuer>> = raw
             .issuers
             .iter()
@@ -232,6 +261,9 @@ impl Checker<'_> {
             .collect();
         self.check_unique(&routes);
         self.issuer_warnings(&issuers, &routes);
+        if raw.tls.is_some() {
+            self.tls_warnings(&routes);
+        }
         if raw.sessions.is_none() && routes.iter().any(|r| r.auth.is_some()) {
             self.warnings.push(
                 "no `sessions.keys`: session ids are sealed with a random key of this process; replicas cannot serve each other's sessions and a restart ends them".into(),
@@ -256,7 +288,13 @@ impl Checker<'_> {
             issuers,
             routes,
             sessions,
+            // A `tls` block that failed its checks recorded an error: no config.
+            tls: match tls {
+                None => None,
+                Some(checked) => Some(checked?),
+            },
             log,
+            dns,
             trusted_proxies,
         })
     }
@@ -278,4 +316,8 @@ impl Checker<'_> {
 #[cfg(test)]
 mod claims_tests;
 #[cfg(test)]
+mod rate_limits_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

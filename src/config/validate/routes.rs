@@ -1,4 +1,5 @@
-//! `routes[]`: matching, the public URL, the upstream, `auth`, `policy` and origins.
+//! `routes[]`: matching, the public URL, the upstream, `auth`, `policy` and origins
+//! (`rate_limits.rs`: their `rate_limit` blocks).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +40,14 @@ impl Checker<'_> {
                 raw.auth.is_some(),
             ),
         };
+        let tool_rate_limits = match &raw.policy {
+            None => Vec::new(),
+            Some(p) => self.tool_rate_limits(&format!("{at}.policy"), p),
+        };
+        let rate_limit = raw
+            .rate_limit
+            .as_ref()
+            .and_then(|r| self.rate_limit(&format!("{at}.rate_limit"), r, raw.auth.is_some()));
         let policy = match &raw.policy {
             None => None,
             Some(p) => {
@@ -85,6 +94,8 @@ impl Checker<'_> {
             upstream_auth: upstream_auth?,
             policy,
             allowed_origins,
+            rate_limit,
+            tool_rate_limits,
         })
     }
 

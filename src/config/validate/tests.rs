@@ -44,6 +44,37 @@ fn shutdown_phases_default_and_are_bounded() {
 }
 
 #[test]
+fn dns_settings_default_and_are_bounded() {
+    let loaded = validate("gw.yaml", GOOD).unwrap();
+    assert_eq!(loaded.config.dns, crate::config::DnsSettings::default());
+    assert_eq!(
+        loaded.config.dns.refresh,
+        std::time::Duration::from_secs(30)
+    );
+    let set = format!("dns: {{ refresh: 2m, timeout: 300ms }}\n{GOOD}");
+    let dns = validate("gw.yaml", &set).unwrap().config.dns;
+    assert_eq!(dns.refresh, std::time::Duration::from_secs(120));
+    assert_eq!(dns.timeout, std::time::Duration::from_millis(300));
+    for (bad, why) in [
+        ("dns: { refresh: 500ms }", "1s to 1h"),
+        ("dns: { refresh: 2h }", "1s to 1h"),
+        ("dns: { timeout: 10ms }", "100ms to 1m"),
+        (
+            "dns: { refresh: 2s, timeout: 5s }",
+            "shorter than dns.refresh",
+        ),
+        ("dns: { every: 2s }", "every"),
+    ] {
+        let errs = errors(&format!("{bad}\n{GOOD}"));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("gw.yaml:1:") && e.contains(why)),
+            "{bad}: {errs:?}"
+        );
+    }
+}
+
+#[test]
 fn trusted_proxies_are_checked_blocks_and_every_address_is_warned_about() {
     let loaded = validate("gw.yaml", GOOD).unwrap();
     assert!(loaded.config.trusted_proxies.is_empty(), "none by default");

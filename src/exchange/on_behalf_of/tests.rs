@@ -79,8 +79,10 @@ fn entras_success_answer_is_accepted_within_the_request() {
         ok(json!({"token_type":"Bearer"}), &["api://up/.default"]).unwrap_err(),
         ExchangeError::InvalidResponse("no access_token")
     );
+    // An answer that is not JSON (an error page of a proxy in front of Entra) is an
+    // outage to retry, as for every token endpoint.
     let garbage = answer(200, b"<html>", Instant::now(), &scopes(&["s"])).unwrap_err();
-    assert_eq!(garbage.kind(), FailureKind::BadGateway);
+    assert_eq!(garbage.kind(), FailureKind::Unavailable);
 }
 
 fn refused(status: u16, body: serde_json::Value) -> ExchangeError {

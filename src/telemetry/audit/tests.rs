@@ -338,3 +338,52 @@ fn unfilterable_answers_and_streams_say_so() {
     assert_eq!(seen.get("event"), Some("list_filter_failed"));
     assert_eq!(seen.get("reason"), Some("the answer is not JSON"));
 }
+
+#[test]
+fn a_rate_limited_request_names_the_limit_and_key_kind_and_is_budgeted_by_source() {
+    let route = route();
+    let alice = alice();
+    let seen = emitted(AuditEvent::RateLimited {
+        route: &route,
+        caller: Caller::of(Some(&alice)),
+        limit: "deploy",
+        key: crate::ratelimit::KeyKind::Subject,
+        retry_after: Some(12),
+        client: None,
+    });
+    assert_eq!(seen.level, tracing::Level::INFO);
+    assert_eq!(
+        seen.names(),
+        [
+            "client",
+            "event",
+            "issuer",
+            "key",
+            "limit",
+            "retry_after",
+            "route",
+            "subject"
+        ]
+    );
+    assert_eq!(seen.get("event"), Some("rate_limited"));
+    assert_eq!(seen.get("limit"), Some("deploy"));
+    assert_eq!(seen.get("key"), Some("subject"));
+    assert_eq!(seen.get("retry_after"), Some("12"));
+    // A refusal for the log budget: by subject, else by the client's address.
+    let anonymous = AuditEvent::RateLimited {
+        route: &route,
+        caller: Caller::of(None),
+        limit: "route",
+        key: crate::ratelimit::KeyKind::Client,
+        retry_after: None,
+        client: Some("192.0.2.9".parse().unwrap()),
+    };
+    let key = anonymous.refusal_key().unwrap();
+    assert_eq!((key.event, key.reason), ("rate_limited", "client"));
+    assert_eq!(
+        key.source,
+        crate::telemetry::budget::Source::Client("192.0.2.9".parse().unwrap())
+    );
+    let seen = emitted(anonymous);
+    assert_eq!(seen.names(), ["event", "key", "limit", "route"]);
+}
