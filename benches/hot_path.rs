@@ -55,9 +55,15 @@ use drawbridge::auth::{bearer, Authenticator, RouteGuard};
 use drawbridge::exchange::{
     instant_at_unix, subject_token_hash, CacheKey, CredentialCache, ExchangeError, IssuedToken,
 };
+use drawbridge::mcp::arguments::CallArguments;
 use drawbridge::mcp::jsonrpc::inspect;
 use drawbridge::mcp::session::{self, Binding, SessionKeys};
-use drawbridge::policy::{authorize, Glob, Policy, Rule, RuleSet};
+use drawbridge::policy::arguments::{
+    ArgumentName, ArgumentRule, ArgumentRules, Condition, Presence,
+};
+use drawbridge::policy::{
+    authorize, authorize_calls, CallRules, EntryKind, EntryRules, Glob, Policy, Rule, RuleSet,
+};
 use drawbridge::telemetry::Metrics;
 
 /// The route's `public_url`: every token's audience.
@@ -418,6 +424,45 @@ fn four_rule_policy() -> Policy {
     }
 }
 
+/// [`four_rule_policy`] with argument rules on `get-*` that the body of
+/// [`tools_call_body`] satisfies: two `one_of`, a `max`, two `max_length`, a `regex`.
+fn argument_rule_policy() -> Policy {
+    let mut policy = four_rule_policy();
+    let rule = |name: &str, conditions: Vec<Condition>| ArgumentRule {
+        name: ArgumentName::parse(name).expect("a valid name"),
+        presence: Presence::Required,
+        conditions,
+        shadow: false,
+    };
+    let mut call_rules = CallRules::default();
+    call_rules.insert(
+        EntryKind::Tools,
+        "get-*",
+        EntryRules {
+            arguments: ArgumentRules {
+                rules: vec![
+                    rule(
+                        "city",
+                        vec![Condition::regex("[A-Z][a-z]+").expect("a valid regex")],
+                    ),
+                    rule(
+                        "units",
+                        vec![Condition::OneOf(vec![json!("metric"), json!("imperial")])],
+                    ),
+                    rule("days", vec![Condition::Min(1.0), Condition::Max(16.0)]),
+                    rule("include", vec![Condition::MaxLength(5)]),
+                    rule("notes", vec![Condition::MaxLength(1 << 20)]),
+                ],
+                deny_additional: true,
+                exempt: &[],
+            },
+            shadow: false,
+        },
+    );
+    policy.call_rules = call_rules;
+    policy
+}
+
 /// A `tools/call` of `get-forecast` (matched by the glob rule, after two more specific
 /// rules are tried) whose arguments are padded with escaped text to exactly `total` bytes.
 fn tools_call_body(total: usize) -> Vec<u8> {
@@ -459,6 +504,28 @@ fn bench_inspect_authorize<M: Clock>(c: &mut Criterion<M>) {
                 permit.expect("permitted")
             })
         });
+    }
+    // The same, with argument rules on the tool: what reading the arguments strictly and
+    // judging them adds per call.
+    let ruled = argument_rule_policy();
+    for (name, size) in [
+        ("1KiB_tools_call_argument_rules", 1024),
+        ("256KiB_tools_call_argument_rules", 256 * 1024),
+    ] {
+        let body = tools_call_body(size);
+        let judge = |body: &[u8]| {
+            let inspected = inspect(body).expect("a valid body");
+            let arguments = CallArguments::new(body);
+            let (permit, verdicts, _) =
+                authorize_calls(Some(&ruled), &granted, Some(&inspected), &|i, h| {
+                    arguments.of(i, h)
+                });
+            black_box(&verdicts);
+            permit.expect("permitted")
+        };
+        judge(&body);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(name, |b| b.iter(|| judge(black_box(&body))));
     }
     group.finish();
 

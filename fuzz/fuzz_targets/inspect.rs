@@ -3,9 +3,13 @@
 //! - the fast path, where it decides, decides exactly as the serde reading (the
 //!   reference), and `inspect` always answers as the reference does;
 //! - whenever a body is accepted, a lenient upstream (`serde_json::Value`: any JSON,
-//!   last duplicate wins) would call exactly the methods and targets the gateway judged.
+//!   last duplicate wins) would call exactly the methods and targets the gateway judged;
+//! - and the arguments argument rules judge (`mcp::arguments`, its own strict reader)
+//!   are exactly those that upstream reads, or are refused as unreadable only for a
+//!   second spelling of `arguments`.
 #![no_main]
 
+use drawbridge::mcp::arguments::{CallArguments, Holder, Unreadable};
 use drawbridge::mcp::jsonrpc::{differential, inspect, MessageKind};
 use drawbridge::mcp::methods;
 use libfuzzer_sys::fuzz_target;
@@ -47,6 +51,21 @@ fuzz_target!(|body: &[u8]| {
     };
     assert_eq!(inspected.batch, batch);
     assert_eq!(inspected.messages.len(), items.len());
+    let arguments = CallArguments::new(body);
+    for (index, item) in items.iter().enumerate() {
+        let upstream = item.get("params").and_then(|p| p.get("arguments"));
+        match arguments.of(index, Holder::Arguments) {
+            Ok(judged) => assert_eq!(judged, upstream, "the arguments the upstream reads"),
+            Err(Unreadable::Spelling) => {}
+            Err(Unreadable::Body) => {
+                // Only a `params` that is not an object (which names no arguments).
+                assert!(
+                    item.get("params").is_some_and(|p| !p.is_object()),
+                    "accepted, but its arguments are unreadable"
+                );
+            }
+        }
+    }
     for (message, item) in inspected.messages.iter().zip(&items) {
         let method = item.get("method").and_then(Value::as_str);
         match &message.kind {

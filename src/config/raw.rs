@@ -250,6 +250,8 @@ pub struct RawPolicy {
     pub prompts: std::collections::BTreeMap<String, RawRule>,
     #[serde(default)]
     pub methods: std::collections::BTreeMap<String, RawRule>,
+    /// `enforce` (the default) or `shadow`: decisions recorded, none enforced.
+    pub mode: Option<String>,
 }
 
 /// `policy.require`.
@@ -260,8 +262,25 @@ pub struct RawRequire {
     pub claims: RawClaimRules,
 }
 
-/// Claim name → accepted values (any one present passes).
-pub type RawClaimRules = std::collections::BTreeMap<String, Vec<String>>;
+/// Claim name → accepted values (any one present passes), or the long form
+/// `{values: [...], mode: shadow}`.
+pub type RawClaimRules = std::collections::BTreeMap<String, RawClaimValues>;
+
+/// One claim rule's accepted values: a list, or a mapping with a mode.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawClaimValues {
+    Values(Vec<String>),
+    Full(RawClaimRule),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimRule {
+    pub values: Vec<String>,
+    /// `enforce` (the default) or `shadow`.
+    pub mode: Option<String>,
+}
 
 /// One policy rule: the short form (a list of scopes) or the long form, a mapping that
 /// later rule kinds extend with more keys.
@@ -279,8 +298,33 @@ pub struct RawFullRule {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub claims: RawClaimRules,
+    /// Argument name (or JSON pointer) → its rule (tools, prompts, resources).
+    #[serde(default)]
+    pub arguments: std::collections::BTreeMap<String, RawArgumentRule>,
+    /// `allow` (the default) or `deny`: top-level arguments no rule names.
+    pub additional_arguments: Option<String>,
+    /// `enforce` (the default) or `shadow`.
+    pub mode: Option<String>,
     /// Tools only: calls of the tools this rule matches, per period and key.
     pub rate_limit: Option<RawRateLimit>,
+}
+
+/// One argument rule: conditions that must all hold, its presence, its mode.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArgumentRule {
+    pub glob: Option<String>,
+    pub prefix: Option<String>,
+    pub one_of: Option<Vec<Value>>,
+    pub max_length: Option<u64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub regex: Option<String>,
+    /// `false`: must be absent; `true`: must be present (the default).
+    pub present: Option<bool>,
+    /// `true`: may be absent (present, it must satisfy the conditions).
+    pub optional: Option<bool>,
+    pub mode: Option<String>,
 }
 
 /// `routes[].upstream_auth`: exactly one member.

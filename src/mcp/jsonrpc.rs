@@ -170,18 +170,24 @@ pub(crate) const META_KEYS: [&str; 2] = [PROTOCOL_VERSION_META_KEY, RELATED_TASK
 /// ASCII, and the only other characters that fold to ASCII letters are U+017F and U+212A.
 /// Both sides are folded: a decided key may have capitals (`protocolVersion`).
 pub fn key_spelling_of(key: &str, decided: &[&'static str]) -> Option<&'static str> {
+    decided
+        .iter()
+        .copied()
+        .find(|d| key != *d && same_but_for_case(key, d))
+}
+
+/// Are `key` and `decided` equal under the folding [`key_spelling_of`] describes? Exact
+/// for ASCII `decided`, the only kind the gateway (and argument rules, mostly) name.
+pub fn same_but_for_case(key: &str, decided: &str) -> bool {
     let fold = |c: char| match c {
         '\u{17F}' => 's',
         '\u{212A}' => 'k',
         c => c.to_ascii_lowercase(),
     };
-    decided.iter().copied().find(|d| {
-        key != *d
-            // Folding maps a character to one of at most 3 bytes: a cheap first cut.
-            && key.len() >= d.len()
-            && key.len() <= 3 * d.len()
-            && key.chars().map(fold).eq(d.chars().map(fold))
-    })
+    // Folding maps a character to one of at most 3 bytes: a cheap first cut.
+    key.len() >= decided.len()
+        && key.len() <= 3 * decided.len()
+        && key.chars().map(fold).eq(decided.chars().map(fold))
 }
 
 /// A body an upstream could decode other than as UTF-8: a byte order mark (which

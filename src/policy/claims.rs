@@ -108,11 +108,13 @@ impl ClaimSet {
 }
 
 /// One condition of a claim rule: the claim must hold at least one of `values`
-/// (exact, case-sensitive comparison).
+/// (exact, case-sensitive comparison). A rule in shadow mode (`mode: shadow`) is
+/// evaluated and recorded (see `policy::judge`) but never fails a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimRule {
     pub claim: ClaimName,
     pub values: Vec<String>,
+    pub shadow: bool,
 }
 
 impl ClaimRule {
@@ -127,9 +129,10 @@ impl ClaimRule {
     }
 }
 
-/// The first rule of `rules` that `held` does not satisfy (every rule must hold).
+/// The first enforced rule of `rules` that `held` does not satisfy (every rule must
+/// hold; rules in shadow mode are left to `policy::judge`).
 pub fn first_failing<'r>(rules: &'r [ClaimRule], held: &ClaimSet) -> Option<&'r ClaimRule> {
-    rules.iter().find(|r| !r.holds(held))
+    rules.iter().find(|r| !r.shadow && !r.holds(held))
 }
 
 #[cfg(test)]
@@ -209,6 +212,7 @@ mod tests {
         let rule = |c: &str, v: &[&str]| ClaimRule {
             claim: name(c),
             values: v.iter().map(|s| s.to_string()).collect(),
+            shadow: false,
         };
         assert!(rule("groups", &["platform", "sre"]).holds(&held));
         assert!(!rule("groups", &["SRE"]).holds(&held), "case-sensitive");
@@ -228,6 +232,15 @@ mod tests {
             Some("claims:groups".into())
         );
         assert_eq!(first_failing(&rules[..1], &held), None);
+        let shadowed = [ClaimRule {
+            shadow: true,
+            ..rule("groups", &["ops"])
+        }];
+        assert_eq!(
+            first_failing(&shadowed, &held),
+            None,
+            "shadow rules never fail"
+        );
         assert_eq!(held.get(&name("other")), None);
     }
 }

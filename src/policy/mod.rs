@@ -15,11 +15,14 @@
 //! that fails refuses the operation with no step-up (more scopes would not help), and
 //! hides the item from lists like a missing scope does.
 
+pub mod arguments;
 pub mod claims;
 mod glob;
+pub mod judge;
 
 pub use claims::{ClaimName, ClaimRule, ClaimSet};
 pub use glob::Glob;
+pub use judge::{CallRules, EntryKind, EntryRules, Judgment, Shadowed};
 
 /// What a caller holds, as policy reads it: granted scopes and the claims rules name.
 /// A bare list of scopes is a caller without claims.
@@ -127,6 +130,10 @@ pub struct Policy {
     pub resources: RuleSet,
     pub prompts: RuleSet,
     pub methods: RuleSet,
+    /// Argument rules and modes of tool, prompt and resource entries ([`judge`]).
+    pub call_rules: CallRules,
+    /// `mode: shadow`: every decision recorded, none enforced ([`judge`]).
+    pub shadow: bool,
 }
 
 /// What a message asks to do, as the policy sees it.
@@ -213,6 +220,9 @@ pub enum Decision {
     /// A claim rule failed (`rule` is its label, e.g. `claims:groups`): no scope would
     /// help either.
     ClaimsFailed { rule: String },
+    /// An argument rule failed (`rule` is its label, e.g. `arguments:/path`; `reason`
+    /// says how, never with the value): no scope would help.
+    ArgumentsFailed { rule: String, reason: &'static str },
 }
 
 impl Decision {
@@ -222,7 +232,12 @@ impl Decision {
             Decision::MissingScopes { .. } => "deny",
             Decision::NotPermitted => "deny",
             Decision::ClaimsFailed { .. } => "deny",
+            Decision::ArgumentsFailed { .. } => "deny",
         }
+    }
+
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow { .. })
     }
 
     /// Which rule refused, for audit: `scopes`, `default` or a claim rule's label.
@@ -232,6 +247,7 @@ impl Decision {
             Decision::MissingScopes { .. } => Some("scopes"),
             Decision::NotPermitted => Some("default"),
             Decision::ClaimsFailed { rule } => Some(rule),
+            Decision::ArgumentsFailed { rule, .. } => Some(rule),
         }
     }
 }
@@ -339,6 +355,9 @@ impl Policy {
     /// calling never disagree.
     /// (`decide` without its allocations: it runs once per listed item.)
     pub fn visible(&self, granted: &(impl Grants + ?Sized), op: Operation<'_>) -> bool {
+        if self.shadowed(op) {
+            return true;
+        }
         self.failed_requirement(granted).is_none()
             && self.needs(op).is_some_and(|needs| needs.held_by(granted))
     }
@@ -362,6 +381,9 @@ impl Policy {
     /// a resource rule whose scopes the caller holds can match the same URI (or, with
     /// `default: allow`, if no rule claims all of its URIs for scopes the caller lacks).
     pub fn template_visible(&self, granted: &(impl Grants + ?Sized), uri_template: &str) -> bool {
+        if self.shadow {
+            return true;
+        }
         if self.failed_requirement(granted).is_some() {
             return false;
         }
@@ -416,17 +438,44 @@ pub struct Denial {
 
 /// Authorizes every operation of a request. A request without a body (GET, DELETE)
 /// carries no operation and is permitted by the route-level checks already made.
-/// A batch is refused whole if any element is refused.
+/// A batch is refused whole if any element is refused. Calls are judged as if they
+/// carried no arguments (a rule needing one fails): the request path uses
+/// [`authorize_calls`], which reads them.
 pub fn authorize<'a>(
     policy: Option<&Policy>,
     granted: &(impl Grants + ?Sized),
     inspected: Option<&'a Inspected>,
 ) -> (Result<Permit, Denial>, Vec<Verdict<'a>>) {
+    let (result, verdicts, _) = authorize_calls(policy, granted, inspected, &|_, _| Ok(None));
+    (result, verdicts)
+}
+
+/// What [`authorize_calls`] found: the permit or denial, each operation's verdict and
+/// the shadow decisions (each with its operation).
+pub type Authorized<'a> = (
+    Result<Permit, Denial>,
+    Vec<Verdict<'a>>,
+    Vec<(Operation<'a>, Shadowed)>,
+);
+
+/// [`authorize`], with argument rules reading each call's arguments from `arguments`
+/// and the shadow decisions returned beside the verdicts.
+pub fn authorize_calls<'a>(
+    policy: Option<&Policy>,
+    granted: &(impl Grants + ?Sized),
+    inspected: Option<&'a Inspected>,
+    arguments: &judge::ArgumentSource<'_>,
+) -> Authorized<'a> {
     let mut ops: Vec<Operation<'a>> = inspected
         .map(|i| i.messages.iter().map(|m| Operation::of(&m.kind)).collect())
         .unwrap_or_default();
-    // The route's `require` refuses a request without a message too.
-    if ops.is_empty() && policy.is_some_and(|p| p.failed_requirement(granted).is_some()) {
+    // The route's `require` refuses a request without a message too (and its rules in
+    // shadow mode are recorded for it).
+    if ops.is_empty()
+        && policy.is_some_and(|p| {
+            p.failed_requirement(granted).is_some() || p.require.iter().any(|r| r.shadow)
+        })
+    {
         ops.push(Operation::Request);
     }
     let Some(policy) = policy else {
@@ -437,13 +486,19 @@ pub fn authorize<'a>(
                 decision: Decision::Allow { scopes: Vec::new() },
             })
             .collect();
-        return (Ok(Permit { scopes: Vec::new() }), verdicts);
+        return (Ok(Permit { scopes: Vec::new() }), verdicts, Vec::new());
     };
+    let mut shadowed = Vec::new();
     let verdicts: Vec<Verdict<'a>> = ops
         .into_iter()
-        .map(|op| Verdict {
-            decision: policy.decide(granted, op),
-            op,
+        .enumerate()
+        .map(|(index, op)| {
+            let judgment = policy.judge(granted, op, index, arguments);
+            shadowed.extend(judgment.shadowed.into_iter().map(|s| (op, s)));
+            Verdict {
+                decision: judgment.decision,
+                op,
+            }
         })
         .collect();
     let mut scopes: Vec<String> = Vec::new();
@@ -468,11 +523,20 @@ pub fn authorize<'a>(
                 not_permitted = true;
                 continue;
             }
+            Decision::ArgumentsFailed { rule, reason } => {
+                refused.push(format!(
+                    "{}: {}",
+                    what(v.op),
+                    arguments::describe(rule, reason)
+                ));
+                not_permitted = true;
+                continue;
+            }
         };
         extend_unique(&mut scopes, needed);
     }
     if refused.is_empty() {
-        return (Ok(Permit { scopes }), verdicts);
+        return (Ok(Permit { scopes }), verdicts, shadowed);
     }
     let denial = Denial {
         needed: if not_permitted { Vec::new() } else { scopes },
@@ -480,7 +544,7 @@ pub fn authorize<'a>(
         message: format!("forbidden: {}", refused.join("; ")),
         not_permitted,
     };
-    (Err(denial), verdicts)
+    (Err(denial), verdicts, shadowed)
 }
 
 /// `file:///{path}` → glob `file:///*`; literal `*` and `?` stay wildcards (harmless:

@@ -29,6 +29,7 @@ fn policy(default_allow: bool) -> Policy {
         resources: rules(&[("test://static/resource/*", &["resources:read"])]),
         prompts: rules(&[("simple-prompt", &["prompts:read"])]),
         methods: rules(&[("tasks/*", &["tasks"])]),
+        ..Policy::default()
     }
 }
 
@@ -259,6 +260,7 @@ fn table_policy(default_allow: bool) -> Policy {
         prompts: table_rules(&[("n", "prompt")]),
         resources: table_rules(&[("u", "resource")]),
         methods: RuleSet::default(),
+        ..Policy::default()
     }
 }
 
@@ -353,6 +355,7 @@ fn claim_rule(claim: &str, values: &[&str]) -> ClaimRule {
     ClaimRule {
         claim: ClaimName::parse(claim).unwrap(),
         values: granted(values),
+        shadow: false,
     }
 }
 

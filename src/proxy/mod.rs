@@ -181,6 +181,7 @@ impl Gateway {
             rt,
             ctx.principal.as_deref(),
             ctx.inspected.as_ref(),
+            body.as_deref(),
             ctx.ids.as_ref(),
         )?;
         // 7b. The tools' rate limits: only permitted calls count.

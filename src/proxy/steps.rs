@@ -17,6 +17,7 @@ use crate::auth::jwt::TokenError;
 use crate::auth::{bearer, AuthFailure, Authenticated, Principal};
 use crate::config::RouteMatch;
 use crate::exchange::CredentialRequest;
+use crate::mcp::arguments::CallArguments;
 use crate::mcp::filter::{ListKind, PendingLists};
 use crate::mcp::jsonrpc::{Inspected, MessageKind, VersionClaim};
 use crate::mcp::request_meta::{self, MetaError};
@@ -178,6 +179,7 @@ pub(super) fn authorize(
     rt: &RouteRuntime,
     principal: Option<&Principal>,
     inspected: Option<&Inspected>,
+    body: Option<&[u8]>,
     ids: Option<&RequestIds>,
 ) -> Result<(Permit, PendingLists), Refusal> {
     let granted: &dyn policy::Grants = match principal {
@@ -185,7 +187,12 @@ pub(super) fn authorize(
         None => &crate::policy::NOTHING_GRANTED,
     };
     let policy = rt.route.policy.as_ref();
-    let (result, verdicts) = policy::authorize(policy, granted, inspected);
+    // Argument rules read a call's arguments from the body, strictly, and only when a
+    // rule asks (see `mcp::arguments`).
+    let arguments = CallArguments::new(body.unwrap_or_default());
+    let (result, verdicts, shadowed) =
+        policy::authorize_calls(policy, granted, inspected, &|i, h| arguments.of(i, h));
+    record_shadowed(rt, principal, &shadowed, ids);
     // Audit output per request is bounded: a lone operation gets its event; a batch gets
     // one summary event with counts, plus one event per denied operation up to
     // AUDITED_DENIALS (a batch of 60,000 notifications once wrote 14 MiB).
@@ -266,6 +273,33 @@ pub(super) fn authorize(
                 challenge,
             })
         }
+    }
+}
+
+/// Shadow decisions: every one counted, the would-be denials audited (at most
+/// `AUDITED_DENIALS` a request).
+fn record_shadowed(
+    rt: &RouteRuntime,
+    principal: Option<&Principal>,
+    shadowed: &[(Operation<'_>, policy::Shadowed)],
+    ids: Option<&RequestIds>,
+) {
+    let mut audited = 0usize;
+    for (op, s) in shadowed {
+        rt.metrics.shadow_decision(&s.rule, s.decision.label());
+        if s.decision.is_allow() || audited >= AUDITED_DENIALS {
+            continue;
+        }
+        audited += 1;
+        audit::emit(
+            &AuditEvent::ShadowDecision {
+                route: &rt.route,
+                caller: Caller::of(principal),
+                op: *op,
+                shadowed: s,
+            },
+            ids,
+        );
     }
 }
 

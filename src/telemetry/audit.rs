@@ -17,7 +17,7 @@ use crate::mcp::filter::FilterError;
 use crate::mcp::handles::Handle;
 use crate::mcp::session::UnsealError;
 use crate::mcp::stream::StreamFailure;
-use crate::policy::{Decision, Verdict};
+use crate::policy::{Decision, Operation, Shadowed, Verdict};
 use crate::ratelimit::KeyKind;
 
 /// Who a request came from, as its verified token says: issuer, subject, client. Empty
@@ -57,6 +57,16 @@ pub enum AuditEvent<'a> {
         route: &'a Route,
         caller: Caller<'a>,
         verdict: &'a Verdict<'a>,
+    },
+    /// `authorization` (info) with `shadow = true`: what a rule in shadow mode would
+    /// have decided (a denial; allows are only counted), which was not enforced. `rule`
+    /// names the shadowed rule (`tools:read_file:arguments:/path`), `failed` the check
+    /// that would have refused.
+    ShadowDecision {
+        route: &'a Route,
+        caller: Caller<'a>,
+        op: Operation<'a>,
+        shadowed: &'a Shadowed,
     },
     /// `authorization` (info) summing up a batch: counts only, and how many denied
     /// operations got no event of their own.
@@ -257,6 +267,27 @@ fn write(event: &AuditEvent<'_>, ids: Option<&RequestIds>) {
                 missing = %missing,
             )
         }
+        AuditEvent::ShadowDecision {
+            route,
+            caller,
+            op,
+            shadowed,
+        } => tracing::info!(
+            target: "audit",
+            event = "authorization",
+            request_id,
+            trace_id,
+            route = %route.name,
+            issuer = caller.issuer,
+            subject = caller.subject,
+            client = caller.client,
+            method = op.method(),
+            name = op.target(),
+            shadow = true,
+            decision = shadowed.decision.label(),
+            rule = %shadowed.rule,
+            failed = shadowed.decision.rule(),
+        ),
         AuditEvent::AuthorizationSummary {
             route,
             caller,

@@ -102,6 +102,7 @@ struct Families {
     auth_failures: IntCounterVec,
     mcp_operations: IntCounterVec,
     tool_calls: IntCounterVec,
+    policy_shadow_decisions: IntCounterVec,
     token_exchanges: IntCounterVec,
     token_exchange_duration: HistogramVec,
     cache_requests: IntCounterVec,
@@ -258,6 +259,15 @@ impl RouteMetrics {
             .with_label_values(&[self.name.as_str(), tool, decision])
             .inc();
     }
+
+    /// What a rule in shadow mode would have decided; `rule` is bounded by the
+    /// configuration (`policy`, `tools:read_file`, `tools:read_file:arguments:/path`).
+    pub fn shadow_decision(&self, rule: &str, decision: &str) {
+        self.families
+            .policy_shadow_decisions
+            .with_label_values(&[self.name.as_str(), rule, decision])
+            .inc();
+    }
 }
 
 fn counter(
@@ -320,6 +330,12 @@ impl Metrics {
             "drawbridge_tool_calls_total",
             "tools/call decisions, by route, tool (configured name, pattern or other) and decision.",
             &["route", "tool", "decision"],
+        )?;
+        let policy_shadow_decisions = counter(
+            &registry,
+            "drawbridge_policy_shadow_decisions_total",
+            "Decisions of policy rules in shadow mode (recorded, not enforced), by route, rule and decision.",
+            &["route", "rule", "decision"],
         )?;
         let token_exchanges = counter(
             &registry,
@@ -451,6 +467,7 @@ impl Metrics {
                 auth_failures,
                 mcp_operations,
                 tool_calls,
+                policy_shadow_decisions,
                 token_exchanges,
                 token_exchange_duration,
                 cache_requests,

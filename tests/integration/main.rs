@@ -6,6 +6,7 @@ mod harness;
 mod idp;
 mod upstream;
 
+mod arguments;
 mod auth;
 mod cli;
 mod connections;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::Checker;
-use crate::config::raw::{RawClaimMapping, RawClaimRules, RawPermissionClaim};
+use crate::config::raw::{RawClaimMapping, RawClaimRules, RawClaimValues, RawPermissionClaim};
 use crate::config::{ClaimMapping, Issuer, PermissionClaim, Route};
 use crate::oauth_client::needs_tls;
 use crate::policy::{ClaimName, ClaimRule};
@@ -83,8 +83,15 @@ impl Checker<'_> {
     /// its listed values.
     pub(super) fn claim_rules(&mut self, at: &str, raw: &RawClaimRules) -> Vec<ClaimRule> {
         let mut rules = Vec::new();
-        for (name, values) in raw {
+        for (name, raw_values) in raw {
             let at = format!("{at}.{name}");
+            let (values, shadow) = match raw_values {
+                RawClaimValues::Values(values) => (values, false),
+                RawClaimValues::Full(full) => (
+                    &full.values,
+                    self.mode(&format!("{at}.mode"), full.mode.as_deref()),
+                ),
+            };
             let Some(claim) = self.claim_name(&at, name) else {
                 continue;
             };
@@ -102,6 +109,7 @@ impl Checker<'_> {
             rules.push(ClaimRule {
                 claim,
                 values: values.clone(),
+                shadow,
             });
         }
         rules

@@ -186,7 +186,7 @@ fn claim_rules_in_the_short_and_long_forms() {
             "RFC 6901",
         ),
         (
-            "    policy:\n      tools:\n        deploy: { scopes: [a], arguments: {} }\n",
+            "    policy:\n      tools:\n        deploy: { scopes: [a], unknown_key: {} }\n",
             "routes[0].policy.tools.deploy",
             "expected a list of scopes",
         ),

@@ -2,6 +2,7 @@
 //! the shape of each part of the file (`structure`), then the meaning of each setting, by
 //! concern (`limits`, `issuers`, `routes`, `upstream_auth`, `tls`).
 
+mod arguments;
 mod claims;
 mod issuers;
 mod limits;

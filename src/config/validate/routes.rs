@@ -13,7 +13,7 @@ use crate::config::{
     units, Route, RouteAuth, Upstream, UpstreamAuth, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT,
     DEFAULT_STREAM_IDLE_TIMEOUT,
 };
-use crate::policy::{Glob, Policy, Rule, RuleSet};
+use crate::policy::{CallRules, Glob, Policy, Rule, RuleSet};
 
 impl Checker<'_> {
     pub(super) fn route(
@@ -241,6 +241,15 @@ impl Checker<'_> {
         let resources = self.rule_set(at, "resources", &raw.resources);
         let prompts = self.rule_set(at, "prompts", &raw.prompts);
         let methods = self.rule_set(at, "methods", &raw.methods);
+        let mut call_rules = CallRules::default();
+        for (kind, map) in [
+            ("tools", &raw.tools),
+            ("resources", &raw.resources),
+            ("prompts", &raw.prompts),
+            ("methods", &raw.methods),
+        ] {
+            self.call_rules(at, kind, map, &mut call_rules);
+        }
         Policy {
             default_allow,
             require,
@@ -248,6 +257,8 @@ impl Checker<'_> {
             resources,
             prompts,
             methods,
+            call_rules,
+            shadow: self.mode(&format!("{at}.mode"), raw.mode.as_deref()),
         }
     }
 

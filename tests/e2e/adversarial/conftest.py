@@ -60,9 +60,16 @@ OUTSIDE_ROUTES = {
     "ts-outside": ("/ts/outside", "ts", "/outside/"),
     "py-outside": ("/py/outside", "py", "/outside/"),
 }
+# Routes whose `echo` has argument rules (issue 20): `target` under /srv/data, nothing else
+# but a short `message` (and, in shadow mode, a lower-case one: recorded, not enforced).
+# Configured, but not in the `route` fixture.
+ARGS_ROUTES = {
+    "ts-args": ("/ts/args", "ts", "/mcp"),
+    "py-args": ("/py/args", "py", "/mcp"),
+}
 STREAMABLE_ROUTES = ("ts-mcp", "py-mcp")
 LEGACY_ROUTES = ("ts-legacy", "py-legacy")
-ALL_ROUTES = {**ROUTES, **OUTSIDE_ROUTES}
+ALL_ROUTES = {**ROUTES, **OUTSIDE_ROUTES, **ARGS_ROUTES}
 
 
 class Issuer:
@@ -137,6 +144,7 @@ class AdvGateway:
     servers: dict  # "ts"/"py" -> Server
     issuer: Issuer
     tokens: dict  # route name -> a token holding CALLER_SCOPES for that route
+    admin: str = ""  # http://127.0.0.1:PORT of the admin listener (/metrics)
 
     def prefix(self, route: str) -> str:
         return ALL_ROUTES[route][0]
@@ -196,11 +204,21 @@ def py_server(peer_log_dir) -> Iterator[Server]:
         stop_peer(proc)
 
 
+ECHO_WITH_ARGUMENTS = """
+          scopes: [tools:echo]
+          additional_arguments: deny
+          arguments:
+            target: { glob: '/srv/data/**' }
+            message: { max_length: 64, optional: true }
+            /message: { regex: '[a-z ]*', optional: true, mode: shadow }"""
+
+
 def adv_gateway_config(listen_port: int, admin_port: int, issuer: str,
                        servers: dict[str, Server]) -> str:
     base = f"http://{LOOPBACK}:{listen_port}"
     routes = []
     for name, (prefix, server, upstream_path) in ALL_ROUTES.items():
+        echo = ECHO_WITH_ARGUMENTS if name in ARGS_ROUTES else "[tools:echo]"
         routes.append(f"""\
   - name: {name}
     match: {{ path: {prefix} }}
@@ -216,7 +234,7 @@ def adv_gateway_config(listen_port: int, admin_port: int, issuer: str,
     policy:
       default: deny
       tools:
-        echo: [tools:echo]
+        echo: {echo}
       prompts:
         greeting: [tools:echo]
       resources:
@@ -251,7 +269,8 @@ def adv_gateway(adv_issuer, ts_server, py_server, peer_log_dir) -> Iterator[AdvG
     tokens = {route: adv_issuer.mint(base + prefix)
               for route, (prefix, _, _) in ALL_ROUTES.items()}
     try:
-        yield AdvGateway(base=base, servers=servers, issuer=adv_issuer, tokens=tokens)
+        yield AdvGateway(base=base, servers=servers, issuer=adv_issuer, tokens=tokens,
+                         admin=f"http://{LOOPBACK}:{admin_port}")
     finally:
         stop_peer(proc)
 
