@@ -16,13 +16,14 @@ LABELS = {
     "c": "(c) bare Pingora",
     "d": "(d) drawbridge, public route, `RUST_LOG=warn`",
     "d+log": "(d+log) drawbridge, `RUST_LOG=info`, access log to /dev/null",
+    "d+tls": "(d+tls) drawbridge, public route, TLS listener (HTTPS, kept alive)",
     "e": "(e) drawbridge, full pipeline, `RUST_LOG=warn`",
     "e+audit": "(e+audit) drawbridge, full pipeline, `RUST_LOG=warn,audit=info` to /dev/null",
     "c@ref": "(c@ref) the reference bare Pingora (`--ref-bare`)",
     "d@ref": "(d@ref) the reference binary (`--ref-bin`), public route",
     "e@ref": "(e@ref) the reference binary (`--ref-bin`), full pipeline",
 }
-ORDER = ["a", "b", "c", "d", "d+log", "e", "e+audit", "c@ref", "d@ref", "e@ref"]
+ORDER = ["a", "b", "c", "d", "d+log", "d+tls", "e", "e+audit", "c@ref", "d@ref", "e@ref"]
 
 
 def parse_args():
@@ -191,6 +192,7 @@ def main():
     ratio_row("(d) / (b): drawbridge vs nginx hop", "d", "b", "")
     ratio_row("(c) / (b): bare Pingora vs nginx hop", "c", "b", "")
     ratio_row("(d+log) / (d): cost of the access log", "d+log", "d", "")
+    ratio_row("(d+tls) / (d): cost of the TLS listener", "d+tls", "d", "")
     ratio_row("(e) / (c): full pipeline vs bare Pingora", "e", "c", "")
     ratio_row("(e) / (d): full pipeline vs public route", "e", "d", "")
     ratio_row("(e) / (b): full pipeline vs nginx hop", "e", "b", "≥ 1.00 (moonshot)")
@@ -242,6 +244,7 @@ def main():
         cost = med["d+log"]["proxy_cpu"] - med["d"]["proxy_cpu"]
         print(f"Access log at `info`: {cost:+.1f} µs CPU per request.\n")
     for x, y, what in (
+        ("d+tls", "d", "The TLS listener (HTTPS, kept-alive connections) over plain HTTP"),
         ("e", "d", "The full pipeline (token, policy, exchange, session) over the public route"),
         ("e+audit", "e", "Audit events at `info`"),
     ):

@@ -7,6 +7,9 @@
 #   (c)     a bare Pingora proxy with no logic (benches/bare_pingora.rs) in front of (a)
 #   (d)     drawbridge, one public route, RUST_LOG=warn, in front of (a)
 #   (d+log) the same with RUST_LOG=info: one access line per request, written to /dev/null
+#   (d+tls) (d) with the `tls` listener: wrk speaks HTTPS (HTTP/1.1, kept-alive connections,
+#           so a handshake per connection, then record encryption per request); an RSA
+#           2048 certificate made per run with openssl
 #   (e)     drawbridge with the full pipeline, RUST_LOG=warn: RS256 JWT validation (JWKS
 #           from OIDC discovery; verified tokens cached), per-tool policy, RFC 8693 token
 #           exchange (scopes per_operation; issued tokens cached) and a sealed
@@ -42,7 +45,7 @@
 #                    so pinning them to one core caps the nginx hop near its own capacity,
 #                    and under background load it keeps the proxy on a busy core; see
 #                    docs/BENCHMARKS.md
-#   --targets LIST   comma-separated subset of a,b,c,d,d+log,e,e+audit,e+info,d@ref,e@ref
+#   --targets LIST   comma-separated subset of a,b,c,d,d+log,d+tls,e,e+audit,e+info,d@ref,e@ref
 #                    (default: all but the @ref ones; those need --ref-bin); the
 #                    upstream (a) always runs, it is measured only when listed
 #   --ref-bin PATH   the drawbridge binary of the @ref targets (e.g. one built from
@@ -149,8 +152,8 @@ if [[ -n $ref_bare ]]; then
 fi
 IFS=, read -r -a targets <<<"$targets_csv"
 for t in "${targets[@]}"; do
-    [[ $t =~ ^(a|b|c|d|d\+log|e|e\+audit|e\+info|c@ref|d@ref|e@ref)$ ]] ||
-        die "unknown target $t (a, b, c, d, d+log, e, e+audit, e+info, c@ref, d@ref, e@ref)"
+    [[ $t =~ ^(a|b|c|d|d\+log|d\+tls|e|e\+audit|e\+info|c@ref|d@ref|e@ref)$ ]] ||
+        die "unknown target $t (a, b, c, d, d+log, d+tls, e, e+audit, e+info, c@ref, d@ref, e@ref)"
     [[ $t != [de]@ref || -n $ref_bin ]] || die "target $t needs --ref-bin"
     [[ $t != c@ref || -n $ref_bare ]] || die "target c@ref needs --ref-bare"
 done
@@ -169,7 +172,7 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 command -v taskset >/dev/null || missing+=(util-linux)
-((!full_pipeline)) || command -v openssl >/dev/null || missing+=(openssl)
+((!full_pipeline)) && ! has_target d+tls || command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
     ((EUID == 0)) || die "missing ${missing[*]}; install them (apt-get) or run as root"
     echo "installing ${missing[*]}" >&2
@@ -265,7 +268,8 @@ printf '%s' "$body" >"$tmp/body.json"
 expected='{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}'
 
 post() { # URL OUTFILE -> prints the status code (000: no answer)
-    curl -s -m 5 -o "$2" -w '%{http_code}' -X POST -H 'content-type: application/json' \
+    # -k: (d+tls) serves a certificate made for this run.
+    curl -k -s -m 5 -o "$2" -w '%{http_code}' -X POST -H 'content-type: application/json' \
         -H 'accept: application/json, text/event-stream' --data-binary "@$tmp/body.json" "$1" || true
 }
 
@@ -314,10 +318,10 @@ p_a=$port_base p_b=$((port_base + 1)) p_c=$((port_base + 2))
 p_d=$((port_base + 3)) p_dlog=$((port_base + 4))
 p_e=$((port_base + 5)) p_eaudit=$((port_base + 6)) p_as=$((port_base + 7))
 p_dref=$((port_base + 8)) p_eref=$((port_base + 9)) p_cref=$((port_base + 10))
-p_einfo=$((port_base + 17))
+p_einfo=$((port_base + 17)) p_dtls=$((port_base + 19))
 for p in $p_a $p_b $p_c $p_d $p_dlog $p_e $p_eaudit $p_as $p_dref $p_eref $p_cref \
     $((port_base + 11)) $((port_base + 12)) $((port_base + 13)) $((port_base + 14)) \
-    $((port_base + 15)) $((port_base + 16)) $p_einfo $((port_base + 18)); do
+    $((port_base + 15)) $((port_base + 16)) $p_einfo $((port_base + 18)) $p_dtls $((port_base + 20)); do
     port_free "$p" || die "127.0.0.1:$p is in use (choose another --port-base)"
 done
 declare -A url proxy_of label
@@ -326,6 +330,7 @@ label[b]="(b) nginx hop"
 label[c]="(c) bare Pingora"
 label[d]="(d) drawbridge, public route, log=warn"
 label[d+log]="(d+log) drawbridge, log=info (access log to /dev/null)"
+label[d+tls]="(d+tls) drawbridge, public route, TLS listener (HTTPS, kept alive)"
 label[e]="(e) drawbridge, full pipeline, log=warn"
 label[e+audit]="(e+audit) drawbridge, full pipeline, audit=info (to /dev/null)"
 label[e+info]="(e+info) drawbridge, full pipeline, RUST_LOG=info, default log settings (to a file)"
@@ -412,6 +417,21 @@ if has_target d+log; then
         'exec "$0" run --config "$1" 2>/dev/null' "$drawbridge_bin" "$tmp/gateway-info.yaml"
     wait_and_verify drawbridge-log "http://127.0.0.1:$p_dlog/mcp"
     url[d+log]="http://127.0.0.1:$p_dlog/mcp" proxy_of[d+log]=drawbridge-log
+fi
+if has_target d+tls; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/tls.key" -out "$tmp/tls.crt" \
+        2>/dev/null || die "openssl could not make a certificate"
+    chmod 600 "$tmp/tls.key"
+    drawbridge_conf "$tmp/gateway-tls.yaml" "$p_dtls" $((port_base + 20))
+    printf 'tls:\n  cert_file: %s\n  key_file: %s\n' "$tmp/tls.crt" "$tmp/tls.key" \
+        >>"$tmp/gateway-tls.yaml"
+    sed -i "s#public_url: http://#public_url: https://#" "$tmp/gateway-tls.yaml"
+    must_validate "$tmp/gateway-tls.yaml"
+    RUST_LOG=warn start drawbridge-tls INT "${on_proxy[@]}" -- "$drawbridge_bin" run \
+        --config "$tmp/gateway-tls.yaml"
+    wait_and_verify drawbridge-tls "https://127.0.0.1:$p_dtls/mcp"
+    url[d+tls]="https://127.0.0.1:$p_dtls/mcp" proxy_of[d+tls]=drawbridge-tls
 fi
 if has_target d@ref; then
     drawbridge_conf "$tmp/gateway-ref.yaml" "$p_dref" $((port_base + 15))
