@@ -14,6 +14,7 @@ use base64::Engine;
 use drawbridge::auth::bearer::{bearer_token, BearerError, MAX_TOKEN_LEN};
 use drawbridge::auth::jwt;
 use drawbridge::auth::times::{check_times, MissingExp, TokenTimes};
+use drawbridge::config::ClaimMapping;
 use drawbridge::jose::Algorithm;
 use drawbridge::target::query::Query;
 use http::{HeaderMap, HeaderValue};
@@ -130,8 +131,12 @@ fn check_decoded(decoded: &jwt::Decoded<'_>, header: Option<&[u8]>) {
         );
     }
     let claims = &decoded.claims;
-    let _ = claims.scopes();
     let _ = claims.client();
+    // The issuer's claim mapping (subject, client, scopes and permissions) reads the
+    // payload as JSON: never a panic, whatever the claims hold.
+    if let Ok(json) = decoded.claims_json() {
+        let _ = drawbridge::auth::claims::identity(&ClaimMapping::default(), &[], &json);
+    }
     let accepted = ["at+jwt".to_string(), "jwt".to_string()];
     let _ = jwt::check_token_type(decoded.typ.as_deref(), claims, &accepted);
     for now in [i64::MIN, 0, 1_750_000_000, i64::MAX] {
