@@ -250,6 +250,17 @@ pub struct RawPolicy {
     pub prompts: std::collections::BTreeMap<String, RawRule>,
     #[serde(default)]
     pub methods: std::collections::BTreeMap<String, RawRule>,
+    /// Pinned tool definitions (`policy::pins`).
+    pub pins: Option<RawPins>,
+}
+
+/// `policy.pins`: the lock file `drawbridge pin` wrote, and what a changed tool gets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPins {
+    pub file: String,
+    /// `hide` (the default) or `warn`.
+    pub on_change: Option<String>,
 }
 
 /// `policy.require`.

@@ -2,6 +2,7 @@
 //! legacy HTTP+SSE transport's endpoint rewriting. Pure functions and small state
 //! machines; nothing here knows about Pingora or does I/O.
 
+pub mod canonical;
 pub mod filter;
 pub mod handles;
 pub mod jsonrpc;

@@ -17,6 +17,7 @@
 
 pub mod claims;
 mod glob;
+pub mod pins;
 
 pub use claims::{ClaimName, ClaimRule, ClaimSet};
 pub use glob::Glob;
