@@ -19,6 +19,7 @@ mod handles;
 mod headers;
 mod limits;
 mod origin;
+mod pins;
 mod rewrite;
 mod state;
 mod steps;
@@ -183,7 +184,14 @@ impl Gateway {
             ctx.inspected.as_ref(),
             ctx.ids.as_ref(),
         )?;
-        // 7b. The tools' rate limits: only permitted calls count.
+        // 7b. Pinned tool definitions: no call of a tool hidden for a changed definition.
+        pins::check_pinned_calls(
+            rt,
+            ctx.principal.as_deref(),
+            ctx.inspected.as_ref(),
+            ctx.ids.as_ref(),
+        )?;
+        // 7c. The tools' rate limits: only permitted calls count (not those refused above).
         limits::check_tool_limits(
             rt,
             ctx.principal.as_deref(),

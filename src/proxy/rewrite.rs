@@ -97,10 +97,14 @@ impl Gateway {
             per_caller: super::handles::per_caller_upstream(rt, &ctx.principal),
             presented: &presented,
         };
+        let pinned = |name: &str, item: &str| {
+            super::pins::listed_tool(rt, ctx.principal.as_deref(), ctx.ids.as_ref(), name, item)
+        };
         let rules = Rules {
             keep: policy.is_some().then_some(&keep as _),
             seal_state: Some(&seal_state),
             tasks: Some(tasks),
+            pinned: rt.pins.is_some().then_some(&pinned as _),
         };
         let refusal = Refusal::UnfilterableAnswer;
         let out: Vec<u8> = match &mut ctx.response_mode {
@@ -139,6 +143,7 @@ impl Gateway {
                     keep: rules.keep,
                     seal_state: rules.seal_state,
                     tasks: rules.tasks,
+                    pinned: rules.pinned,
                     endpoint: &endpoint,
                     error_messages: &error_messages,
                 };

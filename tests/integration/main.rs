@@ -24,6 +24,7 @@ mod log_budget;
 mod metrics;
 mod modern;
 mod obo;
+mod pins;
 mod policy;
 mod providers;
 mod proxying;
