@@ -248,6 +248,30 @@ mod tests {
     }
 
     #[test]
+    fn pinned_tools_are_checked_in_every_event() {
+        // The policy shows `echo`; its pin accepts only the reviewed definition.
+        let pinned = |name: &str, item: &str| name == "echo" && !item.contains("changed");
+        let h = Hooks {
+            pinned: Some(&pinned),
+            ..hooks()
+        };
+        let changed = LIST.replace(
+            r#"{"name":"echo"}"#,
+            r#"{"name":"echo","description":"changed"}"#,
+        );
+        let stream = format!("data: {LIST}\n\ndata: {changed}\n\n");
+        let out = SseFilter::new(1 << 20).push(stream.as_bytes(), true, &h);
+        assert_eq!(out.failure, None);
+        assert_eq!(
+            String::from_utf8(out.bytes).unwrap(),
+            format!(
+                "data: {FILTERED}\n\ndata: {}\n\n",
+                r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]}}"#
+            )
+        );
+    }
+
+    #[test]
     fn a_second_byte_order_mark_does_not_carry_a_list_past_the_filter() {
         // Found by fuzz/fuzz_targets/sse.rs: the reader skips one BOM, so the gateway read
         // `\u{feff}data: …` as an unknown field and passed the event unfiltered; the

@@ -185,12 +185,15 @@ impl Gateway {
             ctx.ids.as_ref(),
         )?;
         // 7b. Pinned tool definitions: no call of a tool hidden for a changed definition.
-        pins::check_pinned_calls(
-            rt,
-            ctx.principal.as_deref(),
-            ctx.inspected.as_ref(),
-            ctx.ids.as_ref(),
-        )?;
+        if let Some(pins) = &rt.pins {
+            let at = pins::Recorder {
+                route: &rt.route,
+                metrics: &rt.metrics,
+                principal: ctx.principal.as_deref(),
+                ids: ctx.ids.as_ref(),
+            };
+            pins.check_calls(&at, ctx.inspected.as_ref())?;
+        }
         // 7c. The tools' rate limits: only permitted calls count (not those refused above).
         limits::check_tool_limits(
             rt,

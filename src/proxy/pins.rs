@@ -25,7 +25,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::state::RouteRuntime;
 use crate::auth::Principal;
 use crate::config::Route;
 use crate::mcp::canonical::tool_digest;
@@ -35,6 +34,7 @@ use crate::policy::Operation;
 use crate::refusal::Refusal;
 use crate::telemetry::audit::{self, AuditEvent, Caller};
 use crate::telemetry::ids::RequestIds;
+use crate::telemetry::RouteMetrics;
 
 /// A route's pins and what this configuration has seen of them.
 pub(super) struct PinState {
@@ -59,91 +59,80 @@ const HIDDEN: &str = "hidden";
 const WARNED: &str = "warned";
 const CALL_REFUSED: &str = "call_refused";
 
-/// Whether a listed tool (its name, its item's JSON text) is shown: its definition is
-/// its pin, or the route only warns. Remembers the verdict for the tool's calls.
-pub(super) fn listed_tool(
-    rt: &RouteRuntime,
-    principal: Option<&Principal>,
-    ids: Option<&RequestIds>,
-    name: &str,
-    item: &str,
-) -> bool {
-    let Some(state) = &rt.pins else { return true };
-    let digest = tool_digest(item).ok();
-    let verdict = state.pins.verdict(name, digest.as_deref());
-    if let Some(changed) = state.changed.get(name) {
-        changed.store(verdict != PinVerdict::Matches, Ordering::Relaxed);
-    }
-    if verdict == PinVerdict::Matches {
-        return true;
-    }
-    let action = match state.pins.on_change {
-        OnChange::Hide => HIDDEN,
-        OnChange::Warn => WARNED,
-    };
-    record(rt, principal, ids, state, name, verdict, action);
-    state.pins.on_change == OnChange::Warn
+/// Where a verdict is recorded: the route, its metrics, the caller and the request.
+pub(super) struct Recorder<'a> {
+    pub route: &'a Route,
+    pub metrics: &'a RouteMetrics,
+    pub principal: Option<&'a Principal>,
+    pub ids: Option<&'a RequestIds>,
 }
 
-/// Under `hide`, refuses a request calling a tool that is not pinned, or whose listed
-/// definition was last seen changed (see the module doc for the race).
-pub(super) fn check_pinned_calls(
-    rt: &RouteRuntime,
-    principal: Option<&Principal>,
-    inspected: Option<&Inspected>,
-    ids: Option<&RequestIds>,
-) -> Result<(), Refusal> {
-    let Some(state) = rt
-        .pins
-        .as_ref()
-        .filter(|s| s.pins.on_change == OnChange::Hide)
-    else {
-        return Ok(());
-    };
-    let calls =
-        inspected
+impl PinState {
+    /// Whether a listed tool (its name, its item's JSON text) is shown: its definition
+    /// is its pin, or the route only warns. Remembers the verdict for the tool's calls.
+    pub(super) fn listed_tool(&self, at: &Recorder<'_>, name: &str, item: &str) -> bool {
+        let digest = tool_digest(item).ok();
+        let verdict = self.pins.verdict(name, digest.as_deref());
+        if let Some(changed) = self.changed.get(name) {
+            changed.store(verdict != PinVerdict::Matches, Ordering::Relaxed);
+        }
+        if verdict == PinVerdict::Matches {
+            return true;
+        }
+        let action = match self.pins.on_change {
+            OnChange::Hide => HIDDEN,
+            OnChange::Warn => WARNED,
+        };
+        self.record(at, name, verdict, action);
+        self.pins.on_change == OnChange::Warn
+    }
+
+    /// Under `hide`, refuses a request calling a tool that is not pinned, or whose
+    /// listed definition was last seen changed (see the module doc for the race).
+    pub(super) fn check_calls(
+        &self,
+        at: &Recorder<'_>,
+        inspected: Option<&Inspected>,
+    ) -> Result<(), Refusal> {
+        if self.pins.on_change != OnChange::Hide {
+            return Ok(());
+        }
+        let calls = inspected
             .into_iter()
             .flat_map(|i| &i.messages)
             .filter_map(|m| match Operation::of(&m.kind) {
                 Operation::Tool(name) => Some(name),
                 _ => None,
             });
-    for name in calls {
-        let verdict = match state.changed.get(name) {
-            None => PinVerdict::Unpinned,
-            Some(changed) if changed.load(Ordering::Relaxed) => PinVerdict::Changed,
-            Some(_) => continue,
-        };
-        record(rt, principal, ids, state, name, verdict, CALL_REFUSED);
-        return Err(Refusal::Forbidden {
-            message: format!(
-                "forbidden: tool `{name}` is not available on this route: its definition is not the one pinned for it"
-            ),
-            challenge: None,
-        });
+        for name in calls {
+            let verdict = match self.changed.get(name) {
+                None => PinVerdict::Unpinned,
+                Some(changed) if changed.load(Ordering::Relaxed) => PinVerdict::Changed,
+                Some(_) => continue,
+            };
+            self.record(at, name, verdict, CALL_REFUSED);
+            return Err(Refusal::Forbidden {
+                message: format!(
+                    "forbidden: tool `{name}` is not available on this route: its definition is not the one pinned for it"
+                ),
+                challenge: None,
+            });
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-fn record(
-    rt: &RouteRuntime,
-    principal: Option<&Principal>,
-    ids: Option<&RequestIds>,
-    state: &PinState,
-    name: &str,
-    verdict: PinVerdict,
-    action: &'static str,
-) {
-    let tool = state.pins.label(name);
-    rt.metrics.tool_pin_mismatch(tool, action);
-    audit::emit(
-        &AuditEvent::ToolDefinitionChanged {
-            route: &rt.route,
-            caller: Caller::of(principal),
-            tool,
-            reason: verdict.reason(),
-            action,
-        },
-        ids,
-    );
+    fn record(&self, at: &Recorder<'_>, name: &str, verdict: PinVerdict, action: &'static str) {
+        let tool = self.pins.label(name);
+        at.metrics.tool_pin_mismatch(tool, action);
+        audit::emit(
+            &AuditEvent::ToolDefinitionChanged {
+                route: at.route,
+                caller: Caller::of(at.principal),
+                tool,
+                reason: verdict.reason(),
+                action,
+            },
+            at.ids,
+        );
+    }
 }

@@ -97,8 +97,16 @@ impl Gateway {
             per_caller: super::handles::per_caller_upstream(rt, &ctx.principal),
             presented: &presented,
         };
+        let recorder = super::pins::Recorder {
+            route,
+            metrics: &rt.metrics,
+            principal: ctx.principal.as_deref(),
+            ids: ctx.ids.as_ref(),
+        };
         let pinned = |name: &str, item: &str| {
-            super::pins::listed_tool(rt, ctx.principal.as_deref(), ctx.ids.as_ref(), name, item)
+            rt.pins
+                .as_ref()
+                .is_none_or(|pins| pins.listed_tool(&recorder, name, item))
         };
         let rules = Rules {
             keep: policy.is_some().then_some(&keep as _),
