@@ -236,6 +236,28 @@ async fn a_rug_pulled_tool_is_hidden_and_never_called() {
         "the changed description is not logged"
     );
 
+    // The same in an event stream: the list event is filtered, the progress event passes.
+    let resp = client()
+        .post(gw.url("/p/mcp"))
+        .header("authorization", &auth)
+        .header("accept", "application/json, text/event-stream")
+        .header("x-test-mode", "sse-rug-pull")
+        .body(LIST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let stream = resp.text().await.unwrap();
+    let events: Vec<Value> = stream
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{stream}");
+    assert_eq!(events[0]["method"], "notifications/progress");
+    assert_eq!(tool_names(&events[1]), ["get-env", "secret-tool"]);
+    assert!(!stream.contains("id_rsa"), "{stream}");
+
     // The upstream serves the pinned definition again: listed and callable again.
     let (_, answer) = rpc(&gw, &auth, "", serde_json::from_str(LIST).unwrap()).await;
     assert_eq!(tool_names(&answer), ["echo", "get-env", "secret-tool"]);
