@@ -611,6 +611,7 @@ fn bench_list_filter<M: Clock>(c: &mut Criterion<M>) {
                 keep: Some(&keep),
                 seal_state: None,
                 tasks: None,
+                pinned: None,
                 endpoint: &endpoint,
                 error_messages: &errors,
             };

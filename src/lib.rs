@@ -14,6 +14,7 @@ pub mod jose;
 pub mod managed_headers;
 pub mod mcp;
 pub mod oauth_client;
+pub mod pin;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;

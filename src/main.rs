@@ -1,4 +1,4 @@
-//! The `drawbridge` command: `run` (the default), `validate` and `keygen`. The configuration
+//! The `drawbridge` command: `run` (the default), `validate`, `keygen` and `pin`. The configuration
 //! file is `-c/--config` (anywhere on the line), else `$DRAWBRIDGE_CONFIG`, else
 //! `gateway.yaml`; `validate FILE` names it too.
 
@@ -56,6 +56,22 @@ enum Command {
     },
     /// Print a new random session key (32 bytes, base64) for `sessions.keys[].secret`.
     Keygen,
+    /// Write the lock file of a route's tool definitions (`policy.pins`): from a saved
+    /// tools/list answer (`--from`), or from the route's upstream (with its `static`
+    /// credential or none). Exits 1 when it cannot, 2 on a usage or config error.
+    Pin {
+        /// The route whose upstream's tools are pinned.
+        #[arg(long)]
+        route: String,
+        /// A saved tools/list answer (a JSON-RPC answer or its `result`; `-` for stdin)
+        /// instead of asking the upstream.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// Where to write the lock file [default: the route's `policy.pins.file`, else
+        /// tools.lock]; `-` for stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// How `validate` prints what it found.
@@ -78,7 +94,7 @@ fn main() -> ExitCode {
     if cli.watch.is_some()
         && matches!(
             cli.command,
-            Some(Command::Validate { .. } | Command::Keygen)
+            Some(Command::Validate { .. } | Command::Keygen | Command::Pin { .. })
         )
     {
         eprintln!("drawbridge: --watch applies to `run` only");
@@ -99,6 +115,9 @@ fn main() -> ExitCode {
             cli.log_format,
         ),
         Some(Command::Keygen) => keygen(),
+        Some(Command::Pin { route, from, out }) => {
+            pin(&config_file(), &route, from.as_deref(), out.as_deref())
+        }
         None => run(&config_file(), cli.watch.as_deref(), cli.log_format),
     }
 }
@@ -120,6 +139,122 @@ fn keygen() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `drawbridge pin`: reads every tool definition, writes their digests.
+fn pin(
+    file: &std::path::Path,
+    route_name: &str,
+    from: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> ExitCode {
+    use drawbridge::pin;
+    let loaded = match config::load_file_for_pinning(file) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            print_errors(&errors);
+            return ExitCode::from(2);
+        }
+    };
+    let Some(route) = loaded.config.routes.iter().find(|r| r.name == route_name) else {
+        eprintln!(
+            "drawbridge: pin: no route named `{route_name}` in {}",
+            file.display()
+        );
+        return ExitCode::from(2);
+    };
+    let outcome = match from {
+        Some(path) => {
+            let text = if path.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+            } else {
+                std::fs::read_to_string(path)
+            };
+            match text {
+                Ok(text) => pin::read_answer(&text).and_then(|page| match page.next_cursor {
+                    Some(_) => Err(pin::PinError(
+                        "the saved answer is one page of several (it has a nextCursor): save every page's tools in one answer, or pin from the upstream".into(),
+                    )),
+                    None => Ok((page.digests, format!("saved tools/list answer `{}`", path.display()))),
+                }),
+                Err(e) => Err(pin::PinError(format!("cannot read {}: {e}", path.display()))),
+            }
+        }
+        None => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    runtime
+                        .block_on(pin::from_upstream(route))
+                        .map(|(digests, pages)| {
+                            (
+                                digests,
+                                format!(
+                                    "tools/list of route `{}`'s upstream {} ({pages} page{})",
+                                    route.name,
+                                    route.upstream.url,
+                                    if pages == 1 { "" } else { "s" }
+                                ),
+                            )
+                        })
+                }
+                Err(e) => Err(pin::PinError(format!("cannot start: {e}"))),
+            }
+        }
+    };
+    let (digests, source) = match outcome {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("drawbridge: pin: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let count = digests.len();
+    let lock = drawbridge::policy::pins::LockFile::new(pin::rfc3339(now), source, digests);
+    let text = match lock.render() {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("drawbridge: pin: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let out = out.map(PathBuf::from).unwrap_or_else(|| {
+        route
+            .pins
+            .as_ref()
+            .map_or_else(|| PathBuf::from("tools.lock"), |p| PathBuf::from(&p.file))
+    });
+    if out.as_os_str() == "-" {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    // Written beside it, then renamed: a gateway watching the file never reads half of it.
+    let mut partial = out.clone().into_os_string();
+    partial.push(".partial");
+    let written = std::fs::write(&partial, text).and_then(|()| std::fs::rename(&partial, &out));
+    if let Err(e) = written {
+        eprintln!("drawbridge: pin: cannot write {}: {e}", out.display());
+        return ExitCode::from(1);
+    }
+    eprintln!(
+        "pinned {count} tool{} in {}",
+        if count == 1 { "" } else { "s" },
+        out.display()
+    );
+    if route.pins.is_none() {
+        eprintln!(
+            "note: route `{}` has no `policy.pins` yet; add `pins: {{ file: {}, on_change: hide }}` to its policy",
+            route.name,
+            out.display()
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn validate(file: &std::path::Path, format: ReportFormat) -> ExitCode {

@@ -309,6 +309,8 @@ pub struct Route {
     pub upstream_auth: UpstreamAuth,
     /// Per-tool/resource/prompt/method rules; `None`: the route's scopes suffice.
     pub policy: Option<crate::policy::Policy>,
+    /// `policy.pins`: the tool definitions this route's upstream may list.
+    pub pins: Option<Arc<crate::policy::pins::ToolPins>>,
     /// Serialised origins (`scheme://host[:port]`) whose browser pages may call this
     /// route; a request with any other `Origin` is refused. Empty: no browser origin.
     pub allowed_origins: Vec<String>,
@@ -414,6 +416,21 @@ pub fn load_file(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
         }]
     })?;
     load_str(&name, &text)
+}
+
+/// [`load_file`] for `drawbridge pin`, which writes the lock files routes name: one that
+/// does not exist yet is no error (its route's pins are then empty).
+pub fn load_file_for_pinning(path: &Path) -> Result<Loaded, Vec<ConfigError>> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: name.clone(),
+            position: None,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }]
+    })?;
+    validate::validate_for(&name, &text, true)
 }
 
 /// Checks configuration text; `file` names it in errors.

@@ -252,6 +252,17 @@ pub struct RawPolicy {
     pub methods: std::collections::BTreeMap<String, RawRule>,
     /// `enforce` (the default) or `shadow`: decisions recorded, none enforced.
     pub mode: Option<String>,
+    /// Pinned tool definitions (`policy::pins`).
+    pub pins: Option<RawPins>,
+}
+
+/// `policy.pins`: the lock file `drawbridge pin` wrote, and what a changed tool gets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPins {
+    pub file: String,
+    /// `hide` (the default) or `warn`.
+    pub on_change: Option<String>,
 }
 
 /// `policy.require`.

@@ -133,6 +133,11 @@ struct Found {
 /// The policy's question: may the caller see this item (its name or URI)?
 pub type Keep<'a> = &'a dyn Fn(ListKind, &str) -> bool;
 
+/// Pinned tool definitions: may the caller see this listed tool (its name, and the item's
+/// JSON text, whose digest is checked against its pin)? Asked only for a tool the policy
+/// lets the caller see.
+pub type Pinned<'a> = &'a dyn Fn(&str, &str) -> bool;
+
 /// What filtering does to a message: the policy's list rule (`None` on a route without a
 /// policy: lists and notifications pass as they are) and the sealing of an upstream
 /// `requestState` (`None`: left as it is; see `mcp::handles`).
@@ -143,6 +148,8 @@ pub struct Rules<'a> {
     /// Task ids (tasks extension): sealed for the caller, or withheld where the gateway
     /// cannot tell whose task it is (`None`: left as they are; see `mcp::handles`).
     pub tasks: Option<TaskRules<'a>>,
+    /// The route's pinned tool definitions (`None`: tools are judged by name alone).
+    pub pinned: Option<Pinned<'a>>,
 }
 
 impl<'a> Rules<'a> {
@@ -152,6 +159,7 @@ impl<'a> Rules<'a> {
             keep: Some(keep),
             seal_state: None,
             tasks: None,
+            pinned: None,
         }
     }
 }
@@ -414,7 +422,11 @@ fn filter_result(s: &mut Scanner<'_>, rules: Rules<'_>, found: &mut Found) -> Re
         let list = s.array(|s| {
             total += 1;
             let (span, name) = item(s, kind.key())?;
-            if name.is_some_and(|n| keep(kind, &n)) {
+            let pinned = |n: &str| match rules.pinned {
+                Some(pinned) if kind == ListKind::Tools => pinned(n, &text[span.clone()]),
+                _ => true,
+            };
+            if name.is_some_and(|n| keep(kind, &n) && pinned(&n)) {
                 kept.push(span);
             }
             Ok::<_, Fail>(())

@@ -3,6 +3,7 @@
 //! machines; nothing here knows about Pingora or does I/O.
 
 pub mod arguments;
+pub mod canonical;
 pub mod filter;
 pub mod handles;
 pub mod jsonrpc;

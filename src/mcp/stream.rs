@@ -7,7 +7,7 @@
 //! cannot be read or filtered ends the stream: the client gets an error event instead
 //! (see [`error_event`]) and nothing after it. Once failed, the filter passes nothing.
 
-use super::filter::{filter_message_with, Keep, ListKind, Rules, TaskRules};
+use super::filter::{filter_message_with, Keep, ListKind, Pinned, Rules, TaskRules};
 use super::handles::{may_carry_state, may_carry_task_id, SealState};
 use super::sse::{Event, EventReader, StreamError};
 
@@ -42,6 +42,8 @@ pub struct Hooks<'a> {
     /// Seals or withholds upstream task ids (see `filter::TaskRules`); `None`: left as
     /// they are.
     pub tasks: Option<TaskRules<'a>>,
+    /// Pinned tool definitions (see `filter::Pinned`); `None`: no pins.
+    pub pinned: Option<Pinned<'a>>,
     /// The `endpoint` event's data as the client may see it; `None` if it cannot be.
     pub endpoint: &'a dyn Fn(&str) -> Option<String>,
     /// The data of the events that end a failed stream (JSON-RPC messages).
@@ -130,6 +132,7 @@ impl SseFilter {
             tasks: hooks
                 .tasks
                 .filter(|_| hooks.keep.is_some() || may_carry_task_id(&data)),
+            pinned: hooks.pinned.filter(|_| hooks.keep.is_some()),
         };
         if rules.keep.is_none() && rules.seal_state.is_none() && rules.tasks.is_none() {
             out.bytes.extend(event.render(None));
@@ -205,6 +208,7 @@ mod tests {
             keep: Some(&only_echo),
             seal_state: None,
             tasks: None,
+            pinned: None,
             endpoint: &endpoint,
             error_messages: &errors,
         }
@@ -241,6 +245,30 @@ mod tests {
             assert_eq!(text, want, "cut at {cut}");
             assert_eq!(failure, None);
         }
+    }
+
+    #[test]
+    fn pinned_tools_are_checked_in_every_event() {
+        // The policy shows `echo`; its pin accepts only the reviewed definition.
+        let pinned = |name: &str, item: &str| name == "echo" && !item.contains("changed");
+        let h = Hooks {
+            pinned: Some(&pinned),
+            ..hooks()
+        };
+        let changed = LIST.replace(
+            r#"{"name":"echo"}"#,
+            r#"{"name":"echo","description":"changed"}"#,
+        );
+        let stream = format!("data: {LIST}\n\ndata: {changed}\n\n");
+        let out = SseFilter::new(1 << 20).push(stream.as_bytes(), true, &h);
+        assert_eq!(out.failure, None);
+        assert_eq!(
+            String::from_utf8(out.bytes).unwrap(),
+            format!(
+                "data: {FILTERED}\n\ndata: {}\n\n",
+                r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]}}"#
+            )
+        );
     }
 
     #[test]

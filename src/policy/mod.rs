@@ -19,6 +19,7 @@ pub mod arguments;
 pub mod claims;
 mod glob;
 pub mod judge;
+pub mod pins;
 
 pub use claims::{ClaimName, ClaimRule, ClaimSet};
 pub use glob::Glob;

@@ -19,6 +19,7 @@ mod handles;
 mod headers;
 mod limits;
 mod origin;
+mod pins;
 mod rewrite;
 mod state;
 mod steps;
@@ -184,7 +185,17 @@ impl Gateway {
             body.as_deref(),
             ctx.ids.as_ref(),
         )?;
-        // 7b. The tools' rate limits: only permitted calls count.
+        // 7b. Pinned tool definitions: no call of a tool hidden for a changed definition.
+        if let Some(pins) = &rt.pins {
+            let at = pins::Recorder {
+                route: &rt.route,
+                metrics: &rt.metrics,
+                principal: ctx.principal.as_deref(),
+                ids: ctx.ids.as_ref(),
+            };
+            pins.check_calls(&at, ctx.inspected.as_ref())?;
+        }
+        // 7c. The tools' rate limits: only permitted calls count (not those refused above).
         limits::check_tool_limits(
             rt,
             ctx.principal.as_deref(),

@@ -97,10 +97,22 @@ impl Gateway {
             per_caller: super::handles::per_caller_upstream(rt, &ctx.principal),
             presented: &presented,
         };
+        let recorder = super::pins::Recorder {
+            route,
+            metrics: &rt.metrics,
+            principal: ctx.principal.as_deref(),
+            ids: ctx.ids.as_ref(),
+        };
+        let pinned = |name: &str, item: &str| {
+            rt.pins
+                .as_ref()
+                .is_none_or(|pins| pins.listed_tool(&recorder, name, item))
+        };
         let rules = Rules {
             keep: policy.is_some().then_some(&keep as _),
             seal_state: Some(&seal_state),
             tasks: Some(tasks),
+            pinned: rt.pins.is_some().then_some(&pinned as _),
         };
         let refusal = Refusal::UnfilterableAnswer;
         let out: Vec<u8> = match &mut ctx.response_mode {
@@ -139,6 +151,7 @@ impl Gateway {
                     keep: rules.keep,
                     seal_state: rules.seal_state,
                     tasks: rules.tasks,
+                    pinned: rules.pinned,
                     endpoint: &endpoint,
                     error_messages: &error_messages,
                 };

@@ -41,6 +41,8 @@ pub(super) struct RouteRuntime {
     pub(super) credential: CredentialSource,
     /// The route's and its tools' rate limits, with their buckets.
     pub(super) limits: crate::ratelimit::RouteLimiters,
+    /// `policy.pins`, and which pinned tools were last listed changed.
+    pub(super) pins: Option<super::pins::PinState>,
 }
 
 /// Everything derived from one configuration. Requests hold the state they started with
@@ -103,6 +105,7 @@ impl GatewayState {
                         route.rate_limit,
                         &route.tool_rate_limits,
                     ),
+                    pins: super::pins::PinState::for_route(route),
                     route: route.clone(),
                 })
             })

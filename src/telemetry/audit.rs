@@ -122,6 +122,17 @@ pub enum AuditEvent<'a> {
         /// written; the access line has it).
         client: Option<std::net::IpAddr>,
     },
+    /// `tool_definition_changed` (warn): a listed tool whose definition is not its pin
+    /// (`policy.pins`), or a call of such a tool refused. `tool` is the pinned name or
+    /// `other` (a tool the lock file does not name); `reason` is `changed` or
+    /// `unpinned`; `action` is `hidden`, `warned` or `call_refused`.
+    ToolDefinitionChanged {
+        route: &'a Route,
+        caller: Caller<'a>,
+        tool: &'a str,
+        reason: &'static str,
+        action: &'static str,
+    },
 }
 
 impl AuditEvent<'_> {
@@ -208,6 +219,12 @@ impl AuditEvent<'_> {
                     (None, None) => Source::Unknown,
                 },
             ),
+            AuditEvent::ToolDefinitionChanged {
+                route,
+                caller,
+                reason,
+                ..
+            } => ("tool_definition_changed", route, reason, of_caller(&caller)),
             _ => return None,
         };
         Some(RefusalKey {
@@ -395,6 +412,26 @@ fn write(event: &AuditEvent<'_>, ids: Option<&RequestIds>) {
             limit,
             key = key.label(),
             retry_after,
+        ),
+        AuditEvent::ToolDefinitionChanged {
+            route,
+            caller,
+            tool,
+            reason,
+            action,
+        } => tracing::warn!(
+            target: "audit",
+            event = "tool_definition_changed",
+            request_id,
+            trace_id,
+            route = %route.name,
+            tool,
+            reason,
+            action,
+            issuer = caller.issuer,
+            subject = caller.subject,
+            client = caller.client,
+            "a tool's definition is not the one pinned for it"
         ),
     }
 }

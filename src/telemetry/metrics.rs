@@ -112,6 +112,7 @@ struct Families {
     rate_limit_keys_full: IntCounterVec,
     list_items_removed: IntCounterVec,
     list_filter_failures: IntCounterVec,
+    tool_pin_mismatches: IntCounterVec,
     stream_errors: IntCounterVec,
     jwks_refreshes: IntCounterVec,
     config_reloads: IntCounterVec,
@@ -195,6 +196,15 @@ impl RouteMetrics {
         self.families
             .list_filter_failures
             .with_label_values(&[self.name.as_str()])
+            .inc();
+    }
+
+    /// A tool whose definition is not its pin: `tool` is the pinned name or `other`,
+    /// `action` `hidden`, `warned` or `call_refused` (`proxy::pins`).
+    pub fn tool_pin_mismatch(&self, tool: &str, action: &str) {
+        self.families
+            .tool_pin_mismatches
+            .with_label_values(&[self.name.as_str(), tool, action])
             .inc();
     }
 
@@ -394,6 +404,13 @@ impl Metrics {
             "List answers that could not be filtered (an error was sent instead), by route.",
             &["route"],
         )?;
+        let tool_pin_mismatches = counter(
+            &registry,
+            "drawbridge_tool_pin_mismatches_total",
+            "Listed tools whose definition is not their pin (policy.pins), and calls of such \
+             tools refused, by route, pinned tool name (`other`: not pinned) and action.",
+            &["route", "tool", "action"],
+        )?;
         let stream_errors = counter(
             &registry,
             "drawbridge_stream_errors_total",
@@ -477,6 +494,7 @@ impl Metrics {
                 rate_limit_keys_full,
                 list_items_removed,
                 list_filter_failures,
+                tool_pin_mismatches,
                 stream_errors,
                 jwks_refreshes,
                 config_reloads,

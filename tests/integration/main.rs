@@ -25,6 +25,7 @@ mod log_budget;
 mod metrics;
 mod modern;
 mod obo;
+mod pins;
 mod policy;
 mod providers;
 mod proxying;

@@ -7,6 +7,7 @@ mod claims;
 mod issuers;
 mod limits;
 mod on_behalf_of;
+mod pins;
 mod rate_limits;
 mod routes;
 mod structure;
@@ -25,6 +26,16 @@ use super::{
 };
 
 pub(super) fn validate(file: &str, text: &str) -> Result<Loaded, Vec<ConfigError>> {
+    validate_for(file, text, false)
+}
+
+/// `pinning`: for `drawbridge pin`, which makes the lock files: one that does not exist
+/// yet is no error.
+pub(super) fn validate_for(
+    file: &str,
+    text: &str,
+    pinning: bool,
+) -> Result<Loaded, Vec<ConfigError>> {
     let locations = Locations::of(text);
     let raw: RawConfig = structure::parse_structure(file, text, &locations)?;
     let mut checker = Checker {
@@ -33,6 +44,7 @@ pub(super) fn validate(file: &str, text: &str) -> Result<Loaded, Vec<ConfigError
         errors: Vec::new(),
         warnings: Vec::new(),
         files: Vec::new(),
+        pinning,
     };
     let config = checker.config(raw);
     match config {
@@ -60,6 +72,8 @@ struct Checker<'a> {
     warnings: Vec<String>,
     /// Every file the configuration names and that was read, for `--watch`.
     files: Vec<std::path::PathBuf>,
+    /// Checking for `drawbridge pin`: a missing lock file is no error.
+    pinning: bool,
 }
 
 /// The groups of this process (effective and supplementary), from `/proc/self/status`;
@@ -315,6 +329,8 @@ impl Checker<'_> {
 
 #[cfg(test)]
 mod claims_tests;
+#[cfg(test)]
+mod pins_tests;
 #[cfg(test)]
 mod rate_limits_tests;
 #[cfg(test)]

@@ -60,6 +60,8 @@ impl Checker<'_> {
                 Some(self.policy(&format!("{at}.policy"), p))
             }
         };
+        let pins = raw.policy.as_ref().and_then(|p| p.pins.as_ref());
+        let pins = pins.and_then(|p| self.pins(&format!("{at}.policy.pins"), p));
         let path_prefix = self.path_prefix(&format!("{at}.match.path"), &raw.matcher.path);
         let host = match &raw.matcher.host {
             None => None,
@@ -93,6 +95,7 @@ impl Checker<'_> {
             auth,
             upstream_auth: upstream_auth?,
             policy,
+            pins,
             allowed_origins,
             rate_limit,
             tool_rate_limits,

@@ -50,6 +50,18 @@ pub(super) fn parse_structure(
     Err(errors)
 }
 
+/// Another YAML file the configuration names (a tool pin lock file), read whole: its
+/// first error, with a position in that file and no value echoed.
+pub(super) fn parse_named_file<T: DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
+    deserialize::<T>(text).map_err(|e| match serde_yaml::from_str::<Value>(text) {
+        Err(syntax) => syntax_error(file, text, &syntax),
+        Ok(_) => shape_error(file, &Locations::of(text), "", e, true),
+    })
+}
+
 type ShapeError = serde_path_to_error::Error<serde_yaml::Error>;
 
 fn deserialize<T: DeserializeOwned>(text: &str) -> Result<T, ShapeError> {

@@ -301,3 +301,44 @@ fn non_json_bodies_pass_only_when_they_cannot_hold_a_list() {
         .push(&vec![b' '; MAX_JSON_BODY + 1], false, &only_echo)
         .is_err());
 }
+
+#[test]
+fn pinned_tools_are_judged_by_their_whole_item() {
+    let everything = |_: ListKind, _: &str| true;
+    let asked = std::cell::RefCell::new(Vec::new());
+    // Shows a tool only while its description is the reviewed one.
+    let pinned = |name: &str, item: &str| {
+        asked.borrow_mut().push(name.to_string());
+        item.contains(r#""description":"reviewed""#)
+    };
+    let rules = Rules {
+        pinned: Some(&pinned),
+        ..Rules::policy(&everything)
+    };
+    let body = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","description":"reviewed"},{"name":"b","description":"changed"}],"prompts":[{"name":"p","description":"changed"}]}}"#;
+    let out = filter_message_with(body, rules).unwrap();
+    assert_eq!(
+        out.rewritten.as_deref(),
+        Some(
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","description":"reviewed"}],"prompts":[{"name":"p","description":"changed"}]}}"#
+        )
+    );
+    // Prompts are not tools: only the two tools were asked about.
+    assert_eq!(*asked.borrow(), ["a", "b"]);
+    // A tool the policy hides is not asked about at all.
+    asked.borrow_mut().clear();
+    let rules = Rules {
+        pinned: Some(&pinned),
+        ..Rules::policy(&only_echo)
+    };
+    let out = filter_message_with(
+        r#"{"result":{"tools":[{"name":"x"},{"name":"echo","description":"reviewed"}]}}"#,
+        rules,
+    )
+    .unwrap();
+    assert_eq!(
+        out.rewritten.as_deref(),
+        Some(r#"{"result":{"tools":[{"name":"echo","description":"reviewed"}]}}"#)
+    );
+    assert_eq!(*asked.borrow(), ["echo"]);
+}

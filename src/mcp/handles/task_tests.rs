@@ -164,6 +164,7 @@ fn rules<'a>(per_caller: bool, presented: &'a [String]) -> Rules<'a> {
             per_caller,
             presented,
         }),
+        pinned: None,
     }
 }
 
@@ -215,6 +216,7 @@ fn task_ids_in_results_are_sealed_for_the_caller() {
             per_caller: false,
             presented: &[],
         }),
+        pinned: None,
         ..shared
     };
     assert!(filter_message_with(r#"{"result":{"taskId":"a"}}"#, failing).is_err());

@@ -241,6 +241,7 @@ fn every_upstream_state_in_an_answer_is_sealed_or_the_answer_fails() {
         keep: None,
         seal_state: Some(&seal_as_alice),
         tasks: None,
+        pinned: None,
     };
     for (text, want) in [
         (
@@ -284,6 +285,7 @@ fn every_upstream_state_in_an_answer_is_sealed_or_the_answer_fails() {
         keep: None,
         seal_state: Some(&refuse),
         tasks: None,
+        pinned: None,
     };
     assert!(filter_message_with(r#"{"result":{"requestState":"a"}}"#, failing).is_err());
 }
@@ -296,6 +298,7 @@ fn without_a_policy_an_unreadable_answer_passes_as_before() {
         keep: None,
         seal_state: Some(&seal_as_alice),
         tasks: None,
+        pinned: None,
     };
     // JSON: a readable state is sealed; text that is not JSON, or a state that is not
     // one string, passes unchanged (the raw state is refused when it comes back).
@@ -322,6 +325,7 @@ fn without_a_policy_an_unreadable_answer_passes_as_before() {
         keep: Some(&keep_all),
         seal_state: Some(&seal_as_alice),
         tasks: None,
+        pinned: None,
     };
     assert!(JsonListRewriter::new(true)
         .push_with(br#"{"result":{"requestState":1}}"#, true, with_policy)
@@ -347,6 +351,7 @@ fn without_a_policy_an_unreadable_answer_passes_as_before() {
         keep: None,
         seal_state: Some(&seal_as_alice),
         tasks: None,
+        pinned: None,
         endpoint: &endpoint,
         error_messages: &errors,
     };

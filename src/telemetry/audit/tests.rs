@@ -387,3 +387,26 @@ fn a_rate_limited_request_names_the_limit_and_key_kind_and_is_budgeted_by_source
     let seen = emitted(anonymous);
     assert_eq!(seen.names(), ["event", "key", "limit", "route"]);
 }
+
+#[test]
+fn a_changed_tool_definition_names_the_pinned_tool_and_the_action() {
+    let route = route();
+    let alice = alice();
+    let seen = emitted(AuditEvent::ToolDefinitionChanged {
+        route: &route,
+        caller: Caller::of(Some(&alice)),
+        tool: "read_file",
+        reason: "changed",
+        action: "hidden",
+    });
+    assert_eq!(seen.level, tracing::Level::WARN);
+    assert_eq!(
+        seen.names(),
+        ["action", "client", "event", "issuer", "message", "reason", "route", "subject", "tool"]
+    );
+    assert_eq!(seen.get("event"), Some("tool_definition_changed"));
+    assert_eq!(seen.get("tool"), Some("read_file"));
+    assert_eq!(seen.get("reason"), Some("changed"));
+    assert_eq!(seen.get("action"), Some("hidden"));
+    assert_eq!(seen.get("subject"), Some("alice"));
+}
