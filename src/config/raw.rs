@@ -331,6 +331,9 @@ pub struct RawArgumentRule {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub regex: Option<String>,
+    /// An array every item of which satisfies these conditions (no `present`,
+    /// `optional`, `mode` or `each` of its own).
+    pub each: Option<Box<RawArgumentRule>>,
     /// `false`: must be absent; `true`: must be present (the default).
     pub present: Option<bool>,
     /// `true`: may be absent (present, it must satisfy the conditions).

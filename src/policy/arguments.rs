@@ -10,6 +10,8 @@
 //!   (the upstream's default for an absent argument is invisible here); `present: false`
 //!   means it must be absent.
 //! - A value of the wrong type fails: `null` is no string, `"5"` no number.
+//! - `each` judges every item of an array (`paths: [...]`) by its conditions; a value
+//!   that is not an array fails, an empty one passes (bound it with `max_length`).
 //! - `glob` and `prefix` refuse, rather than normalize, a value with a `..` segment
 //!   (between `/` or `\`, percent-encoded or spelled with Unicode dot leaders) and any
 //!   NUL character: a path the upstream resolves elsewhere never matches.
@@ -124,6 +126,8 @@ pub enum Condition {
     Max(f64),
     /// A string the whole of which the pattern matches.
     Regex(Box<regex::Regex>),
+    /// An array every item of which satisfies these conditions (none of them `Each`).
+    Each(Vec<Condition>),
 }
 
 impl PartialEq for Condition {
@@ -136,6 +140,7 @@ impl PartialEq for Condition {
             (MaxLength(a), MaxLength(b)) => a == b,
             (Min(a), Min(b)) | (Max(a), Max(b)) => a.to_bits() == b.to_bits(),
             (Regex(a), Regex(b)) => a.as_str() == b.as_str(),
+            (Each(a), Each(b)) => a == b,
             _ => false,
         }
     }
@@ -176,6 +181,7 @@ impl Condition {
             Condition::Min(_) => "min",
             Condition::Max(_) => "max",
             Condition::Regex(_) => "regex",
+            Condition::Each(_) => "each",
         }
     }
 
@@ -204,6 +210,15 @@ impl Condition {
                     return Err(Failure::TooLong);
                 }
                 re.is_match(s)
+            }
+            (Condition::Each(conditions), Value::Array(items)) => {
+                for item in items {
+                    conditions
+                        .iter()
+                        .try_for_each(|c| c.holds(item))
+                        .map_err(Failure::in_item)?;
+                }
+                true
             }
             _ => return Err(Failure::WrongType),
         };
@@ -333,6 +348,8 @@ pub enum Failure {
     Unreadable,
     /// A member no rule names, with `additional_arguments: deny`.
     Unlisted,
+    /// An item of an array judged by `each` failed; the words say how.
+    Item(&'static str),
 }
 
 impl Failure {
@@ -359,7 +376,27 @@ impl Failure {
             Failure::NotAnObject => "is not an object",
             Failure::Unreadable => "could not be read unambiguously",
             Failure::Unlisted => "is not allowed by the policy",
+            Failure::Item(reason) => reason,
         }
+    }
+
+    /// What an array's item failing `self` makes of the array.
+    fn in_item(self) -> Failure {
+        Failure::Item(match self {
+            Failure::WrongType => "has an item of the wrong type",
+            Failure::Condition("glob" | "regex") => {
+                "has an item that does not match the allowed pattern"
+            }
+            Failure::Condition("prefix") => "has an item without the allowed prefix",
+            Failure::Condition("one_of") => "has an item that is not one of the allowed values",
+            Failure::Condition("max_length") => "has an item that is too long",
+            Failure::Condition("min") => "has an item below the minimum",
+            Failure::Condition("max") => "has an item above the maximum",
+            Failure::DotSegment => "has an item with a `..` segment",
+            Failure::Nul => "has an item with a NUL character",
+            Failure::TooLong => "has an item too long to check",
+            _ => "has an item that does not satisfy its rule",
+        })
     }
 }
 

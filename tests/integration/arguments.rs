@@ -35,6 +35,10 @@ async fn setup() -> Setup {
             path: {{ glob: '/srv/data/**' }}
             mode: {{ one_of: [text, base64], optional: true }}
             /options/depth: {{ min: 0, max: 3, optional: true }}
+        read_multiple_files:
+          scopes: [files:read]
+          arguments:
+            paths: {{ max_length: 10, each: {{ glob: '/srv/data/**' }} }}
         search:
           scopes: [files:read]
           arguments:
@@ -312,4 +316,42 @@ async fn shadow_rules_count_and_audit_but_do_not_refuse() {
         .unwrap_or_else(|| panic!("{shadowed:?}"));
     assert_eq!(entry["failed"], "scopes");
     crate::harness::assert_log_free_of(&log, &["DROP TABLE", "cron.d"]);
+}
+
+/// `each` holds every item of an array argument to the rule: one forbidden path among
+/// allowed ones, a smuggled dot segment, or an item of another type keeps the whole call
+/// from the upstream.
+#[tokio::test]
+async fn every_item_of_an_array_argument_is_judged() {
+    let s = setup().await;
+    let user = token(&s.idp, "files:read");
+    let call = |id: u64, paths: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"read_multiple_files","arguments":{{"paths":{paths}}}}}}}"#
+        )
+    };
+    let ok = send(&s, &user, call(1, r#"["/srv/data/a","/srv/data/b/c"]"#)).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(s.up.seen().len(), 1);
+    for (i, (paths, why)) in [
+        (r#"["/srv/data/a","/etc/shadow"]"#, "has an item that does not match"),
+        (r#"["/srv/data/../etc/shadow"]"#, "has an item with a `..` segment"),
+        (r#"["/srv/data/a",["/etc/shadow"]]"#, "has an item of the wrong type"),
+        (r#""/etc/shadow""#, "has the wrong type"),
+        (r#"["/srv/data/a","/srv/data/a","/srv/data/a","/srv/data/a","/srv/data/a","/srv/data/a","/srv/data/a","/srv/data/a","/srv/data/a","/srv/data/a","/srv/data/a"]"#, "is too long"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let resp = send(&s, &user, call(10 + i as u64, paths)).await;
+        assert_eq!(resp.status(), 403, "{paths}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("argument `/paths`") && text.contains(why), "{why}: {text}");
+        assert!(!text.contains("shadow"), "the refusal echoes a value: {text}");
+    }
+    let seen = s.up.seen();
+    assert_eq!(seen.len(), 1, "a refused call reached the upstream");
+    assert!(seen
+        .iter()
+        .all(|r| !String::from_utf8_lossy(&r.body).contains("/etc/")));
 }

@@ -109,6 +109,49 @@ impl Checker<'_> {
             }
         };
         let shadow = self.mode(&format!("{at}.mode"), raw.mode.as_deref());
+        let mut conditions = self.conditions(at, raw);
+        if let Some(each) = &raw.each {
+            let at_each = format!("{at}.each");
+            if each.present.is_some()
+                || each.optional.is_some()
+                || each.mode.is_some()
+                || each.each.is_some()
+            {
+                self.error(
+                    &at_each,
+                    "`each` takes conditions only (glob, prefix, one_of, max_length, min, max, regex)",
+                );
+            }
+            let items = self.conditions(&at_each, each);
+            if items.is_empty() {
+                self.error(&at_each, "`each` needs a condition on the items");
+            }
+            let array_only = raw.glob.is_some()
+                || raw.one_of.is_some()
+                || raw.prefix.is_some()
+                || raw.regex.is_some()
+                || raw.min.is_some()
+                || raw.max.is_some();
+            if array_only {
+                self.error(
+                    at,
+                    "`each` needs an array: glob, prefix, one_of, regex, min and max beside it can never hold",
+                );
+            }
+            // First, so that a value that is not an array reads as of the wrong type.
+            conditions.insert(0, Condition::Each(items));
+        }
+        let presence = self.presence(at, raw, &conditions);
+        Some(ArgumentRule {
+            name,
+            presence,
+            conditions,
+            shadow,
+        })
+    }
+
+    /// The value conditions of a rule (or of its `each`).
+    fn conditions(&mut self, at: &str, raw: &RawArgumentRule) -> Vec<Condition> {
         let mut conditions = Vec::new();
         if let Some(glob) = &raw.glob {
             if glob.is_empty() {
@@ -170,6 +213,11 @@ impl Checker<'_> {
                 "string conditions (glob, prefix, regex) and number conditions (min, max) can never both hold",
             );
         }
+        conditions
+    }
+
+    /// Whether the rule's argument must be there, and whether the rule says anything.
+    fn presence(&mut self, at: &str, raw: &RawArgumentRule, conditions: &[Condition]) -> Presence {
         let presence = match (raw.present, raw.optional) {
             (Some(false), Some(true)) | (Some(true), Some(true)) => {
                 self.error(at, "say `present` or `optional: true`, not both");
@@ -190,15 +238,10 @@ impl Checker<'_> {
         if conditions.is_empty() && presence != Presence::Absent && raw.present != Some(true) {
             self.error(
                 at,
-                "a rule needs a condition (glob, prefix, one_of, max_length, min, max, regex) or `present`",
+                "a rule needs a condition (glob, prefix, one_of, max_length, min, max, regex, each) or `present`",
             );
         }
-        Some(ArgumentRule {
-            name,
-            presence,
-            conditions,
-            shadow,
-        })
+        presence
     }
 }
 

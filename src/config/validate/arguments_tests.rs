@@ -1,7 +1,7 @@
 //! Argument rules and modes in the configuration.
 
 use super::super::*;
-use crate::policy::arguments::Presence;
+use crate::policy::arguments::{Condition, Presence};
 use crate::policy::{EntryKind, Operation};
 
 fn load(text: &str) -> Result<Loaded, Vec<String>> {
@@ -40,6 +40,7 @@ fn argument_rules_and_modes_load() {
             /options/depth: { min: 0, max: 3, optional: true }
             debug: { present: false }
             q: { regex: '[a-z]+', max_length: 10 }
+            paths: { max_length: 5, each: { glob: '/srv/data/**', max_length: 200 } }
       resources:
         'file:///*':
           scopes: [files:read]
@@ -60,13 +61,17 @@ fn argument_rules_and_modes_load() {
     assert!(entry.shadow);
     assert!(entry.arguments.deny_additional);
     let rules = &entry.arguments.rules;
-    assert_eq!(rules.len(), 5);
+    assert_eq!(rules.len(), 6);
     let by = |n: &str| rules.iter().find(|r| r.name.as_str() == n).unwrap();
     assert!(by("path").shadow);
     assert_eq!(by("/options/depth").presence, Presence::Optional);
     assert_eq!(by("/options/depth").conditions.len(), 2);
     assert_eq!(by("debug").presence, Presence::Absent);
     assert_eq!(by("q").conditions.len(), 2);
+    assert!(matches!(
+        by("paths").conditions.as_slice(),
+        [Condition::Each(items), Condition::MaxLength(5)] if items.len() == 2
+    ));
     let (_, _, resource) = policy
         .entry_rules(Operation::Resource {
             method: "resources/read",
@@ -131,6 +136,26 @@ fn mistakes_are_reported_with_positions() {
             "      tools:\n        t:\n          scopes: [a]\n          arguments:\n            p: { max: .inf }\n",
             "gw.yaml:16:",
             "must be a finite number",
+        ),
+        (
+            "      tools:\n        t:\n          scopes: [a]\n          arguments:\n            p: { each: { optional: true, glob: '/a/*' } }\n",
+            "gw.yaml:16:",
+            "`each` takes conditions only",
+        ),
+        (
+            "      tools:\n        t:\n          scopes: [a]\n          arguments:\n            p: { each: {} }\n",
+            "gw.yaml:16:",
+            "`each` needs a condition on the items",
+        ),
+        (
+            "      tools:\n        t:\n          scopes: [a]\n          arguments:\n            p: { prefix: /a, each: { prefix: /a } }\n",
+            "gw.yaml:16:",
+            "`each` needs an array",
+        ),
+        (
+            "      tools:\n        t:\n          scopes: [a]\n          arguments:\n            p: { each: { each: { prefix: /a } } }\n",
+            "gw.yaml:16:",
+            "`each` takes conditions only",
         ),
         (
             "      methods:\n        'tasks/*':\n          scopes: [a]\n          mode: shadow\n",

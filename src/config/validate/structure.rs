@@ -295,7 +295,7 @@ fn operator_words(path: &str, message: &str) -> String {
         return format!("expected {}", expected_words(path, expected));
     }
     if message.starts_with("data did not match any variant of untagged enum RawRule") {
-        return "expected a list of scopes such as [tools:echo], or a mapping of `scopes`, `claims`, (for tools, prompts and resources) `arguments`, `additional_arguments` and `mode`, and (for tools) `rate_limit`, such as `{ scopes: [tools:deploy], claims: { groups: [sre] }, arguments: { path: { glob: \"/srv/**\" } }, rate_limit: { requests: 5, per: 1m, key: subject } }`; an argument rule takes `glob`, `prefix`, `one_of`, `max_length`, `min`, `max`, `regex`, `present`, `optional` and `mode`".into();
+        return "expected a list of scopes such as [tools:echo], or a mapping of `scopes`, `claims`, (for tools, prompts and resources) `arguments`, `additional_arguments` and `mode`, and (for tools) `rate_limit`, such as `{ scopes: [tools:deploy], claims: { groups: [sre] }, arguments: { path: { glob: \"/srv/**\" } }, rate_limit: { requests: 5, per: 1m, key: subject } }`; an argument rule takes `glob`, `prefix`, `one_of`, `max_length`, `min`, `max`, `regex`, `each` (conditions on every item of an array), `present`, `optional` and `mode`".into();
     }
     if message.starts_with("data did not match any variant of untagged enum RawClaimValues") {
         return "expected a list of accepted values such as [sre, platform], or a mapping such as `{ values: [sre], mode: shadow }`".into();

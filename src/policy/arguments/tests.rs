@@ -415,3 +415,67 @@ fn refusals_name_the_argument_never_the_value() {
         "its `arguments` is not an object"
     );
 }
+
+/// `each` judges every item of an array: `read_multiple_files(paths)` is held to the
+/// same pattern as `read_file(path)`, item by item, and fails closed on anything else.
+#[test]
+fn each_judges_every_item_of_an_array() {
+    let r = rules(
+        vec![rule(
+            "paths",
+            vec![
+                Condition::MaxLength(3),
+                Condition::Each(vec![Condition::Glob(Glob::new("/srv/data/**"))]),
+            ],
+        )],
+        false,
+    );
+    assert_eq!(
+        verdict(&r, json!({"paths": ["/srv/data/a", "/srv/data/b/c"]})),
+        None
+    );
+    assert_eq!(verdict(&r, json!({"paths": []})), None);
+    let fails = |args| verdict(&r, args).map(|(rule, f)| (rule, f.reason()));
+    assert_eq!(
+        fails(json!({"paths": ["/srv/data/a", "/etc/shadow"]})),
+        Some((
+            "arguments:/paths".into(),
+            "has an item that does not match the allowed pattern"
+        ))
+    );
+    assert_eq!(
+        fails(json!({"paths": ["/srv/data/../../etc/shadow"]})),
+        Some(("arguments:/paths".into(), "has an item with a `..` segment"))
+    );
+    assert_eq!(
+        fails(json!({"paths": ["/srv/data/a", ["/srv/data/b"]]})),
+        Some(("arguments:/paths".into(), "has an item of the wrong type"))
+    );
+    assert_eq!(
+        fails(json!({"paths": {"0": "/srv/data/a"}})),
+        Some(("arguments:/paths".into(), "has the wrong type"))
+    );
+    assert_eq!(
+        fails(json!({"paths": ["/srv/data/a", "/srv/data/b", "/srv/data/c", "/srv/data/d"]})),
+        Some(("arguments:/paths".into(), "is too long"))
+    );
+    let numbers = rules(
+        vec![rule(
+            "ids",
+            vec![Condition::Each(vec![
+                Condition::Min(1.0),
+                Condition::Max(9.0),
+            ])],
+        )],
+        false,
+    );
+    assert_eq!(verdict(&numbers, json!({"ids": [1, 9]})), None);
+    assert_eq!(
+        verdict(&numbers, json!({"ids": [1, 10]})).map(|(_, f)| f),
+        Some(Failure::Item("has an item above the maximum"))
+    );
+    assert_eq!(
+        verdict(&numbers, json!({"ids": [1, "2"]})).map(|(_, f)| f),
+        Some(Failure::Item("has an item of the wrong type"))
+    );
+}
