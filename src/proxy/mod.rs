@@ -624,7 +624,8 @@ impl ProxyHttp for Gateway {
                 .map(Refusal::kind)
                 .or(ctx.upstream_error)
                 .or(e.map(|e| e.etype().as_str()))
-                .unwrap_or("status"),
+                .unwrap_or("status")
+                .into(),
             source: ctx.client_ip.map_or(Source::Unknown, Source::Client),
         });
         if !line {

@@ -153,7 +153,7 @@ impl AuditEvent<'_> {
             } => (
                 "authentication_refused",
                 route,
-                failure.reason(),
+                failure.reason().into(),
                 client.map_or(Source::Unknown, Source::Client),
             ),
             AuditEvent::Authorization {
@@ -163,7 +163,9 @@ impl AuditEvent<'_> {
             } if !matches!(verdict.decision, Decision::Allow { .. }) => (
                 "authorization",
                 route,
-                verdict.decision.label(),
+                // Per rule, so that one caller's refusals by different rules are
+                // each written once.
+                format!("deny:{}", verdict.decision.rule().unwrap_or("")).into(),
                 of_caller(&caller),
             ),
             AuditEvent::AuthorizationSummary {
@@ -171,7 +173,12 @@ impl AuditEvent<'_> {
                 caller,
                 allowed: 0,
                 ..
-            } => ("authorization_summary", route, "deny", of_caller(&caller)),
+            } => (
+                "authorization_summary",
+                route,
+                "deny".into(),
+                of_caller(&caller),
+            ),
             AuditEvent::SessionRejected {
                 route,
                 caller,
@@ -179,7 +186,7 @@ impl AuditEvent<'_> {
             } => (
                 "session_rejected",
                 route,
-                reason.reason(),
+                reason.reason().into(),
                 of_caller(&caller),
             ),
             AuditEvent::HandleRejected {
@@ -190,7 +197,7 @@ impl AuditEvent<'_> {
             } => (
                 "handle_rejected",
                 route,
-                reason.reason(),
+                reason.reason().into(),
                 of_caller(&caller),
             ),
             AuditEvent::UpstreamCredentialFailed {
@@ -200,7 +207,7 @@ impl AuditEvent<'_> {
             } => (
                 "upstream_credential_failed",
                 route,
-                error.result_label(),
+                error.result_label().into(),
                 of_caller(&caller),
             ),
             AuditEvent::RateLimited {
@@ -212,7 +219,7 @@ impl AuditEvent<'_> {
             } => (
                 "rate_limited",
                 route,
-                key.label(),
+                key.label().into(),
                 match (caller.subject, client) {
                     (Some(s), _) => Source::Subject(s.to_string()),
                     (None, Some(ip)) => Source::Client(ip),
@@ -224,7 +231,25 @@ impl AuditEvent<'_> {
                 caller,
                 reason,
                 ..
-            } => ("tool_definition_changed", route, reason, of_caller(&caller)),
+            } => (
+                "tool_definition_changed",
+                route,
+                reason.into(),
+                of_caller(&caller),
+            ),
+            // A would-be denial costs a line per call like a denial does; the metric
+            // counts every one. Per shadowed rule, like denials.
+            AuditEvent::ShadowDecision {
+                route,
+                caller,
+                shadowed,
+                ..
+            } => (
+                "authorization",
+                route,
+                format!("shadow:{}", shadowed.rule).into(),
+                of_caller(&caller),
+            ),
             _ => return None,
         };
         Some(RefusalKey {

@@ -47,7 +47,10 @@ impl std::fmt::Display for Source {
 pub struct RefusalKey {
     pub event: &'static str,
     pub route: String,
-    pub reason: &'static str,
+    /// A fixed word (`bad_signature`), or for a policy decision the rule that decided
+    /// (`deny:claims:groups`, `shadow:tools:read_file:arguments:/path`): bounded by the
+    /// configuration.
+    pub reason: std::borrow::Cow<'static, str>,
     pub source: Source,
 }
 
@@ -220,7 +223,7 @@ fn report(ended: &[Suppressed], interval: Duration) {
                 event = "suppressed",
                 of = key.event,
                 route = %key.route,
-                reason = key.reason,
+                reason = %key.reason,
                 source = %key.source,
                 count = s.count,
                 interval_s,
@@ -231,7 +234,7 @@ fn report(ended: &[Suppressed], interval: Duration) {
                 event = "suppressed",
                 of = key.event,
                 route = %key.route,
-                reason = key.reason,
+                reason = %key.reason,
                 source = %key.source,
                 count = s.count,
                 interval_s,
@@ -270,7 +273,7 @@ mod tests {
         RefusalKey {
             event: "authentication_refused",
             route: "r".into(),
-            reason: "bad_signature",
+            reason: "bad_signature".into(),
             source: Source::Client(IpAddr::from([127, 0, 0, source])),
         }
     }

@@ -379,7 +379,7 @@ fn a_rate_limited_request_names_the_limit_and_key_kind_and_is_budgeted_by_source
         client: Some("192.0.2.9".parse().unwrap()),
     };
     let key = anonymous.refusal_key().unwrap();
-    assert_eq!((key.event, key.reason), ("rate_limited", "client"));
+    assert_eq!((key.event, key.reason.as_ref()), ("rate_limited", "client"));
     assert_eq!(
         key.source,
         crate::telemetry::budget::Source::Client("192.0.2.9".parse().unwrap())
@@ -409,4 +409,76 @@ fn a_changed_tool_definition_names_the_pinned_tool_and_the_action() {
     assert_eq!(seen.get("reason"), Some("changed"));
     assert_eq!(seen.get("action"), Some("hidden"));
     assert_eq!(seen.get("subject"), Some("alice"));
+}
+
+/// A shadow would-be denial is written like a denial, with `shadow: true`, and is kept
+/// to the log budget under its own reason (a flood of calls that break a shadowed rule
+/// cannot write a line each, nor hide real denials of the same caller).
+#[test]
+fn a_shadow_decision_is_written_and_budgeted_apart_from_denials() {
+    let route = route();
+    let alice = alice();
+    let shadowed = crate::policy::Shadowed {
+        rule: "tools:read_file:arguments:/path".to_string(),
+        decision: crate::policy::Decision::ArgumentsFailed {
+            rule: "arguments:/path".to_string(),
+            reason: "does not match the allowed pattern",
+        },
+    };
+    let event = AuditEvent::ShadowDecision {
+        route: &route,
+        caller: Caller::of(Some(&alice)),
+        op: Operation::Tool("read_file"),
+        shadowed: &shadowed,
+    };
+    let key = event.refusal_key().unwrap();
+    assert_eq!(
+        (key.event, key.reason.as_ref()),
+        ("authorization", "shadow:tools:read_file:arguments:/path")
+    );
+    assert_eq!(
+        key.source,
+        crate::telemetry::budget::Source::Subject("alice".to_string())
+    );
+    let seen = emitted(event);
+    assert_eq!(seen.get("shadow"), Some("true"));
+    assert_eq!(seen.get("rule"), Some("tools:read_file:arguments:/path"));
+    assert_eq!(seen.get("failed"), Some("arguments:/path"));
+    assert_eq!(seen.get("decision"), Some("deny"));
+}
+
+/// Denials are budgeted per deciding rule: a caller refused by a claim rule and by an
+/// argument rule in one interval gets a line for each, not one line and a count.
+#[test]
+fn denials_by_different_rules_are_different_budget_keys() {
+    let route = route();
+    let alice = alice();
+    let key = |decision: Decision| {
+        let verdict = Verdict {
+            op: Operation::Tool("deploy"),
+            decision,
+        };
+        AuditEvent::Authorization {
+            route: &route,
+            caller: Caller::of(Some(&alice)),
+            verdict: &verdict,
+        }
+        .refusal_key()
+        .map(|k| k.reason.into_owned())
+    };
+    let claims = key(Decision::ClaimsFailed {
+        rule: "claims:groups".to_string(),
+    });
+    let arguments = key(Decision::ArgumentsFailed {
+        rule: "arguments:/path".to_string(),
+        reason: "is required",
+    });
+    assert_eq!(claims.as_deref(), Some("deny:claims:groups"));
+    assert_eq!(arguments.as_deref(), Some("deny:arguments:/path"));
+    assert_eq!(key(Decision::NotPermitted).as_deref(), Some("deny:default"));
+    assert_eq!(
+        key(Decision::Allow { scopes: Vec::new() }),
+        None,
+        "an allow is the audit trail: always written"
+    );
 }
