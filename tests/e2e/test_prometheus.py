@@ -67,6 +67,8 @@ NOT_PRODUCED = {
         "the authorization server stays reachable",
     'drawbridge_token_exchange_total{result=~"transport_error|invalid_response"}':
         "the token endpoint stays reachable and answers well-formed responses",
+    "drawbridge_tls_certificate_expiry_timestamp_seconds":
+        "the MCP listener of this module is plain HTTP (the TLS listener: test_tls.py)",
 }
 
 
