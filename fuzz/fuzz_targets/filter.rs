@@ -184,6 +184,7 @@ fn check_stream(stream: &[u8], lengths: &[usize]) {
         keep: Some(&keep),
         seal_state: None,
         tasks: None,
+        pinned: None,
         endpoint: &endpoint,
         error_messages: &errors,
     };
