@@ -10,6 +10,7 @@ pub mod auth;
 pub mod client_addr;
 pub mod config;
 pub mod exchange;
+pub mod explain;
 pub mod jose;
 pub mod managed_headers;
 pub mod mcp;

@@ -1,4 +1,4 @@
-//! The `drawbridge` command: `run` (the default), `validate`, `keygen` and `pin`. The configuration
+//! The `drawbridge` command: `run` (the default), `validate`, `keygen`, `pin` and `explain`. The configuration
 //! file is `-c/--config` (anywhere on the line), else `$DRAWBRIDGE_CONFIG`, else
 //! `gateway.yaml`; `validate FILE` names it too.
 
@@ -72,6 +72,41 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Explain what the gateway would do with one request on a route, step by step: the
+    /// caller, the route's scopes, each operation's rule, arguments and shadow rules, the
+    /// pins, and the answer. Exits 0 when the request would be forwarded, 1 when it would
+    /// be refused, 2 on a usage or config error.
+    #[command(group(clap::ArgGroup::new("caller").required(true).args(["token", "scopes"])))]
+    Explain {
+        /// The route the request is sent to.
+        #[arg(long)]
+        route: String,
+        /// The caller's access token (`-`: read from stdin; `@FILE`: read from FILE),
+        /// verified against its issuer's keys (or introspected) as the gateway does.
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// Decode the token without checking its signature (for an issuer this machine
+        /// cannot reach); every other check is made, and a warning printed.
+        #[arg(long, requires = "token")]
+        no_verify: bool,
+        /// The caller's scopes, space-separated, instead of a token.
+        #[arg(long, value_name = "\"A B\"")]
+        scopes: Option<String>,
+        /// With --scopes: a JSON object of the caller's claims, for claim rules.
+        #[arg(long, value_name = "FILE", requires = "scopes")]
+        claims: Option<PathBuf>,
+        /// The JSON-RPC request body (`-`: stdin). With --list: a saved list answer
+        /// (tools/list, resources/list, resources/templates/list, prompts/list).
+        #[arg(long, value_name = "FILE", required_unless_present = "list")]
+        request: Option<PathBuf>,
+        /// Show what the caller would see in lists: each item of a saved list answer
+        /// (--request), else each rule of the route's policy.
+        #[arg(long)]
+        list: bool,
+        /// `text` for people, `json` for scripts.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+    },
 }
 
 /// How `validate` prints what it found.
@@ -94,7 +129,12 @@ fn main() -> ExitCode {
     if cli.watch.is_some()
         && matches!(
             cli.command,
-            Some(Command::Validate { .. } | Command::Keygen | Command::Pin { .. })
+            Some(
+                Command::Validate { .. }
+                    | Command::Keygen
+                    | Command::Pin { .. }
+                    | Command::Explain { .. }
+            )
         )
     {
         eprintln!("drawbridge: --watch applies to `run` only");
@@ -118,8 +158,219 @@ fn main() -> ExitCode {
         Some(Command::Pin { route, from, out }) => {
             pin(&config_file(), &route, from.as_deref(), out.as_deref())
         }
+        Some(Command::Explain {
+            route,
+            token,
+            no_verify,
+            scopes,
+            claims,
+            request,
+            list,
+            format,
+        }) => {
+            let caller = match (token, scopes) {
+                (Some(token), _) => Caller::Token {
+                    token,
+                    verify: !no_verify,
+                },
+                (None, scopes) => Caller::Scopes {
+                    scopes: scopes.unwrap_or_default(),
+                    claims,
+                },
+            };
+            let json = format == ReportFormat::Json;
+            explain(
+                &config_file(),
+                &route,
+                caller,
+                request.as_deref(),
+                list,
+                json,
+            )
+        }
         None => run(&config_file(), cli.watch.as_deref(), cli.log_format),
     }
+}
+
+/// Who `explain` judges, as the command line gave it.
+enum Caller {
+    Token {
+        token: String,
+        verify: bool,
+    },
+    Scopes {
+        scopes: String,
+        claims: Option<PathBuf>,
+    },
+}
+
+/// Reads `-` (stdin) or a file.
+fn read_input(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// `drawbridge explain`: 0 allow, 1 deny, 2 usage or config error.
+fn explain(
+    file: &std::path::Path,
+    route_name: &str,
+    caller: Caller,
+    request: Option<&std::path::Path>,
+    list: bool,
+    json: bool,
+) -> ExitCode {
+    use drawbridge::explain::{self, caller as who};
+    let usage = |message: String| {
+        eprintln!("drawbridge: explain: {message}");
+        ExitCode::from(2)
+    };
+    let loaded = match config::load_file(file) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            print_errors(&errors);
+            return ExitCode::from(2);
+        }
+    };
+    let config = &loaded.config;
+    let Some(route) = config.routes.iter().find(|r| r.name == route_name) else {
+        let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+        return usage(format!(
+            "no route named `{route_name}` in {} (routes: {})",
+            file.display(),
+            names.join(", ")
+        ));
+    };
+    let stdin_token = matches!(&caller, Caller::Token { token, .. } if token == "-");
+    if stdin_token && request.is_some_and(|r| r.as_os_str() == "-") {
+        return usage("the token and the request cannot both come from stdin".into());
+    }
+    let body = match request.map(read_input).transpose() {
+        Ok(body) => body,
+        Err(e) => return usage(e),
+    };
+    let mut warnings = Vec::new();
+    let identity = match caller {
+        Caller::Scopes { scopes, claims } => {
+            let claims = match claims.as_deref().map(read_input).transpose() {
+                Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+                    Ok(value) => Some(value),
+                    Err(e) => return usage(format!("--claims: not JSON: {e}")),
+                },
+                Ok(None) => None,
+                Err(e) => return usage(format!("--claims: {e}")),
+            };
+            match who::given(config, &scopes, claims.as_ref()) {
+                Ok(identity) => identity,
+                Err(e) => return usage(e),
+            }
+        }
+        Caller::Token { token, verify } => {
+            let token = match token.strip_prefix('@') {
+                Some(path) => read_input(std::path::Path::new(path)),
+                None if token == "-" => read_input(std::path::Path::new("-")),
+                None => Ok(token.into_bytes()),
+            };
+            let token = match token.map(|t| String::from_utf8_lossy(&t).trim().to_string()) {
+                Ok(token) if !token.is_empty() => token,
+                Ok(_) => return usage("--token: empty".into()),
+                Err(e) => return usage(format!("--token: {e}")),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let outcome = match runtime {
+                Ok(rt) => rt.block_on(who::from_token(
+                    config,
+                    route,
+                    &token,
+                    verify,
+                    &mut warnings,
+                )),
+                Err(e) => Err(format!("cannot start: {e}")),
+            };
+            match outcome {
+                Ok(identity) => identity,
+                Err(e) => {
+                    for w in &warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    return usage(e);
+                }
+            }
+        }
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if list {
+        return explain_list(route, &identity, body.as_deref(), json);
+    }
+    let Some(body) = body else {
+        return usage("--request is required".into());
+    };
+    let limits = (config.max_body_bytes, config.max_batch);
+    let explained = explain::explain(route, limits, &identity, &body);
+    if json {
+        println!("{}", explained.to_json());
+    } else {
+        print!("{}", explained.render_text());
+    }
+    match explained.allowed() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    }
+}
+
+/// `explain --list`: each item of a saved answer, or each rule, shown or hidden.
+fn explain_list(
+    route: &config::Route,
+    identity: &drawbridge::explain::Identity,
+    answer: Option<&[u8]>,
+    json: bool,
+) -> ExitCode {
+    use drawbridge::explain;
+    let Some(answer) = answer else {
+        let lines = explain::list_rules(route, identity);
+        match json {
+            true => println!("{}", serde_json::json!({ "rules": lines })),
+            false => lines.iter().for_each(|l| println!("{l}")),
+        }
+        return ExitCode::SUCCESS;
+    };
+    let items = match explain::list_answer(route, identity, &String::from_utf8_lossy(answer)) {
+        Ok(items) => items,
+        Err(e) => {
+            eprintln!("drawbridge: explain: --list: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        let items: Vec<serde_json::Value> = items
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "kind": i.kind.field(),
+                    "name": i.name,
+                    "shown": i.hidden.is_none(),
+                    "why": i.hidden,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "items": items }));
+    } else {
+        for i in &items {
+            match &i.hidden {
+                None => println!("shown   {} {}", i.kind.field(), i.name),
+                Some(why) => println!("hidden  {} {}: {why}", i.kind.field(), i.name),
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn print_errors(errors: &[config::ConfigError]) {

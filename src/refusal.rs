@@ -5,10 +5,12 @@
 //! Messages are fixed texts: no header value, token, body or upstream detail ever goes
 //! into an error body.
 
-use crate::auth::AuthFailure;
+use crate::auth::challenge::{www_authenticate, BearerErrorCode};
+use crate::auth::{AuthFailure, RouteGuard};
 use crate::exchange::FailureKind;
 use crate::mcp::jsonrpc::{error_body_for, Inspected, Malformed};
 use crate::mcp::request_meta::MetaError;
+use crate::policy::Denial;
 use crate::target::query::QueryError;
 use crate::target::TargetError;
 
@@ -166,6 +168,43 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The refusal of a request the policy denied, on a route guarded by `guard`. A
+    /// step-up challenge only when more scopes would help: for an operation no scope can
+    /// permit, clients must not be sent to re-authorize.
+    pub fn of_denial(denial: Denial, guard: Option<&RouteGuard>) -> Refusal {
+        let challenge = guard.filter(|_| !denial.not_permitted).map(|guard| {
+            let mut scopes: Vec<&str> = guard.required_scopes.iter().map(String::as_str).collect();
+            for s in &denial.needed {
+                if !scopes.contains(&s.as_str()) {
+                    scopes.push(s);
+                }
+            }
+            www_authenticate(
+                &guard.resource_metadata,
+                &scopes.join(" "),
+                Some((
+                    BearerErrorCode::InsufficientScope,
+                    "the access token lacks scopes this operation requires",
+                )),
+            )
+        });
+        Refusal::Forbidden {
+            message: denial.message,
+            challenge,
+        }
+    }
+
+    /// The refusal of a call of tool `name` under `policy.pins` with `on_change: hide`:
+    /// the tool is not pinned, or its listed definition is not its pin.
+    pub fn tool_not_pinned(name: &str) -> Refusal {
+        Refusal::Forbidden {
+            message: format!(
+                "forbidden: tool `{name}` is not available on this route: its definition is not the one pinned for it"
+            ),
+            challenge: None,
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             Refusal::NoRoute => 404,

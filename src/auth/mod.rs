@@ -268,8 +268,9 @@ pub struct Authenticator {
     rule_claims: Vec<crate::policy::ClaimName>,
 }
 
-/// The claims named by the claim rules of every route's policy, each once.
-fn rule_claims(config: &Config) -> Vec<crate::policy::ClaimName> {
+/// The claims named by the claim rules of every route's policy, each once: what a
+/// principal keeps of its token's claims.
+pub fn rule_claims(config: &Config) -> Vec<crate::policy::ClaimName> {
     let mut names: Vec<crate::policy::ClaimName> = Vec::new();
     for policy in config.routes.iter().filter_map(|r| r.policy.as_ref()) {
         let rules = [

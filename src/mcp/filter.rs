@@ -31,7 +31,7 @@ pub use super::methods::ListKind;
 
 impl ListKind {
     /// The member of `result` holding the items.
-    fn field(self) -> &'static str {
+    pub fn field(self) -> &'static str {
         match self {
             ListKind::Tools => "tools",
             ListKind::Prompts => "prompts",
@@ -41,7 +41,7 @@ impl ListKind {
     }
 
     /// The member of an item that the policy judges.
-    fn key(self) -> &'static str {
+    pub fn key(self) -> &'static str {
         match self {
             ListKind::Tools | ListKind::Prompts => "name",
             ListKind::Resources => "uri",

@@ -105,6 +105,11 @@ impl ClaimSet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Each claim held and its values.
+    pub fn iter(&self) -> impl Iterator<Item = (&ClaimName, &[String])> {
+        self.0.iter().map(|(n, v)| (n, v.as_slice()))
+    }
 }
 
 /// One condition of a claim rule: the claim must hold at least one of `values`

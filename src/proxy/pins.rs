@@ -111,12 +111,7 @@ impl PinState {
                 Some(_) => continue,
             };
             self.record(at, name, verdict, CALL_REFUSED);
-            return Err(Refusal::Forbidden {
-                message: format!(
-                    "forbidden: tool `{name}` is not available on this route: its definition is not the one pinned for it"
-                ),
-                challenge: None,
-            });
+            return Err(Refusal::tool_not_pinned(name));
         }
         Ok(())
     }

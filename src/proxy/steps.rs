@@ -12,14 +12,13 @@ use super::form::{self, Form};
 use super::headers::MCP_SESSION_ID;
 use super::state::{cache_now, ctx_binding, GatewayState, RouteRuntime};
 use super::Gateway;
-use crate::auth::challenge::{www_authenticate, BearerErrorCode};
 use crate::auth::jwt::TokenError;
 use crate::auth::{bearer, AuthFailure, Authenticated, Principal};
 use crate::config::RouteMatch;
 use crate::exchange::CredentialRequest;
 use crate::mcp::arguments::CallArguments;
 use crate::mcp::filter::{ListKind, PendingLists};
-use crate::mcp::jsonrpc::{Inspected, MessageKind, VersionClaim};
+use crate::mcp::jsonrpc::{Inspected, MessageKind};
 use crate::mcp::request_meta::{self, MetaError};
 use crate::mcp::session;
 use crate::policy::{self, Decision, Operation, Permit};
@@ -139,16 +138,7 @@ pub(super) fn check_mcp_headers(req: &RequestHeader, inspected: &Inspected) -> R
 /// A method the protocol version the request names has removed is answered as that
 /// revision's servers answer it, "method not found" (404), before anything else judges it.
 pub(super) fn check_removed_methods(inspected: &Inspected) -> Result<(), Refusal> {
-    let removed = inspected
-        .messages
-        .iter()
-        .any(|m| match (&m.kind, &m.version_claim) {
-            (MessageKind::Call { method, .. }, VersionClaim::Named(version)) => {
-                crate::mcp::methods::removed_in(method, Some(version))
-            }
-            _ => false,
-        });
-    match removed {
+    match crate::mcp::methods::names_removed_method(inspected) {
         true => Err(Refusal::MethodRemoved),
         false => Ok(()),
     }
@@ -244,35 +234,7 @@ pub(super) fn authorize(
             };
             Ok((permit, lists))
         }
-        Err(denial) => {
-            // A step-up challenge only when more scopes would help: for an operation no
-            // scope can permit, clients must not be sent to re-authorize.
-            let challenge = rt
-                .guard
-                .as_ref()
-                .filter(|_| !denial.not_permitted)
-                .map(|guard| {
-                    let mut scopes: Vec<&str> =
-                        guard.required_scopes.iter().map(String::as_str).collect();
-                    for s in &denial.needed {
-                        if !scopes.contains(&s.as_str()) {
-                            scopes.push(s);
-                        }
-                    }
-                    www_authenticate(
-                        &guard.resource_metadata,
-                        &scopes.join(" "),
-                        Some((
-                            BearerErrorCode::InsufficientScope,
-                            "the access token lacks scopes this operation requires",
-                        )),
-                    )
-                });
-            Err(Refusal::Forbidden {
-                message: denial.message,
-                challenge,
-            })
-        }
+        Err(denial) => Err(Refusal::of_denial(denial, rt.guard.as_ref())),
     }
 }
 

@@ -179,6 +179,11 @@ impl Gateway {
         None
     }
 
+    /// The configuration file the gateway runs with (for the CLI on the same file).
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
     /// The gateway's process id (for `/proc/PID/fd`).
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -16,6 +16,7 @@ mod entra_selftest;
 mod errors;
 mod exchange;
 mod exchange_idp;
+mod explain;
 mod faults;
 mod handles;
 mod idp_selftest;
