@@ -250,7 +250,7 @@ pub fn explain(
         }
     };
     ex.push("body", describe_body(&inspected));
-    if crate::mcp::methods::names_removed_method(&inspected) {
+    if inspected.names_removed_method() {
         ex.push(
             "method",
             "a method the protocol version the request names has removed",

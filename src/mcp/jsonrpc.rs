@@ -89,6 +89,19 @@ pub struct Inspected {
 }
 
 impl Inspected {
+    /// Whether some call is of a method the protocol version it names has removed
+    /// (answered "method not found", 404, before anything else judges it).
+    pub fn names_removed_method(&self) -> bool {
+        self.messages
+            .iter()
+            .any(|m| match (&m.kind, &m.version_claim) {
+                (MessageKind::Call { method, .. }, VersionClaim::Named(version)) => {
+                    super::methods::removed_in(method, Some(version))
+                }
+                _ => false,
+            })
+    }
+
     /// Ids of the requests that expect an answer.
     pub fn request_ids(&self) -> impl Iterator<Item = &str> {
         self.messages

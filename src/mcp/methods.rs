@@ -132,21 +132,6 @@ pub fn removed_in(method: &str, version: Option<&str>) -> bool {
         && REMOVED_IN_2026_07_28.contains(&method)
 }
 
-/// Whether some call of a request is a method the protocol version it names has removed
-/// (answered "method not found", 404, before anything else judges it).
-pub fn names_removed_method(inspected: &crate::mcp::jsonrpc::Inspected) -> bool {
-    use crate::mcp::jsonrpc::{MessageKind, VersionClaim};
-    inspected
-        .messages
-        .iter()
-        .any(|m| match (&m.kind, &m.version_claim) {
-            (MessageKind::Call { method, .. }, VersionClaim::Named(version)) => {
-                removed_in(method, Some(version))
-            }
-            _ => false,
-        })
-}
-
 /// Whether a protocol `version` a request names (`YYYY-MM-DD`) is the revision `since` or
 /// a later one: such dates compare as text. Anything else names no revision.
 pub fn revision_since(version: Option<&[u8]>, since: &[u8]) -> bool {

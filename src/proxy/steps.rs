@@ -138,7 +138,7 @@ pub(super) fn check_mcp_headers(req: &RequestHeader, inspected: &Inspected) -> R
 /// A method the protocol version the request names has removed is answered as that
 /// revision's servers answer it, "method not found" (404), before anything else judges it.
 pub(super) fn check_removed_methods(inspected: &Inspected) -> Result<(), Refusal> {
-    match crate::mcp::methods::names_removed_method(inspected) {
+    match inspected.names_removed_method() {
         true => Err(Refusal::MethodRemoved),
         false => Ok(()),
     }
