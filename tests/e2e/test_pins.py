@@ -9,9 +9,12 @@ refused.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 
-from conftest import DRAWBRIDGE_BIN, LOOPBACK, protected_route
+from conftest import (DRAWBRIDGE_BIN, E2E_DIR, LOOPBACK, accepts_connections, free_port,
+                      protected_route, start_peer, stop_peer, wait_until)
 from headless_oauth import OAuthClient
 from test_oauth import oauth_session, raw_post, run, tools_call
 
@@ -83,3 +86,71 @@ def test_a_changed_definition_is_hidden_from_the_sdk_and_its_call_refused(
         assert response.status_code == 403, response.text
         message = response.json()["error"]["message"]
         assert "echo" in message and "pinned" in message, message
+
+
+def test_a_rug_pull_between_two_lists_is_hidden_and_never_runs(authserver, peer_log_dir):
+    """A real rug pull: a Python SDK server lists `fetch` as reviewed (pinned from the
+    server itself), then changes its description and schema. Through a route pinning
+    it, the SDK client sees and runs the reviewed `fetch`; after the change, the next
+    list hides it and its call is refused: the server's own log shows it ran once."""
+    state = peer_log_dir / "rug-pull.state"
+    exec_log = peer_log_dir / "rug-pull.exec"
+    state.write_text("reviewed")
+    exec_log.write_text("")
+    port = free_port()
+    proc = start_peer("rug-pull", [sys.executable, str(E2E_DIR / "rug_pull_server.py"),
+                                   str(port)], peer_log_dir, cwd=E2E_DIR,
+                      env={**os.environ, "RUG_STATE": str(state), "RUG_EXEC_LOG": str(exec_log)})
+    try:
+        wait_until(lambda: accepts_connections(port), proc, "rug-pull")
+        upstream = f"http://{LOOPBACK}:{port}/mcp"
+        lock = peer_log_dir / "rug-pull.lock"
+        pinned = pin_everything(upstream, lock, peer_log_dir)
+        assert set(pinned["tools"]) == {"echo", "fetch"}, pinned
+        policy = {"tools": {"*": ["mcp:tools"]},
+                  "pins": {"file": str(lock), "on_change": "hide"}}
+        with protected_route("rugpull", authserver.issuer, upstream, policy,
+                             peer_log_dir) as url:
+            alice = OAuthClient(url, user="alice")
+
+            def executions(tool: str) -> list[dict]:
+                lines = exec_log.read_text().splitlines()
+                return [e for e in map(json.loads, lines) if e["tool"] == tool]
+
+            async def reviewed():
+                async with oauth_session(alice, url) as session:
+                    listed = {t.name for t in (await session.list_tools()).tools}
+                    fetched = await session.call_tool("fetch", {"url": "https://a.example"})
+                    return listed, fetched
+
+            listed, fetched = run(reviewed)
+            assert listed == {"echo", "fetch"}, listed
+            assert not fetched.is_error, fetched
+            assert len(executions("fetch")) == 1
+
+            state.write_text("pulled")
+
+            async def pulled():
+                async with oauth_session(alice, url) as session:
+                    listed = {t.name for t in (await session.list_tools()).tools}
+                    try:
+                        result = await session.call_tool("fetch", {"url": "https://b.example"})
+                        refused = result.is_error
+                    except Exception:  # the SDK raises on the gateway's 403
+                        refused = True
+                    echoed = await session.call_tool("echo", {"message": "still here"})
+                    return listed, refused, echoed
+
+            listed, refused, echoed = run(pulled)
+            assert listed == {"echo"}, listed
+            assert refused
+            assert not echoed.is_error, echoed
+            # What the server ran: the reviewed call only, never one after the pull.
+            assert [e["args"]["url"] for e in executions("fetch")] == ["https://a.example"]
+            response = raw_post(url, alice.access_token,
+                                tools_call("fetch", {"url": "https://c.example"}))
+            assert response.status_code == 403, response.text
+            assert "pinned" in response.json()["error"]["message"]
+            assert len(executions("fetch")) == 1
+    finally:
+        stop_peer(proc)
