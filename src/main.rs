@@ -99,6 +99,11 @@ enum Command {
         /// (tools/list, resources/list, resources/templates/list, prompts/list).
         #[arg(long, value_name = "FILE", required_unless_present = "list")]
         request: Option<PathBuf>,
+        /// A header of the request, `Name: value` (repeatable): the `Mcp-*` and
+        /// `MCP-Protocol-Version` headers are then judged against the body as the
+        /// gateway judges them.
+        #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
         /// Show what the caller would see in lists: each item of a saved list answer
         /// (--request), else each rule of the route's policy.
         #[arg(long)]
@@ -165,6 +170,7 @@ fn main() -> ExitCode {
             scopes,
             claims,
             request,
+            headers,
             list,
             format,
         }) => {
@@ -179,14 +185,13 @@ fn main() -> ExitCode {
                 },
             };
             let json = format == ReportFormat::Json;
-            explain(
-                &config_file(),
-                &route,
-                caller,
-                request.as_deref(),
+            let input = ExplainInput {
+                request,
+                headers,
                 list,
                 json,
-            )
+            };
+            explain(&config_file(), &route, caller, input)
         }
         None => run(&config_file(), cli.watch.as_deref(), cli.log_format),
     }
@@ -215,15 +220,44 @@ fn read_input(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// What `explain` reads and how it prints.
+struct ExplainInput {
+    request: Option<PathBuf>,
+    headers: Vec<String>,
+    list: bool,
+    json: bool,
+}
+
+/// `--header` values as a header map.
+fn header_map(headers: &[String]) -> Result<http::HeaderMap, String> {
+    let mut map = http::HeaderMap::new();
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header `{h}`: expected `Name: value`"))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("--header `{h}`: not a header name"))?;
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("--header `{h}`: not a header value"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
 /// `drawbridge explain`: 0 allow, 1 deny, 2 usage or config error.
 fn explain(
     file: &std::path::Path,
     route_name: &str,
     caller: Caller,
-    request: Option<&std::path::Path>,
-    list: bool,
-    json: bool,
+    input: ExplainInput,
 ) -> ExitCode {
+    let ExplainInput {
+        request,
+        headers,
+        list,
+        json,
+    } = input;
+    let request = request.as_deref();
     use drawbridge::explain::{self, caller as who};
     let usage = |message: String| {
         eprintln!("drawbridge: explain: {message}");
@@ -251,6 +285,10 @@ fn explain(
     }
     let body = match request.map(read_input).transpose() {
         Ok(body) => body,
+        Err(e) => return usage(e),
+    };
+    let headers = match header_map(&headers) {
+        Ok(headers) => headers,
         Err(e) => return usage(e),
     };
     let mut warnings = Vec::new();
@@ -314,7 +352,11 @@ fn explain(
         return usage("--request is required".into());
     };
     let limits = (config.max_body_bytes, config.max_batch);
-    let explained = explain::explain(route, limits, &identity, &body);
+    let request = explain::Request {
+        body: &body,
+        headers: &headers,
+    };
+    let explained = explain::explain(route, limits, &identity, &request);
     if json {
         println!("{}", explained.to_json());
     } else {

@@ -13,6 +13,7 @@
 
 pub mod caller;
 
+use http::HeaderMap;
 use serde_json::{json, Value};
 
 use crate::auth::{AuthFailure, Principal, RouteGuard};
@@ -21,6 +22,7 @@ use crate::mcp::arguments::CallArguments;
 use crate::mcp::canonical::tool_digest;
 use crate::mcp::filter::ListKind;
 use crate::mcp::jsonrpc::{self, Inspected};
+use crate::mcp::request_meta::{self, MetaError};
 use crate::policy::pins::{OnChange, PinVerdict};
 use crate::policy::{self, ClaimSet, Decision, Grants, Operation, Policy};
 use crate::refusal::Refusal;
@@ -107,9 +109,12 @@ pub struct Explanation {
     pub not_judged: Vec<&'static str>,
 }
 
+/// What no explanation judges without the request's headers (`--header`).
+const HEADERS_NOT_JUDGED: &str =
+    "the request's Mcp-* and MCP-Protocol-Version headers (none given with --header)";
+
 /// What every explanation of a request leaves to the running gateway.
-const NOT_JUDGED: [&str; 4] = [
-    "the request's Mcp-* and MCP-Protocol-Version headers (they must agree with the body)",
+const NOT_JUDGED: [&str; 3] = [
     "the session id, rate limits and the upstream credential",
     "the upstream's answer (lists are filtered: see --list)",
     "the request's size and arrival within the client timeouts",
@@ -209,20 +214,32 @@ fn http_reason(status: u16) -> &'static str {
         .unwrap_or("")
 }
 
-/// Explains a POST of `body` to `route` by `identity`, with the configuration's
+/// The request explained: its body, and the headers given for it (the `Mcp-*` and
+/// `MCP-Protocol-Version` headers are judged against the body when any is given).
+pub struct Request<'r> {
+    pub body: &'r [u8],
+    pub headers: &'r HeaderMap,
+}
+
+/// Explains a POST of `request` to `route` by `identity`, with the configuration's
 /// `max_body` and `max_batch`.
 pub fn explain(
     route: &Route,
     limits: (usize, usize),
     identity: &Identity,
-    body: &[u8],
+    request: &Request<'_>,
 ) -> Explanation {
     let (max_body, max_batch) = limits;
+    let (body, headers) = (request.body, request.headers);
+    let mut not_judged = NOT_JUDGED.to_vec();
+    if headers.is_empty() {
+        not_judged.insert(0, HEADERS_NOT_JUDGED);
+    }
     let mut ex = Explanation {
         steps: Vec::new(),
         refusal: None,
         inspected: None,
-        not_judged: NOT_JUDGED.to_vec(),
+        not_judged,
     };
     ex.push("route", describe_route(route));
     let guard = RouteGuard::for_route(route);
@@ -250,6 +267,18 @@ pub fn explain(
         }
     };
     ex.push("body", describe_body(&inspected));
+    if !headers.is_empty() {
+        if let Err(e) = request_meta::check(headers, &inspected) {
+            let refusal = match e {
+                MetaError::BatchWithClaim => Refusal::BatchNotSupported,
+                e => Refusal::RequestMeta(e),
+            };
+            ex.push("headers", format!("refused: {}", refusal.message()));
+            ex.inspected = Some(inspected);
+            return ex.refuse(refusal);
+        }
+        ex.push("headers", "agree with the body");
+    }
     if inspected.names_removed_method() {
         ex.push(
             "method",
@@ -259,6 +288,15 @@ pub fn explain(
         return ex.refuse(Refusal::MethodRemoved);
     }
     if inspected.batch {
+        // The gateway's order: a version without batches, then the length.
+        if !request_meta::batches_allowed(headers) {
+            ex.push(
+                "batch",
+                "refused: the MCP-Protocol-Version given has no batches (2025-06-18 and later)",
+            );
+            ex.inspected = Some(inspected);
+            return ex.refuse(Refusal::BatchNotSupported);
+        }
         if inspected.messages.len() > max_batch {
             ex.push(
                 "batch",
@@ -270,10 +308,12 @@ pub fn explain(
             ex.inspected = Some(inspected);
             return ex.refuse(Refusal::BatchTooLong);
         }
-        ex.push(
-            "batch",
-            "refused (400) when the request's MCP-Protocol-Version is 2025-06-18 or later; judged below as sent under an older one",
-        );
+        if headers.is_empty() {
+            ex.push(
+                "batch",
+                "refused (400) when the request's MCP-Protocol-Version is 2025-06-18 or later; judged as sent without one",
+            );
+        }
     }
     // Authorize, then the pins.
     let held = identity.held(route);

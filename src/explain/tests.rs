@@ -54,9 +54,17 @@ fn call(tool: &str, arguments: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+fn post(body: &[u8]) -> Request<'_> {
+    static NONE: std::sync::LazyLock<HeaderMap> = std::sync::LazyLock::new(HeaderMap::new);
+    Request {
+        body,
+        headers: &NONE,
+    }
+}
+
 fn run(routes: &str, identity: &Identity, body: &[u8]) -> Explanation {
     let config = config(routes);
-    explain(&config.routes[0], (1 << 20, 3), identity, body)
+    explain(&config.routes[0], (1 << 20, 3), identity, &post(body))
 }
 
 fn step<'e>(ex: &'e Explanation, name: &str) -> Vec<&'e str> {
@@ -174,9 +182,9 @@ fn a_claim_rule_decides_before_scopes_and_reads_given_claims() {
         let value: Value = serde_json::from_str(&format!(r#"{{"groups":[{groups}]}}"#)).unwrap();
         caller::given(&config, "mcp ops", Some(&value)).unwrap()
     };
-    let ex = explain(route, (1 << 20, 3), &claims(r#""admins""#), &body);
+    let ex = explain(route, (1 << 20, 3), &claims(r#""admins""#), &post(&body));
     assert!(ex.allowed(), "{}", ex.render_text());
-    let ex = explain(route, (1 << 20, 3), &claims(r#""users""#), &body);
+    let ex = explain(route, (1 << 20, 3), &claims(r#""users""#), &post(&body));
     assert_eq!(ex.refusal.as_ref().map(Refusal::status), Some(403));
     assert_eq!(
         step(&ex, "decision"),
@@ -225,8 +233,51 @@ fn bodies_the_inspection_refuses_are_refused_as_the_gateway_refuses_them() {
     assert!(step(&ex, "batch")[0].contains("MCP-Protocol-Version"));
 
     let config = config(FILES);
-    let ex = explain(&config.routes[0], (10, 3), &identity, ping.as_bytes());
+    let ex = explain(
+        &config.routes[0],
+        (10, 3),
+        &identity,
+        &post(ping.as_bytes()),
+    );
     assert_eq!(ex.refusal.as_ref().map(Refusal::status), Some(413));
+}
+
+#[test]
+fn headers_given_are_judged_against_the_body_and_decide_batches() {
+    let config = config(FILES);
+    let route = &config.routes[0];
+    let identity = given(&["mcp", "files:read"]);
+    let headers = |pairs: &[(&'static str, &'static str)]| {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, http::HeaderValue::from_static(value));
+        }
+        map
+    };
+    let body = call("read_file", r#"{"path":"/srv/data/a"}"#);
+    let judge = |map: &HeaderMap, body: &[u8]| {
+        let request = Request { body, headers: map };
+        explain(route, (1 << 20, 3), &identity, &request)
+    };
+    let agreeing = headers(&[("mcp-method", "tools/call"), ("mcp-name", "read_file")]);
+    let ex = judge(&agreeing, &body);
+    assert!(ex.allowed(), "{}", ex.render_text());
+    assert_eq!(step(&ex, "headers"), ["agree with the body"]);
+    assert!(!ex.render_text().contains("none given with --header"));
+    let lying = headers(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]);
+    let ex = judge(&lying, &body);
+    assert_eq!(ex.refusal.as_ref().map(Refusal::status), Some(400));
+    assert!(step(&ex, "headers")[0].starts_with("refused"));
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let batch = format!("[{ping},{ping}]");
+    let modern = headers(&[("mcp-protocol-version", "2025-06-18")]);
+    let ex = judge(&modern, batch.as_bytes());
+    assert_eq!(
+        ex.refusal.as_ref().map(Refusal::kind),
+        Some(Refusal::BatchNotSupported.kind())
+    );
+    let older = headers(&[("mcp-protocol-version", "2025-03-26")]);
+    assert!(judge(&older, batch.as_bytes()).allowed());
 }
 
 #[test]

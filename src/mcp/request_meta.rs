@@ -270,6 +270,25 @@ pub fn encode_header_value(value: &str) -> String {
     format!("{SENTINEL_PREFIX}{payload}{SENTINEL_SUFFIX}")
 }
 
+/// The first protocol version without JSON-RPC batches.
+const NO_BATCHES_SINCE: &str = "2025-06-18";
+
+/// Whether the protocol version the client names (`MCP-Protocol-Version`) has batches:
+/// none named (2025-03-26 is assumed) or one before 2025-06-18. A value that is not a
+/// `YYYY-MM-DD` date is not known to allow them.
+pub fn batches_allowed(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get("mcp-protocol-version") else {
+        return true;
+    };
+    let version = value.as_bytes();
+    let is_date = version.len() == 10
+        && version.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    is_date && version < NO_BATCHES_SINCE.as_bytes()
+}
+
 /// Checks the request metadata headers against the inspected body (see the module
 /// documentation for the rules).
 pub fn check(headers: &HeaderMap, inspected: &Inspected) -> Result<(), MetaError> {

@@ -90,7 +90,8 @@ fn run_explain(config: &std::path::Path, args: &[String], stdin: &str) -> (i32, 
     {
         use std::io::Write;
         let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.as_bytes()).unwrap();
+        // A usage error exits before reading its input: a broken pipe is no failure.
+        let _ = input.write_all(stdin.as_bytes());
     }
     let out = child.wait_with_output().unwrap();
     (
@@ -129,8 +130,20 @@ fn without_request_id(mut body: Value) -> Value {
 }
 
 async fn post(gw: &Gateway, bearer: &str, body: &str) -> reqwest::Response {
-    client()
-        .post(gw.url("/tools/mcp"))
+    post_with(gw, bearer, body, &[]).await
+}
+
+async fn post_with(
+    gw: &Gateway,
+    bearer: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = client().post(gw.url("/tools/mcp"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
         .header("authorization", format!("Bearer {bearer}"))
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
@@ -284,6 +297,56 @@ async fn explain_decides_as_the_gateway_does() {
                 challenge.as_deref(),
                 "{what}: the same challenge"
             );
+        }
+    }
+}
+
+/// A body, the headers sent with it, and what the case is.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
+#[tokio::test]
+async fn headers_given_are_judged_as_the_gateway_judges_them() {
+    let s = setup().await;
+    let bearer = token(&s.idp, "mcp tools:echo", &[]);
+    let echo = call(1, "echo", json!({"message": "hi"}));
+    let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    let batch = format!("[{ping},{ping}]");
+    let cases: [Case<'_>; 4] = [
+        (
+            &echo,
+            &[("mcp-method", "tools/call"), ("mcp-name", "echo")],
+            "agreeing",
+        ),
+        (
+            &echo,
+            &[("mcp-method", "tools/call"), ("mcp-name", "delete_repo")],
+            "lying name",
+        ),
+        (
+            &batch,
+            &[("mcp-protocol-version", "2025-06-18")],
+            "batch, no batches",
+        ),
+        (
+            &batch,
+            &[("mcp-protocol-version", "2025-03-26")],
+            "batch, older version",
+        ),
+    ];
+    for (body, headers, what) in cases {
+        let mut args = vec!["--token", bearer.as_str()];
+        let given: Vec<String> = headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+        for h in &given {
+            args.extend(["--header", h.as_str()]);
+        }
+        let (code, explained) = explain_json(&s.gw, &args, body).await;
+        let resp = post_with(&s.gw, &bearer, body, headers).await;
+        let status = resp.status().as_u16();
+        assert_eq!(explained["status"], status, "{what}: {explained:#}");
+        assert_eq!(code == 0, status == 200, "{what}");
+        if status != 200 {
+            let answer: Value = resp.json().await.unwrap();
+            assert_eq!(explained["body"], without_request_id(answer), "{what}");
         }
     }
 }
