@@ -425,7 +425,8 @@ fn four_rule_policy() -> Policy {
 }
 
 /// [`four_rule_policy`] with argument rules on `get-*` that the body of
-/// [`tools_call_body`] satisfies: two `one_of`, a `max`, two `max_length`, a `regex`.
+/// [`tools_call_body`] satisfies: a `one_of`, `min` and `max`, two `max_length`, `each`
+/// item `one_of`, a `regex`, and `additional_arguments: deny`.
 fn argument_rule_policy() -> Policy {
     let mut policy = four_rule_policy();
     let rule = |name: &str, conditions: Vec<Condition>| ArgumentRule {
@@ -450,7 +451,18 @@ fn argument_rule_policy() -> Policy {
                         vec![Condition::OneOf(vec![json!("metric"), json!("imperial")])],
                     ),
                     rule("days", vec![Condition::Min(1.0), Condition::Max(16.0)]),
-                    rule("include", vec![Condition::MaxLength(5)]),
+                    rule(
+                        "include",
+                        vec![
+                            Condition::MaxLength(5),
+                            Condition::Each(vec![Condition::OneOf(vec![
+                                json!("wind"),
+                                json!("rain"),
+                                json!("uv"),
+                                json!("temperature"),
+                            ])]),
+                        ],
+                    ),
                     rule("notes", vec![Condition::MaxLength(1 << 20)]),
                 ],
                 deny_additional: true,
