@@ -57,8 +57,9 @@ enum Command {
     /// Print a new random session key (32 bytes, base64) for `sessions.keys[].secret`.
     Keygen,
     /// Write the lock file of a route's tool definitions (`policy.pins`): from a saved
-    /// tools/list answer (`--from`), or from the route's upstream (with its `static`
-    /// credential or none). Exits 1 when it cannot, 2 on a usage or config error.
+    /// tools/list answer (`--from`), or from the route's upstream with the route's
+    /// upstream credential (a token exchange made from --token's). Exits 1 when it
+    /// cannot, 2 on a usage or config error.
     Pin {
         /// The route whose upstream's tools are pinned.
         #[arg(long)]
@@ -71,6 +72,11 @@ enum Command {
         /// tools.lock]; `-` for stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// A caller's access token for the route (`@FILE`: read from FILE; `-`: stdin),
+        /// for a route whose upstream gets a token made from the caller's
+        /// (token_exchange, on_behalf_of).
+        #[arg(long, value_name = "TOKEN", conflicts_with = "from")]
+        token: Option<String>,
     },
     /// Explain what the gateway would do with one request on a route, step by step: the
     /// caller, the route's scopes, each operation's rule, arguments and shadow rules, the
@@ -160,9 +166,24 @@ fn main() -> ExitCode {
             cli.log_format,
         ),
         Some(Command::Keygen) => keygen(),
-        Some(Command::Pin { route, from, out }) => {
-            pin(&config_file(), &route, from.as_deref(), out.as_deref())
-        }
+        Some(Command::Pin {
+            route,
+            from,
+            out,
+            token,
+        }) => match token.map(read_token).transpose() {
+            Ok(token) => pin(
+                &config_file(),
+                &route,
+                from.as_deref(),
+                out.as_deref(),
+                token.as_deref(),
+            ),
+            Err(e) => {
+                eprintln!("drawbridge: pin: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some(Command::Explain {
             route,
             token,
@@ -308,15 +329,9 @@ fn explain(
             }
         }
         Caller::Token { token, verify } => {
-            let token = match token.strip_prefix('@') {
-                Some(path) => read_input(std::path::Path::new(path)),
-                None if token == "-" => read_input(std::path::Path::new("-")),
-                None => Ok(token.into_bytes()),
-            };
-            let token = match token.map(|t| String::from_utf8_lossy(&t).trim().to_string()) {
-                Ok(token) if !token.is_empty() => token,
-                Ok(_) => return usage("--token: empty".into()),
-                Err(e) => return usage(format!("--token: {e}")),
+            let token = match read_token(token) {
+                Ok(token) => token,
+                Err(e) => return usage(e),
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -434,12 +449,28 @@ fn keygen() -> ExitCode {
     }
 }
 
+/// A `--token` argument: the token itself, `@FILE` or `-` (stdin), trimmed.
+fn read_token(arg: String) -> Result<String, String> {
+    let token = match arg.strip_prefix('@') {
+        Some(path) => read_input(std::path::Path::new(path)),
+        None if arg == "-" => read_input(std::path::Path::new("-")),
+        None => Ok(arg.into_bytes()),
+    }
+    .map_err(|e| format!("--token: {e}"))?;
+    let token = String::from_utf8_lossy(&token).trim().to_string();
+    match token.is_empty() {
+        true => Err("--token: empty".into()),
+        false => Ok(token),
+    }
+}
+
 /// `drawbridge pin`: reads every tool definition, writes their digests.
 fn pin(
     file: &std::path::Path,
     route_name: &str,
     from: Option<&std::path::Path>,
     out: Option<&std::path::Path>,
+    caller: Option<&str>,
 ) -> ExitCode {
     use drawbridge::pin;
     let loaded = match config::load_file_for_pinning(file) {
@@ -479,21 +510,19 @@ fn pin(
                 .enable_all()
                 .build();
             match runtime {
-                Ok(runtime) => {
-                    runtime
-                        .block_on(pin::from_upstream(route))
-                        .map(|(digests, pages)| {
-                            (
-                                digests,
-                                format!(
-                                    "tools/list of route `{}`'s upstream {} ({pages} page{})",
-                                    route.name,
-                                    route.upstream.url,
-                                    if pages == 1 { "" } else { "s" }
-                                ),
-                            )
-                        })
-                }
+                Ok(runtime) => runtime
+                    .block_on(pin::from_upstream(&loaded.config, route, caller))
+                    .map(|(digests, pages)| {
+                        (
+                            digests,
+                            format!(
+                                "tools/list of route `{}`'s upstream {} ({pages} page{})",
+                                route.name,
+                                route.upstream.url,
+                                if pages == 1 { "" } else { "s" }
+                            ),
+                        )
+                    }),
                 Err(e) => Err(pin::PinError(format!("cannot start: {e}"))),
             }
         }

@@ -3,11 +3,12 @@
 //! then `tools/list` page by page). The digests are `mcp::canonical`'s, the file format
 //! `policy::pins`'s.
 //!
-//! Reaching the upstream needs a credential without a caller: the route's `static`
-//! header, or none. A route whose upstream gets a token made from the caller's
-//! (`token_exchange`, `on_behalf_of`) or the gateway's own (`client_credentials`) cannot
-//! be pinned this way: save an answer made with such a credential and pin it with
-//! `--from`.
+//! The upstream is reached with the route's own upstream credential, obtained as the
+//! gateway obtains it (`exchange::CredentialSource`): none, the `static` header, the
+//! gateway's `client_credentials` token, or, for a route whose upstream gets a token
+//! made from the caller's (`token_exchange`, `on_behalf_of`), one made from the caller
+//! token given with `--token`. Without one, such a route is pinned from a saved answer
+//! (`--from`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +16,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::{Route, UpstreamAuth};
+use crate::auth::{token_key, Authenticator};
+use crate::config::{Config, Route, UpstreamAuth};
+use crate::exchange::{CredentialCache, CredentialRequest, CredentialSource, ExchangeCounters};
 use crate::mcp::canonical::tool_digest;
 use crate::mcp::sse::EventReader;
 
@@ -141,24 +144,84 @@ fn answer_in(body: &str, event_stream: bool, id: u64) -> Result<String, PinError
     fail("the upstream's event stream ended without the answer")
 }
 
-/// Connects to the route's upstream and reads every page of its `tools/list`.
-pub async fn from_upstream(route: &Route) -> Result<(BTreeMap<String, String>, usize), PinError> {
-    let credential = match &route.upstream_auth {
-        UpstreamAuth::None => None,
-        UpstreamAuth::Static { header, value } => Some((header.clone(), value.clone())),
-        UpstreamAuth::TokenExchange(_) | UpstreamAuth::OnBehalfOf(_) => {
+/// The route's upstream credential, obtained as the gateway obtains it for a request
+/// that needs no scope of its own (a `tools/list`): `caller` is the caller's token a
+/// `token_exchange` or `on_behalf_of` grant is made from.
+async fn upstream_credential(
+    config: &Config,
+    route: &Route,
+    caller: Option<&str>,
+) -> Result<Option<(http::HeaderName, http::HeaderValue)>, PinError> {
+    let grant = match &route.upstream_auth {
+        UpstreamAuth::None => return Ok(None),
+        UpstreamAuth::Static { header, value } => return Ok(Some((header.clone(), value.clone()))),
+        UpstreamAuth::TokenExchange(_) | UpstreamAuth::OnBehalfOf(_) if caller.is_none() => {
             return fail(format!(
-                "route `{}`'s upstream gets a token made from each caller's; `drawbridge pin` has no caller. Save a tools/list answer made with a caller's credential and pin it with --from FILE",
+                "route `{}`'s upstream gets a token made from each caller's, and `drawbridge pin` has no caller: give a caller's access token for the route with --token, or pin a saved tools/list answer with --from FILE",
                 route.name
             ))
         }
-        UpstreamAuth::ClientCredentials(_) => {
-            return fail(format!(
-                "route `{}`'s upstream gets a client-credentials token, which `drawbridge pin` does not obtain; save a tools/list answer and pin it with --from FILE",
-                route.name
-            ))
-        }
+        UpstreamAuth::TokenExchange(g)
+        | UpstreamAuth::OnBehalfOf(g)
+        | UpstreamAuth::ClientCredentials(g) => g,
     };
+    let caller =
+        caller.filter(|_| !matches!(route.upstream_auth, UpstreamAuth::ClientCredentials(_)));
+    let metrics =
+        crate::telemetry::Metrics::new().map_err(|e| PinError(format!("metrics: {e}")))?;
+    let auth = Authenticator::new(config, &metrics, None).map_err(PinError)?;
+    // A grant without a `token_endpoint` reads it from its issuer's metadata.
+    if let (None, Some(issuer)) = (
+        &grant.token_endpoint,
+        grant.issuer.and_then(|i| auth.issuers().get(i)),
+    ) {
+        issuer.refresh().await.map_err(|e| {
+            PinError(format!(
+                "issuer `{}`: cannot read its metadata: {e}",
+                issuer.config.name
+            ))
+        })?;
+    }
+    let source = CredentialSource::build(route, auth.issuers()).map_err(PinError)?;
+    let counter = || {
+        prometheus::IntCounter::new("pin_exchange", "unused").map_err(|e| PinError(e.to_string()))
+    };
+    let counters = ExchangeCounters {
+        hit: counter()?,
+        miss: counter()?,
+    };
+    let request = CredentialRequest {
+        subject_token: caller,
+        subject_key: caller.map(token_key),
+        subject_expires_at: None,
+        permit_scopes: &[],
+    };
+    source
+        .obtain(&request, &CredentialCache::new(1), &counters, &Uncounted)
+        .await
+        .map_err(|e| {
+            PinError(format!(
+                "cannot obtain the route's upstream credential: {e}"
+            ))
+        })
+}
+
+/// The exchange metrics of a command that serves no traffic.
+struct Uncounted;
+
+impl crate::exchange::ExchangeMetrics for Uncounted {
+    fn token_exchange(&self, _result: &str, _seconds: f64) {}
+}
+
+/// Connects to the route's upstream, with the route's upstream credential (made from
+/// `caller`'s token where the route exchanges it), and reads every page of its
+/// `tools/list`.
+pub async fn from_upstream(
+    config: &Config,
+    route: &Route,
+    caller: Option<&str>,
+) -> Result<(BTreeMap<String, String>, usize), PinError> {
+    let credential = upstream_credential(config, route, caller).await?;
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(

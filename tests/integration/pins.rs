@@ -355,7 +355,7 @@ async fn pin_says_what_it_cannot_do() {
     let (code, stderr) = pin(dir.path(), &idp, &exchange, &[]).await;
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("has no caller") && stderr.contains("--from"),
+        stderr.contains("has no caller") && stderr.contains("--token") && stderr.contains("--from"),
         "{stderr}"
     );
     assert!(!stderr.contains("s3cret-value"));
@@ -425,4 +425,86 @@ async fn a_new_lock_file_is_applied_by_watch() {
     let (status, _) = rpc(&gw, &auth, "", call("echo")).await;
     assert_eq!(status, 200);
     assert_eq!(calls_of(&up, "echo"), 1);
+}
+
+/// A route's upstream is pinned with the route's own upstream credential: the gateway's
+/// client-credentials token, or a token exchanged for the caller token given with
+/// `--token` (which itself never reaches the upstream: the stand-in fails on it).
+#[tokio::test]
+async fn pin_reaches_the_upstream_with_the_routes_grant() {
+    use crate::idp::{EXCHANGE_CLIENT_ID, EXCHANGE_CLIENT_SECRET};
+    let idp = Idp::start().await;
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let route = |grant: &str| {
+        format!(
+            r#"  - name: p
+    match: {{ path: /p/mcp }}
+    public_url: {RESOURCE}
+    upstream: {{ url: '{}' }}
+    auth: {{ issuers: [corp] }}
+    upstream_auth:
+      {grant}: {{ issuer: corp, client_id: {EXCHANGE_CLIENT_ID}, client_secret: {EXCHANGE_CLIENT_SECRET}, audience: upstream-aud }}
+"#,
+            up.url("/mcp")
+        )
+    };
+    let presented = |from: usize| -> Vec<Value> {
+        up.seen()[from..]
+            .iter()
+            .map(|s| {
+                let auth = s.headers["authorization"].to_str().unwrap();
+                crate::idp::unverified_claims(auth.strip_prefix("Bearer ").unwrap())
+            })
+            .collect()
+    };
+    let (code, stderr) = pin(
+        dir.path(),
+        &idp,
+        &route("client_credentials"),
+        &["--out", "-"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let service = presented(0);
+    assert_eq!(
+        service.len(),
+        5,
+        "initialize, initialized, two pages, the DELETE ending the session"
+    );
+    for claims in &service {
+        assert_eq!(claims["sub"], EXCHANGE_CLIENT_ID, "the gateway's own token");
+        assert_eq!(claims["aud"], "upstream-aud");
+    }
+
+    let alice = idp.mint(Alg::ES256, &idp.claims(RESOURCE, "mcp"));
+    let seen = up.seen().len();
+    let (code, stderr) = pin(
+        dir.path(),
+        &idp,
+        &route("token_exchange"),
+        &["--out", "-", "--token", &alice],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let exchanged = presented(seen);
+    assert_eq!(exchanged.len(), 5);
+    for claims in &exchanged {
+        assert_eq!(claims["sub"], "alice", "made from the caller's token");
+        assert_eq!(claims["act"]["sub"], EXCHANGE_CLIENT_ID);
+        assert_eq!(claims["aud"], "upstream-aud");
+    }
+    // A refused exchange: nothing reaches the upstream, and pin says why.
+    let seen = up.seen().len();
+    let (code, stderr) = pin(
+        dir.path(),
+        &idp,
+        &route("token_exchange"),
+        &["--out", "-", "--token", "not-a-token-the-issuer-made"],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("upstream credential"), "{stderr}");
+    assert!(!stderr.contains(EXCHANGE_CLIENT_SECRET), "{stderr}");
+    assert_eq!(up.seen().len(), seen);
 }
