@@ -113,16 +113,39 @@ start whoami "$e2e" "${base_env[@]}" "$py" whoami_server.py "$whoami_port"
 wait_ready whoami "port $whoami_port" port_open "$whoami_port"
 
 echo "== starting drawbridge with gateway.yaml"
-start drawbridge "$repo_root" "${base_env[@]}" NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
-  DRAWBRIDGE_SESSION_KEY="$session_key" DRAWBRIDGE_EXCHANGE_SECRET="$exchange_secret" \
-  EVERYTHING_URL="http://127.0.0.1:$everything_port/mcp" WHOAMI_URL="http://127.0.0.1:$whoami_port/mcp" \
+# The environment gateway.yaml reads, for `run` and for `explain` below.
+gateway_env=("${base_env[@]}" DRAWBRIDGE_SESSION_KEY="$session_key"
+  DRAWBRIDGE_EXCHANGE_SECRET="$exchange_secret"
+  EVERYTHING_URL="http://127.0.0.1:$everything_port/mcp" WHOAMI_URL="http://127.0.0.1:$whoami_port/mcp")
+start drawbridge "$repo_root" "${gateway_env[@]}" NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" \
   "$bin" run --config gateway.yaml
 wait_ready drawbridge "/readyz" http_ok "http://127.0.0.1:$admin_port/readyz"
 
 echo "== MCP client transcript through the gateway (deploy/demo/client.py)"
-if ! "${base_env[@]}" "$py" deploy/demo/client.py "http://127.0.0.1:$listen_port" "http://127.0.0.1:$admin_port"; then
+# The client leaves alice's access token here (mode 600) for the explain step.
+token_file="$logs/alice.jwt"
+if ! "${base_env[@]}" DEMO_TOKEN_FILE="$token_file" "$py" deploy/demo/client.py \
+  "http://127.0.0.1:$listen_port" "http://127.0.0.1:$admin_port"; then
   fail drawbridge "the client transcript did not go as expected (logs in $logs)"
 fi
+
+echo
+echo "== 6. Why was get-env refused? drawbridge explain, with alice's token and gateway.yaml"
+get_env='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get-env","arguments":{}}}'
+echo "   \$ drawbridge explain -c gateway.yaml --route everything --token @alice.jwt --request -"
+set +e
+explained="$(printf '%s' "$get_env" | "${gateway_env[@]}" "$bin" explain -c gateway.yaml \
+  --route everything --token "@$token_file" --request - 2>&1)"
+status=$?
+set -e
+printf '%s\n' "$explained" | sed 's/^/   /'
+if [[ $status -ne 1 ]] || ! grep -q "default deny" <<<"$explained"; then
+  fail drawbridge "explain did not say why get-env is refused (exit $status)"
+fi
+echo "   \$ drawbridge explain ... --list   (what alice's token shows of the policy)"
+listed="$("${gateway_env[@]}" "$bin" explain -c gateway.yaml --route everything \
+  --token "@$token_file" --list 2>&1)" || fail drawbridge "explain --list failed"
+printf '%s\n' "$listed" | sed 's/^/   /'
 
 cat <<TXT
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sys
 from contextlib import asynccontextmanager
@@ -159,6 +160,11 @@ async def alice_on_everything(issuer: str) -> OAuthClient:
             print(f"   get-env -> refused: {refused.message}")
             expect("not permitted" in refused.message, "get-env refused for another reason")
         expect(alice.agent.authorizations == 2, "a tool no scope can grant sent alice to sign in")
+    token_file = os.environ.get("DEMO_TOKEN_FILE")
+    if token_file:  # for the demo's `drawbridge explain` step
+        descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(alice.access_token)
     return alice
 
 

@@ -117,7 +117,7 @@ const HEADERS_NOT_JUDGED: &str =
 const NOT_JUDGED: [&str; 3] = [
     "the session id, rate limits and the upstream credential",
     "the upstream's answer (lists are filtered: see --list)",
-    "the request's size and arrival within the client timeouts",
+    "the request body's arrival within the client timeouts",
 ];
 
 impl Explanation {
