@@ -415,6 +415,7 @@ fn explain_list(
                     "name": i.name,
                     "shown": i.hidden.is_none(),
                     "why": i.hidden,
+                    "shadow": i.shadowed,
                 })
             })
             .collect();
@@ -422,7 +423,14 @@ fn explain_list(
     } else {
         for i in &items {
             match &i.hidden {
-                None => println!("shown   {} {}", i.kind.field(), i.name),
+                None => match &i.shadowed {
+                    None => println!("shown   {} {}", i.kind.field(), i.name),
+                    Some(why) => println!(
+                        "shown   {} {} (shadow mode; enforced: hidden, {why})",
+                        i.kind.field(),
+                        i.name
+                    ),
+                },
                 Some(why) => println!("hidden  {} {}: {why}", i.kind.field(), i.name),
             }
         }

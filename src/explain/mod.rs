@@ -649,6 +649,8 @@ pub struct ListedItem {
     pub name: String,
     /// `None`: shown; else why it is hidden.
     pub hidden: Option<String>,
+    /// A shown item that a rule in shadow mode would hide once enforced, and why.
+    pub shadowed: Option<String>,
 }
 
 /// `--list` with a saved list answer (a JSON-RPC answer or its `result`): each item,
@@ -682,10 +684,17 @@ pub fn list_answer(
                 .and_then(Value::as_str)
                 .ok_or_else(|| format!("an item of `{}` has no `{}`", kind.field(), kind.key()))?;
             let hidden = item_hidden(route, &held, kind, name, item);
+            let shadowed = match (&hidden, &route.policy) {
+                (None, Some(policy)) => {
+                    Operation::of_item(kind, name).and_then(|op| shadowed_denial(policy, &held, op))
+                }
+                _ => None,
+            };
             items.push(ListedItem {
                 kind,
                 name: name.to_string(),
                 hidden,
+                shadowed,
             });
         }
     }
@@ -697,6 +706,12 @@ pub fn list_answer(
         return Err("the answer has no tools, resources, resourceTemplates or prompts".into());
     }
     Ok(items)
+}
+
+/// Why a rule in shadow mode lets the caller see `op` it would otherwise not see.
+fn shadowed_denial(policy: &Policy, held: &Held<'_>, op: Operation<'_>) -> Option<String> {
+    let decision = policy.decide(held, op);
+    (!decision.is_allow()).then(|| describe_decision(&decision))
 }
 
 fn item_hidden(
@@ -749,7 +764,10 @@ pub fn list_rules(route: &Route, identity: &Identity) -> Vec<String> {
             // A rule's own pattern is decided by that rule (it is the most specific
             // match of itself).
             let seen = match policy.visible(&held, op) {
-                true => "shown".to_string(),
+                true => match shadowed_denial(policy, &held, op) {
+                    None => "shown".to_string(),
+                    Some(why) => format!("shown (shadow mode; enforced: hidden, {why})"),
+                },
                 false => format!("hidden ({})", describe_decision(&policy.decide(&held, op))),
             };
             out.push(format!("{kind} {pattern}: {seen}"));

@@ -379,6 +379,12 @@ fn a_saved_list_answer_is_filtered_by_the_gateways_rules() {
         items[2].hidden.as_deref(),
         Some("deny: not permitted on this route (no scope would help)")
     );
+    assert_eq!(
+        items[3].shadowed.as_deref(),
+        Some("deny: missing scope(s) files:write"),
+        "shown only because its entry is in shadow mode"
+    );
+    assert_eq!(items[0].shadowed, None);
     let templates = r#"{"resourceTemplates":[{"uriTemplate":"file:///srv/{name}","name":"a"},{"uriTemplate":"db://{table}","name":"b"}],"prompts":[{"name":"summarize"}]}"#;
     let items = list_answer(route, &given(&["mcp", "files:read"]), templates).unwrap();
     let seen: Vec<(&str, bool)> = items
@@ -405,6 +411,9 @@ fn the_rules_listing_says_what_each_rule_shows() {
         lines.contains(&"tools read_file: shown".to_string()),
         "{lines:?}"
     );
+    let shadowed =
+        "tools write_file: shown (shadow mode; enforced: hidden, deny: missing scope(s) files:write)";
+    assert!(lines.contains(&shadowed.to_string()), "{lines:?}");
     assert!(lines
         .iter()
         .any(|l| l.starts_with("tools deploy: hidden (deny: claim rule")));
