@@ -93,11 +93,17 @@ impl GatewayState {
             .routes
             .iter()
             .map(|route| {
+                let route_metrics = metrics.for_route(&route.name);
+                let tool_limits = route.tool_rate_limits.iter();
+                route_metrics.rate_limits_configured(
+                    (route.rate_limit.iter().map(|l| ("route", l.key.label())))
+                        .chain(tool_limits.map(|(label, l)| (label.as_str(), l.key.label()))),
+                );
                 Ok(RouteRuntime {
                     peer: upstream_peer_for(route),
                     address: addresses.slot(&route.upstream.host, route.upstream.port),
                     upstream_host: route.upstream.authority.clone(),
-                    metrics: metrics.for_route(&route.name),
+                    metrics: route_metrics,
                     session_route: RouteDigest::of(&session_binding(route, auth.issuers())),
                     guard: RouteGuard::for_route(route),
                     credential: CredentialSource::build(route, auth.issuers())?,

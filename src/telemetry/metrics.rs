@@ -245,6 +245,17 @@ impl RouteMetrics {
             .observe(seconds);
     }
 
+    /// Exports `drawbridge_rate_limited_total` at 0 for each of the route's limits (its
+    /// `limit` and `key` labels), so that dashboards and `increase()` see a series before
+    /// the first refusal.
+    pub fn rate_limits_configured<'l>(&self, limits: impl IntoIterator<Item = (&'l str, &'l str)>) {
+        for (limit, key) in limits {
+            self.families
+                .rate_limited
+                .with_label_values(&[self.name.as_str(), limit, key]);
+        }
+    }
+
     /// A request refused by a rate limit: `limit` is `route` or a tool label (bounded
     /// like `tool_call`'s), `key` the key kind; never the key itself.
     pub fn rate_limited(&self, limit: &str, key: &str) {

@@ -142,6 +142,13 @@ async fn a_tool_limit_counts_calls_of_that_tool_and_a_refused_batch_uses_nothing
 ",
     );
     let gw = Gateway::start_with(&routes, &format!("{LOG_ALL}{}", issuers(&idp))).await;
+    // Every configured limit has its series from the start, at 0.
+    let metrics = gw.metrics().await;
+    for limit in ["deploy", "ship-*"] {
+        let series =
+            format!(r#"drawbridge_rate_limited_total{{key="subject",limit="{limit}",route="rl"}}"#);
+        assert_eq!(sample(&metrics, &series), Some(0.0), "{series}\n{metrics}");
+    }
     let alice = token(&idp, "alice");
     assert_eq!(
         post(&gw, Some(&alice), &tool_call(1, "deploy"))
