@@ -213,12 +213,23 @@ ECHO_WITH_ARGUMENTS = """
             /message: { regex: '[a-z ]*', optional: true, mode: shadow }"""
 
 
+# On the `*-args` routes: `search` with its nested options bounded by JSON pointer.
+SEARCH_WITH_ARGUMENTS = """
+          scopes: [tools:echo]
+          additional_arguments: deny
+          arguments:
+            query: { max_length: 64 }
+            /options/depth: { min: 0, max: 3 }
+            /options/mode: { one_of: [fast, deep], optional: true }"""
+
+
 def adv_gateway_config(listen_port: int, admin_port: int, issuer: str,
                        servers: dict[str, Server]) -> str:
     base = f"http://{LOOPBACK}:{listen_port}"
     routes = []
     for name, (prefix, server, upstream_path) in ALL_ROUTES.items():
         echo = ECHO_WITH_ARGUMENTS if name in ARGS_ROUTES else "[tools:echo]"
+        search = f"        search: {SEARCH_WITH_ARGUMENTS}\n" if name in ARGS_ROUTES else ""
         routes.append(f"""\
   - name: {name}
     match: {{ path: {prefix} }}
@@ -235,7 +246,7 @@ def adv_gateway_config(listen_port: int, admin_port: int, issuer: str,
       default: deny
       tools:
         echo: {echo}
-      prompts:
+{search}      prompts:
         greeting: [tools:echo]
       resources:
         "test://public/*": [tools:echo]

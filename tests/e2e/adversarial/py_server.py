@@ -73,6 +73,13 @@ async def get_secret(ctx: Context, message: str = "", target: str = "") -> str:
     return "get-secret: s3cr3t"
 
 
+@server.tool(name="search")
+async def search(ctx: Context, query: str, options: dict[str, Any]) -> str:
+    """Searches to a depth (argument rules bound it); nested arguments."""
+    executed("tool", "search", {"query": query, "options": options}, ctx)
+    return f"search: {query}"
+
+
 @server.prompt(name="greeting")
 async def greeting(ctx: Context) -> str:
     """An allowed prompt."""

@@ -1,5 +1,6 @@
 """Argument rules (issue 20): on the `*-args` routes, `echo` may run only with a `target`
-under /srv/data (and at most a short `message`). Each case tries to smuggle a forbidden
+under /srv/data (and at most a short `message`), and `search` only with its nested
+`options.depth` a number from 0 to 3 (rules on JSON pointers). Each case tries to smuggle a forbidden
 target past that rule in a way some JSON reader would accept: a duplicate key (one
 reader keeps the first, another the last), an escaped spelling of the key, a key
 differing in case, dot segments, a nested duplicate, an `arguments` member spelled twice.
@@ -126,3 +127,70 @@ def test_a_shadow_rule_is_counted_and_not_enforced(adv_gateway, client_factory, 
     assert reply.status == 200, (reply.status, reply.text())
     assert log.executed_marker(loud, mark), "a shadow rule refused the call"
     assert shadow_denials(adv_gateway.admin, route) == before + 1
+
+
+def search_body(request_id: int, arguments: str) -> bytes:
+    return ('{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"search","arguments":%s}}'
+            % (request_id, arguments)).encode()
+
+
+def nested_cases(query: str) -> dict[str, bytes]:
+    """Calls of `search` whose nested `options` break its rules (/options/depth at most 3,
+    a number; /options/mode fast or deep), each in a way some reader might let pass."""
+    q = json.dumps(query)
+    return {
+        "too-deep": search_body(1, '{"query":%s,"options":{"depth":9}}' % q),
+        "depth-as-string": search_body(2, '{"query":%s,"options":{"depth":"2"}}' % q),
+        "depth-as-array": search_body(3, '{"query":%s,"options":{"depth":[2]}}' % q),
+        "options-not-an-object": search_body(4, '{"query":%s,"options":[{"depth":2}]}' % q),
+        "depth-missing": search_body(5, '{"query":%s,"options":{"mode":"fast"}}' % q),
+        "nested-duplicate-last": search_body(6, '{"query":%s,"options":{"depth":1,"depth":9}}' % q),
+        "nested-duplicate-first": search_body(7, '{"query":%s,"options":{"depth":9,"depth":1}}' % q),
+        "nested-escaped-key": search_body(8, '{"query":%s,"options":{"depth":1,"d\\u0065pth":9}}' % q),
+        "options-twice": search_body(
+            9, '{"query":%s,"options":{"depth":1},"options":{"depth":9}}' % q),
+        "mode-not-listed": search_body(10, '{"query":%s,"options":{"depth":1,"mode":"slow"}}' % q),
+        "depth-huge-number": search_body(11, '{"query":%s,"options":{"depth":1e400}}' % q),
+    }
+
+
+@pytest.mark.parametrize("route", ARGS_ROUTES)
+def test_nested_arguments_within_their_rules_run(client_factory, route):
+    client = client_factory(route)
+    log, mark = client.server.log, client.server.log.mark()
+    query = f"ok-{marker()}"
+    reply = client.send(search_body(1, json.dumps({"query": query,
+                                                   "options": {"depth": 2, "mode": "deep"}})))
+    assert reply.status == 200, (reply.status, reply.text())
+    assert log.executed_marker(query, mark), "the allowed search did not run"
+    (run,) = [e for e in log.executions(mark, "search") if e["args"].get("query") == query]
+    assert run["args"]["options"]["depth"] == 2, run
+
+
+@pytest.mark.parametrize("route", ARGS_ROUTES)
+@pytest.mark.parametrize("case", list(nested_cases("x")))
+def test_a_nested_argument_breaking_its_rule_never_runs(client_factory, route, case):
+    """Asserted on what the server executed and received, not on the gateway's status."""
+    client = client_factory(route)
+    log, mark = client.server.log, client.server.log.mark()
+    query = f"nested-{marker()}"
+    reply = client.send(nested_cases(query)[case])
+    assert reply.status in (400, 403), (case, reply.status, reply.text())
+    barrier(client.server.base, log)
+    assert not log.executed_marker(query, mark, timeout=0), f"{case}: the server ran it"
+    assert query not in received_bodies(log, mark), f"{case}: the call reached the server"
+
+
+@pytest.mark.parametrize("server_name", ["ts", "py"])
+def test_directly_a_nested_duplicate_runs_the_forbidden_depth(adv_gateway, server_name):
+    """The control: without the gateway, `{"depth":1,"depth":9}` runs with depth 9 on the
+    server (both SDKs keep the last duplicate), so the nested cases above are attacks."""
+    server = adv_gateway.servers[server_name]
+    session = Streamable(server.base, "/mcp", None).initialize()
+    mark = server.log.mark()
+    query = f"direct-{marker()}"
+    reply = session.post(nested_cases(query)["nested-duplicate-last"])
+    assert reply.status == 200, (reply.status, reply.text())
+    assert server.log.executed_marker(query, mark), "the nested duplicate did not run"
+    (run,) = [e for e in server.log.executions(mark, "search") if e["args"].get("query") == query]
+    assert run["args"]["options"]["depth"] == 9, run

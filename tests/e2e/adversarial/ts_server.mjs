@@ -52,6 +52,21 @@ function buildServer(transportName, sessionOf) {
   tool('echo', 'Echoes its message (allowed by the policy).');
   tool('admin-delete', 'Deletes everything (forbidden by the policy).');
   tool('get-secret', 'Returns a secret (forbidden by the policy).');
+  // Nested arguments, for argument rules on JSON pointers (/options/depth).
+  server.registerTool(
+    'search',
+    {
+      description: 'Searches to a depth (argument rules bound it).',
+      inputSchema: {
+        query: z.string(),
+        options: z.object({ depth: z.number(), mode: z.string().optional() }),
+      },
+    },
+    async (args, extra) => {
+      executed('tool', 'search', args, transportName, sessionOf(extra));
+      return { content: [{ type: 'text', text: `search: ${args.query}` }] };
+    },
+  );
 
   const prompt = (name) =>
     server.registerPrompt(name, { description: `prompt ${name}` }, async (extra) => {
