@@ -407,15 +407,16 @@ impl Supervisor {
         trigger: &'static str,
     ) -> Option<Vec<PathBuf>> {
         match self.reload().await {
+            // Logged before counted: whoever sees the count can find the line.
             Ok((routes, files)) => {
-                self.metrics.config_reload("success");
                 self.sync_refreshers(refreshers);
                 tracing::info!(routes, trigger, path = %self.config_path.display(), "configuration reloaded");
+                self.metrics.config_reload("success");
                 Some(watched_files(&self.config_path, &files))
             }
             Err(e) => {
-                self.metrics.config_reload("failure");
                 tracing::error!(error = %e, trigger, path = %self.config_path.display(), "reload refused; the previous configuration stays");
+                self.metrics.config_reload("failure");
                 None
             }
         }

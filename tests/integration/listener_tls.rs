@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 
-use crate::harness::{sample, Gateway};
+use crate::harness::{log_when, sample, Gateway};
 use crate::idp::{Alg, Idp};
 use crate::upstream::Upstream;
 
@@ -675,7 +675,8 @@ async fn a_bad_new_certificate_is_refused_and_the_old_one_stays() {
         Some(1.0),
         "{metrics}"
     );
-    let log = gw.log();
+    // The log line is written beside the count, not before it: wait for it.
+    let log = log_when(&gw, |l| l.contains("does not match the certificate")).await;
     assert!(
         log.contains("tls.key_file") && log.contains("does not match the certificate"),
         "{log}"
