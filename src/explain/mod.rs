@@ -267,58 +267,10 @@ pub fn explain(
         }
     };
     ex.push("body", describe_body(&inspected));
-    if !headers.is_empty() {
-        if let Err(e) = request_meta::check(headers, &inspected) {
-            let refusal = match e {
-                MetaError::BatchWithClaim => Refusal::BatchNotSupported,
-                e => Refusal::RequestMeta(e),
-            };
-            ex.push("headers", format!("refused: {}", refusal.message()));
-            ex.inspected = Some(inspected);
-            return ex.refuse(refusal);
-        }
-        ex.push("headers", "agree with the body");
-    }
-    if inspected.names_removed_method() {
-        ex.push(
-            "method",
-            "a method the protocol version the request names has removed",
-        );
-        ex.inspected = Some(inspected);
-        return ex.refuse(Refusal::MethodRemoved);
-    }
-    if inspected.batch {
-        // The gateway's order: a version without batches, then the length.
-        if !request_meta::batches_allowed(headers) {
-            ex.push(
-                "batch",
-                "refused: the MCP-Protocol-Version given has no batches (2025-06-18 and later)",
-            );
-            ex.inspected = Some(inspected);
-            return ex.refuse(Refusal::BatchNotSupported);
-        }
-        if inspected.messages.len() > max_batch {
-            ex.push(
-                "batch",
-                format!(
-                    "{} messages, more than limits.max_batch ({max_batch})",
-                    inspected.messages.len()
-                ),
-            );
-            ex.inspected = Some(inspected);
-            return ex.refuse(Refusal::BatchTooLong);
-        }
-        if headers.is_empty() {
-            ex.push(
-                "batch",
-                "refused (400) when the request's MCP-Protocol-Version is 2025-06-18 or later; judged as sent without one",
-            );
-        }
-    }
-    // Authorize, then the pins.
-    let held = identity.held(route);
-    let decided = authorize(&mut ex, route, &held, &inspected, body, guard.as_ref());
-    let refusal = decided.err().or_else(|| pins(&mut ex, route, &inspected));
+    let guard = guard.as_ref();
+    let refusal = judge_inspected(
+        &mut ex, route, max_batch, identity, request, &inspected, guard,
+    );
     ex.inspected = Some(inspected);
     match refusal {
         Some(refusal) => ex.refuse(refusal),
@@ -334,6 +286,67 @@ pub fn explain(
             ex
         }
     }
+}
+
+/// The steps after inspection, in the gateway's order: the headers against the body, a
+/// removed method, the batch rules, the policy, the pins. `Some`: the refusal.
+fn judge_inspected(
+    ex: &mut Explanation,
+    route: &Route,
+    max_batch: usize,
+    identity: &Identity,
+    request: &Request<'_>,
+    inspected: &Inspected,
+    guard: Option<&RouteGuard>,
+) -> Option<Refusal> {
+    let headers = request.headers;
+    if !headers.is_empty() {
+        if let Err(e) = request_meta::check(headers, inspected) {
+            let refusal = match e {
+                MetaError::BatchWithClaim => Refusal::BatchNotSupported,
+                e => Refusal::RequestMeta(e),
+            };
+            ex.push("headers", format!("refused: {}", refusal.message()));
+            return Some(refusal);
+        }
+        ex.push("headers", "agree with the body");
+    }
+    if inspected.names_removed_method() {
+        ex.push(
+            "method",
+            "a method the protocol version the request names has removed",
+        );
+        return Some(Refusal::MethodRemoved);
+    }
+    if inspected.batch {
+        // The gateway's order: a version without batches, then the length.
+        if !request_meta::batches_allowed(headers) {
+            ex.push(
+                "batch",
+                "refused: the MCP-Protocol-Version given has no batches (2025-06-18 and later)",
+            );
+            return Some(Refusal::BatchNotSupported);
+        }
+        if inspected.messages.len() > max_batch {
+            ex.push(
+                "batch",
+                format!(
+                    "{} messages, more than limits.max_batch ({max_batch})",
+                    inspected.messages.len()
+                ),
+            );
+            return Some(Refusal::BatchTooLong);
+        }
+        if headers.is_empty() {
+            ex.push(
+                "batch",
+                "refused (400) when the request's MCP-Protocol-Version is 2025-06-18 or later; judged as sent without one",
+            );
+        }
+    }
+    let held = identity.held(route);
+    let decided = authorize(ex, route, &held, inspected, request.body, guard);
+    decided.err().or_else(|| pins(ex, route, inspected))
 }
 
 fn describe_route(route: &Route) -> String {
