@@ -407,11 +407,12 @@ impl Supervisor {
         trigger: &'static str,
     ) -> Option<Vec<PathBuf>> {
         match self.reload().await {
-            // Logged before counted: whoever sees the count can find the line.
+            // Logged, then counted, at once: whoever sees the count finds the line, and
+            // the count follows the swap as closely as it can.
             Ok((routes, files)) => {
-                self.sync_refreshers(refreshers);
                 tracing::info!(routes, trigger, path = %self.config_path.display(), "configuration reloaded");
                 self.metrics.config_reload("success");
+                self.sync_refreshers(refreshers);
                 Some(watched_files(&self.config_path, &files))
             }
             Err(e) => {

@@ -337,6 +337,17 @@ fn reloads(m: &str, result: &str) -> Option<f64> {
     )
 }
 
+/// Exactly `n` reloads with `result` counted. A reload is counted a moment after its
+/// configuration is in use: wait for the count, then check that it stays.
+async fn reloads_counted(gw: &Gateway, result: &str, n: f64) {
+    eventually(&format!("{n} reloads counted as {result}"), || async {
+        reloads(&gw.metrics().await, result) == Some(n)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(reloads(&gw.metrics().await, result), Some(n));
+}
+
 #[tokio::test]
 async fn with_watch_a_changed_file_reloads_without_a_signal() {
     let (a, b) = (Upstream::start().await, Upstream::start().await);
@@ -368,7 +379,7 @@ async fn with_watch_a_changed_file_reloads_without_a_signal() {
     })
     .await;
     assert_eq!(status(&gw, "/a/mcp").await, 404);
-    assert_eq!(reloads(&gw.metrics().await, "success"), Some(1.0));
+    reloads_counted(&gw, "success", 1.0).await;
     assert!(gw.log().contains("file change"), "{}", gw.log());
 
     // A broken file is refused once, and not retried while it stays the same.
@@ -407,7 +418,7 @@ async fn with_watch_a_changed_file_reloads_without_a_signal() {
         key_check(&gw).await.is_some_and(|c| c != first_check)
     })
     .await;
-    assert_eq!(reloads(&gw.metrics().await, "success"), Some(3.0));
+    reloads_counted(&gw, "success", 3.0).await;
 }
 
 #[tokio::test]
@@ -466,6 +477,6 @@ async fn with_watch_a_kubernetes_secret_volume_update_rotates_the_session_key() 
         key_check(&gw).await.is_some_and(|c| c != before)
     })
     .await;
-    assert_eq!(reloads(&gw.metrics().await, "success"), Some(1.0));
+    reloads_counted(&gw, "success", 1.0).await;
     assert_eq!(status(&gw, "/a/mcp").await, 200);
 }
