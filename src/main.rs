@@ -497,12 +497,10 @@ fn pin(
     };
     let outcome = match from {
         Some(path) => {
-            let text = if path.as_os_str() == "-" {
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
-            } else {
-                std::fs::read_to_string(path)
-            };
+            let text = read_input(path).and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| format!("cannot read {}: not UTF-8", path.display()))
+            });
             match text {
                 Ok(text) => pin::read_answer(&text).and_then(|page| match page.next_cursor {
                     Some(_) => Err(pin::PinError(
@@ -510,7 +508,7 @@ fn pin(
                     )),
                     None => Ok((page.digests, format!("saved tools/list answer `{}`", path.display()))),
                 }),
-                Err(e) => Err(pin::PinError(format!("cannot read {}: {e}", path.display()))),
+                Err(e) => Err(pin::PinError(e)),
             }
         }
         None => {

@@ -355,16 +355,21 @@ fn unpinned_tools_are_refused_under_hide_and_pinned_ones_pass() {
     assert!(step(&ex, "pins")[0].contains("warning"));
 }
 
+/// Each listed item's name and whether it is shown.
+fn shown(items: &[ListedItem]) -> Vec<(&str, bool)> {
+    items
+        .iter()
+        .map(|i| (i.name.as_str(), i.hidden.is_none()))
+        .collect()
+}
+
 #[test]
 fn a_saved_list_answer_is_filtered_by_the_gateways_rules() {
     let config = config(FILES);
     let route = &config.routes[0];
     let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read_file","inputSchema":{"type":"object"}},{"name":"deploy","inputSchema":{"type":"object"}},{"name":"shell","inputSchema":{"type":"object"}},{"name":"write_file","inputSchema":{"type":"object"}}]}}"#;
     let items = list_answer(route, &given(&["mcp", "files:read"]), answer).unwrap();
-    let seen: Vec<(&str, bool)> = items
-        .iter()
-        .map(|i| (i.name.as_str(), i.hidden.is_none()))
-        .collect();
+    let seen = shown(&items);
     assert_eq!(
         seen,
         [
@@ -387,10 +392,7 @@ fn a_saved_list_answer_is_filtered_by_the_gateways_rules() {
     assert_eq!(items[0].shadowed, None);
     let templates = r#"{"resourceTemplates":[{"uriTemplate":"file:///srv/{name}","name":"a"},{"uriTemplate":"db://{table}","name":"b"}],"prompts":[{"name":"summarize"}]}"#;
     let items = list_answer(route, &given(&["mcp", "files:read"]), templates).unwrap();
-    let seen: Vec<(&str, bool)> = items
-        .iter()
-        .map(|i| (i.name.as_str(), i.hidden.is_none()))
-        .collect();
+    let seen = shown(&items);
     assert_eq!(
         seen,
         [
