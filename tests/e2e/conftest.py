@@ -81,11 +81,21 @@ class OAuthGateway:
     issuer: str
 
 
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port that was free a moment ago (the small race is acceptable here)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+    """A loopback port that was free a moment ago (the small race is acceptable here),
+    never one handed out before in this run: two ports picked one after the other (a
+    listener and its admin) could otherwise be the same."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = sock.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise RuntimeError("no loopback port not handed out before")
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:

@@ -13,11 +13,23 @@ use std::time::{Duration, Instant};
 /// `telemetry::budget`).
 pub const LOG_ALL: &str = "log: { access: all, refusals: all }\n";
 
+/// A loopback port that was free a moment ago, never one handed out before in this
+/// process: two ports picked one after the other (a listener and its admin) could
+/// otherwise be the same, the first being free again when the second is picked.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no loopback port not handed out before");
 }
 
 pub fn drawbridge_bin() -> PathBuf {
